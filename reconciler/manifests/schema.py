@@ -1,0 +1,250 @@
+"""JSON Schema validation of manifest documents, with messages a person understands.
+
+The schemas live in the top-level ``schemas/`` folder (the single source) and ship inside the
+wheel as ``reconciler/schemas``. :func:`schema_errors` runs the Draft 2020-12 validator of a
+document's kind and turns each :class:`jsonschema.ValidationError` into a field path, an anchor
+(point at the key or the value) and a sentence; a schema node may carry an ``x-message``
+annotation that replaces the generic sentence for its failures.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterator
+from functools import cache
+from importlib import resources
+from pathlib import Path as FsPath
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from reconciler.errors import ReconcilerError
+from reconciler.manifests.problems import Anchor, Path
+
+API_VERSION = "mediasync/v1"
+KIND_SCHEMAS = {
+    "Platform": "platform.schema.json",
+    "Asset": "asset.schema.json",
+    "AssetSet": "assetset.schema.json",
+    "SyncRule": "syncrule.schema.json",
+}
+SECRET_LIKE = re.compile(
+    r"(?i)(passw(or)?d|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential|bearer)"
+)
+
+_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "empty",
+}
+
+
+def schemas_dir() -> FsPath:
+    """Where the JSON Schemas are: inside the installed package, or the source checkout."""
+    packaged = resources.files("reconciler") / "schemas"
+    if packaged.is_dir():
+        return FsPath(str(packaged))
+    source = FsPath(__file__).resolve().parents[2] / "schemas"
+    if source.is_dir():
+        return source
+    raise ReconcilerError(
+        "the JSON Schemas that ship with reconcile are missing; reinstall it with `pip install .`"
+    )
+
+
+@cache
+def load_schemas() -> dict[str, dict[str, Any]]:
+    """Every schema file, by file name."""
+    folder = schemas_dir()
+    return {p.name: json.loads(p.read_text("utf-8")) for p in sorted(folder.glob("*.json"))}
+
+
+@cache
+def validator_for(kind: str) -> Draft202012Validator:
+    """The compiled validator of a manifest kind (built once per process).
+
+    The schema's ``$ref`` s are inlined first: resolving a reference costs more than checking
+    the value it points at, and a library of 100,000 assets would pay that on every field.
+    """
+    schemas = load_schemas()
+    name = KIND_SCHEMAS[kind]
+    return Draft202012Validator(inline_refs(schemas[name], name, schemas))
+
+
+def inline_refs(node: Any, file: str, schemas: dict[str, dict[str, Any]]) -> Any:
+    """Replace every ``$ref`` (``other.schema.json#/$defs/x`` or ``#/$defs/x``) by its target.
+
+    Keywords beside a ``$ref`` (a description, an ``x-message``) are kept and win. Our schemas
+    are not recursive, so this terminates.
+    """
+    if isinstance(node, list):
+        return [inline_refs(item, file, schemas) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: inline_refs(v, file, schemas) for k, v in node.items() if k != "$ref"}
+    ref = node.get("$ref")
+    if ref is None:
+        return out
+    target_file, _, pointer = ref.partition("#")
+    target_file = target_file or file
+    target: Any = schemas[target_file]
+    for part in filter(None, pointer.split("/")):
+        target = target[part]
+    return {**inline_refs(target, target_file, schemas), **out}
+
+
+def schema_errors(kind: str, document: Any) -> list[tuple[Path, Anchor, str]]:
+    """Validate one document against its kind's schema; return (path, anchor, message)."""
+    seen: set[tuple[Path, str]] = set()
+    out: list[tuple[Path, Anchor, str]] = []
+    for error in validator_for(kind).iter_errors(document):
+        for path, anchor, message in _explain(error):
+            if (path, message) not in seen:
+                seen.add((path, message))
+                out.append((path, anchor, message))
+    return out
+
+
+def describe(value: Any) -> str:
+    """A short description of a YAML value, for messages."""
+    if value is None:
+        return "nothing (an empty value)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"the string '{shown}'"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def suggest(word: str, choices: Any) -> str:
+    """'; did you mean X?' when a close match exists, else an empty string."""
+    by_lower = {str(c).lower(): str(c) for c in choices}
+    match = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.6)
+    return f"; did you mean '{by_lower[match[0]]}'?" if match else ""
+
+
+def unknown_field_message(key: str, allowed: list[str]) -> str:
+    if SECRET_LIKE.search(str(key)) and not str(key).startswith("secret_"):
+        return (
+            f"unknown field '{key}', which looks like an inline credential; manifests never hold "
+            "secrets: use auth: {secret_env: VARIABLE_NAME} or {secret_file: PATH}"
+        )
+    hint = suggest(key, allowed)
+    if not hint and allowed:
+        hint = "; allowed here: " + ", ".join(sorted(allowed))
+    return f"unknown field '{key}'{hint}"
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _custom(schema: Any, keyword: str | None) -> str | None:
+    if not isinstance(schema, dict):
+        return None
+    message = schema.get("x-message")
+    if isinstance(message, dict):
+        return message.get(keyword or "")
+    return message
+
+
+def _explain(error: ValidationError) -> Iterator[tuple[Path, Anchor, str]]:
+    path: Path = tuple(error.absolute_path)
+    keyword = error.validator
+    instance = error.instance
+
+    if keyword == "required":
+        for name in error.validator_value:
+            if isinstance(instance, dict) and name not in instance:
+                yield (*path, name), "key", "required field is missing"
+        return
+
+    if keyword in ("anyOf", "oneOf") and error.context:
+        # a branch that accepted the value's shape and failed further in (a list whose
+        # third item is wrong) says more than "must be this or that"
+        inner = [e for e in error.context if len(e.absolute_path) > len(path)]
+        if inner:
+            for sub in inner:
+                yield from _explain(sub)
+            return
+
+    custom = _custom(error.schema, keyword)
+    if custom:
+        if "propertyNames" in error.schema_path:
+            yield (*path, instance), "key", f"'{instance}' {custom}"
+        else:
+            yield path, "value", custom
+        return
+
+    if keyword == "additionalProperties" and isinstance(instance, dict):
+        allowed = list(error.schema.get("properties", {}))
+        for key in instance:
+            if key not in allowed:
+                yield (*path, key), "key", unknown_field_message(key, allowed)
+        return
+
+    if keyword in ("anyOf", "oneOf") and error.context:
+        yield from _explain(best_match(error.context))
+        return
+
+    yield path, "value", _generic(error, keyword, instance)
+
+
+def _generic(error: ValidationError, keyword: Any, instance: Any) -> str:
+    value = error.validator_value
+    if keyword == "type":
+        types = value if isinstance(value, list) else [value]
+        wanted = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
+        return f"must be {wanted}, not {describe(instance)}"
+    if keyword == "enum":
+        choices = ", ".join(str(v) for v in value)
+        return f"must be one of {choices}; got {describe(instance)}{suggest(instance, value)}"
+    if keyword == "const":
+        return f"must be '{value}'; got {describe(instance)}"
+    if keyword == "exclusiveMinimum":
+        return f"must be greater than {value}; got {instance}"
+    if keyword == "minimum":
+        return f"must be at least {value}; got {instance}"
+    if keyword == "maximum":
+        return f"must be at most {value}; got {instance}"
+    if keyword == "exclusiveMaximum":
+        return f"must be less than {value}; got {instance}"
+    if keyword == "minLength":
+        return "must not be empty" if value == 1 else f"must be at least {value} characters long"
+    if keyword == "maxLength":
+        return f"must be at most {value} characters long; it has {len(instance)}"
+    if keyword == "minItems":
+        return "must not be an empty list" if value == 1 else f"must list at least {value} items"
+    if keyword == "maxItems":
+        return f"must list at most {value} items"
+    if keyword == "uniqueItems":
+        return "lists the same item more than once"
+    if keyword == "pattern":
+        return f"{describe(instance)} does not match the pattern {value}"
+    if keyword == "dependentRequired":
+        needs = [
+            f"'{field}' needs '{other}' as well"
+            for field, others in value.items()
+            if isinstance(instance, dict) and field in instance
+            for other in others
+            if other not in instance
+        ]
+        return "; ".join(needs) or error.message
+    if keyword == "minProperties":
+        return "must not be an empty mapping"
+    if keyword in ("not", None, False):
+        return "is not allowed here"
+    return error.message
