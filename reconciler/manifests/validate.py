@@ -1,0 +1,560 @@
+"""Manifest folder -> validated :class:`~reconciler.models.ManifestSet`, or every problem in it.
+
+This is the core behind ``reconcile validate`` and the first stage of every reconcile: it loads
+each ``*.yaml``/``*.yml`` file under the manifests folder, checks each document against its
+kind's JSON Schema, then checks what a schema cannot see: duplicate codes across files,
+references between objects, media files that must exist inside the media root, cron
+expressions, AssetSet templates and globs. It reads files and never writes anything.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+from croniter import croniter
+
+from reconciler.errors import UsageError
+from reconciler.manifests import assetsets
+from reconciler.manifests.load import DEFAULT_LIMITS, Document, Limits, LoadedFile, discover
+from reconciler.manifests.load import load_file as load_manifest_file
+from reconciler.manifests.locate import Locator
+from reconciler.manifests.problems import ERROR, WARNING, Finding, Path, Problem
+from reconciler.manifests.schema import (
+    API_VERSION,
+    KIND_SCHEMAS,
+    describe,
+    schema_errors,
+    suggest,
+)
+from reconciler.models import (
+    Asset,
+    AssetSet,
+    ManifestSet,
+    Origin,
+    Platform,
+    SecretRef,
+    SyncRule,
+)
+
+KINDS = tuple(KIND_SCHEMAS)
+CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+S3_SETTINGS = ("bucket", "prefix", "region", "endpoint_url")
+
+# A fixed extension map, independent of the machine's /etc/mime.types.
+_MIME = mimetypes.MimeTypes(filenames=())
+
+
+def guess_mime(file: str) -> str | None:
+    return _MIME.guess_type(file, strict=False)[0]
+
+
+@dataclass
+class ValidationResult:
+    """What validation found: located problems, and the manifest set when there are no errors."""
+
+    manifests_dir: FsPath
+    media_root: FsPath
+    problems: list[Problem]
+    counts: dict[str, int]
+    manifest_set: ManifestSet | None = None
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == WARNING]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def validate_tree(
+    manifests_dir: FsPath,
+    media_root: FsPath | None = None,
+    display_root: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> ValidationResult:
+    """Validate every manifest under ``manifests_dir``.
+
+    ``media_root`` defaults to the manifests folder. ``display_root`` is how the folder is
+    shown in messages (by default as given). Raises :class:`UsageError` when a folder is
+    missing; every problem inside the manifests is returned, never raised.
+    """
+    manifests_dir = FsPath(manifests_dir)
+    if not manifests_dir.is_dir():
+        raise UsageError(
+            f"manifests folder '{manifests_dir}' not found; pass --manifests DIR or set "
+            "RECONCILE_MANIFESTS"
+        )
+    media_root = FsPath(media_root) if media_root is not None else manifests_dir
+    if not media_root.is_dir():
+        raise UsageError(
+            f"media root '{media_root}' not found; pass --media-root DIR or set "
+            "RECONCILE_MEDIA_ROOT"
+        )
+    shown = display_root if display_root is not None else str(manifests_dir)
+    files: dict[str, LoadedFile] = {}
+    for path in discover(manifests_dir):
+        display = os.path.normpath(os.path.join(shown, path.relative_to(manifests_dir)))
+        files[display] = load_manifest_file(path, display, limits)
+    if not files:
+        raise UsageError(
+            f"no manifest files (*.yaml, *.yml) under '{shown}'; is --manifests the right folder?"
+        )
+    checker = _Checker(files, manifests_dir.resolve(), media_root.resolve(), limits)
+    return checker.run()
+
+
+@dataclass
+class _Declared:
+    """A document of a known kind: its identity, its raw spec, and where its schema failed."""
+
+    kind: str
+    code: str | None
+    spec: Any
+    origin: Origin
+    bad_paths: list[Path]  # fields with schema errors
+    duplicate: bool = False
+
+    @property
+    def valid(self) -> bool:
+        return not self.bad_paths and not self.duplicate and self.code is not None
+
+    def field(self, name: str, kind: type) -> Any:
+        """A spec field that has the right type and passed the schema, else None.
+
+        Lets cross checks (references, files, cron) run on documents whose *other* fields
+        are broken, so that one run reports every problem.
+        """
+        if not isinstance(self.spec, dict):
+            return None
+        value = self.spec.get(name)
+        if not isinstance(value, kind):
+            return None
+        for bad in self.bad_paths:
+            n = min(len(bad), 2)
+            if bad[:n] == ("spec", name)[:n]:  # the field, inside it, or an enclosing node
+                return None
+        return value
+
+
+@dataclass
+class _Checker:
+    files: dict[str, LoadedFile]
+    manifests_dir: FsPath
+    media_root: FsPath
+    limits: Limits
+    findings: list[Finding] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.locator = Locator(self.files, self.limits)
+        # first declaration of every code per kind, including documents that fail their
+        # schema, so that a rule pointing at a broken Platform is not told it is missing
+        self.first: dict[str, dict[str, _Declared]] = {k: {} for k in KINDS}
+
+    def run(self) -> ValidationResult:
+        declared = self._documents()
+        by_kind: dict[str, list[_Declared]] = {k: [] for k in KINDS}
+        for item in declared:
+            by_kind[item.kind].append(item)
+        valid = {k: [d for d in items if d.valid] for k, items in by_kind.items()}
+
+        platforms = {d.code: self._platform(d) for d in valid["Platform"]}
+        self._check_targets(platforms)
+        for item in by_kind["SyncRule"]:
+            self._check_rule(item)
+        rules = {d.code: self._rule(d) for d in valid["SyncRule"]}
+        assets: dict[str, Asset] = {}
+        for item in by_kind["Asset"]:
+            path = self._check_media_file(item)
+            if path is not None and item.valid:
+                assets[item.code] = self._asset(item, path)  # type: ignore[index]
+        for item in by_kind["AssetSet"]:
+            self._check_templates(item)
+        asset_sets = {d.code: self._asset_set(d) for d in valid["AssetSet"]}
+        generated = self._expand(asset_sets, assets)
+        assets.update(generated)
+
+        problems = sorted(
+            (self.locator.resolve(f) for f in self.findings),
+            key=lambda p: (p.file, p.line, p.column, p.message),
+        )
+        counts = {
+            "files": len(self.files),
+            "platforms": len(self.first["Platform"]),
+            "assets": len(self.first["Asset"]) + len(generated),
+            "generated_assets": len(generated),
+            "asset_sets": len(self.first["AssetSet"]),
+            "sync_rules": len(self.first["SyncRule"]),
+        }
+        result = ValidationResult(self.manifests_dir, self.media_root, problems, counts)
+        if result.ok:
+            result.manifest_set = ManifestSet(
+                manifests_dir=self.manifests_dir,
+                media_root=self.media_root,
+                files=len(self.files),
+                platforms=platforms,
+                assets=assets,
+                asset_sets=asset_sets,
+                rules=rules,
+            )
+        return result
+
+    # -- documents -----------------------------------------------------------------------
+    def _documents(self) -> list[_Declared]:
+        out: list[_Declared] = []
+        for loaded in self.files.values():
+            self.findings.extend(loaded.findings)
+            for doc in loaded.documents:
+                item = self._document(loaded.display, doc)
+                if item is not None:
+                    out.append(item)
+        return out
+
+    def _document(self, file: str, doc: Document) -> _Declared | None:
+        data = doc.data
+        if not isinstance(data, dict):
+            self._reporter(file, doc.index, None, None)(
+                (),
+                "document",
+                "a manifest document must be a mapping with apiVersion, kind, metadata and "
+                f"spec, not {describe(data)}",
+            )
+            return None
+        kind = data.get("kind")
+        metadata = data.get("metadata")
+        code = metadata.get("code") if isinstance(metadata, dict) else None
+        code = code if isinstance(code, str) else None
+        report = self._reporter(file, doc.index, kind if isinstance(kind, str) else None, code)
+
+        api_version = data.get("apiVersion")
+        if api_version is None:
+            report(
+                ("apiVersion",),
+                "api-version",
+                f"required field is missing; use apiVersion: {API_VERSION}",
+                anchor="key",
+            )
+        elif api_version != API_VERSION:
+            report(
+                ("apiVersion",),
+                "api-version",
+                f"unsupported apiVersion '{api_version}'; "
+                f"this version of reconcile reads {API_VERSION}",
+            )
+        if kind is None:
+            report(
+                ("kind",),
+                "kind",
+                "required field is missing; the kinds are " + ", ".join(KINDS),
+                anchor="key",
+            )
+            return None
+        if kind not in KIND_SCHEMAS:
+            report(
+                ("kind",),
+                "kind",
+                f"unknown kind '{kind}'{suggest(kind, KINDS)}; the kinds are {', '.join(KINDS)}",
+            )
+            return None
+        if api_version != API_VERSION:
+            return None
+
+        bad_paths: list[Path] = []
+        for path, anchor, message in schema_errors(kind, data):
+            report(path, "schema", message, anchor=anchor)
+            bad_paths.append(path)
+        item = _Declared(kind, code, data.get("spec"), Origin(file, doc.index, doc.line), bad_paths)
+        if code is not None:
+            first = self.first[kind].setdefault(code, item)
+            if first is not item:
+                item.duplicate = True
+                where = self.locator.where(
+                    first.origin.file, first.origin.doc_index, ("metadata", "code")
+                )
+                report(
+                    ("metadata", "code"),
+                    "duplicate-code",
+                    f"duplicate code: {kind} {code} is already defined at {where}",
+                )
+        return item
+
+    def _reporter(
+        self, file: str, doc_index: int | None, kind: str | None, code: str | None
+    ) -> Callable[..., None]:
+        def report(
+            path: Path, error: str, message: str, anchor: str = "value", severity: str = ERROR
+        ) -> None:
+            self.findings.append(
+                Finding(
+                    file,
+                    doc_index,
+                    path,
+                    message,
+                    error,
+                    anchor,  # type: ignore[arg-type]
+                    kind,
+                    code,
+                    severity,
+                )
+            )
+
+        return report
+
+    def _report_on(self, item: _Declared) -> Callable[..., None]:
+        return self._reporter(item.origin.file, item.origin.doc_index, item.kind, item.code)
+
+    # -- objects -------------------------------------------------------------------------
+    def _platform(self, item: _Declared) -> Platform:
+        spec = item.spec
+        formats = spec.get("supported_formats", "all")
+        target = None
+        if spec["driver"] == "local":
+            raw = FsPath(spec["target"]).expanduser()
+            target = FsPath(
+                os.path.normpath(raw if raw.is_absolute() else self.manifests_dir / raw)
+            )
+        return Platform(
+            code=spec_code(item),
+            platform_name=spec["platform_name"],
+            platform_type=spec["platform_type"],
+            driver=spec["driver"],
+            api_endpoint=spec.get("api_endpoint"),
+            auth_type=spec.get("auth_type"),
+            auth=_secret(spec.get("auth")),
+            supported_formats=None if formats == "all" else tuple(formats),
+            max_file_size_mb=spec.get("max_file_size_mb"),
+            rate_limit_per_hour=spec.get("rate_limit_per_hour"),
+            sync_enabled=spec.get("sync_enabled", True),
+            target=target,
+            driver_config={k: spec[k] for k in S3_SETTINGS if k in spec},
+            origin=item.origin,
+        )
+
+    def _rule(self, item: _Declared) -> SyncRule:
+        spec = item.spec
+        categories = spec["source_category"]
+        types = spec["asset_types"]
+        return SyncRule(
+            code=spec_code(item),
+            platform=spec["platform"],
+            source_category=None if categories == "all" else tuple(categories),
+            asset_types=None if types == "all" else tuple(types),
+            sync_mode=spec["sync_mode"],
+            config_name=spec.get("config_name"),
+            include=tuple(spec.get("include", ())),
+            exclude=tuple(spec.get("exclude", ())),
+            transform_rules=spec.get("transform_rules", {}),
+            schedule_cron=spec.get("schedule_cron"),
+            auto_sync=spec.get("auto_sync", True),
+            priority=spec.get("priority", 5),
+            is_active=spec.get("is_active", True),
+            origin=item.origin,
+        )
+
+    def _asset(self, item: _Declared, path: FsPath) -> Asset:
+        spec = item.spec
+        return Asset(
+            code=spec_code(item),
+            title=spec["title"],
+            asset_type=spec["asset_type"],
+            category=spec["category"],
+            file=spec["file"],
+            path=path,
+            mime_type=spec.get("mime_type") or guess_mime(spec["file"]),
+            description=spec.get("description"),
+            metadata=spec.get("metadata", {}),
+            status=spec.get("status", "active"),
+            origin=item.origin,
+        )
+
+    def _asset_set(self, item: _Declared) -> AssetSet:
+        spec = item.spec
+        include = spec["include"]
+        return AssetSet(
+            code=spec_code(item),
+            include=(include,) if isinstance(include, str) else tuple(include),
+            exclude=tuple(spec.get("exclude", ())),
+            asset_type=spec["asset_type"],
+            category=spec["category"],
+            code_template=spec["code_template"],
+            code_case=spec.get("code_case", "keep"),
+            title_template=spec.get("title_template", "{stem}"),
+            description=spec.get("description"),
+            mime_type=spec.get("mime_type"),
+            metadata=spec.get("metadata", {}),
+            status=spec.get("status", "active"),
+            origin=item.origin,
+        )
+
+    # -- cross checks --------------------------------------------------------------------
+    def _check_rule(self, item: _Declared) -> None:
+        report = self._report_on(item)
+        platform = item.field("platform", str)
+        known = self.first["Platform"]
+        if platform is not None and platform not in known:
+            names = ", ".join(sorted(known)) or "none"
+            report(
+                ("spec", "platform"),
+                "reference",
+                f"unknown platform '{platform}'{suggest(platform, known)}; "
+                f"platforms declared: {names}",
+            )
+        cron = item.field("schedule_cron", str)
+        if cron is not None and (message := cron_error(cron)):
+            report(("spec", "schedule_cron"), "cron", message)
+
+    def _check_targets(self, platforms: dict[str, Platform]) -> None:
+        root = str(self.media_root)
+        for platform in platforms.values():
+            if platform.target is None or platform.origin is None:
+                continue
+            if _inside(os.path.realpath(platform.target), root):
+                self._reporter(
+                    platform.origin.file, platform.origin.doc_index, "Platform", platform.code
+                )(
+                    ("spec", "target"),
+                    "path",
+                    f"the target folder {platform.target} lies inside the media root {root}; "
+                    "copies there would be read back as masters: choose a folder outside it",
+                )
+
+    def _check_media_file(self, item: _Declared) -> FsPath | None:
+        """The absolute path of an Asset's file, or None after reporting why it is unusable."""
+        rel = item.field("file", str)
+        if rel is None:
+            return None
+        message = None
+        path = self.media_root / rel
+        if os.path.isabs(rel) or ".." in rel.replace("\\", "/").split("/"):
+            message = "must stay inside the media root (no absolute path, no '..')"
+        else:
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                message = f"file not found: {rel} (looked in the media root {self.media_root})"
+            except OSError as exc:
+                message = f"cannot read {rel}: {exc.strerror}"
+            else:
+                if stat.S_ISLNK(st.st_mode):
+                    path = FsPath(os.path.realpath(path))
+                    if not _inside(str(path), str(self.media_root)):
+                        message = (
+                            f"{rel} is a symlink that leads outside the media root "
+                            f"{self.media_root}; media files must stay inside it"
+                        )
+                elif not _inside(os.path.realpath(path.parent), str(self.media_root)):
+                    message = (
+                        f"{rel} is in a folder that leads outside the media root "
+                        f"{self.media_root} through a symlink"
+                    )
+                if message is None and not path.is_file():
+                    message = f"{rel} is not a regular file"
+        if message:
+            self._report_on(item)(("spec", "file"), "path", message)
+            return None
+        return path
+
+    def _check_templates(self, item: _Declared) -> None:
+        for name in ("code_template", "title_template"):
+            template = item.field(name, str)
+            if template is not None and (message := assetsets.template_error(template)):
+                item.bad_paths.append(("spec", name))
+                self._report_on(item)(("spec", name), "template", message)
+
+    def _expand(
+        self, asset_sets: dict[str, AssetSet], assets: dict[str, Asset]
+    ) -> dict[str, Asset]:
+        generated: dict[str, Asset] = {}
+        for aset in asset_sets.values():
+            if not self.first["AssetSet"][aset.code].valid:  # a template was bad
+                continue
+            assert aset.origin is not None
+            report = self._reporter(aset.origin.file, aset.origin.doc_index, "AssetSet", aset.code)
+            expansion = assetsets.expand(aset, self.media_root)
+            for gen in expansion.files:
+                clash = assets.get(gen.code) or generated.get(gen.code)
+                if clash is not None:
+                    expansion.error(
+                        f"{gen.rel} gives the code '{gen.code}', already used by "
+                        f"{self._owner(clash)}"
+                    )
+                    continue
+                generated[gen.code] = Asset(
+                    code=gen.code,
+                    title=gen.title,
+                    asset_type=aset.asset_type,
+                    category=aset.category,
+                    file=gen.rel,
+                    path=gen.path,
+                    mime_type=aset.mime_type or guess_mime(gen.rel),
+                    description=aset.description,
+                    metadata=aset.metadata,
+                    status=aset.status,
+                    asset_set=aset.code,
+                    origin=aset.origin,
+                )
+            for message in expansion.errors:
+                report(("spec", "include"), "asset-set", message)
+            if expansion.more_errors:
+                report(
+                    ("spec", "include"),
+                    "asset-set",
+                    f"... and {expansion.more_errors} more problems like these",
+                )
+            if not expansion.files and not expansion.errors:
+                report(
+                    ("spec", "include"),
+                    "asset-set",
+                    f"matches no files under the media root {self.media_root}",
+                    severity=WARNING,
+                )
+        return generated
+
+    def _owner(self, asset: Asset) -> str:
+        if asset.asset_set:
+            return f"AssetSet {asset.asset_set}"
+        origin = asset.origin
+        assert origin is not None
+        return "the Asset at " + self.locator.where(
+            origin.file, origin.doc_index, ("metadata", "code")
+        )
+
+
+def spec_code(item: _Declared) -> str:
+    assert item.code is not None
+    return item.code
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def cron_error(expression: str) -> str | None:
+    """Why a schedule_cron value is unusable, or None."""
+    text = expression.strip()
+    if text in CRON_MACROS:
+        return None
+    if len(text.split()) != 5:
+        return (
+            f"'{expression}' is not a cron expression of five fields (minute hour "
+            "day-of-month month day-of-week), such as '0 9 * * 1'"
+        )
+    if not croniter.is_valid(text):
+        return f"'{expression}' is not a valid cron expression; for example '0 */6 * * *'"
+    return None
+
+
+def _secret(value: dict | None) -> SecretRef | None:
+    if not value:
+        return None
+    return SecretRef(env=value.get("secret_env"), file=value.get("secret_file"))
