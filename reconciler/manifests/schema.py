@@ -44,6 +44,12 @@ _TYPE_NAMES = {
     "array": "a list",
     "null": "empty",
 }
+_BOUNDS = {
+    "exclusiveMinimum": "greater than",
+    "minimum": "at least",
+    "maximum": "at most",
+    "exclusiveMaximum": "less than",
+}
 
 
 def schemas_dir() -> FsPath:
@@ -214,14 +220,8 @@ def _generic(error: ValidationError, keyword: Any, instance: Any) -> str:
         return f"must be one of {choices}; got {describe(instance)}{suggest(instance, value)}"
     if keyword == "const":
         return f"must be '{value}'; got {describe(instance)}"
-    if keyword == "exclusiveMinimum":
-        return f"must be greater than {value}; got {instance}"
-    if keyword == "minimum":
-        return f"must be at least {value}; got {instance}"
-    if keyword == "maximum":
-        return f"must be at most {value}; got {instance}"
-    if keyword == "exclusiveMaximum":
-        return f"must be less than {value}; got {instance}"
+    if keyword in _BOUNDS:
+        return f"must be {_BOUNDS[keyword]} {value}; got {instance}"
     if keyword == "minLength":
         return "must not be empty" if value == 1 else f"must be at least {value} characters long"
     if keyword == "maxLength":
