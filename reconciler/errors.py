@@ -35,3 +35,11 @@ class ManifestError(ReconcilerError):
     def __init__(self, message: str, problems: list | None = None) -> None:
         super().__init__(message)
         self.problems = problems or []
+
+
+class StateError(ReconcilerError):
+    """The state file cannot be used as it is: unreadable, newer than this code, or busy."""
+
+
+class LockTimeout(StateError):
+    """Another process kept the state file longer than --lock-timeout."""

@@ -1,0 +1,149 @@
+"""Writes to the recorded state that are not a sync: events, conflict resolutions, sample data.
+
+Called by the CLI's state and conflicts commands, and by the apply stage for its events. Every
+function takes an open write connection or a :class:`StateStore` and writes in one short
+transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from reconciler.errors import StateError
+from reconciler.store.db import Connection, StateStore, insert_rows, table_rows, utcnow
+
+# --use VALUE -> what sync_conflicts.resolution records
+RESOLUTIONS = {"source": "use_source", "target": "use_target", "ignore": "ignored"}
+OPEN = "pending"
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One row for sync_events_log."""
+
+    event_type: str
+    event_status: str
+    message: str
+    details: dict[str, Any] | None = None
+    job_id: int | None = None
+    platform_asset_id: int | None = None
+    event_time: datetime | None = None
+
+
+def insert_events(con: Connection, events: list[EventRow]) -> list[int]:
+    now = utcnow()
+    return insert_rows(
+        con,
+        "sync_events_log",
+        (
+            "job_id",
+            "platform_asset_id",
+            "event_type",
+            "event_status",
+            "message",
+            "details",
+            "event_time",
+        ),
+        [
+            (
+                e.job_id,
+                e.platform_asset_id,
+                e.event_type,
+                e.event_status,
+                e.message,
+                None if e.details is None else json.dumps(e.details, sort_keys=True),
+                e.event_time or now,
+            )
+            for e in events
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class Resolution:
+    conflict_id: int
+    resolution: str
+    resolved_by: str
+    resolved_at: datetime
+    notes: str | None
+    asset: str | None
+    platform: str | None
+
+
+def resolve_conflict(
+    store: StateStore, conflict_id: int, use: str, by: str, note: str | None = None
+) -> Resolution:
+    """Close an open conflict: record the decision and who made it, and log an event."""
+    if use not in RESOLUTIONS:
+        raise StateError(f"--use must be one of {', '.join(RESOLUTIONS)}")
+    if not by.strip():
+        raise StateError("--by must name who resolves the conflict")
+    if not store.exists():
+        raise StateError(f"there is no state file at {store.path}, so no conflict {conflict_id}")
+    with store.writing() as con:
+        row = con.execute(
+            "SELECT c.resolution, c.resolved_by, c.resolved_at, c.platform_asset_id, "
+            "sa.asset_code, sp.platform_code FROM sync_conflicts c "
+            "LEFT JOIN platform_assets pa ON pa.id = c.platform_asset_id "
+            "LEFT JOIN source_assets sa ON sa.id = pa.source_asset_id "
+            "LEFT JOIN sync_platforms sp ON sp.id = pa.platform_id WHERE c.id = ?",
+            [conflict_id],
+        ).fetchone()
+        if row is None:
+            raise StateError(
+                f"there is no conflict with id {conflict_id}; `reconcile conflicts --all` "
+                "lists them"
+            )
+        resolution, resolved_by, resolved_at, pa_id, asset, platform = row
+        if resolution != OPEN:
+            when = f" at {resolved_at:%Y-%m-%d %H:%M:%S}" if resolved_at else ""
+            who = f" by {resolved_by}" if resolved_by else ""
+            raise StateError(
+                f"conflict {conflict_id} is already resolved ({resolution}{who}{when})"
+            )
+        now = utcnow()
+        value = RESOLUTIONS[use]
+        con.execute(
+            "UPDATE sync_conflicts SET resolution = ?, resolved_by = ?, resolved_at = ?, "
+            "notes = CASE WHEN ? IS NULL THEN notes "
+            "WHEN notes IS NULL OR notes = '' THEN ? ELSE notes || chr(10) || ? END "
+            "WHERE id = ?",
+            [value, by, now, note, note, note, conflict_id],
+        )
+        insert_events(
+            con,
+            [
+                EventRow(
+                    event_type="conflict_resolved",
+                    event_status="success",
+                    message=f"conflict {conflict_id} resolved: use {use} (by {by})",
+                    details={
+                        "conflict_id": conflict_id,
+                        "resolution": value,
+                        "resolved_by": by,
+                        "note": note,
+                    },
+                    platform_asset_id=pa_id,
+                )
+            ],
+        )
+    return Resolution(conflict_id, value, by, now, note, asset, platform)
+
+
+def load_sample(store: StateStore) -> dict[str, int]:
+    """Load the seed's sample rows (Steps 8-13) into an empty state file."""
+    sql = resources.files("reconciler.store").joinpath("sample_data.sql").read_text("utf-8")
+    with store.writing() as con:
+        existing = {t: n for t, n in table_rows(con).items() if n}
+        if existing:
+            held = ", ".join(f"{n} {t}" for t, n in existing.items())
+            raise StateError(
+                f"the state file {store.path} already holds data ({held}); load-sample only "
+                "fills an empty one: pass --state with a new path"
+            )
+        con.execute(sql)
+        return table_rows(con)
