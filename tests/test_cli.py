@@ -9,6 +9,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import click
 
 from reconciler.cli import cli
 
@@ -95,14 +98,23 @@ def test_help_and_version(run) -> None:
     assert version.exit_code == 0 and version.stdout.startswith("reconcile, version ")
 
 
+def all_commands(group: click.Group, prefix: str = "reconcile") -> list[tuple[str, Any]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append((f"{prefix} {name}", command))
+        if isinstance(command, click.Group):
+            found.extend(all_commands(command, f"{prefix} {name}"))
+    return found
+
+
 def test_every_command_and_option_is_documented_in_the_readme() -> None:
     readme = (REPO / "README.md").read_text()
-    for name, command in cli.commands.items():
-        assert f"reconcile {name}" in readme, f"README does not document `reconcile {name}`"
+    for path, command in all_commands(cli):
+        assert path in readme, f"README does not document `{path}`"
         for param in command.params:
             for opt in param.opts:
                 if opt.startswith("--") and opt != "--help":
-                    assert opt in readme, f"README does not mention {opt} of {name}"
+                    assert opt in readme, f"README does not mention {opt} of {path}"
     for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |"):
         assert code in readme
 

@@ -1,0 +1,351 @@
+"""The state file: real DuckDB files, migrations, bulk writes, and two processes contending."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from reconciler.errors import LockTimeout, StateError
+from reconciler.store import migrations
+from reconciler.store.db import SEED_TABLES, StateStore, insert_rows, table_rows
+from reconciler.store.records import load_sample
+
+# The seed's Step 14 and Step 15 queries, copied verbatim from the seed.
+SEED_STEP_14 = """
+SELECT
+sp.platform_name,
+sp.health_status,
+COUNT(DISTINCT pa.source_asset_id) as synced_assets,
+COUNT(CASE WHEN pa.sync_status = 'synced' THEN 1 END) as up_to_date,
+COUNT(CASE WHEN pa.sync_status = 'outdated' THEN 1 END) as outdated,
+COUNT(CASE WHEN pa.sync_status = 'syncing' THEN 1 END) as in_progress,
+COUNT(sc.id) as conflicts
+FROM sync_platforms sp
+LEFT JOIN platform_assets pa ON sp.id = pa.platform_id
+LEFT JOIN sync_conflicts sc ON pa.id = sc.platform_asset_id AND sc.resolution = 'pending'
+WHERE sp.sync_enabled = TRUE
+GROUP BY sp.id, sp.platform_name, sp.health_status
+ORDER BY conflicts DESC, synced_assets DESC;
+"""
+SEED_STEP_15 = """
+SELECT
+sa.asset_code,
+sa.title,
+sa.asset_type,
+sa.version as source_version,
+COUNT(pa.id) as platforms_synced,
+COUNT(CASE WHEN pa.synced_version = sa.version THEN 1 END) as up_to_date,
+COUNT(CASE WHEN pa.synced_version < sa.version THEN 1 END) as needs_update,
+STRING_AGG(sp.platform_name, ', ') as platforms
+FROM source_assets sa
+LEFT JOIN platform_assets pa ON sa.id = pa.source_asset_id
+LEFT JOIN sync_platforms sp ON pa.platform_id = sp.id
+WHERE sa.status = 'active'
+GROUP BY sa.id, sa.asset_code, sa.title, sa.asset_type, sa.version
+ORDER BY needs_update DESC;
+"""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StateStore:
+    return StateStore(tmp_path / "state" / "reconciler.duckdb", lock_timeout=5)
+
+
+def test_the_file_is_created_by_the_first_write_only(store: StateStore) -> None:
+    with store.reading() as con:
+        assert con is None
+    assert not store.path.exists()
+    with store.writing() as con:
+        assert table_rows(con) == dict.fromkeys(SEED_TABLES, 0)
+    assert store.path.exists()
+    assert store.schema_version() == migrations.latest_version()
+
+
+def test_the_seed_tables_have_the_seed_columns(store: StateStore) -> None:
+    with store.writing():
+        pass
+    con = duckdb.connect(str(store.path), read_only=True)
+    columns = {
+        table: [
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                "ORDER BY ordinal_position",
+                [table],
+            ).fetchall()
+        ]
+        for table in SEED_TABLES
+    }
+    con.close()
+    assert columns["platform_assets"][:12] == [
+        "id",
+        "source_asset_id",
+        "platform_id",
+        "platform_asset_id",
+        "platform_url",
+        "synced_version",
+        "local_checksum",
+        "remote_checksum",
+        "sync_status",
+        "last_synced_at",
+        "last_verified_at",
+        "metadata",
+    ]
+    assert columns["sync_conflicts"][:10] == [
+        "id",
+        "platform_asset_id",
+        "conflict_type",
+        "source_value",
+        "target_value",
+        "detected_at",
+        "resolution",
+        "resolved_by",
+        "resolved_at",
+        "notes",
+    ]
+    for table in SEED_TABLES:
+        assert columns[table][0] == "id"
+
+
+def test_the_seed_queries_run_verbatim_on_a_file_the_tool_wrote(store: StateStore) -> None:
+    load_sample(store)
+    con = duckdb.connect(str(store.path), read_only=True)
+    step14 = con.execute(SEED_STEP_14).fetchall()
+    step15 = con.execute(SEED_STEP_15).fetchall()
+    con.close()
+    assert step14[0] == ("Social Media Hub", "healthy", 1, 0, 0, 1, 1)
+    assert step14[1] == ("Primary CDN", "healthy", 2, 2, 0, 0, 0)
+    assert sorted(step14[2:5]) == [
+        ("AWS S3 Backup", "healthy", 1, 1, 0, 0, 0),
+        ("Vimeo Account", "healthy", 1, 1, 0, 0, 0),
+        ("YouTube Channel", "healthy", 1, 1, 0, 0, 0),
+    ]
+    assert step14[5] == ("External DAM", "degraded", 0, 0, 0, 0, 0)
+    launch = next(r for r in step15 if r[0] == "VID-LAUNCH-2024")
+    assert launch[:7] == ("VID-LAUNCH-2024", "Product Launch 2024", "video", 3, 3, 3, 0)
+    assert sorted(launch[7].split(", ")) == ["AWS S3 Backup", "Primary CDN", "YouTube Channel"]
+    assert len(step15) == 5
+
+
+def test_load_sample_refuses_a_file_with_data(store: StateStore) -> None:
+    load_sample(store)
+    before = store.path.read_bytes()
+    with pytest.raises(StateError, match="already holds data"):
+        load_sample(store)
+    assert store.path.read_bytes() == before
+
+
+def test_a_failed_migration_leaves_the_file_as_it_was(store: StateStore, monkeypatch) -> None:
+    with store.writing():
+        pass
+    good = migrations.all_migrations()
+    broken = migrations.Migration(
+        len(good) + 1, "broken", "CREATE TABLE half_done (a INTEGER); SELECT * FROM nowhere;"
+    )
+    monkeypatch.setattr(migrations, "all_migrations", lambda: (*good, broken))
+    with pytest.raises(StateError, match="left as it was"), store.writing():
+        pass
+    monkeypatch.undo()
+    con = duckdb.connect(str(store.path), read_only=True)
+    tables = {
+        r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    }
+    version = migrations.current_version(con)
+    con.close()
+    assert "half_done" not in tables
+    assert version == len(good)
+
+
+def test_a_file_from_a_newer_version_is_refused(store: StateStore) -> None:
+    with store.writing() as con:
+        con.execute("INSERT INTO schema_migrations VALUES (999, 'future', now())")
+    with pytest.raises(StateError, match="newer version of reconcile"), store.reading():
+        pass
+    with pytest.raises(StateError, match="newer version of reconcile"), store.writing():
+        pass
+
+
+def test_a_file_that_is_not_duckdb_is_a_clear_error(store: StateStore) -> None:
+    store.path.parent.mkdir(parents=True)
+    store.path.write_text("this is not a database\n" * 100)
+    with pytest.raises(StateError, match="Is it a reconcile state file"), store.reading():
+        pass
+
+
+def test_a_write_that_fails_is_rolled_back(store: StateStore) -> None:
+    with pytest.raises(RuntimeError), store.writing() as con:
+        insert_rows(con, "sync_events_log", ["event_type"], [("a",), ("b",)])
+        raise RuntimeError("boom")
+    with store.reading() as con:
+        assert table_rows(con)["sync_events_log"] == 0
+
+
+def test_insert_rows_writes_ten_thousand_rows_in_one_statement(store: StateStore) -> None:
+    rows = [(f"JOB-{i:05d}", 1, i, 1, "initial", "pending", None) for i in range(10_000)]
+    columns = [
+        "job_code",
+        "config_id",
+        "asset_id",
+        "platform_id",
+        "job_type",
+        "status",
+        "error_message",
+    ]
+    with store.writing() as con:
+        first = insert_rows(con, "sync_jobs", columns, rows[:5_000])
+        second = insert_rows(con, "sync_jobs", columns, rows[5_000:])
+    assert first == list(range(1, 5_001)) and second == list(range(5_001, 10_001))
+    with store.reading() as con:
+        got = con.execute(
+            "SELECT id, job_code, asset_id FROM sync_jobs WHERE id IN (1, 10000) ORDER BY id"
+        ).fetchall()
+    assert got == [(1, "JOB-00000", 0), (10_000, "JOB-09999", 9_999)]
+
+
+# -- two processes ---------------------------------------------------------------------------
+
+HOLD_RUN_LOCK = """
+import sys, time
+from reconciler.store.db import StateStore
+store = StateStore(sys.argv[1], command="reconcile apply")
+with store.session():
+    with store.writing():
+        pass
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+HOLD_DUCKDB = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+con.close()
+"""
+
+
+def hold(script: str, path: Path, seconds: float) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), str(path), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_writer_waits_then_names_the_holder(store: StateStore) -> None:
+    holder = hold(HOLD_RUN_LOCK, store.path, 30)
+    try:
+        waiting = StateStore(store.path, lock_timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(LockTimeout) as caught, waiting.writing():
+            pass
+        assert time.monotonic() - started >= 0.5
+        message = str(caught.value)
+        assert f"pid {holder.pid}" in message
+        assert "reconcile apply" in message and "since" in message
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_readers_answer_while_a_writing_command_runs(store: StateStore) -> None:
+    load_sample(store)
+    holder = hold(HOLD_RUN_LOCK, store.path, 30)
+    try:
+        with StateStore(store.path, lock_timeout=2).reading() as con:
+            assert con is not None
+            assert table_rows(con)["sync_platforms"] == 6
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_process_holding_the_duckdb_file_is_named(store: StateStore) -> None:
+    with store.writing():
+        pass
+    holder = hold(HOLD_DUCKDB, store.path, 30)
+    try:
+        with (
+            pytest.raises(LockTimeout) as caught,
+            StateStore(store.path, lock_timeout=0.3).reading(),
+        ):
+            pass
+        assert f"held by pid {holder.pid}" in str(caught.value)
+        assert "python" in str(caught.value)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_reader_retries_until_a_short_write_ends(store: StateStore) -> None:
+    with store.writing():
+        pass
+    holder = hold(HOLD_DUCKDB, store.path, 1.0)
+    try:
+        with StateStore(store.path, lock_timeout=20).reading() as con:
+            assert con is not None
+    finally:
+        holder.wait()
+
+
+def test_a_dead_holders_lock_is_taken_over_and_logged(store: StateStore) -> None:
+    holder = hold(HOLD_RUN_LOCK, store.path, 60)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    lock_record = json.loads(store.lock.path.read_text())
+    assert lock_record["pid"] == holder.pid  # the dead holder's record is still there
+    with StateStore(store.path, lock_timeout=2).writing():
+        pass
+    with store.reading() as con:
+        rows = con.execute("SELECT event_type, message, details FROM sync_events_log").fetchall()
+    ((event_type, message, details),) = rows
+    assert event_type == "lock_takeover"
+    assert f"pid {holder.pid}" in message
+    assert json.loads(details)["command"] == "reconcile apply"
+    assert store.lock.path.read_text() == ""  # released cleanly this time
+
+
+def test_two_cli_processes_one_gets_a_clear_lock_message(store: StateStore) -> None:
+    holder = hold(HOLD_RUN_LOCK, store.path, 30)
+    try:
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "reconciler",
+                "state",
+                "load-sample",
+                "--state",
+                str(store.path),
+                "--lock-timeout",
+                "0.5",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert other.returncode == 1
+        assert other.stderr.startswith("error: the state file is locked by pid ")
+        assert "Traceback" not in other.stderr
+        status = subprocess.run(
+            [sys.executable, "-m", "reconciler", "status", "--state", str(store.path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert status.returncode == 0, status.stderr
+    finally:
+        holder.kill()
+        holder.wait()
