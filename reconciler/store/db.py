@@ -53,6 +53,10 @@ _PID = re.compile(r"\(PID (\d+)\)")
 Connection = duckdb.DuckDBPyConnection
 
 
+class OutdatedSchema(StateError):
+    """The state file needs a migration that the caller may not run (a dry run)."""
+
+
 def utcnow() -> datetime:
     """Now, as the naive UTC timestamp the state file stores."""
     return datetime.now(UTC).replace(tzinfo=None)
@@ -117,10 +121,12 @@ class StateStore:
 
     # -- reading -------------------------------------------------------------------------
     @contextmanager
-    def reading(self) -> Iterator[Connection | None]:
+    def reading(self, allow_migrate: bool = True) -> Iterator[Connection | None]:
         """A short read-only look at the file; None when there is no state file yet.
 
-        A file with an older schema is migrated first (a short write), as on every open.
+        A file with an older schema is migrated first (a short write), as on every open;
+        with ``allow_migrate=False`` (a dry run must not write) it raises
+        :class:`OutdatedSchema` instead.
         """
         if not self.path.exists():
             yield None
@@ -130,6 +136,11 @@ class StateStore:
             version = current_version(con)
             check_not_newer(version, str(self.path))
             if version < latest_version():
+                if not allow_migrate:
+                    raise OutdatedSchema(
+                        f"the state file {self.path} has schema version {version}; this "
+                        f"reconcile uses version {latest_version()}"
+                    )
                 con.close()
                 with self.writing():
                     pass
@@ -254,6 +265,68 @@ def insert_rows(
         [base, list(range(1, n + 1)), *values],
     )
     return list(range(base + 1, base + n + 1))
+
+
+def temp_table(
+    con: Connection, name: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
+) -> None:
+    """(Re)create a temporary table from Python rows in one statement; columns are
+    (name, DuckDB type) pairs."""
+    if not rows:
+        spec = ", ".join(f"{c} {t}" for c, t in columns)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({spec})")
+        return
+    unnests = ", ".join(f"unnest(?::{t}[]) AS {c}" for c, t in columns)
+    values = [list(col) for col in zip(*rows, strict=True)]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {unnests}", values)
+
+
+def upsert_rows(
+    con: Connection,
+    table: str,
+    key: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    keep_when_null: Sequence[str] = (),
+) -> dict[Any, int]:
+    """Update rows whose ``key`` exists, insert the others with new ids; all in bulk.
+
+    ``columns`` must include ``key``; a column in ``keep_when_null`` keeps its old value
+    when the new one is NULL. Returns the id of every row by key.
+    """
+    if not rows:
+        return {}
+    types = column_types(con, table)
+    staged = f"_incoming_{table}"
+    temp_table(con, staged, [(c, types[c]) for c in columns], rows)
+    others = [c for c in columns if c != key]
+    if others:
+        sets = ", ".join(
+            f"{c} = coalesce(i.{c}, {table}.{c})" if c in keep_when_null else f"{c} = i.{c}"
+            for c in others
+        )
+        con.execute(f"UPDATE {table} SET {sets} FROM {staged} i WHERE {table}.{key} = i.{key}")
+    names = ", ".join(columns)
+    picks = ", ".join(f"i.{c}" for c in columns)
+    missing = f"FROM {staged} i WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{key} = i.{key})"
+    if key == "id" or "id" not in types:  # the rows bring their own key
+        con.execute(f"INSERT INTO {table} ({names}) SELECT {picks} {missing}")
+        con.execute(f"DROP TABLE {staged}")
+        return {}
+    row = con.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()
+    base = int(row[0]) if row else 0
+    con.execute(
+        f"INSERT INTO {table} (id, {names}) "
+        f"SELECT ? + row_number() OVER (ORDER BY i.{key}), {picks} {missing}",
+        [base],
+    )
+    con.execute(f"DROP TABLE {staged}")
+    ids = con.execute(
+        f"SELECT t.{key}, t.id FROM {table} t JOIN (SELECT unnest(?::{types[key]}[]) AS k) "
+        f"ON t.{key} = k",
+        [[r[columns.index(key)] for r in rows]],
+    ).fetchall()
+    return dict(ids)
 
 
 def table_rows(con: Connection) -> dict[str, int]:
