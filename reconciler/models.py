@@ -110,6 +110,7 @@ class SyncRule:
     auto_sync: bool = True
     priority: int = 5
     is_active: bool = True
+    prune: bool = False
     origin: Origin | None = None
 
 

@@ -28,6 +28,7 @@ import yaml
 from yaml import events as ev_types
 
 from reconciler.manifests.problems import Finding, Path
+from reconciler.units import human_size
 
 Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -195,18 +196,9 @@ def positions_of(data: bytes, display: str, limits: Limits = DEFAULT_LIMITS) -> 
 
 def _too_big(size: int, limits: Limits) -> str:
     return (
-        f"the file is {_human(size)}, over the {_human(limits.max_file_bytes)} limit for one "
-        "manifest file; split it into several files"
+        f"the file is {human_size(size)}, over the {human_size(limits.max_file_bytes)} limit "
+        "for one manifest file; split it into several files"
     )
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _line_col(data: bytes, offset: int) -> tuple[int, int]:

@@ -358,6 +358,7 @@ class _Checker:
             auto_sync=spec.get("auto_sync", True),
             priority=spec.get("priority", 5),
             is_active=spec.get("is_active", True),
+            prune=spec.get("prune", False),
             origin=item.origin,
         )
 

@@ -1,0 +1,198 @@
+"""Desired state: validated manifests and observed files, as the tables the planner joins.
+
+Called by :mod:`reconciler.plan`. It writes four temporary tables into the planning
+connection, one row per object, in bulk:
+
+* ``d_assets``: every asset (declared or generated) with its measured checksum and size;
+* ``d_rules`` and ``d_rule_patterns``: every sync rule, and its selective include/exclude
+  patterns one per row (so matching is a join, not a Python loop);
+* ``d_platforms``: every platform with the constraints that can block a placement.
+
+It also defines the fingerprints that tell a metadata change from a content change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.models import Asset, ManifestSet
+from reconciler.sources import Observation
+from reconciler.store.db import Connection, temp_table
+
+# Non-standard names found in the wild (the seed's own `video/mov`), mapped to IANA names.
+MIME_ALIASES = {
+    "video/mov": "video/quicktime",
+    "video/avi": "video/x-msvideo",
+    "image/jpg": "image/jpeg",
+    "audio/mp3": "audio/mpeg",
+}
+UNKNOWN_MIME = "application/octet-stream"
+BYTES_PER_MB = 1024 * 1024  # max_file_size_mb and file_size_mb count MiB
+
+
+def canonical_mime(mime: str | None) -> str:
+    if not mime:
+        return UNKNOWN_MIME
+    lowered = mime.strip().lower()
+    return MIME_ALIASES.get(lowered, lowered)
+
+
+def fingerprint(value: Any) -> str:
+    """A stable sha256 of JSON-shaped data."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def asset_metadata(asset: Asset) -> dict[str, Any]:
+    """What is sent to a platform besides the bytes; a change here is a metadata change."""
+    return {
+        "title": asset.title,
+        "description": asset.description,
+        "category": asset.category,
+        "asset_type": asset.asset_type,
+        "mime_type": canonical_mime(asset.mime_type),
+        "metadata": dict(asset.metadata),
+    }
+
+
+ASSET_COLUMNS = [
+    ("code", "VARCHAR"),
+    ("title", "VARCHAR"),
+    ("asset_type", "VARCHAR"),
+    ("category", "VARCHAR"),
+    ("status", "VARCHAR"),
+    ("file", "VARCHAR"),
+    ("path", "VARCHAR"),
+    ("mime", "VARCHAR"),
+    ("size_bytes", "BIGINT"),
+    ("checksum", "VARCHAR"),
+    ("observe_error", "VARCHAR"),
+    ("metadata_hash", "VARCHAR"),
+    ("asset_set", "VARCHAR"),
+]
+RULE_COLUMNS = [
+    ("code", "VARCHAR"),
+    ("platform", "VARCHAR"),
+    ("categories", "VARCHAR[]"),
+    ("types", "VARCHAR[]"),
+    ("sync_mode", "VARCHAR"),
+    ("has_include", "BOOLEAN"),
+    ("priority", "INTEGER"),
+    ("is_active", "BOOLEAN"),
+    ("auto_sync", "BOOLEAN"),
+    ("schedule_cron", "VARCHAR"),
+    ("transform_hash", "VARCHAR"),
+    ("prune", "BOOLEAN"),
+]
+PATTERN_COLUMNS = [("rule", "VARCHAR"), ("kind", "VARCHAR"), ("pattern", "VARCHAR")]
+PLATFORM_COLUMNS = [
+    ("code", "VARCHAR"),
+    ("name", "VARCHAR"),
+    ("sync_enabled", "BOOLEAN"),
+    ("formats", "VARCHAR[]"),
+    ("max_bytes", "BIGINT"),
+    ("max_file_size_mb", "DOUBLE"),
+    ("driver", "VARCHAR"),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredAsset:
+    """An asset as the planner sees it: declared, and measured."""
+
+    code: str
+    file: str
+    path: str
+    mime: str
+    size_bytes: int | None
+    checksum: str | None
+    observe_error: str | None
+    metadata_hash: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredRule:
+    code: str
+    transform_rules: dict[str, Any]
+    transform_hash: str
+    prune: bool
+
+
+@dataclass
+class Desired:
+    """Per-object details by code, so that the planner's rows stay narrow."""
+
+    assets: dict[str, DesiredAsset] = field(default_factory=dict)
+    rules: dict[str, DesiredRule] = field(default_factory=dict)
+    formats: dict[str, list[str] | None] = field(default_factory=dict)  # by platform
+    max_file_size_mb: dict[str, float | None] = field(default_factory=dict)
+
+
+def load_desired(
+    con: Connection, manifests: ManifestSet, observed: dict[str, Observation]
+) -> Desired:
+    """Create d_assets, d_rules, d_rule_patterns and d_platforms in ``con``; return the
+    per-object details the planner joins back in Python."""
+    desired = Desired()
+    assets = []
+    for asset in manifests.assets.values():
+        seen = observed.get(str(asset.path))
+        readable = seen is not None and seen.sha256 is not None
+        error = None if readable else (seen.error if seen else "not observed")
+        meta = asset_metadata(asset)
+        item = DesiredAsset(
+            code=asset.code,
+            file=asset.file,
+            path=str(asset.path),
+            mime=meta["mime_type"],
+            size_bytes=seen.size if seen is not None and readable else None,
+            checksum=seen.sha256 if seen is not None else None,
+            observe_error=error,
+            metadata_hash=fingerprint(meta),
+            metadata=meta,
+        )
+        desired.assets[asset.code] = item
+        assets.append((
+            asset.code, asset.title, asset.asset_type, asset.category, asset.status,
+            asset.file, item.path, item.mime, item.size_bytes, item.checksum, error,
+            item.metadata_hash, asset.asset_set,
+        ))  # fmt: skip
+    temp_table(con, "d_assets", ASSET_COLUMNS, assets)
+
+    rules, patterns = [], []
+    for rule in manifests.rules.values():
+        transform = dict(rule.transform_rules)
+        item_rule = DesiredRule(rule.code, transform, fingerprint(transform), rule.prune)
+        desired.rules[rule.code] = item_rule
+        rules.append((
+            rule.code, rule.platform,
+            list(rule.source_category) if rule.source_category is not None else None,
+            list(rule.asset_types) if rule.asset_types is not None else None,
+            rule.sync_mode, rule.sync_mode == "selective" and bool(rule.include),
+            rule.priority, rule.is_active, rule.auto_sync, rule.schedule_cron,
+            item_rule.transform_hash, rule.prune,
+        ))  # fmt: skip
+        if rule.sync_mode == "selective":
+            patterns += [(rule.code, "include", p) for p in rule.include]
+            patterns += [(rule.code, "exclude", p) for p in rule.exclude]
+    temp_table(con, "d_rules", RULE_COLUMNS, rules)
+    temp_table(con, "d_rule_patterns", PATTERN_COLUMNS, patterns)
+
+    platforms = []
+    for p in manifests.platforms.values():
+        formats = None
+        if p.supported_formats is not None:
+            formats = sorted({canonical_mime(f) for f in p.supported_formats})
+        limit = p.max_file_size_mb
+        desired.formats[p.code] = formats
+        desired.max_file_size_mb[p.code] = limit
+        max_bytes = int(limit * BYTES_PER_MB) if limit is not None else None
+        platforms.append(
+            (p.code, p.platform_name, p.sync_enabled, formats, max_bytes, limit, p.driver)
+        )
+    temp_table(con, "d_platforms", PLATFORM_COLUMNS, platforms)
+    return desired

@@ -1,0 +1,213 @@
+"""`reconcile explain ASSET`: why each placement of one asset is planned as it is.
+
+It runs the very same planner (:func:`reconciler.plan.diff`) on a desired state reduced to the
+one asset, then reads the planner's own ``rule_matches`` table for the reasons: which rules
+matched and which won, which constraints were checked, and what the state file records.
+Nothing is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.desired import BYTES_PER_MB, canonical_mime, load_desired
+from reconciler.errors import UsageError
+from reconciler.manifests.schema import suggest
+from reconciler.models import ManifestSet
+from reconciler.plan import Action, diff, planning_connection, read_cache
+from reconciler.sources import observe
+from reconciler.store.db import StateStore
+from reconciler.units import human_size
+
+
+@dataclass
+class RuleVerdict:
+    rule: str
+    platform: str
+    priority: int
+    matched: bool
+    won: bool
+    why_not: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PlatformExplanation:
+    platform: str
+    action: Action | None
+    rules: list[RuleVerdict]
+    checks: list[tuple[str, bool]]  # (what was checked, passed)
+    recorded: dict[str, Any] | None
+
+
+@dataclass
+class Explanation:
+    asset: dict[str, Any]
+    platforms: list[PlatformExplanation]
+    unmatched: list[RuleVerdict]  # rules whose platform gets nothing from this asset
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def explain(
+    manifests: ManifestSet, store: StateStore, code: str, platform: str | None = None
+) -> Explanation:
+    asset = manifests.assets.get(code)
+    if asset is None:
+        raise UsageError(
+            f"no asset with code '{code}' in the manifests{suggest(code, manifests.assets)}"
+        )
+    if platform is not None and platform not in manifests.platforms:
+        raise UsageError(
+            f"no platform with code '{platform}' in the manifests"
+            f"{suggest(platform, manifests.platforms)}"
+        )
+    only = dataclasses.replace(manifests, assets={code: asset})
+    observed = observe([str(asset.path)], read_cache(store))
+    seen = observed.files[str(asset.path)]
+    with planning_connection(store) as (con, _exists):
+        desired = load_desired(con, only, observed.files)
+        actions = {a.platform: a for a in diff(con, desired) if a.asset == code}
+        verdicts = _verdicts(
+            con.execute(
+                "SELECT rule, platform, priority, asset_active, rule_active, category_ok, type_ok, "
+                "included, excluded FROM rule_matches WHERE asset = ? ORDER BY priority DESC, rule",
+                [code],
+            ).fetchall(),
+            manifests,
+            asset.category,
+            asset.asset_type,
+        )
+        recorded = _recorded(con, code)
+    by_platform: dict[str, list[RuleVerdict]] = {}
+    for verdict in verdicts:
+        by_platform.setdefault(verdict.platform, []).append(verdict)
+    explained = []
+    for name in sorted(set(actions) | set(recorded)):
+        if platform is not None and name != platform:
+            continue
+        rules = by_platform.get(name, [])
+        explained.append(
+            PlatformExplanation(
+                platform=name,
+                action=actions.get(name),
+                rules=rules,
+                checks=_checks(
+                    manifests, name, canonical_mime(asset.mime_type), seen.size, seen.error
+                )
+                if name in manifests.platforms
+                else [],
+                recorded=recorded.get(name),
+            )
+        )
+    unmatched = [
+        v
+        for v in verdicts
+        if v.platform not in actions
+        and v.platform not in recorded
+        and (platform is None or v.platform == platform)
+    ]
+    size = seen.size if seen.sha256 else None
+    return Explanation(
+        asset={
+            "code": asset.code,
+            "title": asset.title,
+            "asset_type": asset.asset_type,
+            "category": asset.category,
+            "status": asset.status,
+            "file": asset.file,
+            "mime_type": canonical_mime(asset.mime_type),
+            "size_bytes": size,
+            "checksum": seen.sha256,
+            "error": seen.error,
+            "asset_set": asset.asset_set,
+        },
+        platforms=explained,
+        unmatched=unmatched,
+    )
+
+
+def _verdicts(
+    rows: list[tuple[Any, ...]], manifests: ManifestSet, category: str, asset_type: str
+) -> list[RuleVerdict]:
+    out: list[RuleVerdict] = []
+    winners: set[str] = set()
+    for (
+        rule,
+        platform,
+        priority,
+        asset_active,
+        rule_active,
+        category_ok,
+        type_ok,
+        included,
+        excluded,
+    ) in rows:
+        spec = manifests.rules[rule]
+        why = []
+        if not asset_active:
+            why.append("the asset's status is not active")
+        if not rule_active:
+            why.append("the rule has is_active: false")
+        if not category_ok:
+            why.append(f"category {category} is not in [{', '.join(spec.source_category or [])}]")
+        if not type_ok:
+            why.append(f"asset type {asset_type} is not in [{', '.join(spec.asset_types or [])}]")
+        if not included:
+            why.append(f"not in the rule's include list [{', '.join(spec.include)}]")
+        if excluded:
+            why.append(f"in the rule's exclude list [{', '.join(spec.exclude)}]")
+        matched = not why
+        won = matched and platform not in winners
+        if won:
+            winners.add(platform)
+        elif matched:
+            why.append("a rule of higher priority (or same priority, earlier code) won")
+        out.append(RuleVerdict(rule, platform, priority, matched, won, why))
+    return out
+
+
+def _checks(
+    manifests: ManifestSet, code: str, mime: str, size: int, error: str | None
+) -> list[tuple[str, bool]]:
+    p = manifests.platforms[code]
+    checks = [(f"sync_enabled: {str(p.sync_enabled).lower()}", p.sync_enabled)]
+    if p.supported_formats is None:
+        checks.append((f"{mime}: the platform accepts all formats", True))
+    else:
+        formats = sorted({canonical_mime(f) for f in p.supported_formats})
+        ok = mime in formats
+        checks.append(
+            (f"{mime} {'is' if ok else 'is not'} in supported_formats ({', '.join(formats)})", ok)
+        )
+    if error is not None:
+        checks.append((f"the master file cannot be read: {error}", False))
+    elif p.max_file_size_mb is not None:
+        ok = size <= p.max_file_size_mb * BYTES_PER_MB
+        verdict = "within" if ok else "over"
+        checks.append((f"{human_size(size)} {verdict} max_file_size_mb {p.max_file_size_mb:g}", ok))
+    return checks
+
+
+def _recorded(con: Any, code: str) -> dict[str, dict[str, Any]]:
+    cursor = con.execute(
+        "SELECT sp.platform_code, pa.id, pa.sync_status, pa.synced_version, pa.local_checksum, "
+        "pa.remote_checksum, pa.platform_asset_id, pa.platform_url, pa.last_synced_at, "
+        "pa.last_verified_at, pa.rule_code, coalesce(pa.managed, FALSE) AS managed, "
+        "(SELECT count(*) FROM sync_conflicts c WHERE c.platform_asset_id = pa.id "
+        " AND c.resolution = 'pending') AS open_conflicts "
+        "FROM platform_assets pa JOIN source_assets sa ON sa.id = pa.source_asset_id "
+        "JOIN sync_platforms sp ON sp.id = pa.platform_id WHERE sa.asset_code = ? "
+        "ORDER BY pa.id",
+        [code],
+    )
+    names = [d[0] for d in cursor.description]
+    out = {}
+    for row in cursor.fetchall():
+        record = dict(zip(names, row, strict=True))
+        out[record.pop("platform_code")] = {
+            k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in record.items()
+        }
+    return out

@@ -1,0 +1,481 @@
+"""Plan: desired placements x recorded state -> one action per (asset, platform).
+
+:func:`diff` is the heart of the reconciler and is pure: it reads the desired tables that
+:mod:`reconciler.desired` made and the recorded tables of the state file, in one DuckDB
+connection, and returns actions; it touches no file and no platform. It is set-based: rule
+matching, priority resolution, constraints and the comparison with the recorded state are
+joins, never a Python loop over pairs.
+
+:func:`make_plan` wraps it for the CLI: observe the master files (hash cache first), plan
+against a read-only view of the state file (or an empty one when there is none), and check
+the pruning guards. A dry run calls it and writes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from reconciler.desired import BYTES_PER_MB, Desired, DesiredAsset, load_desired
+from reconciler.errors import ReconcilerError
+from reconciler.models import ManifestSet
+from reconciler.sources import CacheEntry, Observed, observe
+from reconciler.store import hash_cache
+from reconciler.store.db import Connection, OutdatedSchema, StateStore, utcnow
+from reconciler.store.migrations import migrate
+
+PLAN_FORMAT_VERSION = 1
+ACTIONS = ("create", "update", "update-metadata", "delete", "noop", "blocked", "held", "orphan")
+CHANGES = frozenset({"create", "update", "update-metadata", "delete"})
+MAX_DELETE_SHARE = 0.10
+MAX_DELETE_CAP = 50
+
+
+class PlanError(ReconcilerError):
+    """The plan cannot be made or would be unsafe to carry out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What to do about one (asset, platform) placement, and why."""
+
+    action: str
+    asset: str
+    platform: str
+    rule: str | None
+    reason: str
+    source_version: int | None  # version of the master this action brings
+    target_version: int | None  # version the platform holds now, per the recorded state
+    size_bytes: int | None
+    checksum: str | None
+    mime_type: str | None = None
+    file: str | None = None  # as declared, relative to the media root
+    path: str | None = None  # absolute path of the master
+    priority: int | None = None
+    platform_asset_id: int | None = None  # the recorded copy, when there is one
+    metadata_hash: str | None = None
+    transform_hash: str | None = None
+    transform_rules: dict[str, Any] = field(default_factory=dict)
+    asset_metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_change(self) -> bool:
+        return self.action in CHANGES
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Plan:
+    actions: list[Action]
+    state_path: str
+    state_exists: bool
+    state_fingerprint: str
+    manifests_dir: str
+    media_root: str
+    created_at: str
+    prune: bool = False
+    notes: list[str] = field(default_factory=list)
+    observed: Observed | None = field(default=None, repr=False)  # not serialized
+
+    @property
+    def changes(self) -> list[Action]:
+        return [a for a in self.actions if a.is_change]
+
+    def summary(self) -> dict[str, int]:
+        counts = Counter(a.action for a in self.actions)
+        return {kind: counts.get(kind, 0) for kind in ACTIONS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": PLAN_FORMAT_VERSION,
+            "created_at": self.created_at,
+            "manifests": self.manifests_dir,
+            "media_root": self.media_root,
+            "state": self.state_path,
+            "state_exists": self.state_exists,
+            "state_fingerprint": self.state_fingerprint,
+            "prune": self.prune,
+            "notes": self.notes,
+            "summary": self.summary(),
+            "changes": len(self.changes),
+            "actions": [a.to_dict() for a in self.actions],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        if data.get("format_version") != PLAN_FORMAT_VERSION:
+            raise PlanError(
+                f"this plan has format_version {data.get('format_version')!r}; this reconcile "
+                f"reads format_version {PLAN_FORMAT_VERSION}: make the plan again"
+            )
+        names = set(Action.__dataclass_fields__)
+        return cls(
+            actions=[Action(**{k: v for k, v in a.items() if k in names}) for a in data["actions"]],
+            state_path=data["state"],
+            state_exists=data["state_exists"],
+            state_fingerprint=data["state_fingerprint"],
+            manifests_dir=data["manifests"],
+            media_root=data["media_root"],
+            created_at=data["created_at"],
+            prune=data.get("prune", False),
+            notes=list(data.get("notes", [])),
+        )
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    prune: bool = False  # prune every rule's orphans, not only rules with prune: true
+    max_delete: int | None = None  # per platform; default 10 % of its placements, at most 50
+    force: bool = False  # skip the pruning guards
+
+
+# -- the diff ---------------------------------------------------------------------------------
+
+# Every (asset, rule) pair with the reason it matches or not; explain reads it as it is.
+RULE_MATCHES_SQL = """
+CREATE OR REPLACE TEMP TABLE rule_matches AS
+SELECT a.code AS asset, r.code AS rule, r.platform AS platform, r.priority AS priority,
+       a.status = 'active' AS asset_active,
+       r.is_active AS rule_active,
+       r.categories IS NULL OR list_contains(r.categories, a.category) AS category_ok,
+       r.types IS NULL OR list_contains(r.types, a.asset_type) AS type_ok,
+       NOT r.has_include OR EXISTS (
+           SELECT 1 FROM d_rule_patterns p
+           WHERE p.rule = r.code AND p.kind = 'include' AND a.code GLOB p.pattern) AS included,
+       EXISTS (
+           SELECT 1 FROM d_rule_patterns p
+           WHERE p.rule = r.code AND p.kind = 'exclude' AND a.code GLOB p.pattern) AS excluded
+FROM d_assets a CROSS JOIN d_rules r
+"""
+
+# The winning rule of every desired (asset, platform), with the constraint that blocks it.
+PLACEMENTS_SQL = """
+CREATE OR REPLACE TEMP TABLE d_placements AS
+WITH winners AS (
+    SELECT asset, rule, platform, priority,
+           row_number() OVER (PARTITION BY asset, platform ORDER BY priority DESC, rule) AS rank
+    FROM rule_matches
+    WHERE asset_active AND rule_active AND category_ok AND type_ok AND included
+      AND NOT excluded
+)
+SELECT w.asset, w.platform, w.rule, w.priority, a.checksum, a.metadata_hash,
+       r.transform_hash,
+       CASE WHEN a.checksum IS NULL THEN 'unreadable'
+            WHEN NOT p.sync_enabled THEN 'disabled'
+            WHEN p.formats IS NOT NULL AND NOT list_contains(p.formats, a.mime) THEN 'format'
+            WHEN p.max_bytes IS NOT NULL AND a.size_bytes > p.max_bytes THEN 'size'
+       END AS blocked
+FROM winners w
+JOIN d_assets a ON a.code = w.asset
+JOIN d_rules r ON r.code = w.rule
+JOIN d_platforms p ON p.code = w.platform
+WHERE w.rank = 1
+"""
+
+# One narrow row per desired placement: the details of assets and rules are joined in Python
+# from the Desired lookups, so 100,000 assets x 4 platforms do not drag wide rows out of DuckDB.
+DESIRED_ACTIONS_SQL = """
+SELECT d.asset, d.platform, d.rule, d.priority, d.blocked,
+       pa.id AS pa_id, pa.sync_status, pa.synced_version,
+       pa.local_checksum IS NOT DISTINCT FROM d.checksum AS same_content,
+       coalesce(oc.n, 0) AS open_conflicts,
+       CASE WHEN sa.id IS NULL OR sa.checksum IS NULL THEN 1
+            WHEN sa.checksum = d.checksum THEN sa.version
+            ELSE sa.version + 1 END AS source_version,
+       CASE WHEN d.blocked IS NOT NULL THEN 'blocked'
+            WHEN coalesce(oc.n, 0) > 0 THEN 'held'
+            WHEN pa.id IS NULL OR pa.sync_status = 'deleted' OR pa.synced_version IS NULL
+                 OR pa.local_checksum IS NULL THEN 'create'
+            WHEN pa.local_checksum <> d.checksum OR pa.sync_status <> 'synced' THEN 'update'
+            WHEN pa.metadata_hash IS DISTINCT FROM d.metadata_hash
+                 OR pa.transform_hash IS DISTINCT FROM d.transform_hash THEN 'update-metadata'
+            ELSE 'noop' END AS action
+FROM d_placements d
+LEFT JOIN sync_platforms sp ON sp.platform_code = d.platform
+LEFT JOIN source_assets sa ON sa.asset_code = d.asset
+LEFT JOIN platform_assets pa ON pa.source_asset_id = sa.id AND pa.platform_id = sp.id
+LEFT JOIN (SELECT platform_asset_id, count(*) AS n FROM sync_conflicts
+           WHERE resolution = 'pending' GROUP BY platform_asset_id) oc
+       ON oc.platform_asset_id = pa.id
+QUALIFY row_number() OVER (PARTITION BY d.asset, d.platform ORDER BY pa.id DESC NULLS LAST) = 1
+ORDER BY d.priority DESC, d.platform, d.asset
+"""
+
+ORPHANS_SQL = """
+SELECT sa.asset_code, sp.platform_code, pa.id, pa.rule_code, coalesce(pa.managed, FALSE),
+       pa.synced_version, sa.version, sa.file_size_bytes, pa.local_checksum, sa.file_path,
+       sa.mime_type, dp.code IS NOT NULL AS platform_declared,
+       coalesce(r.prune, FALSE) AS rule_prunes, r.priority
+FROM platform_assets pa
+JOIN source_assets sa ON sa.id = pa.source_asset_id
+JOIN sync_platforms sp ON sp.id = pa.platform_id
+LEFT JOIN d_platforms dp ON dp.code = sp.platform_code
+LEFT JOIN d_rules r ON r.code = pa.rule_code
+WHERE coalesce(pa.sync_status, '') <> 'deleted'
+  AND NOT EXISTS (SELECT 1 FROM d_placements d
+                  WHERE d.asset = sa.asset_code AND d.platform = sp.platform_code)
+"""
+
+
+def diff(con: Connection, desired: Desired, prune_all: bool = False) -> list[Action]:
+    """Desired tables + recorded tables -> actions, highest rule priority first."""
+    con.execute(RULE_MATCHES_SQL)
+    con.execute(PLACEMENTS_SQL)
+    rows = con.execute(DESIRED_ACTIONS_SQL).fetchall()
+    actions = [_desired_action(row, desired) for row in rows]
+    orphans = con.execute(ORPHANS_SQL).fetchall()
+    if orphans:
+        actions += [_orphan_action(row, prune_all) for row in orphans]
+        actions.sort(
+            key=lambda a: (-(a.priority if a.priority is not None else -1), a.platform, a.asset)
+        )
+    return actions
+
+
+_HELD = "open conflict{s} on this copy; resolve with `reconcile conflicts resolve`"
+
+
+def _desired_action(row: tuple[Any, ...], desired: Desired) -> Action:
+    (
+        asset_code,
+        platform,
+        rule_code,
+        priority,
+        blocked,
+        pa_id,
+        status,
+        synced_version,
+        same_content,
+        open_conflicts,
+        source_version,
+        kind,
+    ) = row
+    asset = desired.assets[asset_code]
+    rule = desired.rules[rule_code]
+    if kind == "noop":
+        reason = "in sync"
+    elif kind == "create":
+        reason = (
+            "not on the platform yet"
+            if pa_id is None or status == "deleted"
+            else (f"the last sync did not complete (status {status})")
+        )
+    elif kind == "update":
+        reason = "the master's content changed" if not same_content else (f"the copy is {status}")
+    elif kind == "update-metadata":
+        reason = "metadata or transform rules changed; the content did not"
+    elif kind == "held":
+        reason = f"{open_conflicts} " + _HELD.format(s="s" if open_conflicts > 1 else "")
+    else:
+        reason = _blocked_reason(blocked, asset, desired, platform)
+    return Action(
+        action=kind,
+        asset=asset_code,
+        platform=platform,
+        rule=rule_code,
+        reason=reason,
+        source_version=source_version,
+        target_version=synced_version,
+        size_bytes=asset.size_bytes,
+        checksum=asset.checksum,
+        mime_type=asset.mime,
+        file=asset.file,
+        path=asset.path,
+        priority=priority,
+        platform_asset_id=pa_id,
+        metadata_hash=asset.metadata_hash,
+        transform_hash=rule.transform_hash,
+        transform_rules=rule.transform_rules,
+        asset_metadata=asset.metadata,
+    )
+
+
+def _blocked_reason(why: str, asset: DesiredAsset, desired: Desired, platform: str) -> str:
+    if why == "unreadable":
+        return f"cannot read the master file: {asset.observe_error}"
+    if why == "disabled":
+        return "the platform has sync_enabled: false"
+    if why == "format":
+        accepted = ", ".join(desired.formats.get(platform) or [])
+        return f"{asset.mime} is not in the platform's supported_formats ({accepted})"
+    size_mb = (asset.size_bytes or 0) / BYTES_PER_MB
+    return (
+        f"the file is {size_mb:,.1f} MB, over the platform's max_file_size_mb "
+        f"{desired.max_file_size_mb.get(platform) or 0:g}"
+    )
+
+
+def _orphan_action(row: tuple[Any, ...], prune_all: bool) -> Action:
+    (
+        asset,
+        platform,
+        pa_id,
+        rule,
+        managed,
+        synced_version,
+        version,
+        size,
+        checksum,
+        file,
+        mime,
+        platform_declared,
+        rule_prunes,
+        priority,
+    ) = row
+    pruning = prune_all or rule_prunes
+    if not platform_declared:
+        kind, reason = "orphan", "the platform is no longer declared; left alone"
+    elif pruning and managed:
+        kind, reason = "delete", "no longer desired, and pruning is on"
+    elif pruning:
+        kind, reason = "orphan", "no longer desired, but not created by this tool: left alone"
+    else:
+        kind, reason = "orphan", "no longer desired; left alone (pruning is off)"
+    return Action(
+        action=kind,
+        asset=asset,
+        platform=platform,
+        rule=rule,
+        reason=reason,
+        source_version=version,
+        target_version=synced_version,
+        size_bytes=size,
+        checksum=checksum,
+        mime_type=mime,
+        file=file,
+        priority=priority,
+        platform_asset_id=pa_id,
+    )
+
+
+FINGERPRINT_SQL = """
+SELECT sha256(coalesce(string_agg(x, chr(10) ORDER BY x), '')) FROM (
+    SELECT concat_ws('|', 'a', asset_code, checksum, version, metadata_hash, status) AS x
+    FROM source_assets
+    UNION ALL
+    SELECT concat_ws('|', 'p', id, source_asset_id, platform_id, sync_status, synced_version,
+                     local_checksum, remote_checksum, metadata_hash, transform_hash)
+    FROM platform_assets
+    UNION ALL
+    SELECT concat_ws('|', 'c', id, platform_asset_id, resolution) FROM sync_conflicts
+    UNION ALL
+    SELECT concat_ws('|', 's', id, platform_code, sync_enabled) FROM sync_platforms
+)
+"""
+
+
+def state_fingerprint(con: Connection) -> str:
+    """A hash of the recorded state a plan depends on; apply refuses a plan whose differs."""
+    row = con.execute(FINGERPRINT_SQL).fetchone()
+    return str(row[0]) if row else ""
+
+
+# -- making a plan ----------------------------------------------------------------------------
+
+
+@contextmanager
+def planning_connection(store: StateStore) -> Iterator[tuple[Connection, bool]]:
+    """A connection holding the recorded tables, never writing the state file.
+
+    Yields (connection, whether a state file exists). Without a state file the tables are
+    empty and in memory. A file with an older schema is migrated in a temporary copy.
+    """
+    if not store.exists():
+        con = duckdb.connect()
+        try:
+            migrate(con, ":memory:")
+            yield con, False
+        finally:
+            con.close()
+        return
+    try:
+        with store.reading(allow_migrate=False) as con:
+            assert con is not None
+            yield con, True
+        return
+    except OutdatedSchema:
+        pass
+    with tempfile.TemporaryDirectory(prefix="reconcile-plan-") as folder:
+        copy = Path(folder) / store.path.name
+        shutil.copy2(store.path, copy)
+        wal = store.path.with_name(store.path.name + ".wal")
+        if wal.exists():
+            shutil.copy2(wal, copy.with_name(copy.name + ".wal"))
+        with StateStore(copy, lock_timeout=store.lock_timeout).reading() as con:
+            assert con is not None
+            yield con, True
+
+
+def make_plan(
+    manifests: ManifestSet, store: StateStore, options: PlanOptions | None = None
+) -> Plan:
+    """Observe the master files and plan every placement. Reads state, writes nothing."""
+    options = options or PlanOptions()
+    observed = observe((str(a.path) for a in manifests.assets.values()), read_cache(store))
+    with planning_connection(store) as (con, exists):
+        desired = load_desired(con, manifests, observed.files)
+        actions = diff(con, desired, prune_all=options.prune)
+        fingerprint = state_fingerprint(con)
+    plan = Plan(
+        actions=actions,
+        state_path=str(store.path),
+        state_exists=exists,
+        state_fingerprint=fingerprint,
+        manifests_dir=str(manifests.manifests_dir),
+        media_root=str(manifests.media_root),
+        created_at=utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        prune=options.prune,
+        observed=observed,
+    )
+    if not exists:
+        plan.notes.append(f"no state file at {store.path}: planned against empty recorded state")
+    check_guards(plan, options)
+    return plan
+
+
+def check_guards(plan: Plan, options: PlanOptions) -> None:
+    """Refuse deletes when the desired set is empty or a platform would lose too much."""
+    deletes = [a for a in plan.actions if a.action == "delete"]
+    if not deletes or options.force:
+        return
+    desired = [a for a in plan.actions if a.action not in ("delete", "orphan")]
+    if not desired:
+        raise PlanError(
+            f"refusing to delete {len(deletes)} copies: nothing at all is desired (did the "
+            "manifests lose their assets or rules?). Pass --force if that is really intended"
+        )
+    placements = Counter(a.platform for a in plan.actions if a.platform_asset_id is not None)
+    for platform, count in sorted(Counter(a.platform for a in deletes).items()):
+        allowed = options.max_delete
+        if allowed is None:
+            allowed = min(
+                MAX_DELETE_CAP, max(1, math.ceil(MAX_DELETE_SHARE * placements[platform]))
+            )
+        if count > allowed:
+            raise PlanError(
+                f"refusing to delete {count} of {placements[platform]} copies on {platform} "
+                f"(more than --max-delete {allowed}); pass --max-delete N or --force if that "
+                "is really intended"
+            )
+
+
+def read_cache(store: StateStore) -> dict[str, CacheEntry]:
+    """The hash cache, read in one short look; empty without a (current) state file."""
+    if not store.exists():
+        return {}
+    try:
+        with store.reading(allow_migrate=False) as con:
+            return hash_cache.load(con)
+    except OutdatedSchema:
+        return {}  # a file from before the cache existed
