@@ -8,7 +8,9 @@ never click's default 2, because 2 means "changes pending" for ``--dry-run``.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,9 +18,18 @@ from typing import Any, TypeVar
 import click
 
 from reconciler import __version__
-from reconciler.errors import ExitCode, ReconcilerError
+from reconciler.errors import ExitCode, ManifestError, ReconcilerError
+from reconciler.explain import explain as explain_asset
 from reconciler.manifests.validate import validate_tree
-from reconciler.render import REPORT_RENDERERS, VALIDATION_RENDERERS
+from reconciler.models import ManifestSet
+from reconciler.plan import PlanOptions, make_plan
+from reconciler.render import (
+    EXPLAIN_RENDERERS,
+    PLAN_RENDERERS,
+    REPORT_RENDERERS,
+    VALIDATION_RENDERERS,
+    validation_summary,
+)
 from reconciler.store import queries, records
 from reconciler.store.db import DEFAULT_STATE, StateStore
 from reconciler.store.migrations import latest_version
@@ -129,29 +140,189 @@ def show_report(report: Report, output: str) -> None:
 REPORT_FORMATS = ["text", "json", "csv"]
 
 
+def plan_options(func: F) -> F:
+    """Options shared by `reconcile --dry-run` and `reconcile plan`."""
+    decorators = [
+        manifests_option,
+        media_root_option,
+        state_options,
+        output_option(["text", "json", "markdown"]),
+        click.option(
+            "--detailed-exitcode",
+            is_flag=True,
+            help="Exit 2 when the plan has changes, 0 when it has none.",
+        ),
+        click.option(
+            "--out",
+            "out",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Also save the plan as JSON, for `reconcile apply PLAN.json`.",
+        ),
+        click.option(
+            "--prune",
+            is_flag=True,
+            help="Delete copies this tool made that are no longer desired, for every "
+            "rule (rules may also say prune: true).",
+        ),
+        click.option(
+            "--max-delete",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Most deletes allowed per platform. Default: 10% of its copies, at most 50.",
+        ),
+        click.option(
+            "--force",
+            is_flag=True,
+            help="Skip the pruning guards (empty desired set, --max-delete).",
+        ),
+    ]
+    for decorate in reversed(decorators):
+        func = decorate(func)
+    return func
+
+
+def run_plan(
+    manifests: Path,
+    media_root: Path | None,
+    state: Path,
+    lock_timeout: float,
+    output: str,
+    detailed_exitcode: bool,
+    out: Path | None,
+    prune: bool,
+    max_delete: int | None,
+    force: bool,
+) -> int:
+    manifest_set = load_manifests(manifests, media_root)
+    plan = make_plan(
+        manifest_set,
+        open_store(state, lock_timeout),
+        PlanOptions(prune=prune, max_delete=max_delete, force=force),
+    )
+    color = output == "text" and sys.stdout.isatty()
+    click.echo(PLAN_RENDERERS[output](plan, color), color=color)
+    if out is not None:
+        write_atomically(out, PLAN_RENDERERS["json"](plan, False) + "\n")
+    if detailed_exitcode and plan.changes:
+        return ExitCode.CHANGES_PENDING
+    return ExitCode.OK
+
+
+def load_manifests(manifests: Path, media_root: Path | None) -> ManifestSet:
+    """Validate the manifests; on problems print them to stderr and stop with exit 1."""
+    result = validate_tree(manifests, media_root, display_root=str(manifests))
+    for problem in result.warnings:
+        click.echo(problem.format(), err=True)
+    if result.manifest_set is None:
+        for problem in result.errors:
+            click.echo(problem.format(), err=True)
+        raise ManifestError(
+            f"the manifests are invalid ({validation_summary(result)}); nothing was planned"
+        )
+    return result.manifest_set
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write a file so that readers see the old or the new content, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
+    ) as handle:
+        try:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except BaseException:
+            handle.close()
+            Path(handle.name).unlink(missing_ok=True)
+            raise
+    os.replace(handle.name, path)
+
+
 @click.group(
     cls=ReconcileGroup,
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, "--version", prog_name="reconcile")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Only plan: show what would change. Reads the state, writes nothing.",
+)
+@plan_options
 @click.pass_context
-def cli(ctx: click.Context) -> int:
+def cli(ctx: click.Context, dry_run: bool, **options: Any) -> int:
     """Declarative media sync: keep master videos and images in sync across platforms.
 
     Assets, platforms and sync rules are declared in YAML manifests (apiVersion mediasync/v1);
     the reconciler compares them with the recorded state of every platform copy and syncs
-    the difference.
+    the difference. `reconcile --dry-run` (or `reconcile plan`) shows the plan.
 
     \b
     Exit codes:
-      0  success
-      1  error: invalid manifests, unusable state, bad arguments
+      0  success; for --dry-run --detailed-exitcode: no changes
+      1  error: invalid manifests, unusable state, lock timeout, bad arguments
       2  --dry-run --detailed-exitcode: changes pending
       3  apply ran, but some jobs failed or were deferred, or conflicts are open
     """
-    if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+    if ctx.invoked_subcommand is not None:
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in ("dry_run", *options)
+            if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+        ]
+        if given:
+            raise click.UsageError(
+                f"{', '.join(given)} before `{ctx.invoked_subcommand}` would be options of "
+                f"`reconcile` itself; put options after the command they are for, as in "
+                f"`reconcile {ctx.invoked_subcommand} --help`"
+            )
+        return ExitCode.OK
+    if dry_run:
+        return run_plan(**options)
+    click.echo(ctx.get_help())
+    return ExitCode.OK
+
+
+@cli.command("plan")
+@plan_options
+def plan_command(**options: Any) -> int:
+    """Show what would change: the same as `reconcile --dry-run`.
+
+    Strictly read-only: the state file is not written (not even created) and no platform is
+    contacted. Without a state file it plans against empty recorded state. The plan lists, per
+    platform, `+ create`, `~ update`, `~ update-metadata`, `- delete`, `! blocked`, `# held`
+    and `? orphan` actions with versions and sizes, then a summary line.
+    """
+    return run_plan(**options)
+
+
+@cli.command()
+@click.argument("asset", metavar="ASSET")
+@click.option("--platform", metavar="CODE", help="Explain only this platform.")
+@manifests_option
+@media_root_option
+@state_options
+@output_option(["text", "json"])
+def explain(
+    asset: str,
+    platform: str | None,
+    manifests: Path,
+    media_root: Path | None,
+    state: Path,
+    lock_timeout: float,
+    output: str,
+) -> int:
+    """Why each placement of ASSET is planned as it is.
+
+    Shows the rules that matched and the one that won, the platform constraints checked
+    (enabled, format, size) and what the state file records about each copy. Read-only.
+    """
+    manifest_set = load_manifests(manifests, media_root)
+    result = explain_asset(manifest_set, open_store(state, lock_timeout), asset, platform)
+    color = output == "text" and sys.stdout.isatty()
+    click.echo(EXPLAIN_RENDERERS[output](result, color), color=color)
     return ExitCode.OK
 
 

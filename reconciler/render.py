@@ -19,8 +19,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from reconciler.explain import Explanation
 from reconciler.manifests.validate import ValidationResult
+from reconciler.plan import Action, Plan
 from reconciler.store.queries import Report
+from reconciler.units import human_size
 
 JSON_FORMAT_VERSION = 1
 
@@ -164,4 +167,176 @@ REPORT_RENDERERS: dict[str, Callable[..., str]] = {
     "text": report_text,
     "json": report_json,
     "csv": report_csv,
+}
+
+
+# -- plans -------------------------------------------------------------------------------------
+
+PLAN_SIGNS = {
+    "create": ("+", "green"),
+    "update": ("~", "yellow"),
+    "update-metadata": ("~", "yellow"),
+    "delete": ("-", "red"),
+    "blocked": ("!", "red"),
+    "held": ("#", "magenta"),
+    "orphan": ("?", "bright_black"),
+    "noop": (" ", ""),
+}
+
+
+def versions(action: Action) -> str:
+    if action.action == "update" and action.target_version is not None:
+        return f"v{action.target_version} -> v{action.source_version}"
+    if action.action in ("delete", "orphan"):
+        return f"v{action.target_version}" if action.target_version is not None else ""
+    return f"v{action.source_version}" if action.source_version is not None else ""
+
+
+def plan_summary(plan: Plan) -> str:
+    s = plan.summary()
+    changes = (
+        f"{s['create']} to create, {s['update']} to update, {s['update-metadata']} metadata "
+        f"updates, {s['delete']} to delete"
+    )
+    rest = (
+        f"{s['blocked']} blocked, {s['held']} held by conflicts, {s['orphan']} orphaned, "
+        f"{s['noop']} unchanged"
+    )
+    return f"Plan: {changes}; {rest}."
+
+
+def _by_platform(plan: Plan) -> dict[str, list[Action]]:
+    groups: dict[str, list[Action]] = {}
+    for action in plan.actions:
+        groups.setdefault(action.platform, []).append(action)
+    return groups
+
+
+def plan_text(plan: Plan, color: bool = False) -> str:
+    """Terraform-like: changes grouped by platform, one line each, then a summary."""
+    out = [f"note: {n}" for n in plan.notes]
+    shown = [a for a in plan.actions if a.action != "noop"]
+    width = max((len(a.asset) for a in shown), default=0)
+    for platform, actions in _by_platform(plan).items():
+        visible = [a for a in actions if a.action != "noop"]
+        unchanged = len(actions) - len(visible)
+        if not visible:
+            continue
+        out.append("")
+        out.append(click.style(platform, bold=True) if color else platform)
+        for a in visible:
+            sign, tint = PLAN_SIGNS[a.action]
+            head = (
+                f"  {sign} {a.action:<15} {a.asset:<{width}}  {versions(a):<12} "
+                f"{human_size(a.size_bytes):>10}  {a.reason}"
+            )
+            out.append(click.style(head, fg=tint) if color and tint else head)
+        if unchanged:
+            out.append(f"    ({unchanged} unchanged)")
+    if not plan.changes:
+        out.append("")
+        out.append("No changes: the platforms match the manifests.")
+    out.append("")
+    summary = plan_summary(plan)
+    out.append(click.style(summary, bold=True) if color else summary)
+    return "\n".join(out).lstrip("\n")
+
+
+def plan_json(plan: Plan, color: bool = False) -> str:
+    return json.dumps(plan.to_dict(), indent=2, ensure_ascii=False)
+
+
+def _md(text: Any) -> str:
+    return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ")
+
+
+def plan_markdown(plan: Plan, color: bool = False) -> str:
+    """For a pull-request comment: a summary heading and one table row per non-noop action."""
+    lines = [f"### {plan_summary(plan)}", ""]
+    lines += [f"> {_md(n)}" for n in plan.notes]
+    if plan.notes:
+        lines.append("")
+    shown = [a for a in plan.actions if a.action != "noop"]
+    if not shown:
+        lines.append("No changes: the platforms match the manifests.")
+        return "\n".join(lines)
+    lines.append("| | action | platform | asset | versions | size | rule | reason |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for a in shown:
+        sign = PLAN_SIGNS[a.action][0]
+        lines.append(
+            f"| `{sign}` | {a.action} | {_md(a.platform)} | {_md(a.asset)} | {versions(a)} | "
+            f"{human_size(a.size_bytes)} | {_md(a.rule)} | {_md(a.reason)} |"
+        )
+    return "\n".join(lines)
+
+
+PLAN_RENDERERS: dict[str, Callable[[Plan, bool], str]] = {
+    "text": plan_text,
+    "json": plan_json,
+    "markdown": plan_markdown,
+}
+
+
+# -- explain -----------------------------------------------------------------------------------
+
+
+def explain_text(ex: Explanation, color: bool = False) -> str:
+    a = ex.asset
+    size = human_size(a["size_bytes"]) if a["size_bytes"] is not None else "unreadable"
+    digest = (a["checksum"] or "")[:16]
+    lines = [
+        f"{a['code']}: {a['title']}",
+        f"  {a['asset_type']}, category {a['category']}, status {a['status']}, "
+        f"{a['mime_type']}, {size}" + (f", sha256 {digest}..." if digest else ""),
+        f"  file {a['file']}" + (f" (from AssetSet {a['asset_set']})" if a["asset_set"] else ""),
+    ]
+    if a["error"]:
+        lines.append(f"  cannot read it: {a['error']}")
+    for p in ex.platforms:
+        action = p.action.action if p.action else "nothing"
+        lines += [
+            "",
+            click.style(f"{p.platform}: {action}", bold=True)
+            if color
+            else f"{p.platform}: {action}",
+        ]
+        if p.action is not None:
+            lines.append(f"  why:      {p.action.reason}")
+        for v in p.rules:
+            state = "wins" if v.won else ("matches" if v.matched else "does not match")
+            tail = f" ({'; '.join(v.why_not)})" if v.why_not else ""
+            lines.append(f"  rule:     {v.rule} (priority {v.priority}) {state}{tail}")
+        for check, ok in p.checks:
+            lines.append(f"  check:    {'ok  ' if ok else 'FAIL'} {check}")
+        if p.recorded:
+            r = p.recorded
+            lines.append(
+                f"  recorded: copy #{r['id']} {r['sync_status']}, version {r['synced_version']}, "
+                f"checksum {(r['local_checksum'] or '-')[:16]}, last synced "
+                f"{r['last_synced_at'] or 'never'}, {r['open_conflicts']} open conflicts"
+            )
+        else:
+            lines.append("  recorded: no copy on this platform")
+    if ex.unmatched:
+        lines += ["", "Rules that send this asset nowhere:"]
+        for v in ex.unmatched:
+            lines.append(f"  {v.rule} -> {v.platform}: {'; '.join(v.why_not)}")
+    if not ex.platforms and not ex.unmatched:
+        lines += ["", "No sync rule targets any platform."]
+    return "\n".join(lines)
+
+
+def explain_json(ex: Explanation, color: bool = False) -> str:
+    return json.dumps(
+        {"format_version": JSON_FORMAT_VERSION, **ex.to_dict()},
+        indent=2,
+        ensure_ascii=False,
+        default=str,
+    )
+
+
+EXPLAIN_RENDERERS: dict[str, Callable[[Explanation, bool], str]] = {
+    "text": explain_text,
+    "json": explain_json,
 }
