@@ -1,0 +1,117 @@
+"""The driver interface: how bytes reach a platform, and how failures are told apart.
+
+Every driver (local folder, S3, ...) implements :class:`Driver`. Apply calls
+:meth:`Driver.upload`, :meth:`Driver.stat`, :meth:`Driver.delete`,
+:meth:`Driver.update_metadata`, :meth:`Driver.health_check` and :meth:`Driver.cleanup`; it
+never looks inside a driver. A driver signals failures with two types, which drive retries and
+job states:
+
+* :class:`TemporaryError`: worth retrying (a timeout, a 503, a throttle); it may carry a
+  ``retry_after`` hint in seconds, which the retry policy honours;
+* :class:`PermanentError`: retrying cannot help (no permission, no space, a rejected file);
+  the job fails at once with the message.
+
+Any other exception from a driver is treated as permanent, with its text as the message.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler.models import Platform, SecretRef
+
+Progress = Callable[[int], None]  # called with the number of bytes sent so far
+
+HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
+
+
+class DriverError(Exception):
+    """Root of driver failures."""
+
+
+class TemporaryError(DriverError):
+    """A failure worth retrying, perhaps after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(DriverError):
+    """A failure that retrying cannot fix."""
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """What an upload left on the platform."""
+
+    platform_asset_id: str  # the platform's id for the object
+    url: str
+    remote_checksum: str  # sha256 of what the platform holds, as the platform reports it
+    details: dict[str, Any] = field(default_factory=dict)  # kept in platform_assets.metadata
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    """An object as the platform reports it now."""
+
+    checksum: str | None  # sha256, when the platform can tell
+    size: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Driver(ABC):
+    """One platform's transport."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    @abstractmethod
+    def upload(
+        self, source: Path, key: str, metadata: dict[str, Any], progress: Progress | None = None
+    ) -> Uploaded:
+        """Put the file at ``key``, atomically: a reader sees the old object or the whole new
+        one, never half of it."""
+
+    @abstractmethod
+    def stat(self, key: str) -> RemoteObject | None:
+        """The object at ``key``, or None when it is missing."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object at ``key``; a missing object is not an error."""
+
+    @abstractmethod
+    def health_check(self) -> tuple[str, str]:
+        """(healthy | degraded | down, a short explanation)."""
+
+    def update_metadata(self, key: str, metadata: dict[str, Any]) -> None:  # noqa: B027
+        """Change the metadata of the object at ``key`` without sending the bytes again.
+        Drivers that store no metadata keep this default, which does nothing."""
+
+    def cleanup(self) -> int:
+        """Remove partial uploads left by an interrupted run; return how many."""
+        return 0
+
+
+def resolve_secret(ref: SecretRef | None, what: str) -> str:
+    """Read a referenced credential at the moment it is needed; never stored anywhere."""
+    if ref is None:
+        raise PermanentError(f"{what} needs credentials, but its auth names none")
+    if ref.env:
+        value = os.environ.get(ref.env)
+        if not value:
+            raise PermanentError(f"{what}: the environment variable {ref.env} is not set")
+        return value.strip()
+    assert ref.file is not None
+    try:
+        return Path(ref.file).expanduser().read_text("utf-8").strip()
+    except OSError as exc:
+        raise PermanentError(
+            f"{what}: cannot read the secret file {ref.file}: {exc.strerror}"
+        ) from None
