@@ -111,6 +111,7 @@ class SyncRule:
     priority: int = 5
     is_active: bool = True
     prune: bool = False
+    on_conflict: str = "manual"  # or source_wins
     origin: Origin | None = None
 
 

@@ -444,6 +444,12 @@ def make_plan(
     return plan
 
 
+def current_fingerprint(store: StateStore) -> str:
+    """The fingerprint of the recorded state now (for checking a saved plan)."""
+    with planning_connection(store) as (con, _exists):
+        return state_fingerprint(con)
+
+
 def check_guards(plan: Plan, options: PlanOptions) -> None:
     """Refuse deletes when the desired set is empty or a platform would lose too much."""
     deletes = [a for a in plan.actions if a.action == "delete"]

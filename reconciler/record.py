@@ -158,6 +158,12 @@ def record_objects(
         ),
         rows,
     )
+    # a copy whose master has moved on to a new version is outdated until it is updated
+    con.execute(
+        "UPDATE platform_assets SET sync_status = 'outdated' FROM source_assets sa "
+        "WHERE sa.id = platform_assets.source_asset_id AND platform_assets.sync_status = "
+        "'synced' AND platform_assets.synced_version < sa.version"
+    )
     _mark_undeclared(con, manifests, now)
 
 

@@ -359,6 +359,7 @@ class _Checker:
             priority=spec.get("priority", 5),
             is_active=spec.get("is_active", True),
             prune=spec.get("prune", False),
+            on_conflict=spec.get("on_conflict", "manual"),
             origin=item.origin,
         )
 

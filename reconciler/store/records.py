@@ -63,6 +63,37 @@ def insert_events(con: Connection, events: list[EventRow]) -> list[int]:
     )
 
 
+CONFLICT_COLUMNS = (
+    "platform_asset_id",
+    "conflict_type",
+    "source_value",
+    "target_value",
+    "detected_at",
+    "resolution",
+    "notes",
+)
+
+
+def open_conflicts(con: Connection, rows: list[tuple[Any, ...]]) -> int:
+    """Insert conflicts (rows in CONFLICT_COLUMNS order), skipping any whose placement already
+    has an open conflict of the same type: one problem, one conflict. Returns how many."""
+    if not rows:
+        return 0
+    already = set(
+        con.execute(
+            "SELECT platform_asset_id, conflict_type FROM sync_conflicts "
+            "WHERE resolution = 'pending'"
+        ).fetchall()
+    )
+    fresh = []
+    for row in rows:
+        if (row[0], row[1]) not in already:
+            already.add((row[0], row[1]))
+            fresh.append(row)
+    insert_rows(con, "sync_conflicts", CONFLICT_COLUMNS, fresh)
+    return len(fresh)
+
+
 @dataclass(frozen=True)
 class Resolution:
     conflict_id: int
@@ -114,6 +145,7 @@ def resolve_conflict(
             "WHERE id = ?",
             [value, by, now, note, note, note, conflict_id],
         )
+        _apply_resolution(con, pa_id, value, conflict_id, now)
         insert_events(
             con,
             [
@@ -132,6 +164,34 @@ def resolve_conflict(
             ],
         )
     return Resolution(conflict_id, value, by, now, note, asset, platform)
+
+
+def _apply_resolution(
+    con: Connection, pa_id: int | None, resolution: str, conflict_id: int, now: datetime
+) -> None:
+    """What a decision means for the copy: re-sync it, accept it, or leave it."""
+    if pa_id is None or resolution == "ignored":
+        return
+    row = con.execute(
+        "SELECT conflict_type, target_value FROM sync_conflicts WHERE id = ?", [conflict_id]
+    ).fetchone()
+    kind, target = row if row else (None, None)
+    if resolution == "use_source":
+        # the next apply sends the master again, knowingly replacing what the platform has
+        con.execute(
+            "UPDATE platform_assets SET sync_status = 'outdated', "
+            "remote_checksum = coalesce(?, remote_checksum) WHERE id = ?",
+            [target, pa_id],
+        )
+        return
+    if kind == "remote_deleted" or target is None:  # accept that it is gone
+        con.execute("UPDATE platform_assets SET sync_status = 'deleted' WHERE id = ?", [pa_id])
+    else:  # the platform's bytes become the expected ones
+        con.execute(
+            "UPDATE platform_assets SET remote_checksum = ?, sync_status = 'synced', "
+            "last_verified_at = ? WHERE id = ?",
+            [target, now, pa_id],
+        )
 
 
 def load_sample(store: StateStore) -> dict[str, int]:

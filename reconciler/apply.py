@@ -1,0 +1,964 @@
+"""Apply: carry out a plan's changes through the platform drivers, and record every step.
+
+Called by the CLI (`reconcile`, `reconcile apply PLAN.json`) and by watch. One run, under the
+state file's run lock:
+
+1. **recover**: jobs that an interrupted run left pending or processing are checked against the
+   platform (did the object land, with the expected checksum?) and closed either way; partial
+   uploads on those platforms are removed;
+2. **start**: record the manifests' objects and the hash cache, health-check each platform,
+   spend each platform's hourly rate budget (jobs beyond it are deferred), and create one job
+   per change, all in one transaction;
+3. **run** the jobs on a thread pool (``--parallel``). Workers never open the state file: a
+   :class:`Recorder` collects their reports and writes them in batches, each batch one short
+   transaction, so the file is never held across a transfer and 10,000 jobs do not mean
+   10,000 commits;
+4. **finish**: a last flush, and an :class:`ApplyResult` that maps to the exit code.
+
+Failures follow the driver's error types: a :class:`TemporaryError` is retried with exponential
+backoff and full jitter (honouring its ``retry_after``), each retry logged; a
+:class:`PermanentError` fails the job at once. After every upload the checksum the platform
+reports must equal the master's; a mismatch records a ``checksum_mismatch`` conflict and is
+retried.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from reconciler.drivers import driver_for
+from reconciler.drivers.base import DOWN, Driver, PermanentError, TemporaryError
+from reconciler.errors import ExitCode, StateError
+from reconciler.models import ManifestSet
+from reconciler.plan import Action, Plan
+from reconciler.record import PlacementRecord, record_objects, record_placements
+from reconciler.sources import Observation, Observed, sha256_file
+from reconciler.store import hash_cache
+from reconciler.store.db import Connection, StateStore, insert_rows, upsert_rows, utcnow
+from reconciler.store.records import EventRow, insert_events, open_conflicts
+
+JOB_TYPES = {
+    "create": "initial",
+    "update": "update",
+    "update-metadata": "metadata",
+    "delete": "delete",
+}
+PROGRESS_EVENT_MIN_BYTES = 1024 * 1024
+FLUSH_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    parallel: int = 4
+    max_attempts: int = 5  # per job, the first try included
+    backoff_base: float = 0.5  # seconds
+    backoff_max: float = 60.0
+    rule: str | None = None  # only this rule's placements
+    platform: str | None = None  # only this platform's placements
+
+
+def remote_key(action: Action) -> str:
+    """Where a placement lives on its platform: the asset code, then the file's name."""
+    return f"{action.asset}/{PurePosixPath(action.file or action.asset).name}"
+
+
+@dataclass
+class Job:
+    """One change being carried out; mirrors a sync_jobs row while the run lasts."""
+
+    id: int
+    code: str
+    action: Action
+    job_type: str
+    key: str
+    previous_key: str | None
+    previous_remote_checksum: str | None
+    platform_id: int
+    asset_id: int
+    config_id: int
+    pa_id: int
+    on_conflict: str = "manual"
+    status: str = "pending"
+    progress: float = 0.0
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    error: str | None = None
+    retries: int = 0
+    eligible_at: datetime | None = None
+    total_bytes: int | None = None
+    _progress_step: int = 0
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.id,
+            self.status,
+            round(self.progress, 2),
+            self.started_at,
+            self.completed_at,
+            self.error,
+            self.retries,
+            self.eligible_at,
+        )
+
+
+JOB_UPDATE_COLUMNS = (
+    "id",
+    "status",
+    "progress_percent",
+    "started_at",
+    "completed_at",
+    "error_message",
+    "retry_count",
+    "eligible_at",
+)
+
+
+class Observer(Protocol):
+    """Who watches a run: the terminal progress display, plain lines, or a JSON stream."""
+
+    def run_started(self, jobs: list[Job]) -> None: ...
+    def job_started(self, job: Job) -> None: ...
+    def job_progress(self, job: Job, sent: int) -> None: ...
+    def job_finished(self, job: Job) -> None: ...
+    def event(self, event: EventRow, job: Job | None) -> None: ...
+    def run_finished(self) -> None: ...
+
+
+class NullObserver:
+    def run_started(self, jobs: list[Job]) -> None:
+        pass
+
+    def job_started(self, job: Job) -> None:
+        pass
+
+    def job_progress(self, job: Job, sent: int) -> None:
+        pass
+
+    def job_finished(self, job: Job) -> None:
+        pass
+
+    def event(self, event: EventRow, job: Job | None) -> None:
+        pass
+
+    def run_finished(self) -> None:
+        pass
+
+
+class Recorder:
+    """Collects what the workers report and writes it in batches.
+
+    Workers call :meth:`job`, :meth:`placement`, :meth:`event`, :meth:`conflict`; a background
+    thread flushes every :data:`FLUSH_SECONDS` when something changed, in one short write
+    transaction. The last job state, placement and health per key win; events and conflicts
+    are kept in order.
+    """
+
+    def __init__(self, store: StateStore, observer: Observer) -> None:
+        self.store = store
+        self.observer = observer
+        self._lock = threading.Lock()
+        self._jobs: dict[int, tuple[Any, ...]] = {}
+        self._placements: dict[tuple[str, str], PlacementRecord] = {}
+        self._details: dict[int, str] = {}
+        self._events: list[EventRow] = []
+        self._conflicts: list[tuple[Any, ...]] = []
+        self._resolved: list[tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.failure: BaseException | None = None
+
+    def job(self, job: Job) -> None:
+        with self._lock:
+            self._jobs[job.id] = job.row()
+
+    def placement(
+        self,
+        record: PlacementRecord,
+        details: dict[str, Any] | None = None,
+        pa_id: int | None = None,
+    ) -> None:
+        with self._lock:
+            self._placements[(record.asset, record.platform)] = record
+            if details is not None and pa_id is not None:
+                self._details[pa_id] = json.dumps(details, sort_keys=True)
+
+    def event(self, event: EventRow, job: Job | None = None) -> None:
+        with self._lock:
+            self._events.append(event)
+        self.observer.event(event, job)
+
+    def conflict(
+        self, pa_id: int, kind: str, source: str | None, target: str | None, notes: str
+    ) -> None:
+        with self._lock:
+            self._conflicts.append((pa_id, kind, source, target, utcnow(), "pending", notes))
+
+    def resolve_retried(self, pa_id: int, kind: str) -> None:
+        """A retry fixed what a conflict of ``kind`` recorded: close it."""
+        with self._lock:
+            self._resolved.append((pa_id, kind))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="recorder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.flush()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(FLUSH_SECONDS):
+            try:
+                self.flush()
+            except BaseException as exc:  # surfaced by the run, not lost in a thread
+                self.failure = exc
+                return
+
+    def flush(self) -> None:
+        with self._lock:
+            jobs, self._jobs = list(self._jobs.values()), {}
+            placements, self._placements = list(self._placements.values()), {}
+            details, self._details = dict(self._details), {}
+            events, self._events = self._events, []
+            conflicts, self._conflicts = self._conflicts, []
+            resolved, self._resolved = self._resolved, []
+        if not (jobs or placements or details or events or conflicts or resolved):
+            return
+        with self.store.writing() as con:
+            record_placements(con, placements)
+            if details:
+                upsert_rows(con, "platform_assets", "id", ("id", "metadata"), list(details.items()))
+            upsert_rows(con, "sync_jobs", "id", JOB_UPDATE_COLUMNS, jobs)
+            open_conflicts(con, conflicts)
+            for pa_id, kind in resolved:
+                con.execute(
+                    "UPDATE sync_conflicts SET resolution = 'resolved_by_retry', "
+                    "resolved_by = 'reconcile', resolved_at = ? WHERE platform_asset_id = ? "
+                    "AND conflict_type = ? AND resolution = 'pending'",
+                    [utcnow(), pa_id, kind],
+                )
+            insert_events(con, events)
+
+
+@dataclass
+class ApplyResult:
+    run_id: str
+    jobs: list[Job] = field(default_factory=list)
+    blocked: list[Action] = field(default_factory=list)
+    held: list[Action] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+    open_conflicts: int = 0
+
+    def counts(self) -> dict[str, int]:
+        counts = Counter(j.status for j in self.jobs)
+        return {s: counts.get(s, 0) for s in ("completed", "failed", "deferred")}
+
+    @property
+    def exit_code(self) -> ExitCode:
+        c = self.counts()
+        if c["failed"] or c["deferred"] or self.open_conflicts:
+            return ExitCode.PARTIAL
+        return ExitCode.OK
+
+
+def narrow(actions: list[Action], options: ApplyOptions) -> list[Action]:
+    return [
+        a
+        for a in actions
+        if (options.rule is None or a.rule == options.rule)
+        and (options.platform is None or a.platform == options.platform)
+    ]
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+class Run:
+    """One apply run: holds the drivers, the jobs, the recorder and the retry policy."""
+
+    def __init__(
+        self,
+        manifests: ManifestSet,
+        store: StateStore,
+        options: ApplyOptions,
+        observer: Observer | None = None,
+    ) -> None:
+        self.manifests = manifests
+        self.store = store
+        self.options = options
+        self.observer = observer or NullObserver()
+        self.run_id = f"R{utcnow():%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
+        self.drivers: dict[str, Driver] = {}
+        self.recorder = Recorder(store, self.observer)
+
+    def driver(self, platform: str) -> Driver:
+        if platform not in self.drivers:
+            self.drivers[platform] = driver_for(self.manifests.platforms[platform])
+        return self.drivers[platform]
+
+    # 1. recover ---------------------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """Close the jobs an interrupted run left open, checking what actually landed."""
+        with self.store.reading() as con:
+            if con is None:
+                return []
+            stale = con.execute(
+                "SELECT j.id, j.job_code, j.job_type, j.remote_key, j.expected_checksum, "
+                "j.source_version, j.metadata_hash, j.transform_hash, sa.asset_code, "
+                "sp.platform_code, c.config_code FROM sync_jobs j "
+                "JOIN source_assets sa ON sa.id = j.asset_id "
+                "JOIN sync_platforms sp ON sp.id = j.platform_id "
+                "LEFT JOIN sync_configurations c ON c.id = j.config_id "
+                "WHERE j.status IN ('pending', 'processing') ORDER BY j.id"
+            ).fetchall()
+        if not stale:
+            return []
+        now = utcnow()
+        jobs, placements, events, notes = [], [], [], []
+        platforms = set()
+        for (
+            job_id,
+            code,
+            job_type,
+            key,
+            expected,
+            version,
+            meta_hash,
+            transform_hash,
+            asset,
+            platform,
+            rule,
+        ) in stale:
+            landed = False
+            reason = "interrupted: the run doing it stopped before it finished"
+            if platform in self.manifests.platforms and key:
+                platforms.add(platform)
+                try:
+                    remote = self.driver(platform).stat(key)
+                except Exception as exc:  # recovery must go on
+                    remote, reason = None, f"{reason}; checking the platform failed: {exc}"
+                if job_type == "delete":
+                    landed = remote is None
+                elif job_type in ("initial", "update"):
+                    landed = remote is not None and remote.checksum == expected
+            if landed:
+                jobs.append((job_id, "completed", 100.0, None, now, None, None, None))
+                if job_type == "delete":
+                    placements.append(PlacementRecord(asset, platform, rule, "deleted"))
+                else:
+                    placements.append(
+                        PlacementRecord(
+                            asset,
+                            platform,
+                            rule,
+                            "synced",
+                            version,
+                            expected,
+                            expected,
+                            key,
+                            None,
+                            key,
+                            meta_hash,
+                            transform_hash,
+                            True,
+                            now,
+                            now,
+                        )
+                    )
+                message = f"job {code} had finished on the platform before the run stopped"
+            else:
+                jobs.append((job_id, "failed", None, None, now, reason, None, None))
+                if job_type in ("initial", "update"):
+                    placements.append(PlacementRecord(asset, platform, rule, "failed"))
+                message = f"job {code} was {reason}; it will be planned again"
+            events.append(
+                EventRow(
+                    "recovered",
+                    "success" if landed else "failed",
+                    message,
+                    {"job": code, "landed": landed},
+                    job_id=job_id,
+                )
+            )
+            notes.append(message)
+        for platform in sorted(platforms):
+            try:
+                removed = self.driver(platform).cleanup()
+            except Exception as exc:
+                notes.append(f"cleaning up {platform} failed: {exc}")
+                continue
+            if removed:
+                events.append(
+                    EventRow(
+                        "cleanup", "success", f"removed {removed} partial uploads from {platform}"
+                    )
+                )
+                notes.append(f"removed {removed} partial uploads from {platform}")
+        with self.store.writing() as con:
+            upsert_rows(
+                con,
+                "sync_jobs",
+                "id",
+                JOB_UPDATE_COLUMNS,
+                jobs,
+                keep_when_null=("progress_percent", "started_at", "retry_count"),
+            )
+            record_placements(con, placements)
+            insert_events(con, events)
+        return notes
+
+    # 2. start -----------------------------------------------------------------------------
+    def start(self, plan: Plan, actions: list[Action]) -> list[Job]:
+        changes = [a for a in actions if a.is_change]
+        now = utcnow()
+        health = {}
+        for platform in sorted({a.platform for a in changes}):
+            try:
+                health[platform] = self.driver(platform).health_check()
+            except Exception as exc:  # a broken check means down
+                health[platform] = (DOWN, str(exc))
+        observed = plan.observed
+        with self.store.writing() as con:
+            record_objects(con, self.manifests, observed.files if observed else {})
+            if observed is not None:
+                hash_cache.save(con, observed.new_cache)
+            for platform, (status, _detail) in health.items():
+                con.execute(
+                    "UPDATE sync_platforms SET health_status = ?, last_health_check = ? "
+                    "WHERE platform_code = ?",
+                    [status, now, platform],
+                )
+            budgets = self._budgets(con, now)
+            runnable, deferred, down = self._triage(changes, health, budgets, now)
+            waiting = runnable + [a for a, _ in deferred]
+            record_placements(
+                con,
+                [
+                    PlacementRecord(a.asset, a.platform, a.rule, "pending")
+                    for a in waiting
+                    if a.action in ("create", "update")
+                ]
+                + [
+                    PlacementRecord(a.asset, a.platform, a.rule, "failed")
+                    for a in down
+                    if a.action == "create"
+                ],
+            )
+            jobs = self._create_jobs(con, runnable, deferred, down, now)
+            insert_events(con, [e for e in self._start_events(jobs, health)])
+        return jobs
+
+    def _budgets(self, con: Connection, now: datetime) -> dict[str, tuple[int, datetime | None]]:
+        """Per platform: calls made in the last hour, and the oldest of them."""
+        rows = con.execute(
+            "SELECT sp.platform_code, count(*), min(j.started_at) FROM sync_jobs j "
+            "JOIN sync_platforms sp ON sp.id = j.platform_id WHERE j.started_at >= ? "
+            "GROUP BY sp.platform_code",
+            [now - timedelta(hours=1)],
+        ).fetchall()
+        return {code: (used, oldest) for code, used, oldest in rows}
+
+    def _triage(
+        self,
+        changes: list[Action],
+        health: dict[str, tuple[str, str]],
+        budgets: dict[str, tuple[int, datetime | None]],
+        now: datetime,
+    ) -> tuple[list[Action], list[tuple[Action, datetime]], list[Action]]:
+        runnable: list[Action] = []
+        deferred: list[tuple[Action, datetime]] = []
+        down: list[Action] = []
+        spent: Counter[str] = Counter()
+        for action in changes:  # in plan order: highest priority first
+            if health.get(action.platform, ("healthy", ""))[0] == DOWN:
+                down.append(action)
+                continue
+            limit = self.manifests.platforms[action.platform].rate_limit_per_hour
+            used, oldest = budgets.get(action.platform, (0, None))
+            if limit is not None and used + spent[action.platform] >= limit:
+                eligible = (oldest or now) + timedelta(hours=1)
+                deferred.append((action, eligible))
+                continue
+            spent[action.platform] += 1
+            runnable.append(action)
+        return runnable, deferred, down
+
+    def _create_jobs(
+        self,
+        con: Connection,
+        runnable: list[Action],
+        deferred: list[tuple[Action, datetime]],
+        down: list[Action],
+        now: datetime,
+    ) -> list[Job]:
+        ids = {
+            "asset": dict(con.execute("SELECT asset_code, id FROM source_assets").fetchall()),
+            "platform": dict(
+                con.execute("SELECT platform_code, id FROM sync_platforms").fetchall()
+            ),
+            "rule": dict(con.execute("SELECT config_code, id FROM sync_configurations").fetchall()),
+        }
+        recorded = {
+            (asset, platform): (pa_id, key, remote_sum)
+            for asset, platform, pa_id, key, remote_sum in con.execute(
+                "SELECT sa.asset_code, sp.platform_code, pa.id, pa.remote_key, "
+                "pa.remote_checksum FROM platform_assets pa "
+                "JOIN source_assets sa ON sa.id = pa.source_asset_id "
+                "JOIN sync_platforms sp ON sp.id = pa.platform_id "
+                "QUALIFY row_number() OVER (PARTITION BY pa.source_asset_id, pa.platform_id "
+                "ORDER BY pa.id DESC) = 1"
+            ).fetchall()
+        }
+        entries: list[tuple[Action, str, datetime | None, str | None]] = (
+            [(a, "pending", None, None) for a in runnable]
+            + [(a, "deferred", when, None) for a, when in deferred]
+            + [(a, "failed", None, "the platform is down") for a in down]
+        )
+        jobs: list[Job] = []
+        rows = []
+        for n, (action, status, eligible, error) in enumerate(entries, start=1):
+            pa_id, old_key, old_sum = recorded.get(
+                (action.asset, action.platform), (None, None, None)
+            )
+            assert pa_id is not None, "placements were recorded before their jobs"
+            job_type = JOB_TYPES[action.action]
+            key = old_key if job_type in ("delete", "metadata") and old_key else remote_key(action)
+            rule = self.manifests.rules.get(action.rule or "")
+            job = Job(
+                id=0,
+                code=f"{self.run_id}-{n:05d}",
+                action=action,
+                job_type=job_type,
+                key=key,
+                previous_key=old_key if old_key != key else None,
+                previous_remote_checksum=old_sum,
+                platform_id=ids["platform"][action.platform],
+                asset_id=ids["asset"][action.asset],
+                config_id=ids["rule"].get(action.rule or "", 0),
+                pa_id=pa_id,
+                on_conflict=rule.on_conflict if rule else "manual",
+                status=status,
+                eligible_at=eligible,
+                error=error,
+                completed_at=now if status == "failed" else None,
+            )
+            if status == "deferred":
+                job.error = f"rate limit reached; eligible at {eligible:%Y-%m-%d %H:%M:%S} UTC"
+            jobs.append(job)
+            rows.append(
+                (
+                    job.code,
+                    job.config_id,
+                    job.asset_id,
+                    job.platform_id,
+                    job_type,
+                    job.status,
+                    0,
+                    action.source_version,
+                    action.target_version,
+                    job.completed_at,
+                    job.error,
+                    0,
+                    now,
+                    self.run_id,
+                    key,
+                    job.previous_key,
+                    action.checksum,
+                    action.metadata_hash,
+                    action.transform_hash,
+                    job.eligible_at,
+                )
+            )
+        new_ids = insert_rows(
+            con,
+            "sync_jobs",
+            (
+                "job_code",
+                "config_id",
+                "asset_id",
+                "platform_id",
+                "job_type",
+                "status",
+                "progress_percent",
+                "source_version",
+                "target_version",
+                "completed_at",
+                "error_message",
+                "retry_count",
+                "created_at",
+                "run_id",
+                "remote_key",
+                "previous_key",
+                "expected_checksum",
+                "metadata_hash",
+                "transform_hash",
+                "eligible_at",
+            ),
+            rows,
+        )
+        for job, job_id in zip(jobs, new_ids, strict=True):
+            job.id = job_id
+        return jobs
+
+    def _start_events(self, jobs: list[Job], health: dict[str, tuple[str, str]]) -> list[EventRow]:
+        events = [
+            EventRow(
+                "health_check",
+                "success" if status != DOWN else "failed",
+                f"{platform} is {status}: {detail}",
+                {"platform": platform},
+            )
+            for platform, (status, detail) in health.items()
+        ]
+        for job in jobs:
+            if job.status == "deferred":
+                events.append(
+                    EventRow(
+                        "deferred",
+                        "deferred",
+                        job.error or "deferred",
+                        {"eligible_at": f"{job.eligible_at:%Y-%m-%dT%H:%M:%SZ}"},
+                        job.id,
+                        job.pa_id,
+                    )
+                )
+            elif job.status == "failed":
+                events.append(
+                    EventRow(
+                        "upload_start", "failed", job.error or "failed", None, job.id, job.pa_id
+                    )
+                )
+        return events
+
+    # 3. run -------------------------------------------------------------------------------
+    def run(self, jobs: list[Job]) -> None:
+        todo = [j for j in jobs if j.status == "pending"]
+        self.observer.run_started(jobs)
+        self.recorder.start()
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, self.options.parallel)) as pool:
+                list(pool.map(self.run_job, todo))
+        finally:
+            self.recorder.stop()
+            self.observer.run_finished()
+        if self.recorder.failure is not None:
+            raise StateError(f"recording the run failed: {self.recorder.failure}")
+
+    def run_job(self, job: Job) -> None:
+        rec = self.recorder
+        job.status, job.started_at = "processing", utcnow()
+        rec.job(job)
+        if job.job_type in ("initial", "update"):
+            rec.placement(
+                PlacementRecord(job.action.asset, job.action.platform, job.action.rule, "syncing")
+            )
+        start_type = {"delete": "delete_start", "metadata": "metadata_start"}.get(
+            job.job_type, "upload_start"
+        )
+        verb = {"delete": "deleting from", "metadata": "updating metadata on"}.get(
+            job.job_type, "uploading to"
+        )
+        rec.event(self._event(job, start_type, "success", f"{verb} {job.action.platform}"), job)
+        self.observer.job_started(job)
+        try:
+            retrying = Retrying(
+                stop=stop_after_attempt(self.options.max_attempts),
+                wait=self._wait,
+                retry=retry_if_exception_type(TemporaryError),
+                before_sleep=lambda state: self._retrying(job, state),
+                reraise=True,
+            )
+            retrying(self._transfer, job)
+            job.status, job.progress = "completed", 100.0
+        except TemporaryError as exc:
+            self._fail(job, f"gave up after {self.options.max_attempts} attempts: {exc}")
+        except PermanentError as exc:
+            self._fail(job, str(exc))
+        except Exception as exc:  # a driver bug must not kill the run
+            self._fail(job, f"unexpected {type(exc).__name__}: {exc}")
+        job.completed_at = utcnow()
+        rec.job(job)
+        self.observer.job_finished(job)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, TemporaryError) and exc.retry_after is not None:
+            return min(max(exc.retry_after, 0.0), self.options.backoff_max)
+        backoff = wait_random_exponential(
+            multiplier=self.options.backoff_base, max=self.options.backoff_max
+        )
+        return backoff(state)
+
+    def _retrying(self, job: Job, state: RetryCallState) -> None:
+        job.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0
+        self.recorder.job(job)
+        self.recorder.event(
+            self._event(
+                job,
+                "retry",
+                "retrying",
+                f"attempt {state.attempt_number} failed ({exc}); retrying in {wait:.1f} s",
+                {"attempt": state.attempt_number, "wait_seconds": round(wait, 3)},
+            ),
+            job,
+        )
+
+    def _fail(self, job: Job, message: str) -> None:
+        job.status, job.error = "failed", message
+        if job.job_type in ("initial", "update"):
+            self.recorder.placement(
+                PlacementRecord(job.action.asset, job.action.platform, job.action.rule, "failed")
+            )
+        kind = {"delete": "delete", "metadata": "metadata_update"}.get(
+            job.job_type, "upload_complete"
+        )
+        self.recorder.event(self._event(job, kind, "failed", message), job)
+
+    def _event(
+        self, job: Job, kind: str, status: str, message: str, details: dict[str, Any] | None = None
+    ) -> EventRow:
+        return EventRow(kind, status, message, details, job.id, job.pa_id)
+
+    def _transfer(self, job: Job) -> None:
+        action, driver = job.action, self.driver(job.action.platform)
+        if job.job_type == "delete":
+            driver.delete(job.key)
+            self.recorder.placement(
+                PlacementRecord(action.asset, action.platform, action.rule, "deleted")
+            )
+            self.recorder.event(
+                self._event(job, "delete", "success", f"deleted {job.key} from {action.platform}"),
+                job,
+            )
+            return
+        metadata = {"code": action.asset, "mime_type": action.mime_type, **action.asset_metadata}
+        if job.job_type == "metadata":
+            driver.update_metadata(job.key, metadata)
+            self.recorder.placement(self._synced(job, job.previous_remote_checksum))
+            self.recorder.event(
+                self._event(
+                    job, "metadata_update", "success", f"updated the metadata on {action.platform}"
+                ),
+                job,
+            )
+            return
+        if job.job_type == "update" and job.on_conflict != "source_wins":
+            self._check_untouched(job, driver)
+        assert action.path is not None
+        job.total_bytes = action.size_bytes
+        uploaded = driver.upload(
+            Path(action.path), job.key, metadata, lambda sent: self._progress(job, sent)
+        )
+        if uploaded.remote_checksum != action.checksum:
+            self._mismatch(job, uploaded.remote_checksum)
+        self.recorder.event(
+            self._event(
+                job,
+                "upload_complete",
+                "success",
+                f"uploaded {job.key} to {action.platform}",
+                {"bytes": action.size_bytes},
+            ),
+            job,
+        )
+        self.recorder.event(
+            self._event(
+                job, "verification", "success", "checksum verified", {"sha256": action.checksum}
+            ),
+            job,
+        )
+        self.recorder.resolve_retried(job.pa_id, "checksum_mismatch")
+        if job.previous_key:
+            driver.delete(job.previous_key)
+        record = self._synced(
+            job, uploaded.remote_checksum, uploaded.platform_asset_id, uploaded.url
+        )
+        self.recorder.placement(record, uploaded.details, job.pa_id)
+
+    def _synced(
+        self,
+        job: Job,
+        remote_checksum: str | None,
+        platform_asset_id: str | None = None,
+        url: str | None = None,
+    ) -> PlacementRecord:
+        a = job.action
+        now = utcnow()
+        return PlacementRecord(
+            asset=a.asset,
+            platform=a.platform,
+            rule=a.rule,
+            sync_status="synced",
+            synced_version=a.source_version,
+            local_checksum=a.checksum,
+            remote_checksum=remote_checksum,
+            platform_asset_id=platform_asset_id,
+            platform_url=url,
+            remote_key=job.key,
+            metadata_hash=a.metadata_hash,
+            transform_hash=a.transform_hash,
+            managed=True,
+            synced_at=now,
+            verified_at=now,
+        )
+
+    def _check_untouched(self, job: Job, driver: Driver) -> None:
+        """Before replacing a copy, make sure nobody changed it outside reconcile."""
+        if not job.previous_remote_checksum:
+            return
+        remote = driver.stat(job.previous_key or job.key)
+        if remote is not None and remote.checksum != job.previous_remote_checksum:
+            self.recorder.conflict(
+                job.pa_id,
+                "remote_modified",
+                job.previous_remote_checksum,
+                remote.checksum,
+                "changed on the platform outside reconcile; not overwritten",
+            )
+            self.recorder.event(
+                self._event(
+                    job,
+                    "conflict_detected",
+                    "failed",
+                    "the copy on the platform was changed outside reconcile; it was left as it is",
+                    {"expected": job.previous_remote_checksum, "found": remote.checksum},
+                ),
+                job,
+            )
+            raise PermanentError(
+                "the copy on the platform was changed outside reconcile; "
+                "resolve the conflict (reconcile conflicts) or set "
+                "on_conflict: source_wins"
+            )
+
+    def _mismatch(self, job: Job, landed: str) -> None:
+        a = job.action
+        assert a.path is not None
+        try:
+            now = sha256_file(a.path)
+        except OSError as exc:
+            raise PermanentError(f"the master file cannot be read any more: {exc}") from None
+        if now != a.checksum:
+            raise PermanentError(
+                "the master file changed after it was planned; the next run "
+                "will sync the new version"
+            )
+        self.recorder.conflict(
+            job.pa_id,
+            "checksum_mismatch",
+            a.checksum,
+            landed,
+            "the platform holds other bytes than were sent",
+        )
+        self.recorder.placement(PlacementRecord(a.asset, a.platform, a.rule, "failed"))
+        self.recorder.event(
+            self._event(
+                job,
+                "verification",
+                "failed",
+                "checksum mismatch after upload",
+                {"expected": a.checksum, "found": landed},
+            ),
+            job,
+        )
+        self.recorder.event(
+            self._event(
+                job,
+                "conflict_detected",
+                "failed",
+                "checksum_mismatch recorded",
+                {"expected": a.checksum, "found": landed},
+            ),
+            job,
+        )
+        raise TemporaryError(
+            f"checksum mismatch after upload (expected {a.checksum[:12]}..., "
+            f"the platform has {landed[:12]}...)"
+        )
+
+    def _progress(self, job: Job, sent: int) -> None:
+        total = job.total_bytes or 0
+        if total:
+            job.progress = min(100.0, 100.0 * sent / total)
+            step = int(job.progress // 25)
+            if total >= PROGRESS_EVENT_MIN_BYTES and 0 < step < 4 and step > job._progress_step:
+                job._progress_step = step
+                self.recorder.event(
+                    self._event(
+                        job,
+                        "upload_progress",
+                        "success",
+                        f"upload at {step * 25}%",
+                        {"bytes": sent, "of": total},
+                    ),
+                    job,
+                )
+            self.recorder.job(job)
+        self.observer.job_progress(job, sent)
+
+
+def apply_plan(
+    manifests: ManifestSet,
+    store: StateStore,
+    plan: Plan,
+    options: ApplyOptions | None = None,
+    observer: Observer | None = None,
+    recovered: list[str] | None = None,
+) -> ApplyResult:
+    """Carry out the plan's changes (narrowed by --rule / --platform). Hold the run lock."""
+    options = options or ApplyOptions()
+    run = Run(manifests, store, options, observer)
+    actions = narrow(plan.actions, options)
+    if plan.observed is None:  # a saved plan: what it measured is in its actions
+        plan.observed = observed_from(plan.actions)
+    jobs = run.start(plan, actions)
+    run.run(jobs)
+    with store.reading() as con:
+        row = (
+            con.execute(
+                "SELECT count(*) FROM sync_conflicts WHERE resolution = 'pending'"
+            ).fetchone()
+            if con is not None
+            else (0,)
+        )
+    return ApplyResult(
+        run_id=run.run_id,
+        jobs=jobs,
+        blocked=[a for a in actions if a.action == "blocked"],
+        held=[a for a in actions if a.action == "held"],
+        recovered=recovered or [],
+        open_conflicts=int(row[0]) if row else 0,
+    )
+
+
+def observed_from(actions: list[Action]) -> Observed:
+    observed = Observed()
+    for a in actions:
+        if a.path and a.checksum and a.action not in ("delete", "orphan"):
+            observed.files[a.path] = Observation(a.path, a.size_bytes or 0, a.checksum)
+    return observed
+
+
+def recover(manifests: ManifestSet, store: StateStore) -> list[str]:
+    """Close the jobs an interrupted run left open. Hold the run lock."""
+    return Run(manifests, store, ApplyOptions()).recover()
