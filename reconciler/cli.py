@@ -8,34 +8,39 @@ never click's default 2, because 2 means "changes pending" for ``--dry-run``.
 
 from __future__ import annotations
 
-import os
+import json
 import sys
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from reconciler import __version__
-from reconciler.errors import ExitCode, ManifestError, ReconcilerError
+from reconciler import __version__, cli_reports
+from reconciler.apply import ApplyOptions, NullObserver, Observer, apply_plan, narrow, recover
+from reconciler.cli_options import (
+    F,
+    load_manifests,
+    manifests_option,
+    media_root_option,
+    open_store,
+    output_option,
+    state_options,
+    write_atomically,
+)
+from reconciler.errors import ExitCode, ReconcilerError, StateError, UsageError
 from reconciler.explain import explain as explain_asset
 from reconciler.manifests.validate import validate_tree
-from reconciler.models import ManifestSet
-from reconciler.plan import PlanOptions, make_plan
+from reconciler.plan import Plan, PlanOptions, current_fingerprint, make_plan
+from reconciler.progress import JsonLines, LiveProgress, PlainLines
 from reconciler.render import (
+    APPLY_RENDERERS,
     EXPLAIN_RENDERERS,
     PLAN_RENDERERS,
-    REPORT_RENDERERS,
     VALIDATION_RENDERERS,
-    validation_summary,
+    VERIFY_RENDERERS,
 )
-from reconciler.store import queries, records
-from reconciler.store.db import DEFAULT_STATE, StateStore
-from reconciler.store.migrations import latest_version
-from reconciler.store.queries import Report
-
-F = TypeVar("F", bound=Callable[..., Any])
+from reconciler.verify import verify as verify_copies
 
 
 class ReconcileGroup(click.Group):
@@ -65,99 +70,15 @@ class ReconcileGroup(click.Group):
         sys.exit(code if isinstance(code, int) else ExitCode.OK)
 
 
-def manifests_option(func: F) -> F:
-    return click.option(
-        "--manifests",
-        type=click.Path(path_type=Path),
-        default="manifests",
-        show_default=True,
-        envvar="RECONCILE_MANIFESTS",
-        show_envvar=True,
-        help="Folder of manifests; every *.yaml and *.yml under it is read, recursively.",
-    )(func)
+def narrowing_options(func: F) -> F:
+    func = click.option("--platform", metavar="CODE", help="Only placements on this platform.")(
+        func
+    )
+    return click.option("--rule", metavar="CODE", help="Only placements this rule decides.")(func)
 
 
-def media_root_option(func: F) -> F:
-    return click.option(
-        "--media-root",
-        type=click.Path(path_type=Path),
-        default=None,
-        envvar="RECONCILE_MEDIA_ROOT",
-        show_envvar=True,
-        help="Folder that asset files and AssetSet globs are relative to. "
-        "Default: the manifests folder.",
-    )(func)
-
-
-def output_option(choices: Sequence[str]) -> Callable[[F], F]:
-    def decorate(func: F) -> F:
-        return click.option(
-            "--output",
-            "-o",
-            type=click.Choice(list(choices)),
-            default=choices[0],
-            show_default=True,
-            help="Output format: text for people; " + ", ".join(choices[1:]) + " for programs.",
-        )(func)
-
-    return decorate
-
-
-def state_options(func: F) -> F:
-    """--state and --lock-timeout, for every command that touches the state file."""
-    func = click.option(
-        "--lock-timeout",
-        type=click.FloatRange(min=0),
-        default=30.0,
-        show_default=True,
-        envvar="RECONCILE_LOCK_TIMEOUT",
-        show_envvar=True,
-        help="Seconds to keep retrying while another process holds the state file.",
-    )(func)
-    return click.option(
-        "--state",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=str(DEFAULT_STATE),
-        show_default=True,
-        envvar="RECONCILE_STATE",
-        show_envvar=True,
-        help="The state file (DuckDB). Created on first use by a command that writes.",
-    )(func)
-
-
-def open_store(state: Path, lock_timeout: float) -> StateStore:
-    command = click.get_current_context().command_path
-    return StateStore(state, lock_timeout=lock_timeout, command=command)
-
-
-def show_report(report: Report, output: str) -> None:
-    for note in report.notes:
-        click.echo(f"note: {note}", err=True)
-    color = output == "text" and sys.stdout.isatty()
-    click.echo(REPORT_RENDERERS[output](report, color), color=color)
-
-
-REPORT_FORMATS = ["text", "json", "csv"]
-
-
-def plan_options(func: F) -> F:
-    """Options shared by `reconcile --dry-run` and `reconcile plan`."""
+def pruning_options(func: F) -> F:
     decorators = [
-        manifests_option,
-        media_root_option,
-        state_options,
-        output_option(["text", "json", "markdown"]),
-        click.option(
-            "--detailed-exitcode",
-            is_flag=True,
-            help="Exit 2 when the plan has changes, 0 when it has none.",
-        ),
-        click.option(
-            "--out",
-            "out",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Also save the plan as JSON, for `reconcile apply PLAN.json`.",
-        ),
         click.option(
             "--prune",
             is_flag=True,
@@ -181,24 +102,54 @@ def plan_options(func: F) -> F:
     return func
 
 
+def parallel_option(func: F) -> F:
+    return click.option(
+        "--parallel",
+        type=click.IntRange(min=1, max=64),
+        default=4,
+        show_default=True,
+        help="Transfers at once.",
+    )(func)
+
+
+def plan_only_options(func: F) -> F:
+    func = click.option(
+        "--out",
+        "out",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Also save the plan as JSON, for `reconcile apply PLAN.json`.",
+    )(func)
+    return click.option(
+        "--detailed-exitcode",
+        is_flag=True,
+        help="With --dry-run: exit 2 when the plan has changes, 0 when it has none.",
+    )(func)
+
+
 def run_plan(
     manifests: Path,
     media_root: Path | None,
     state: Path,
     lock_timeout: float,
     output: str,
-    detailed_exitcode: bool,
-    out: Path | None,
-    prune: bool,
-    max_delete: int | None,
-    force: bool,
+    detailed_exitcode: bool = False,
+    out: Path | None = None,
+    prune: bool = False,
+    max_delete: int | None = None,
+    force: bool = False,
+    rule: str | None = None,
+    platform: str | None = None,
+    **_: Any,
 ) -> int:
+    if output == "jsonl":
+        raise click.UsageError("--output jsonl streams an apply; a plan is text, json or markdown")
     manifest_set = load_manifests(manifests, media_root)
     plan = make_plan(
         manifest_set,
         open_store(state, lock_timeout),
         PlanOptions(prune=prune, max_delete=max_delete, force=force),
     )
+    plan.actions = narrow(plan.actions, ApplyOptions(rule=rule, platform=platform))
     color = output == "text" and sys.stdout.isatty()
     click.echo(PLAN_RENDERERS[output](plan, color), color=color)
     if out is not None:
@@ -208,35 +159,58 @@ def run_plan(
     return ExitCode.OK
 
 
-def load_manifests(manifests: Path, media_root: Path | None) -> ManifestSet:
-    """Validate the manifests; on problems print them to stderr and stop with exit 1."""
-    result = validate_tree(manifests, media_root, display_root=str(manifests))
-    for problem in result.warnings:
-        click.echo(problem.format(), err=True)
-    if result.manifest_set is None:
-        for problem in result.errors:
-            click.echo(problem.format(), err=True)
-        raise ManifestError(
-            f"the manifests are invalid ({validation_summary(result)}); nothing was planned"
-        )
-    return result.manifest_set
+def run_apply(
+    manifests: Path,
+    media_root: Path | None,
+    state: Path,
+    lock_timeout: float,
+    output: str,
+    parallel: int = 4,
+    prune: bool = False,
+    max_delete: int | None = None,
+    force: bool = False,
+    rule: str | None = None,
+    platform: str | None = None,
+    saved: Plan | None = None,
+    **_: Any,
+) -> int:
+    """Plan (or take a saved plan) and carry it out, under the run lock."""
+    if output == "markdown":
+        raise click.UsageError("--output markdown renders a plan; use it with --dry-run")
+    manifest_set = load_manifests(manifests, media_root)
+    store = open_store(state, lock_timeout)
+    observer = observer_for(output)
+    options = ApplyOptions(parallel=parallel, rule=rule, platform=platform)
+    with store.session():
+        recovered = recover(manifest_set, store)
+        if saved is None:
+            plan = make_plan(
+                manifest_set, store, PlanOptions(prune=prune, max_delete=max_delete, force=force)
+            )
+        else:
+            plan = saved
+            now = current_fingerprint(store)
+            if now != plan.state_fingerprint:
+                raise StateError(
+                    "the state has moved on since this plan was made (another run, a verify "
+                    "or a resolved conflict changed it); make the plan again"
+                )
+        result = apply_plan(manifest_set, store, plan, options, observer, recovered)
+    if output in ("text", "json"):
+        click.echo(APPLY_RENDERERS[output](result, False))
+    else:
+        click.echo(APPLY_RENDERERS["jsonl"](result, False))
+    return result.exit_code
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
-    ) as handle:
-        try:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        except BaseException:
-            handle.close()
-            Path(handle.name).unlink(missing_ok=True)
-            raise
-    os.replace(handle.name, path)
+def observer_for(output: str) -> Observer:
+    if output == "jsonl":
+        return JsonLines(click.echo)
+    if output == "json":
+        return NullObserver()
+    if sys.stdout.isatty():
+        return LiveProgress()
+    return PlainLines(click.echo)
 
 
 @click.group(
@@ -250,14 +224,22 @@ def write_atomically(path: Path, text: str) -> None:
     is_flag=True,
     help="Only plan: show what would change. Reads the state, writes nothing.",
 )
-@plan_options
+@manifests_option
+@media_root_option
+@state_options
+@output_option(["text", "json", "markdown", "jsonl"])
+@plan_only_options
+@pruning_options
+@narrowing_options
+@parallel_option
 @click.pass_context
 def cli(ctx: click.Context, dry_run: bool, **options: Any) -> int:
     """Declarative media sync: keep master videos and images in sync across platforms.
 
     Assets, platforms and sync rules are declared in YAML manifests (apiVersion mediasync/v1);
     the reconciler compares them with the recorded state of every platform copy and syncs
-    the difference. `reconcile --dry-run` (or `reconcile plan`) shows the plan.
+    the difference. `reconcile` plans and applies in one go; `reconcile --dry-run` (or
+    `reconcile plan`) only shows the plan.
 
     \b
     Exit codes:
@@ -281,12 +263,20 @@ def cli(ctx: click.Context, dry_run: bool, **options: Any) -> int:
         return ExitCode.OK
     if dry_run:
         return run_plan(**options)
-    click.echo(ctx.get_help())
-    return ExitCode.OK
+    for name in ("detailed_exitcode", "out"):
+        if options[name]:
+            raise click.UsageError(f"--{name.replace('_', '-')} goes with --dry-run")
+    return run_apply(**options)
 
 
 @cli.command("plan")
-@plan_options
+@manifests_option
+@media_root_option
+@state_options
+@output_option(["text", "json", "markdown"])
+@plan_only_options
+@pruning_options
+@narrowing_options
 def plan_command(**options: Any) -> int:
     """Show what would change: the same as `reconcile --dry-run`.
 
@@ -296,6 +286,88 @@ def plan_command(**options: Any) -> int:
     and `? orphan` actions with versions and sizes, then a summary line.
     """
     return run_plan(**options)
+
+
+@cli.command("apply")
+@click.argument(
+    "plan_file", metavar="PLAN.json", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--manifests",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The manifests folder. Default: the one the plan was made from.",
+)
+@media_root_option
+@click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    envvar="RECONCILE_STATE",
+    help="The state file. Default: the plan's.",
+)
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    envvar="RECONCILE_LOCK_TIMEOUT",
+    help="Seconds to keep retrying while another process holds the state file.",
+)
+@output_option(["text", "json", "jsonl"])
+@parallel_option
+def apply_command(
+    plan_file: Path,
+    manifests: Path | None,
+    media_root: Path | None,
+    state: Path | None,
+    lock_timeout: float,
+    output: str,
+    parallel: int,
+) -> int:
+    """Apply exactly a plan saved with `reconcile --dry-run --out PLAN.json`.
+
+    Refused (exit 1) when the recorded state has changed since the plan was made.
+    """
+    try:
+        saved = Plan.from_dict(json.loads(plan_file.read_text("utf-8")))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{plan_file} is not a saved plan: {exc}") from None
+    return run_apply(
+        manifests=manifests or Path(saved.manifests_dir),
+        media_root=media_root or Path(saved.media_root),
+        state=state or Path(saved.state_path),
+        lock_timeout=lock_timeout,
+        output=output,
+        parallel=parallel,
+        saved=saved,
+    )
+
+
+@cli.command()
+@manifests_option
+@media_root_option
+@state_options
+@click.option("--platform", metavar="CODE", help="Only this platform.")
+@output_option(["text", "json"])
+def verify(
+    manifests: Path,
+    media_root: Path | None,
+    state: Path,
+    lock_timeout: float,
+    platform: str | None,
+    output: str,
+) -> int:
+    """Check the recorded copies against what the platforms hold now.
+
+    A copy that is gone is a remote_deleted conflict, one that changed a remote_modified
+    conflict (re-synced next time instead when its rule says on_conflict: source_wins).
+    Records last_verified_at and each platform's health. Exit 3 when conflicts were found.
+    """
+    manifest_set = load_manifests(manifests, media_root)
+    result = verify_copies(manifest_set, open_store(state, lock_timeout), platform)
+    click.echo(VERIFY_RENDERERS[output](result, False))
+    return result.exit_code
 
 
 @cli.command()
@@ -344,164 +416,8 @@ def validate(manifests: Path, media_root: Path | None, output: str) -> int:
     return ExitCode.OK if result.ok else ExitCode.ERROR
 
 
-@cli.command()
-@state_options
-@output_option(REPORT_FORMATS)
-def status(state: Path, lock_timeout: float, output: str) -> int:
-    """Sync status per platform: the seed's dashboard.
-
-    For each enabled platform: health, synced assets, up to date, outdated, in progress,
-    failed and open conflicts; platforms with conflicts first. Read-only: it answers while
-    another command is working.
-    """
-    with open_store(state, lock_timeout).reading() as con:
-        show_report(queries.status(con), output)
-    return ExitCode.OK
-
-
-@cli.group()
-def report() -> None:
-    """Reports over the recorded state."""
-
-
-@report.command()
-@state_options
-@output_option(REPORT_FORMATS)
-def distribution(state: Path, lock_timeout: float, output: str) -> int:
-    """Where each active asset is synced: the seed's distribution report.
-
-    Per asset: code, title, type, source version, platforms synced, up to date, needing an
-    update, and the platforms' names; assets needing updates first.
-    """
-    with open_store(state, lock_timeout).reading() as con:
-        show_report(queries.distribution(con), output)
-    return ExitCode.OK
-
-
-@cli.command()
-@click.option("--asset", metavar="CODE", help="Only events of this asset.")
-@click.option("--platform", metavar="CODE", help="Only events of this platform.")
-@click.option("--job", metavar="CODE", help="Only events of this job.")
-@click.option(
-    "--since",
-    metavar="TIME",
-    help="Only events since a UTC date-time (2024-01-25T08:00) or an age (30m, 2h, 7d).",
-)
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="Show at most the N most recent events.",
-)
-@state_options
-@output_option(REPORT_FORMATS)
-def events(
-    asset: str | None,
-    platform: str | None,
-    job: str | None,
-    since: str | None,
-    limit: int,
-    state: Path,
-    lock_timeout: float,
-    output: str,
-) -> int:
-    """The event log (uploads, verifications, retries, conflicts ...), oldest first."""
-    since_time = queries.parse_since(since) if since else None
-    with open_store(state, lock_timeout).reading() as con:
-        show_report(queries.events(con, asset, platform, job, since_time, limit), output)
-    return ExitCode.OK
-
-
-@cli.command()
-@click.option(
-    "--status",
-    "status_filter",
-    type=click.Choice(queries.JOB_STATUSES),
-    help="Only jobs in this status.",
-)
-@state_options
-@output_option(REPORT_FORMATS)
-def jobs(status_filter: str | None, state: Path, lock_timeout: float, output: str) -> int:
-    """Sync jobs: what ran, when, how far it got, and why it failed."""
-    with open_store(state, lock_timeout).reading() as con:
-        show_report(queries.jobs(con, status_filter), output)
-    return ExitCode.OK
-
-
-@cli.group(invoke_without_command=True)
-@click.option("--all", "include_resolved", is_flag=True, help="Include resolved conflicts.")
-@state_options
-@output_option(REPORT_FORMATS)
-@click.pass_context
-def conflicts(
-    ctx: click.Context, include_resolved: bool, state: Path, lock_timeout: float, output: str
-) -> int:
-    """Open conflicts (recorded state that disagrees with a platform); --all for every one.
-
-    An open conflict holds its placement back until it is resolved with
-    `reconcile conflicts resolve`.
-    """
-    ctx.obj = (state, lock_timeout)
-    if ctx.invoked_subcommand is None:
-        with open_store(state, lock_timeout).reading() as con:
-            show_report(queries.conflicts(con, include_resolved), output)
-    return ExitCode.OK
-
-
-@conflicts.command("resolve")
-@click.argument("conflict_id", metavar="ID", type=int)
-@click.option(
-    "--use",
-    type=click.Choice(list(records.RESOLUTIONS)),
-    required=True,
-    help="source: re-sync the master to the platform; target: accept the "
-    "platform's copy; ignore: close it without action.",
-)
-@click.option("--by", "by", metavar="NAME", required=True, help="Who resolves it.")
-@click.option("--note", metavar="TEXT", help="Why, for the record.")
-@click.pass_context
-def resolve(ctx: click.Context, conflict_id: int, use: str, by: str, note: str | None) -> int:
-    """Resolve conflict ID: record the decision, who made it and when, and log an event."""
-    state, lock_timeout = ctx.obj
-    done = records.resolve_conflict(open_store(state, lock_timeout), conflict_id, use, by, note)
-    where = f" ({done.asset} on {done.platform})" if done.asset else ""
-    click.echo(
-        f"conflict {done.conflict_id}{where} resolved: {done.resolution} by {done.resolved_by}"
-    )
-    return ExitCode.OK
-
-
-@cli.group()
-def state() -> None:
-    """The state file itself: its sample data and its schema."""
-
-
-@state.command("load-sample")
-@state_options
-def load_sample(state: Path, lock_timeout: float) -> int:
-    """Load the seed's sample rows (platforms, assets, rules, jobs, copies, a conflict,
-    events) into an empty state file, to see every report on the seed's own data."""
-    counts = records.load_sample(open_store(state, lock_timeout))
-    loaded = ", ".join(f"{n} {table}" for table, n in counts.items())
-    click.echo(f"loaded the seed's sample into {state}: {loaded}")
-    return ExitCode.OK
-
-
-@state.command("info")
-@state_options
-def info(state: Path, lock_timeout: float) -> int:
-    """Where the state file is, its schema version, and who holds its lock."""
-    store = open_store(state, lock_timeout)
-    click.echo(f"state file: {state}")
-    if not store.exists():
-        click.echo("status: not created yet (a command that writes creates it)")
-    else:
-        click.echo(f"size: {state.stat().st_size} bytes")
-        click.echo(f"schema version: {store.schema_version()} (this reconcile: {latest_version()})")
-    holder = store.lock.holder()
-    click.echo(f"lock: {'held by ' + holder.describe() if holder else 'free'}")
-    return ExitCode.OK
+for _command in cli_reports.COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

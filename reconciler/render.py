@@ -19,11 +19,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from reconciler.apply import ApplyResult
 from reconciler.explain import Explanation
 from reconciler.manifests.validate import ValidationResult
 from reconciler.plan import Action, Plan
 from reconciler.store.queries import Report
 from reconciler.units import human_size
+from reconciler.verify import VerifyResult
 
 JSON_FORMAT_VERSION = 1
 
@@ -235,7 +237,7 @@ def plan_text(plan: Plan, color: bool = False) -> str:
             out.append(f"    ({unchanged} unchanged)")
     if not plan.changes:
         out.append("")
-        out.append("No changes: the platforms match the manifests.")
+        out.append("No changes to make.")
     out.append("")
     summary = plan_summary(plan)
     out.append(click.style(summary, bold=True) if color else summary)
@@ -258,7 +260,7 @@ def plan_markdown(plan: Plan, color: bool = False) -> str:
         lines.append("")
     shown = [a for a in plan.actions if a.action != "noop"]
     if not shown:
-        lines.append("No changes: the platforms match the manifests.")
+        lines.append("No changes to make.")
         return "\n".join(lines)
     lines.append("| | action | platform | asset | versions | size | rule | reason |")
     lines.append("|---|---|---|---|---|---|---|---|")
@@ -339,4 +341,134 @@ def explain_json(ex: Explanation, color: bool = False) -> str:
 EXPLAIN_RENDERERS: dict[str, Callable[[Explanation, bool], str]] = {
     "text": explain_text,
     "json": explain_json,
+}
+
+
+# -- apply and verify ---------------------------------------------------------------------------
+
+
+def apply_summary(result: ApplyResult) -> str:
+    c = result.counts()
+    return (
+        f"Apply {result.run_id}: {c['completed']} completed, {c['failed']} failed, "
+        f"{c['deferred']} deferred; {len(result.blocked)} blocked, {len(result.held)} held; "
+        f"{result.open_conflicts} open conflicts."
+    )
+
+
+def apply_text(result: ApplyResult, color: bool = False) -> str:
+    lines = [f"recovered: {note}" for note in result.recovered]
+    for job in result.jobs:
+        if job.status in ("failed", "deferred"):
+            lines.append(
+                f"{job.status}: {job.action.asset} -> {job.action.platform} "
+                f"({job.job_type}): {job.error}"
+            )
+    for action in result.blocked + result.held:
+        lines.append(f"{action.action}: {action.asset} -> {action.platform}: {action.reason}")
+    if not result.jobs:
+        lines.append("Nothing to apply.")
+    lines.append(apply_summary(result))
+    return "\n".join(lines)
+
+
+def apply_record(result: ApplyResult) -> dict[str, Any]:
+    c = result.counts()
+    return {
+        "format_version": JSON_FORMAT_VERSION,
+        "run_id": result.run_id,
+        "exit_code": int(result.exit_code),
+        "summary": {
+            **c,
+            "blocked": len(result.blocked),
+            "held": len(result.held),
+            "open_conflicts": result.open_conflicts,
+        },
+        "recovered": result.recovered,
+        "jobs": [
+            {
+                "job_code": j.code,
+                "job_type": j.job_type,
+                "asset": j.action.asset,
+                "platform": j.action.platform,
+                "rule": j.action.rule,
+                "status": j.status,
+                "error": j.error,
+                "retries": j.retries,
+                "key": j.key,
+                "eligible_at": j.eligible_at.isoformat() if j.eligible_at else None,
+            }
+            for j in result.jobs
+        ],
+        "blocked": [
+            {"asset": a.asset, "platform": a.platform, "reason": a.reason} for a in result.blocked
+        ],
+        "held": [
+            {"asset": a.asset, "platform": a.platform, "reason": a.reason} for a in result.held
+        ],
+    }
+
+
+def apply_json(result: ApplyResult, color: bool = False) -> str:
+    return json.dumps(apply_record(result), indent=2, ensure_ascii=False)
+
+
+def apply_jsonl(result: ApplyResult, color: bool = False) -> str:
+    """The closing line of a JSON-lines stream: the run's summary."""
+    return json.dumps(
+        {
+            "summary": apply_record(result)["summary"],
+            "run_id": result.run_id,
+            "exit_code": int(result.exit_code),
+        }
+    )
+
+
+APPLY_RENDERERS: dict[str, Callable[[ApplyResult, bool], str]] = {
+    "text": apply_text,
+    "json": apply_json,
+    "jsonl": apply_jsonl,
+}
+
+
+def verify_text(result: VerifyResult, color: bool = False) -> str:
+    lines = [f"{p}: {status} ({detail})" for p, (status, detail) in result.health.items()]
+    for c in result.conflicts:
+        lines.append(
+            f"conflict: {c['conflict_type']}: {c['asset']} on {c['platform']} ({c['key']})"
+        )
+    for c in result.resynced:
+        lines.append(
+            f"re-sync: {c['conflict_type']}: {c['asset']} on {c['platform']} "
+            "(on_conflict: source_wins)"
+        )
+    for e in result.errors:
+        lines.append(f"error: {e['asset']} on {e['platform']}: {e['error']}")
+    lines.append(
+        f"Verified {result.checked} copies: {result.ok} match, "
+        f"{len(result.conflicts)} conflicts, {len(result.resynced)} to re-sync, "
+        f"{len(result.errors)} could not be checked."
+    )
+    return "\n".join(lines)
+
+
+def verify_json(result: VerifyResult, color: bool = False) -> str:
+    return json.dumps(
+        {
+            "format_version": JSON_FORMAT_VERSION,
+            "checked": result.checked,
+            "ok": result.ok,
+            "conflicts": result.conflicts,
+            "resynced": result.resynced,
+            "errors": result.errors,
+            "health": {p: {"status": s, "detail": d} for p, (s, d) in result.health.items()},
+        },
+        indent=2,
+        ensure_ascii=False,
+    )
+
+
+VERIFY_RENDERERS: dict[str, Callable[[VerifyResult, bool], str]] = {
+    "text": verify_text,
+    "json": verify_json,
 }

@@ -42,7 +42,8 @@ class World:
             "driver": "local",
             "target": f"../out/{code.lower()}",
         }
-        self._doc("Platform", code, {**base, **spec})
+        merged = {k: v for k, v in {**base, **spec}.items() if v is not None}
+        self._doc("Platform", code, merged)
         return self
 
     def asset(self, code: str, content: bytes = b"", file: str | None = None, **spec: Any) -> World:

@@ -1,0 +1,185 @@
+"""Report and state commands: status, report distribution, events, jobs, conflicts, state.
+
+Registered on the ``reconcile`` group by :mod:`reconciler.cli`. All but ``conflicts resolve``
+and ``state load-sample`` only read the state file, without its run lock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from reconciler.cli_options import (
+    REPORT_FORMATS,
+    open_store,
+    output_option,
+    show_report,
+    state_options,
+)
+from reconciler.errors import ExitCode
+from reconciler.store import queries, records
+from reconciler.store.migrations import latest_version
+
+
+@click.command()
+@state_options
+@output_option(REPORT_FORMATS)
+def status(state: Path, lock_timeout: float, output: str) -> int:
+    """Sync status per platform: the seed's dashboard.
+
+    For each enabled platform: health, synced assets, up to date, outdated, in progress,
+    failed and open conflicts; platforms with conflicts first. Read-only: it answers while
+    another command is working.
+    """
+    with open_store(state, lock_timeout).reading() as con:
+        show_report(queries.status(con), output)
+    return ExitCode.OK
+
+
+@click.group()
+def report() -> None:
+    """Reports over the recorded state."""
+
+
+@report.command()
+@state_options
+@output_option(REPORT_FORMATS)
+def distribution(state: Path, lock_timeout: float, output: str) -> int:
+    """Where each active asset is synced: the seed's distribution report.
+
+    Per asset: code, title, type, source version, platforms synced, up to date, needing an
+    update, and the platforms' names; assets needing updates first.
+    """
+    with open_store(state, lock_timeout).reading() as con:
+        show_report(queries.distribution(con), output)
+    return ExitCode.OK
+
+
+@click.command()
+@click.option("--asset", metavar="CODE", help="Only events of this asset.")
+@click.option("--platform", metavar="CODE", help="Only events of this platform.")
+@click.option("--job", metavar="CODE", help="Only events of this job.")
+@click.option(
+    "--since",
+    metavar="TIME",
+    help="Only events since a UTC date-time (2024-01-25T08:00) or an age (30m, 2h, 7d).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Show at most the N most recent events.",
+)
+@state_options
+@output_option(REPORT_FORMATS)
+def events(
+    asset: str | None,
+    platform: str | None,
+    job: str | None,
+    since: str | None,
+    limit: int,
+    state: Path,
+    lock_timeout: float,
+    output: str,
+) -> int:
+    """The event log (uploads, verifications, retries, conflicts ...), oldest first."""
+    since_time = queries.parse_since(since) if since else None
+    with open_store(state, lock_timeout).reading() as con:
+        show_report(queries.events(con, asset, platform, job, since_time, limit), output)
+    return ExitCode.OK
+
+
+@click.command()
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(queries.JOB_STATUSES),
+    help="Only jobs in this status.",
+)
+@state_options
+@output_option(REPORT_FORMATS)
+def jobs(status_filter: str | None, state: Path, lock_timeout: float, output: str) -> int:
+    """Sync jobs: what ran, when, how far it got, and why it failed."""
+    with open_store(state, lock_timeout).reading() as con:
+        show_report(queries.jobs(con, status_filter), output)
+    return ExitCode.OK
+
+
+@click.group(invoke_without_command=True)
+@click.option("--all", "include_resolved", is_flag=True, help="Include resolved conflicts.")
+@state_options
+@output_option(REPORT_FORMATS)
+@click.pass_context
+def conflicts(
+    ctx: click.Context, include_resolved: bool, state: Path, lock_timeout: float, output: str
+) -> int:
+    """Open conflicts (recorded state that disagrees with a platform); --all for every one.
+
+    An open conflict holds its placement back until it is resolved with
+    `reconcile conflicts resolve`.
+    """
+    ctx.obj = (state, lock_timeout)
+    if ctx.invoked_subcommand is None:
+        with open_store(state, lock_timeout).reading() as con:
+            show_report(queries.conflicts(con, include_resolved), output)
+    return ExitCode.OK
+
+
+@conflicts.command("resolve")
+@click.argument("conflict_id", metavar="ID", type=int)
+@click.option(
+    "--use",
+    type=click.Choice(list(records.RESOLUTIONS)),
+    required=True,
+    help="source: re-sync the master to the platform; target: accept the "
+    "platform's copy; ignore: close it without action.",
+)
+@click.option("--by", "by", metavar="NAME", required=True, help="Who resolves it.")
+@click.option("--note", metavar="TEXT", help="Why, for the record.")
+@click.pass_context
+def resolve(ctx: click.Context, conflict_id: int, use: str, by: str, note: str | None) -> int:
+    """Resolve conflict ID: record the decision, who made it and when, and log an event."""
+    state, lock_timeout = ctx.obj
+    done = records.resolve_conflict(open_store(state, lock_timeout), conflict_id, use, by, note)
+    where = f" ({done.asset} on {done.platform})" if done.asset else ""
+    click.echo(
+        f"conflict {done.conflict_id}{where} resolved: {done.resolution} by {done.resolved_by}"
+    )
+    return ExitCode.OK
+
+
+@click.group()
+def state() -> None:
+    """The state file itself: its sample data and its schema."""
+
+
+@state.command("load-sample")
+@state_options
+def load_sample(state: Path, lock_timeout: float) -> int:
+    """Load the seed's sample rows (platforms, assets, rules, jobs, copies, a conflict,
+    events) into an empty state file, to see every report on the seed's own data."""
+    counts = records.load_sample(open_store(state, lock_timeout))
+    loaded = ", ".join(f"{n} {table}" for table, n in counts.items())
+    click.echo(f"loaded the seed's sample into {state}: {loaded}")
+    return ExitCode.OK
+
+
+@state.command("info")
+@state_options
+def info(state: Path, lock_timeout: float) -> int:
+    """Where the state file is, its schema version, and who holds its lock."""
+    store = open_store(state, lock_timeout)
+    click.echo(f"state file: {state}")
+    if not store.exists():
+        click.echo("status: not created yet (a command that writes creates it)")
+    else:
+        click.echo(f"size: {state.stat().st_size} bytes")
+        click.echo(f"schema version: {store.schema_version()} (this reconcile: {latest_version()})")
+    holder = store.lock.holder()
+    click.echo(f"lock: {'held by ' + holder.describe() if holder else 'free'}")
+    return ExitCode.OK
+
+
+COMMANDS = [status, report, events, jobs, conflicts, state]
