@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from reconciler import __version__, cli_reports
 from reconciler.apply import ApplyOptions, NullObserver, Observer, apply_plan, narrow, recover
 from reconciler.cli_options import (
     F,
+    ReconcileGroup,
     load_manifests,
     manifests_option,
     media_root_option,
@@ -28,7 +28,7 @@ from reconciler.cli_options import (
     state_options,
     write_atomically,
 )
-from reconciler.errors import ExitCode, ReconcilerError, StateError, UsageError
+from reconciler.errors import ExitCode, StateError, UsageError
 from reconciler.explain import explain as explain_asset
 from reconciler.manifests.validate import validate_tree
 from reconciler.plan import Plan, PlanOptions, current_fingerprint, make_plan
@@ -41,33 +41,6 @@ from reconciler.render import (
     VERIFY_RENDERERS,
 )
 from reconciler.verify import verify as verify_copies
-
-
-class ReconcileGroup(click.Group):
-    """A click group that maps every failure to the documented exit codes."""
-
-    def main(  # type: ignore[override]
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, False, **extra)
-        try:
-            code = super().main(args, prog_name, complete_var, False, **extra)
-        except click.exceptions.Abort:
-            click.echo("error: interrupted", err=True)
-            sys.exit(ExitCode.ERROR)
-        except click.ClickException as exc:
-            exc.show()
-            sys.exit(ExitCode.ERROR)
-        except ReconcilerError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        sys.exit(code if isinstance(code, int) else ExitCode.OK)
 
 
 def narrowing_options(func: F) -> F:

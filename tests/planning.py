@@ -69,6 +69,17 @@ class World:
         del self.docs[(kind, code)]
         return self
 
+    def cli_args(self) -> list[str]:
+        """--manifests, --media-root and --state for running the CLI on this world."""
+        return [
+            "--manifests",
+            str(self.manifests_dir),
+            "--media-root",
+            str(self.media),
+            "--state",
+            str(self.store.path),
+        ]
+
     def write_file(self, file: str, content: bytes) -> None:
         (self.media / file).write_bytes(content)
 

@@ -288,15 +288,7 @@ def test_verify_finds_modified_and_deleted_copies(world: World, run) -> None:
     apply(world)
     (target(world, "CDN") / "VID-A" / "vid-a.mp4").write_bytes(b"tampered")
     (target(world, "S3") / "VID-B" / "vid-b.mp4").unlink()
-    args = [
-        "verify",
-        "--manifests",
-        str(world.manifests_dir),
-        "--media-root",
-        str(world.media),
-        "--state",
-        str(world.store.path),
-    ]
+    args = ["verify", *world.cli_args()]
     result = run(*args)
     assert result.exit_code == 3
     assert "conflict: remote_modified: VID-A on CDN" in result.stdout
@@ -343,17 +335,9 @@ def test_resolving_with_the_target_accepts_the_platforms_copy(world: World, run)
 
 
 def test_saved_plans_apply_exactly_or_are_refused(world: World, run) -> None:
-    common = [
-        "--manifests",
-        str(world.manifests_dir),
-        "--media-root",
-        str(world.media),
-        "--state",
-        str(world.store.path),
-    ]
     world.manifests()
     plan_file = world.root / "plan.json"
-    assert run("--dry-run", *common, "--out", str(plan_file)).exit_code == 0
+    assert run("--dry-run", *world.cli_args(), "--out", str(plan_file)).exit_code == 0
     result = run("apply", str(plan_file), "--output", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["summary"]["completed"] == 4
@@ -365,12 +349,7 @@ def test_saved_plans_apply_exactly_or_are_refused(world: World, run) -> None:
 def test_jsonl_streams_events(world: World, run) -> None:
     world.manifests()
     result = run(
-        "--manifests",
-        str(world.manifests_dir),
-        "--media-root",
-        str(world.media),
-        "--state",
-        str(world.store.path),
+        *world.cli_args(),
         "--output",
         "jsonl",
     )
