@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,11 +44,14 @@ from tenacity import (
 )
 
 from reconciler.drivers import driver_for
-from reconciler.drivers.base import DOWN, Driver, PermanentError, TemporaryError
+from reconciler.drivers.base import DOWN, Cancelled, Driver, PermanentError, TemporaryError
 from reconciler.errors import ExitCode, StateError
 from reconciler.models import ManifestSet
 from reconciler.plan import Action, Plan
+from reconciler.provenance import Provenance
+from reconciler.provenance import of as provenance_of
 from reconciler.record import PlacementRecord, record_objects, record_placements
+from reconciler.schedule import next_occurrence, timing
 from reconciler.sources import Observation, Observed, sha256_file
 from reconciler.store import hash_cache
 from reconciler.store.db import Connection, StateStore, insert_rows, upsert_rows, utcnow
@@ -71,6 +75,8 @@ class ApplyOptions:
     backoff_max: float = 60.0
     rule: str | None = None  # only this rule's placements
     platform: str | None = None  # only this platform's placements
+    stop: threading.Event | None = field(default=None, compare=False)  # set to stop the run
+    grace: float = 7.0  # seconds a transfer in flight may take to finish after a stop
 
 
 def remote_key(action: Action) -> str:
@@ -169,9 +175,12 @@ class Recorder:
     are kept in order.
     """
 
-    def __init__(self, store: StateStore, observer: Observer) -> None:
+    def __init__(
+        self, store: StateStore, observer: Observer, provenance: Provenance | None = None
+    ) -> None:
         self.store = store
         self.observer = observer
+        self.provenance = provenance
         self._lock = threading.Lock()
         self._jobs: dict[int, tuple[Any, ...]] = {}
         self._placements: dict[tuple[str, str], PlacementRecord] = {}
@@ -255,7 +264,7 @@ class Recorder:
                     "AND conflict_type = ? AND resolution = 'pending'",
                     [utcnow(), pa_id, kind],
                 )
-            insert_events(con, events)
+            insert_events(con, events, self.provenance)
 
 
 @dataclass
@@ -264,6 +273,7 @@ class ApplyResult:
     jobs: list[Job] = field(default_factory=list)
     blocked: list[Action] = field(default_factory=list)
     held: list[Action] = field(default_factory=list)
+    waiting: list[Action] = field(default_factory=list)  # scheduled, or auto_sync false
     recovered: list[str] = field(default_factory=list)
     open_conflicts: int = 0
 
@@ -277,6 +287,12 @@ class ApplyResult:
         if c["failed"] or c["deferred"] or self.open_conflicts:
             return ExitCode.PARTIAL
         return ExitCode.OK
+
+
+def runs_now(action: Action, options: ApplyOptions) -> bool:
+    """A change runs unless it waits for its schedule or an explicit run; naming its rule
+    with --rule is that explicit run."""
+    return action.is_change and (action.waiting is None or action.rule == options.rule)
 
 
 def narrow(actions: list[Action], options: ApplyOptions) -> list[Action]:
@@ -307,7 +323,9 @@ class Run:
         self.observer = observer or NullObserver()
         self.run_id = f"R{utcnow():%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
         self.drivers: dict[str, Driver] = {}
-        self.recorder = Recorder(store, self.observer)
+        self.provenance = provenance_of(manifests.manifests_dir)
+        self.recorder = Recorder(store, self.observer, self.provenance)
+        self.stopping_since: float | None = None
 
     def driver(self, platform: str) -> Driver:
         if platform not in self.drivers:
@@ -422,12 +440,12 @@ class Run:
                 keep_when_null=("progress_percent", "started_at", "retry_count"),
             )
             record_placements(con, placements)
-            insert_events(con, events)
+            insert_events(con, events, self.provenance)
         return notes
 
     # 2. start -----------------------------------------------------------------------------
     def start(self, plan: Plan, actions: list[Action]) -> list[Job]:
-        changes = [a for a in actions if a.is_change]
+        changes = [a for a in actions if runs_now(a, self.options)]
         now = utcnow()
         health = {}
         for platform in sorted({a.platform for a in changes}):
@@ -463,8 +481,36 @@ class Run:
                 ],
             )
             jobs = self._create_jobs(con, runnable, deferred, down, now)
-            insert_events(con, [e for e in self._start_events(jobs, health)])
+            insert_events(con, self._start_events(jobs, health), self.provenance)
+            self._record_schedules(con, runnable, now)
         return jobs
+
+    def _record_schedules(self, con: Connection, ran: list[Action], now: datetime) -> None:
+        """A due scheduled rule that ran now has its clock reset; record when each
+        scheduled rule runs next, for `reconcile status`."""
+        ran_rules = {a.rule for a in ran}
+        rows = dict(
+            con.execute(
+                "SELECT config_code, last_run_at FROM sync_configurations "
+                "WHERE schedule_cron IS NOT NULL"
+            ).fetchall()
+        )
+        updates = []
+        for code, last_run in rows.items():
+            rule = self.manifests.rules.get(code)
+            if rule is None or not rule.schedule_cron:
+                continue
+            if code in ran_rules and timing(rule, last_run, now).due:
+                last_run = now
+            upcoming = next_occurrence(rule.schedule_cron, last_run) if last_run else None
+            updates.append((code, last_run, upcoming))
+        upsert_rows(
+            con,
+            "sync_configurations",
+            "config_code",
+            ("config_code", "last_run_at", "next_run_at"),
+            updates,
+        )
 
     def _budgets(self, con: Connection, now: datetime) -> dict[str, tuple[int, datetime | None]]:
         """Per platform: calls made in the last hour, and the oldest of them."""
@@ -585,6 +631,8 @@ class Run:
                     action.metadata_hash,
                     action.transform_hash,
                     job.eligible_at,
+                    self.provenance.commit,
+                    self.provenance.dirty,
                 )
             )
         new_ids = insert_rows(
@@ -611,6 +659,8 @@ class Run:
                 "metadata_hash",
                 "transform_hash",
                 "eligible_at",
+                "git_commit",
+                "git_dirty",
             ),
             rows,
         )
@@ -662,8 +712,21 @@ class Run:
         if self.recorder.failure is not None:
             raise StateError(f"recording the run failed: {self.recorder.failure}")
 
+    def stopping(self) -> bool:
+        stop = self.options.stop
+        if stop is None or not stop.is_set():
+            return False
+        if self.stopping_since is None:
+            self.stopping_since = time.monotonic()
+        return True
+
     def run_job(self, job: Job) -> None:
         rec = self.recorder
+        if self.stopping():  # not started: it waits for the next run
+            job.status, job.error = "deferred", "the run was stopping before it started"
+            rec.job(job)
+            rec.event(self._event(job, "deferred", "deferred", job.error), job)
+            return
         job.status, job.started_at = "processing", utcnow()
         rec.job(job)
         if job.job_type in ("initial", "update"):
@@ -688,6 +751,8 @@ class Run:
             )
             retrying(self._transfer, job)
             job.status, job.progress = "completed", 100.0
+        except Cancelled:
+            self._fail(job, "interrupted by shutdown; the next run sends it again")
         except TemporaryError as exc:
             self._fail(job, f"gave up after {self.options.max_attempts} attempts: {exc}")
         except PermanentError as exc:
@@ -897,6 +962,12 @@ class Run:
         )
 
     def _progress(self, job: Job, sent: int) -> None:
+        if (
+            self.stopping()
+            and self.stopping_since is not None
+            and (time.monotonic() - self.stopping_since > self.options.grace)
+        ):
+            raise Cancelled(job.code)
         total = job.total_bytes or 0
         if total:
             job.progress = min(100.0, 100.0 * sent / total)
@@ -946,6 +1017,7 @@ def apply_plan(
         jobs=jobs,
         blocked=[a for a in actions if a.action == "blocked"],
         held=[a for a in actions if a.action == "held"],
+        waiting=[a for a in actions if a.is_change and not runs_now(a, options)],
         recovered=recovered or [],
         open_conflicts=int(row[0]) if row else 0,
     )

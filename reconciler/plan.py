@@ -19,7 +19,8 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import duckdb
 from reconciler.desired import BYTES_PER_MB, Desired, DesiredAsset, load_desired
 from reconciler.errors import ReconcilerError
 from reconciler.models import ManifestSet
+from reconciler.schedule import waiting_reason
 from reconciler.sources import CacheEntry, Observed, observe
 from reconciler.store import hash_cache
 from reconciler.store.db import Connection, OutdatedSchema, StateStore, utcnow
@@ -66,6 +68,8 @@ class Action:
     transform_hash: str | None = None
     transform_rules: dict[str, Any] = field(default_factory=dict)
     asset_metadata: dict[str, Any] = field(default_factory=dict)
+    waiting: str | None = None  # why a change does not run now (schedule, auto_sync false)
+    scheduled_for: str | None = None  # when a scheduled change runs (ISO 8601, UTC)
 
     @property
     def is_change(self) -> bool:
@@ -96,6 +100,10 @@ class Plan:
         counts = Counter(a.action for a in self.actions)
         return {kind: counts.get(kind, 0) for kind in ACTIONS}
 
+    @property
+    def waiting(self) -> list[Action]:
+        return [a for a in self.actions if a.is_change and a.waiting is not None]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format_version": PLAN_FORMAT_VERSION,
@@ -109,6 +117,7 @@ class Plan:
             "notes": self.notes,
             "summary": self.summary(),
             "changes": len(self.changes),
+            "waiting": len(self.waiting),
             "actions": [a.to_dict() for a in self.actions],
         }
 
@@ -138,6 +147,7 @@ class PlanOptions:
     prune: bool = False  # prune every rule's orphans, not only rules with prune: true
     max_delete: int | None = None  # per platform; default 10 % of its placements, at most 50
     force: bool = False  # skip the pruning guards
+    rule: str | None = None  # a rule named explicitly runs now, schedule or auto_sync aside
 
 
 # -- the diff ---------------------------------------------------------------------------------
@@ -427,6 +437,10 @@ def make_plan(
         desired = load_desired(con, manifests, observed.files)
         actions = diff(con, desired, prune_all=options.prune)
         fingerprint = state_fingerprint(con)
+        last_runs = dict(
+            con.execute("SELECT config_code, last_run_at FROM sync_configurations").fetchall()
+        )
+    actions = with_schedules(actions, manifests, last_runs, utcnow(), options.rule)
     plan = Plan(
         actions=actions,
         state_path=str(store.path),
@@ -442,6 +456,31 @@ def make_plan(
         plan.notes.append(f"no state file at {store.path}: planned against empty recorded state")
     check_guards(plan, options)
     return plan
+
+
+def with_schedules(
+    actions: list[Action],
+    manifests: ManifestSet,
+    last_runs: dict[str, datetime | None],
+    now: datetime,
+    forced_rule: str | None,
+) -> list[Action]:
+    """Mark the changes that wait for their rule's schedule, or for an explicit run."""
+    out = []
+    for action in actions:
+        if action.is_change:
+            rule = manifests.rules.get(action.rule or "")
+            why, when = waiting_reason(
+                action.action, rule, last_runs.get(action.rule or ""), now, forced_rule
+            )
+            if why is not None:
+                action = replace(
+                    action,
+                    waiting=why,
+                    scheduled_for=(f"{when:%Y-%m-%dT%H:%M:%SZ}" if when else None),
+                )
+        out.append(action)
+    return out
 
 
 def current_fingerprint(store: StateStore) -> str:

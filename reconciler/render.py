@@ -194,6 +194,10 @@ def versions(action: Action) -> str:
     return f"v{action.source_version}" if action.source_version is not None else ""
 
 
+def reason_of(action: Action) -> str:
+    return f"{action.reason}; waits: {action.waiting}" if action.waiting else action.reason
+
+
 def plan_summary(plan: Plan) -> str:
     s = plan.summary()
     changes = (
@@ -204,7 +208,11 @@ def plan_summary(plan: Plan) -> str:
         f"{s['blocked']} blocked, {s['held']} held by conflicts, {s['orphan']} orphaned, "
         f"{s['noop']} unchanged"
     )
-    return f"Plan: {changes}; {rest}."
+    waiting = len(plan.waiting)
+    later = (
+        f" {waiting} of the changes wait for their schedule or an explicit run." if waiting else ""
+    )
+    return f"Plan: {changes}; {rest}.{later}"
 
 
 def _by_platform(plan: Plan) -> dict[str, list[Action]]:
@@ -230,7 +238,7 @@ def plan_text(plan: Plan, color: bool = False) -> str:
             sign, tint = PLAN_SIGNS[a.action]
             head = (
                 f"  {sign} {a.action:<15} {a.asset:<{width}}  {versions(a):<12} "
-                f"{human_size(a.size_bytes):>10}  {a.reason}"
+                f"{human_size(a.size_bytes):>10}  {reason_of(a)}"
             )
             out.append(click.style(head, fg=tint) if color and tint else head)
         if unchanged:
@@ -268,7 +276,7 @@ def plan_markdown(plan: Plan, color: bool = False) -> str:
         sign = PLAN_SIGNS[a.action][0]
         lines.append(
             f"| `{sign}` | {a.action} | {_md(a.platform)} | {_md(a.asset)} | {versions(a)} | "
-            f"{human_size(a.size_bytes)} | {_md(a.rule)} | {_md(a.reason)} |"
+            f"{human_size(a.size_bytes)} | {_md(a.rule)} | {_md(reason_of(a))} |"
         )
     return "\n".join(lines)
 
@@ -351,7 +359,8 @@ def apply_summary(result: ApplyResult) -> str:
     c = result.counts()
     return (
         f"Apply {result.run_id}: {c['completed']} completed, {c['failed']} failed, "
-        f"{c['deferred']} deferred; {len(result.blocked)} blocked, {len(result.held)} held; "
+        f"{c['deferred']} deferred; {len(result.blocked)} blocked, {len(result.held)} held, "
+        f"{len(result.waiting)} waiting; "
         f"{result.open_conflicts} open conflicts."
     )
 
@@ -366,6 +375,10 @@ def apply_text(result: ApplyResult, color: bool = False) -> str:
             )
     for action in result.blocked + result.held:
         lines.append(f"{action.action}: {action.asset} -> {action.platform}: {action.reason}")
+    for action in result.waiting:
+        lines.append(
+            f"waiting: {action.action} {action.asset} -> {action.platform}: {action.waiting}"
+        )
     if not result.jobs:
         lines.append("Nothing to apply.")
     lines.append(apply_summary(result))
@@ -382,6 +395,7 @@ def apply_record(result: ApplyResult) -> dict[str, Any]:
             **c,
             "blocked": len(result.blocked),
             "held": len(result.held),
+            "waiting": len(result.waiting),
             "open_conflicts": result.open_conflicts,
         },
         "recovered": result.recovered,
@@ -405,6 +419,16 @@ def apply_record(result: ApplyResult) -> dict[str, Any]:
         ],
         "held": [
             {"asset": a.asset, "platform": a.platform, "reason": a.reason} for a in result.held
+        ],
+        "waiting": [
+            {
+                "asset": a.asset,
+                "platform": a.platform,
+                "action": a.action,
+                "waiting": a.waiting,
+                "scheduled_for": a.scheduled_for,
+            }
+            for a in result.waiting
         ],
     }
 

@@ -46,6 +46,10 @@ class PermanentError(DriverError):
     """A failure that retrying cannot fix."""
 
 
+class Cancelled(Exception):
+    """Raised by a progress callback to stop a transfer; drivers must let it through."""
+
+
 @dataclass(frozen=True)
 class Uploaded:
     """What an upload left on the platform."""

@@ -31,6 +31,7 @@ from botocore.exceptions import (
 from reconciler.drivers.base import (
     DOWN,
     HEALTHY,
+    Cancelled,
     Driver,
     PermanentError,
     Progress,
@@ -60,7 +61,9 @@ SHA_KEY = "sha256"
 
 
 def failure(exc: Exception, doing: str) -> Exception:
-    """A boto3 exception as a driver failure."""
+    """A boto3 exception as a driver failure (a cancellation passes through)."""
+    if isinstance(exc, Cancelled):
+        return exc
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return PermanentError(
             f"{doing}: no AWS credentials found; set AWS_ACCESS_KEY_ID and "

@@ -59,9 +59,14 @@ SELECT sp.platform_code AS platform_code,
        COUNT(CASE WHEN pa.sync_status = 'outdated' THEN 1 END) AS outdated,
        COUNT(CASE WHEN pa.sync_status = 'syncing' THEN 1 END) AS in_progress,
        COUNT(CASE WHEN pa.sync_status = 'failed' THEN 1 END) AS failed,
-       CAST(COALESCE(SUM(oc.open_conflicts), 0) AS BIGINT) AS conflicts
+       CAST(COALESCE(SUM(oc.open_conflicts), 0) AS BIGINT) AS conflicts,
+       COUNT(CASE WHEN pa.sync_status = 'outdated' AND sc.next_run_at > $now THEN 1 END)
+           AS scheduled,
+       MIN(CASE WHEN pa.sync_status = 'outdated' AND sc.next_run_at > $now
+                THEN sc.next_run_at END) AS next_run
  FROM sync_platforms sp
  LEFT JOIN platform_assets pa ON sp.id = pa.platform_id
+ LEFT JOIN sync_configurations sc ON sc.config_code = pa.rule_code
  LEFT JOIN (SELECT platform_asset_id, COUNT(*) AS open_conflicts FROM sync_conflicts
             WHERE resolution = 'pending' GROUP BY platform_asset_id) oc
         ON pa.id = oc.platform_asset_id
@@ -77,7 +82,7 @@ def status(con: Connection | None) -> Report:
     Open conflicts are counted per placement first, so that a placement with two open
     conflicts does not count twice as synced (the seed's join would).
     """
-    return _run(con, "platforms", STATUS_SQL, [], "no platforms recorded yet")
+    return _run(con, "platforms", STATUS_SQL, {"now": utcnow()}, "no platforms recorded yet")
 
 
 DISTRIBUTION_SQL = """

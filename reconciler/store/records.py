@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Any
 
 from reconciler.errors import StateError
+from reconciler.provenance import Provenance
 from reconciler.store.db import Connection, StateStore, insert_rows, table_rows, utcnow
 
 # --use VALUE -> what sync_conflicts.resolution records
@@ -34,33 +35,22 @@ class EventRow:
     event_time: datetime | None = None
 
 
-def insert_events(con: Connection, events: list[EventRow]) -> list[int]:
+def insert_events(
+    con: Connection, events: list[EventRow], provenance: Provenance | None = None
+) -> list[int]:
+    """Append events in one statement; ``provenance`` stamps the git commit on each."""
     now = utcnow()
-    return insert_rows(
-        con,
-        "sync_events_log",
-        (
-            "job_id",
-            "platform_asset_id",
-            "event_type",
-            "event_status",
-            "message",
-            "details",
-            "event_time",
-        ),
-        [
-            (
-                e.job_id,
-                e.platform_asset_id,
-                e.event_type,
-                e.event_status,
-                e.message,
-                None if e.details is None else json.dumps(e.details, sort_keys=True),
-                e.event_time or now,
-            )
-            for e in events
-        ],
-    )
+    commit = provenance.commit if provenance else None
+    dirty = provenance.dirty if provenance else None
+    rows = [
+        (e.job_id, e.platform_asset_id, e.event_type, e.event_status, e.message,
+         None if e.details is None else json.dumps(e.details, sort_keys=True, default=str),
+         e.event_time or now, commit, dirty)
+        for e in events
+    ]  # fmt: skip
+    columns = ("job_id", "platform_asset_id", "event_type", "event_status", "message",
+               "details", "event_time", "git_commit", "git_dirty")  # fmt: skip
+    return insert_rows(con, "sync_events_log", columns, rows)
 
 
 CONFLICT_COLUMNS = (
