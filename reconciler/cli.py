@@ -9,6 +9,7 @@ never click's default 2, because 2 means "changes pending" for ``--dry-run``.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from reconciler.render import (
     VERIFY_RENDERERS,
 )
 from reconciler.verify import verify as verify_copies
+from reconciler.watch import Log, Watcher, WatchOptions
 
 
 def narrowing_options(func: F) -> F:
@@ -120,7 +122,7 @@ def run_plan(
     plan = make_plan(
         manifest_set,
         open_store(state, lock_timeout),
-        PlanOptions(prune=prune, max_delete=max_delete, force=force),
+        PlanOptions(prune=prune, max_delete=max_delete, force=force, rule=rule),
     )
     plan.actions = narrow(plan.actions, ApplyOptions(rule=rule, platform=platform))
     color = output == "text" and sys.stdout.isatty()
@@ -158,7 +160,9 @@ def run_apply(
         recovered = recover(manifest_set, store)
         if saved is None:
             plan = make_plan(
-                manifest_set, store, PlanOptions(prune=prune, max_delete=max_delete, force=force)
+                manifest_set,
+                store,
+                PlanOptions(prune=prune, max_delete=max_delete, force=force, rule=rule),
             )
         else:
             plan = saved
@@ -387,6 +391,67 @@ def validate(manifests: Path, media_root: Path | None, output: str) -> int:
     color = output == "text" and sys.stdout.isatty()
     click.echo(VALIDATION_RENDERERS[output](result, color), color=color)
     return ExitCode.OK if result.ok else ExitCode.ERROR
+
+
+@cli.command()
+@manifests_option
+@media_root_option
+@state_options
+@parallel_option
+@click.option(
+    "--debounce",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds of quiet after a change before a cycle runs.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    help="Seconds between full cycles, which also verify the platforms.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line.",
+)
+def watch(
+    manifests: Path,
+    media_root: Path | None,
+    state: Path,
+    lock_timeout: float,
+    parallel: int,
+    debounce: float,
+    interval: float,
+    log_format: str,
+) -> int:
+    """Keep the platforms in sync continuously: reconcile on every change, on schedule, and
+    every --interval seconds (with verify).
+
+    A broken manifest is logged with file and line and changes nothing: the last good
+    manifests stay in force until the file is fixed. SIGINT or SIGTERM stops it within
+    10 s, recording the transfer in flight and releasing the lock; it then exits 0.
+    """
+    if not manifests.is_dir():
+        raise UsageError(f"manifests folder '{manifests}' not found; pass --manifests DIR")
+    log = Log(lambda line: click.echo(line), log_format)
+    watcher = Watcher(
+        manifests,
+        media_root,
+        open_store(state, lock_timeout),
+        WatchOptions(
+            debounce=debounce, interval=interval, parallel=parallel, log_format=log_format
+        ),
+        log,
+        display_root=str(manifests),
+    )
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: watcher.stop())
+    return watcher.run()
 
 
 for _command in cli_reports.COMMANDS:

@@ -66,6 +66,8 @@ def test_status_as_a_table_and_as_csv(run, sample: str) -> None:
         "in_progress",
         "failed",
         "conflicts",
+        "scheduled",
+        "next_run",
     ]
     assert lines[1].split()[0] == "SOCIAL-MEDIA"
     assert all(line == line.rstrip() for line in lines)

@@ -1,0 +1,287 @@
+"""`reconcile watch`: keep the platforms in sync continuously.
+
+A watchdog observer watches the manifests folder and the media root. Events only mark the
+desired state dirty; after ``debounce`` seconds of quiet, one *cycle* runs. Cycles are
+level-triggered: each validates every manifest, plans the whole desired state against the
+recorded state, and applies, exactly like ``reconcile`` does, so a missed event costs only a
+delay. Every ``interval`` seconds a full cycle also runs verify, to catch drift on the
+platforms; a cycle also runs when a rule's schedule comes due.
+
+A broken edit is safe: when validation fails, its problems are logged with file and line and
+the last good manifests stay in force (nothing from the broken revision is applied, nothing is
+pruned because a file broke or vanished); the next valid save is picked up by itself.
+
+The run lock is held only during a cycle, so other commands (verify, conflicts resolve, a
+manual reconcile) can run between cycles; readers never wait for it. :meth:`Watcher.stop`
+(SIGINT, SIGTERM) stops it: jobs not yet started are deferred, a transfer in flight gets a
+few seconds to finish and is otherwise interrupted and recorded, and the lock is released.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from reconciler.apply import ApplyOptions, ApplyResult, Job, NullObserver, apply_plan, recover
+from reconciler.errors import ReconcilerError
+from reconciler.manifests.validate import validate_tree
+from reconciler.models import ManifestSet
+from reconciler.plan import PlanOptions, make_plan
+from reconciler.store.db import StateStore, utcnow
+from reconciler.verify import verify
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    debounce: float = 1.0  # seconds of quiet before a cycle
+    interval: float = 300.0  # seconds between full cycles (with verify)
+    parallel: int = 4
+    log_format: str = "text"  # or json
+
+
+class Log:
+    """One line per event: `TIME LEVEL event: message key=value` or one JSON object."""
+
+    def __init__(self, echo: Callable[[str], None], fmt: str = "text") -> None:
+        self.echo = echo
+        self.fmt = fmt
+        self.lock = threading.Lock()
+
+    def __call__(self, event: str, message: str, level: str = "info", **fields: Any) -> None:
+        now = f"{utcnow():%Y-%m-%dT%H:%M:%SZ}"
+        if self.fmt == "json":
+            line = json.dumps(
+                {"time": now, "level": level, "event": event, "message": message, **fields},
+                ensure_ascii=False,
+                default=str,
+            )
+        else:
+            extra = "".join(f" {k}={v}" for k, v in fields.items() if v is not None)
+            line = f"{now} {level:<5} {event}: {message}{extra}"
+        with self.lock:
+            self.echo(line)
+
+
+class LogObserver(NullObserver):
+    """Apply's progress as log lines: one per finished job."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
+    def job_finished(self, job: Job) -> None:
+        a = job.action
+        self.log(
+            "job",
+            f"{job.status} {job.job_type} {a.asset} -> {a.platform}",
+            "info" if job.status == "completed" else "error",
+            job=job.code,
+            asset=a.asset,
+            platform=a.platform,
+            status=job.status,
+            error=job.error,
+        )
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: Watcher) -> None:
+        self.watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        paths = [str(event.src_path)] + (
+            [str(event.dest_path)] if getattr(event, "dest_path", "") else []
+        )
+        if all(self.watcher.ignored(p) for p in paths):
+            return
+        self.watcher.touched()
+
+
+class Watcher:
+    def __init__(
+        self,
+        manifests_dir: Path,
+        media_root: Path | None,
+        store: StateStore,
+        options: WatchOptions,
+        log: Log,
+        display_root: str | None = None,
+    ) -> None:
+        self.manifests_dir = Path(manifests_dir)
+        self.media_root = Path(media_root) if media_root is not None else self.manifests_dir
+        self.display_root = display_root or str(manifests_dir)
+        self.store = store
+        self.options = options
+        self.log = log
+        self.stop_event = threading.Event()
+        self.wake = threading.Event()
+        self.pending = False
+        self.last_event = 0.0
+        self.good: ManifestSet | None = None
+        self.good_since: datetime | None = None
+        self.next_due: datetime | None = None
+        self.skip: list[str] = [str(store.path)]
+
+    # -- events -------------------------------------------------------------------------------
+    def ignored(self, path: str) -> bool:
+        name = os.path.basename(path)
+        if name.startswith((".", "#")) or name.endswith(("~", ".swp", ".tmp", ".part")):
+            return True
+        return any(
+            path == s or path.startswith(s.rstrip(os.sep) + os.sep) or path.startswith(s + ".")
+            for s in self.skip
+        )
+
+    def touched(self) -> None:
+        self.last_event = time.monotonic()
+        self.pending = True
+        self.wake.set()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.wake.set()
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self) -> int:
+        observer = Observer()
+        handler = _Handler(self)
+        watched = [self.manifests_dir.resolve()]
+        root = self.media_root.resolve()
+        if not any(root == w or w in root.parents for w in watched):
+            watched.append(root)
+        for folder in watched:
+            observer.schedule(handler, str(folder), recursive=True)
+        observer.start()
+        self.log(
+            "watch",
+            f"watching {', '.join(str(w) for w in watched)}",
+            debounce=self.options.debounce,
+            interval=self.options.interval,
+        )
+        next_full = time.monotonic() + self.options.interval
+        try:
+            self.cycle("start", full=False)
+            while not self.stop_event.is_set():
+                now = time.monotonic()
+                deadlines = [next_full]
+                if self.pending:
+                    deadlines.append(self.last_event + self.options.debounce)
+                if self.next_due is not None:
+                    until_due = (self.next_due - utcnow()).total_seconds()
+                    deadlines.append(now + max(until_due, 0.0))
+                self.wake.wait(max(0.0, min(deadlines) - now))
+                self.wake.clear()
+                if self.stop_event.is_set():
+                    break
+                now = time.monotonic()
+                if self.pending and now - self.last_event >= self.options.debounce:
+                    self.pending = False
+                    self.cycle("change")
+                elif now >= next_full:
+                    next_full = now + self.options.interval
+                    self.cycle("interval", full=True)
+                elif self.next_due is not None and utcnow() >= self.next_due:
+                    self.cycle("schedule")
+        finally:
+            observer.stop()
+            observer.join(timeout=5)
+            self.log("watch", "stopped")
+        return 0
+
+    def cycle(self, reason: str, full: bool = False) -> ApplyResult | None:
+        """Validate, plan and apply once; never raises."""
+        started = time.monotonic()
+        try:
+            manifests = self._desired()
+            if manifests is None:
+                return None
+            with self.store.session():
+                recovered = recover(manifests, self.store)
+                for note in recovered:
+                    self.log("recovered", note)
+                plan = make_plan(manifests, self.store, PlanOptions())
+                waiting = [a.scheduled_for for a in plan.waiting if a.scheduled_for]
+                self.next_due = (
+                    datetime.strptime(min(waiting), "%Y-%m-%dT%H:%M:%SZ") if waiting else None
+                )
+                options = ApplyOptions(parallel=self.options.parallel, stop=self.stop_event)
+                result = apply_plan(
+                    manifests, self.store, plan, options, LogObserver(self.log), recovered
+                )
+                if full and not self.stop_event.is_set():
+                    checked = verify(manifests, self.store)
+                    for conflict in checked.conflicts:
+                        self.log(
+                            "conflict",
+                            f"{conflict['conflict_type']}: {conflict['asset']} "
+                            f"on {conflict['platform']}",
+                            "warn",
+                            **conflict,
+                        )
+            counts = result.counts()
+            self.log(
+                "cycle",
+                f"{reason}: {counts['completed']} completed, {counts['failed']} "
+                f"failed, {counts['deferred']} deferred, {len(result.waiting)} waiting, "
+                f"{len(result.held)} held",
+                "info" if not counts["failed"] else "warn",
+                reason=reason,
+                seconds=round(time.monotonic() - started, 3),
+                next_scheduled=f"{self.next_due:%Y-%m-%dT%H:%M:%SZ}" if self.next_due else None,
+                **counts,
+            )
+            return result
+        except ReconcilerError as exc:
+            self.log("error", str(exc), "error", reason=reason)
+        except Exception as exc:  # a daemon logs and goes on
+            self.log(
+                "error",
+                f"unexpected {type(exc).__name__}: {exc}",
+                "error",
+                reason=reason,
+                trace=traceback.format_exc(limit=5),
+            )
+        return None
+
+    def _desired(self) -> ManifestSet | None:
+        """The manifests to reconcile: the current ones when valid, else the last good."""
+        result = validate_tree(self.manifests_dir, self.media_root, display_root=self.display_root)
+        if result.manifest_set is not None:
+            self.good, self.good_since = result.manifest_set, utcnow()
+            self.skip = [str(self.store.path)] + [
+                str(p.target) for p in self.good.platforms.values() if p.target is not None
+            ]
+            return self.good
+        for problem in result.errors:
+            self.log(
+                "invalid",
+                problem.format(),
+                "error",
+                file=problem.file,
+                line=problem.line,
+                column=problem.column,
+                field=problem.field,
+            )
+        if self.good is None:
+            self.log(
+                "invalid", "no valid manifests yet: nothing applied; waiting for a fix", "error"
+            )
+            return None
+        self.log(
+            "invalid",
+            f"keeping the last good manifests (from {self.good_since:%H:%M:%S}"
+            " UTC); nothing from the broken revision is applied",
+            "warn",
+        )
+        return self.good
