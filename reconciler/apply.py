@@ -480,7 +480,7 @@ class Run:
                     if a.action == "create"
                 ],
             )
-            jobs = self._create_jobs(con, runnable, deferred, down, now)
+            jobs = self._create_jobs(con, runnable, deferred, down, now, health)
             insert_events(con, self._start_events(jobs, health), self.provenance)
             self._record_schedules(con, runnable, now)
         return jobs
@@ -554,6 +554,7 @@ class Run:
         deferred: list[tuple[Action, datetime]],
         down: list[Action],
         now: datetime,
+        health: dict[str, tuple[str, str]],
     ) -> list[Job]:
         ids = {
             "asset": dict(con.execute("SELECT asset_code, id FROM source_assets").fetchall()),
@@ -576,7 +577,7 @@ class Run:
         entries: list[tuple[Action, str, datetime | None, str | None]] = (
             [(a, "pending", None, None) for a in runnable]
             + [(a, "deferred", when, None) for a, when in deferred]
-            + [(a, "failed", None, "the platform is down") for a in down]
+            + [(a, "failed", None, f"the platform is down: {health[a.platform][1]}") for a in down]
         )
         jobs: list[Job] = []
         rows = []

@@ -107,6 +107,7 @@ def test_a_missing_bucket_means_the_platform_is_down(
     world = s3_world(tmp_path, s3_endpoint, "no-such-bucket-here")
     result = apply(world)
     (job,) = result.jobs
-    assert job.status == "failed" and job.error == "the platform is down"
+    assert job.status == "failed"
+    assert job.error.startswith("the platform is down: bucket no-such-bucket-here: ")
     assert int(result.exit_code) == 3
     assert rows(world, "SELECT health_status FROM sync_platforms") == [("down",)]

@@ -49,6 +49,7 @@ class Limits:
     max_file_bytes: int = 64 * 1024 * 1024
     max_depth: int = 64
     max_alias_nodes: int = 10_000  # nodes one document may gain through aliases
+    max_nodes: int = 50_000  # values in one document (a manifest document has a few dozen)
 
 
 DEFAULT_LIMITS = Limits()
@@ -435,6 +436,14 @@ class _Builder:
             # attach the completed node to its parent
             parent = stack[-1]
             parent.size += size
+            if parent.size > self.limits.max_nodes:
+                self._abort(
+                    parent,
+                    f"the document holds more than {self.limits.max_nodes:,} values; split it "
+                    "into several documents or use an AssetSet",
+                    mark,
+                    "yaml-limit",
+                )
             if parent is root:
                 first_line = mark.line + 1
                 root.container.append(value)

@@ -1,5 +1,7 @@
-"""Crash safety: a real `reconcile` subprocess killed with SIGKILL mid-apply, then a plain
-`reconcile` that must converge with nothing lost, half-written or left processing."""
+"""Crash safety: a real `reconcile` subprocess killed with SIGKILL at seeded random moments,
+ten trials; after each, a plain `reconcile` must converge: every placement synced with a
+matching checksum, nothing temporary or partial left on the targets, no job left
+processing, and an event log consistent with the jobs."""
 
 from __future__ import annotations
 
@@ -76,24 +78,15 @@ def check_converged(world: World) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(10))
 def test_killed_apply_converges(tmp_path: Path, seed: int) -> None:
+    """SIGKILL at a seeded random moment between start-up and the end of the transfers."""
     world = build(tmp_path)
-    rng = random.Random(seed)
-    process = subprocess.Popen(command(world), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert process.stdout is not None
-    # wait for the first transfer to start, then kill at a random moment after it
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line or b'"upload_start"' in line:
-            break
-    time.sleep(rng.uniform(0.0, 0.6))
+    delay = random.Random(seed).uniform(0.2, 1.8)
+    process = subprocess.Popen(command(world), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    process.stdout.close()
-    assert process.stderr is not None
-    process.stderr.close()
 
     again = subprocess.run(command(world), capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 0, again.stderr + again.stdout
