@@ -32,7 +32,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Protocol
 
 from tenacity import (
@@ -43,6 +43,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from reconciler.desired import asset_metadata
 from reconciler.drivers import driver_for
 from reconciler.drivers.base import DOWN, Cancelled, Driver, PermanentError, TemporaryError
 from reconciler.errors import ExitCode, StateError
@@ -50,7 +51,12 @@ from reconciler.models import ManifestSet
 from reconciler.plan import Action, Plan
 from reconciler.provenance import Provenance
 from reconciler.provenance import of as provenance_of
-from reconciler.record import PlacementRecord, record_objects, record_placements
+from reconciler.record import (
+    PlacementRecord,
+    record_objects,
+    record_placements,
+    update_placements,
+)
 from reconciler.schedule import next_occurrence, timing
 from reconciler.sources import Observation, Observed, sha256_file
 from reconciler.store import hash_cache
@@ -80,8 +86,10 @@ class ApplyOptions:
 
 
 def remote_key(action: Action) -> str:
-    """Where a placement lives on its platform: the asset code, then the file's name."""
-    return f"{action.asset}/{PurePosixPath(action.file or action.asset).name}"
+    """Where a placement lives on its platform: the master's path under the media root, so
+    that a platform mirrors the library's layout (the planner blocks two assets sharing one
+    file on one platform)."""
+    return action.file or action.asset
 
 
 @dataclass
@@ -108,6 +116,7 @@ class Job:
     retries: int = 0
     eligible_at: datetime | None = None
     total_bytes: int | None = None
+    mismatched: bool = False  # a checksum mismatch was recorded during this job
     _progress_step: int = 0
 
     def row(self) -> tuple[Any, ...]:
@@ -197,14 +206,11 @@ class Recorder:
             self._jobs[job.id] = job.row()
 
     def placement(
-        self,
-        record: PlacementRecord,
-        details: dict[str, Any] | None = None,
-        pa_id: int | None = None,
+        self, pa_id: int, record: PlacementRecord, details: dict[str, Any] | None = None
     ) -> None:
         with self._lock:
-            self._placements[(record.asset, record.platform)] = record
-            if details is not None and pa_id is not None:
+            self._placements[pa_id] = record
+            if details is not None:
                 self._details[pa_id] = json.dumps(details, sort_keys=True)
 
     def event(self, event: EventRow, job: Job | None = None) -> None:
@@ -244,7 +250,7 @@ class Recorder:
     def flush(self) -> None:
         with self._lock:
             jobs, self._jobs = list(self._jobs.values()), {}
-            placements, self._placements = list(self._placements.values()), {}
+            placements, self._placements = list(self._placements.items()), {}
             details, self._details = dict(self._details), {}
             events, self._events = self._events, []
             conflicts, self._conflicts = self._conflicts, []
@@ -252,17 +258,18 @@ class Recorder:
         if not (jobs or placements or details or events or conflicts or resolved):
             return
         with self.store.writing() as con:
-            record_placements(con, placements)
+            update_placements(con, placements)
             if details:
                 upsert_rows(con, "platform_assets", "id", ("id", "metadata"), list(details.items()))
             upsert_rows(con, "sync_jobs", "id", JOB_UPDATE_COLUMNS, jobs)
             open_conflicts(con, conflicts)
-            for pa_id, kind in resolved:
+            if resolved:
                 con.execute(
                     "UPDATE sync_conflicts SET resolution = 'resolved_by_retry', "
-                    "resolved_by = 'reconcile', resolved_at = ? WHERE platform_asset_id = ? "
-                    "AND conflict_type = ? AND resolution = 'pending'",
-                    [utcnow(), pa_id, kind],
+                    "resolved_by = 'reconcile', resolved_at = ? WHERE resolution = 'pending' "
+                    "AND (platform_asset_id, conflict_type) IN "
+                    "(SELECT unnest(?::INTEGER[]), unnest(?::VARCHAR[]))",
+                    [utcnow(), [r[0] for r in resolved], [r[1] for r in resolved]],
                 )
             insert_events(con, events, self.provenance)
 
@@ -732,7 +739,8 @@ class Run:
         rec.job(job)
         if job.job_type in ("initial", "update"):
             rec.placement(
-                PlacementRecord(job.action.asset, job.action.platform, job.action.rule, "syncing")
+                job.pa_id,
+                PlacementRecord(job.action.asset, job.action.platform, job.action.rule, "syncing"),
             )
         start_type = {"delete": "delete_start", "metadata": "metadata_start"}.get(
             job.job_type, "upload_start"
@@ -793,7 +801,8 @@ class Run:
         job.status, job.error = "failed", message
         if job.job_type in ("initial", "update"):
             self.recorder.placement(
-                PlacementRecord(job.action.asset, job.action.platform, job.action.rule, "failed")
+                job.pa_id,
+                PlacementRecord(job.action.asset, job.action.platform, job.action.rule, "failed"),
             )
         kind = {"delete": "delete", "metadata": "metadata_update"}.get(
             job.job_type, "upload_complete"
@@ -810,17 +819,19 @@ class Run:
         if job.job_type == "delete":
             driver.delete(job.key)
             self.recorder.placement(
-                PlacementRecord(action.asset, action.platform, action.rule, "deleted")
+                job.pa_id, PlacementRecord(action.asset, action.platform, action.rule, "deleted")
             )
             self.recorder.event(
                 self._event(job, "delete", "success", f"deleted {job.key} from {action.platform}"),
                 job,
             )
             return
-        metadata = {"code": action.asset, "mime_type": action.mime_type, **action.asset_metadata}
+        declared = self.manifests.assets.get(action.asset)
+        described = asset_metadata(declared) if declared is not None else {}
+        metadata = {"code": action.asset, "mime_type": action.mime_type, **described}
         if job.job_type == "metadata":
             driver.update_metadata(job.key, metadata)
-            self.recorder.placement(self._synced(job, job.previous_remote_checksum))
+            self.recorder.placement(job.pa_id, self._synced(job, job.previous_remote_checksum))
             self.recorder.event(
                 self._event(
                     job, "metadata_update", "success", f"updated the metadata on {action.platform}"
@@ -853,13 +864,14 @@ class Run:
             ),
             job,
         )
-        self.recorder.resolve_retried(job.pa_id, "checksum_mismatch")
+        if job.mismatched:  # a retry fixed what the conflict recorded
+            self.recorder.resolve_retried(job.pa_id, "checksum_mismatch")
         if job.previous_key:
             driver.delete(job.previous_key)
         record = self._synced(
             job, uploaded.remote_checksum, uploaded.platform_asset_id, uploaded.url
         )
-        self.recorder.placement(record, uploaded.details, job.pa_id)
+        self.recorder.placement(job.pa_id, record, uploaded.details)
 
     def _synced(
         self,
@@ -929,6 +941,7 @@ class Run:
                 "the master file changed after it was planned; the next run "
                 "will sync the new version"
             )
+        job.mismatched = True
         self.recorder.conflict(
             job.pa_id,
             "checksum_mismatch",
@@ -936,7 +949,7 @@ class Run:
             landed,
             "the platform holds other bytes than were sent",
         )
-        self.recorder.placement(PlacementRecord(a.asset, a.platform, a.rule, "failed"))
+        self.recorder.placement(job.pa_id, PlacementRecord(a.asset, a.platform, a.rule, "failed"))
         self.recorder.event(
             self._event(
                 job,

@@ -18,6 +18,7 @@ import click
 
 from reconciler import __version__, cli_reports
 from reconciler.apply import ApplyOptions, NullObserver, Observer, apply_plan, narrow, recover
+from reconciler.cache import Cache, default_folder
 from reconciler.cli_options import (
     F,
     ReconcileGroup,
@@ -118,11 +119,13 @@ def run_plan(
 ) -> int:
     if output == "jsonl":
         raise click.UsageError("--output jsonl streams an apply; a plan is text, json or markdown")
-    manifest_set = load_manifests(manifests, media_root)
+    cache = Cache(default_folder())
+    manifest_set = load_manifests(manifests, media_root, cache)
     plan = make_plan(
         manifest_set,
         open_store(state, lock_timeout),
         PlanOptions(prune=prune, max_delete=max_delete, force=force, rule=rule),
+        cache,
     )
     plan.actions = narrow(plan.actions, ApplyOptions(rule=rule, platform=platform))
     color = output == "text" and sys.stdout.isatty()
@@ -152,7 +155,8 @@ def run_apply(
     """Plan (or take a saved plan) and carry it out, under the run lock."""
     if output == "markdown":
         raise click.UsageError("--output markdown renders a plan; use it with --dry-run")
-    manifest_set = load_manifests(manifests, media_root)
+    cache = Cache(default_folder())
+    manifest_set = load_manifests(manifests, media_root, cache)
     store = open_store(state, lock_timeout)
     observer = observer_for(output)
     options = ApplyOptions(parallel=parallel, rule=rule, platform=platform)
@@ -163,6 +167,7 @@ def run_apply(
                 manifest_set,
                 store,
                 PlanOptions(prune=prune, max_delete=max_delete, force=force, rule=rule),
+                cache,
             )
         else:
             plan = saved

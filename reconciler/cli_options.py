@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
+from reconciler.cache import Cache
 from reconciler.errors import ExitCode, ManifestError, ReconcilerError
 from reconciler.manifests.validate import validate_tree
 from reconciler.models import ManifestSet
@@ -123,9 +124,11 @@ def show_report(report: Report, output: str) -> None:
 REPORT_FORMATS = ["text", "json", "csv"]
 
 
-def load_manifests(manifests: Path, media_root: Path | None) -> ManifestSet:
+def load_manifests(
+    manifests: Path, media_root: Path | None, cache: Cache | None = None
+) -> ManifestSet:
     """Validate the manifests; on problems print them to stderr and stop with exit 1."""
-    result = validate_tree(manifests, media_root, display_root=str(manifests))
+    result = validate_tree(manifests, media_root, display_root=str(manifests), cache=cache)
     for problem in result.warnings:
         click.echo(problem.format(), err=True)
     if result.manifest_set is None:

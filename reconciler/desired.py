@@ -46,6 +46,34 @@ def fingerprint(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+class MetadataHasher:
+    """The metadata fingerprint of many assets, cheaply: assets of one AssetSet share one
+    metadata mapping, so its JSON text is made once, not once per asset."""
+
+    def __init__(self) -> None:
+        self._texts: dict[int, tuple[Any, str]] = {}
+
+    def json_of(self, metadata: Any) -> str:
+        known = self._texts.get(id(metadata))
+        if known is None or known[0] is not metadata:
+            text = json.dumps(
+                metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+            )
+            self._texts[id(metadata)] = known = (metadata, text)
+        return known[1]
+
+    def __call__(self, asset: Asset) -> str:
+        parts = (
+            asset.title,
+            asset.description or "",
+            asset.category,
+            asset.asset_type,
+            canonical_mime(asset.mime_type),
+            self.json_of(asset.metadata),
+        )
+        return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
 def asset_metadata(asset: Asset) -> dict[str, Any]:
     """What is sent to a platform besides the bytes; a change here is a metadata change."""
     return {
@@ -54,24 +82,20 @@ def asset_metadata(asset: Asset) -> dict[str, Any]:
         "category": asset.category,
         "asset_type": asset.asset_type,
         "mime_type": canonical_mime(asset.mime_type),
-        "metadata": dict(asset.metadata),
+        "metadata": asset.metadata,  # read-only, shared by the assets of an AssetSet
     }
 
 
-ASSET_COLUMNS = [
+ASSET_COLUMNS = [  # only what the planner's SQL reads; the rest is joined back in Python
     ("code", "VARCHAR"),
-    ("title", "VARCHAR"),
     ("asset_type", "VARCHAR"),
     ("category", "VARCHAR"),
     ("status", "VARCHAR"),
     ("file", "VARCHAR"),
-    ("path", "VARCHAR"),
     ("mime", "VARCHAR"),
     ("size_bytes", "BIGINT"),
     ("checksum", "VARCHAR"),
-    ("observe_error", "VARCHAR"),
     ("metadata_hash", "VARCHAR"),
-    ("asset_set", "VARCHAR"),
 ]
 RULE_COLUMNS = [
     ("code", "VARCHAR"),
@@ -86,6 +110,7 @@ RULE_COLUMNS = [
     ("schedule_cron", "VARCHAR"),
     ("transform_hash", "VARCHAR"),
     ("prune", "BOOLEAN"),
+    ("rank_key", "BIGINT"),  # higher wins: priority first, then the earlier code
 ]
 PATTERN_COLUMNS = [("rule", "VARCHAR"), ("kind", "VARCHAR"), ("pattern", "VARCHAR")]
 PLATFORM_COLUMNS = [
@@ -111,7 +136,7 @@ class DesiredAsset:
     checksum: str | None
     observe_error: str | None
     metadata_hash: str
-    metadata: dict[str, Any]
+    source: Asset
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,31 +164,31 @@ def load_desired(
     per-object details the planner joins back in Python."""
     desired = Desired()
     assets = []
+    hasher = MetadataHasher()
     for asset in manifests.assets.values():
-        seen = observed.get(str(asset.path))
+        seen = observed.get(asset.path)
         readable = seen is not None and seen.sha256 is not None
         error = None if readable else (seen.error if seen else "not observed")
-        meta = asset_metadata(asset)
         item = DesiredAsset(
             code=asset.code,
             file=asset.file,
-            path=str(asset.path),
-            mime=meta["mime_type"],
+            path=asset.path,
+            mime=canonical_mime(asset.mime_type),
             size_bytes=seen.size if seen is not None and readable else None,
             checksum=seen.sha256 if seen is not None else None,
             observe_error=error,
-            metadata_hash=fingerprint(meta),
-            metadata=meta,
+            metadata_hash=hasher(asset),
+            source=asset,
         )
         desired.assets[asset.code] = item
         assets.append((
-            asset.code, asset.title, asset.asset_type, asset.category, asset.status,
-            asset.file, item.path, item.mime, item.size_bytes, item.checksum, error,
-            item.metadata_hash, asset.asset_set,
+            asset.code, asset.asset_type, asset.category, asset.status, asset.file, item.mime,
+            item.size_bytes, item.checksum, item.metadata_hash,
         ))  # fmt: skip
     temp_table(con, "d_assets", ASSET_COLUMNS, assets)
 
     rules, patterns = [], []
+    order = {code: n for n, code in enumerate(sorted(manifests.rules))}
     for rule in manifests.rules.values():
         transform = dict(rule.transform_rules)
         item_rule = DesiredRule(rule.code, transform, fingerprint(transform), rule.prune)
@@ -175,6 +200,7 @@ def load_desired(
             rule.sync_mode, rule.sync_mode == "selective" and bool(rule.include),
             rule.priority, rule.is_active, rule.auto_sync, rule.schedule_cron,
             item_rule.transform_hash, rule.prune,
+            rule.priority * 1_000_000 - order[rule.code],
         ))  # fmt: skip
         if rule.sync_mode == "selective":
             patterns += [(rule.code, "include", p) for p in rule.include]

@@ -65,7 +65,7 @@ class Asset:
     asset_type: str
     category: str
     file: str  # as declared: relative to the media root, '/'-separated
-    path: Path  # absolute path of the master file
+    path: str  # absolute path of the master file (a string: 100,000 Path objects are slow)
     mime_type: str | None = None
     description: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)

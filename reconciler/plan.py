@@ -26,11 +26,12 @@ from typing import Any
 
 import duckdb
 
+from reconciler.cache import Cache
 from reconciler.desired import BYTES_PER_MB, Desired, DesiredAsset, load_desired
 from reconciler.errors import ReconcilerError
 from reconciler.models import ManifestSet
 from reconciler.schedule import waiting_reason
-from reconciler.sources import CacheEntry, Observed, observe
+from reconciler.sources import CacheEntry, Observed, cacheable, observe
 from reconciler.store import hash_cache
 from reconciler.store.db import Connection, OutdatedSchema, StateStore, utcnow
 from reconciler.store.migrations import migrate
@@ -67,7 +68,6 @@ class Action:
     metadata_hash: str | None = None
     transform_hash: str | None = None
     transform_rules: dict[str, Any] = field(default_factory=dict)
-    asset_metadata: dict[str, Any] = field(default_factory=dict)
     waiting: str | None = None  # why a change does not run now (schedule, auto_sync false)
     scheduled_for: str | None = None  # when a scheduled change runs (ISO 8601, UTC)
 
@@ -152,9 +152,10 @@ class PlanOptions:
 
 # -- the diff ---------------------------------------------------------------------------------
 
-# Every (asset, rule) pair with the reason it matches or not; explain reads it as it is.
+# Every (asset, rule) pair with the reason it matches or not (a view: never materialized
+# for a whole library); explain reads it as it is.
 RULE_MATCHES_SQL = """
-CREATE OR REPLACE TEMP TABLE rule_matches AS
+CREATE OR REPLACE TEMP VIEW rule_matches AS
 SELECT a.code AS asset, r.code AS rule, r.platform AS platform, r.priority AS priority,
        a.status = 'active' AS asset_active,
        r.is_active AS rule_active,
@@ -172,16 +173,21 @@ FROM d_assets a CROSS JOIN d_rules r
 # The winning rule of every desired (asset, platform), with the constraint that blocks it.
 PLACEMENTS_SQL = """
 CREATE OR REPLACE TEMP TABLE d_placements AS
-WITH winners AS (
-    SELECT asset, rule, platform, priority,
-           row_number() OVER (PARTITION BY asset, platform ORDER BY priority DESC, rule) AS rank
-    FROM rule_matches
+WITH winners AS (  -- an aggregate, not a window: no sort of every (asset, rule) pair
+    SELECT m.asset, m.platform, arg_max(m.rule, r.rank_key) AS rule
+    FROM rule_matches m JOIN d_rules r ON r.code = m.rule
     WHERE asset_active AND rule_active AND category_ok AND type_ok AND included
       AND NOT excluded
+    GROUP BY m.asset, m.platform
+), shared AS (  -- files that more than one asset sends to one platform: the first code wins
+    SELECT w.platform, a.file, min(w.asset) AS owner
+    FROM winners w JOIN d_assets a ON a.code = w.asset
+    GROUP BY w.platform, a.file HAVING count(*) > 1
 )
-SELECT w.asset, w.platform, w.rule, w.priority, a.checksum, a.metadata_hash,
-       r.transform_hash,
+SELECT w.asset, w.platform, w.rule, r.priority, a.checksum, a.metadata_hash,
+       r.transform_hash, coalesce(s.owner, w.asset) AS file_owner,
        CASE WHEN a.checksum IS NULL THEN 'unreadable'
+            WHEN s.owner IS NOT NULL AND s.owner <> w.asset THEN 'shared-file'
             WHEN NOT p.sync_enabled THEN 'disabled'
             WHEN p.formats IS NOT NULL AND NOT list_contains(p.formats, a.mime) THEN 'format'
             WHEN p.max_bytes IS NOT NULL AND a.size_bytes > p.max_bytes THEN 'size'
@@ -190,13 +196,13 @@ FROM winners w
 JOIN d_assets a ON a.code = w.asset
 JOIN d_rules r ON r.code = w.rule
 JOIN d_platforms p ON p.code = w.platform
-WHERE w.rank = 1
+LEFT JOIN shared s ON s.platform = w.platform AND s.file = a.file
 """
 
 # One narrow row per desired placement: the details of assets and rules are joined in Python
 # from the Desired lookups, so 100,000 assets x 4 platforms do not drag wide rows out of DuckDB.
 DESIRED_ACTIONS_SQL = """
-SELECT d.asset, d.platform, d.rule, d.priority, d.blocked,
+SELECT d.asset, d.platform, d.rule, d.priority, d.blocked, d.file_owner,
        pa.id AS pa_id, pa.sync_status, pa.synced_version,
        pa.local_checksum IS NOT DISTINCT FROM d.checksum AS same_content,
        coalesce(oc.n, 0) AS open_conflicts,
@@ -214,11 +220,13 @@ SELECT d.asset, d.platform, d.rule, d.priority, d.blocked,
 FROM d_placements d
 LEFT JOIN sync_platforms sp ON sp.platform_code = d.platform
 LEFT JOIN source_assets sa ON sa.asset_code = d.asset
-LEFT JOIN platform_assets pa ON pa.source_asset_id = sa.id AND pa.platform_id = sp.id
+LEFT JOIN (SELECT source_asset_id, platform_id, max(id) AS id FROM platform_assets
+           GROUP BY source_asset_id, platform_id) latest  -- the newest copy of each pair
+       ON latest.source_asset_id = sa.id AND latest.platform_id = sp.id
+LEFT JOIN platform_assets pa ON pa.id = latest.id
 LEFT JOIN (SELECT platform_asset_id, count(*) AS n FROM sync_conflicts
            WHERE resolution = 'pending' GROUP BY platform_asset_id) oc
        ON oc.platform_asset_id = pa.id
-QUALIFY row_number() OVER (PARTITION BY d.asset, d.platform ORDER BY pa.id DESC NULLS LAST) = 1
 ORDER BY d.priority DESC, d.platform, d.asset
 """
 
@@ -242,8 +250,10 @@ def diff(con: Connection, desired: Desired, prune_all: bool = False) -> list[Act
     """Desired tables + recorded tables -> actions, highest rule priority first."""
     con.execute(RULE_MATCHES_SQL)
     con.execute(PLACEMENTS_SQL)
-    rows = con.execute(DESIRED_ACTIONS_SQL).fetchall()
-    actions = [_desired_action(row, desired) for row in rows]
+    cursor = con.execute(DESIRED_ACTIONS_SQL)
+    actions: list[Action] = []
+    while rows := cursor.fetchmany(20_000):  # never all the rows as Python tuples at once
+        actions += [_desired_action(row, desired) for row in rows]
     orphans = con.execute(ORPHANS_SQL).fetchall()
     if orphans:
         actions += [_orphan_action(row, prune_all) for row in orphans]
@@ -263,6 +273,7 @@ def _desired_action(row: tuple[Any, ...], desired: Desired) -> Action:
         rule_code,
         priority,
         blocked,
+        file_owner,
         pa_id,
         status,
         synced_version,
@@ -288,32 +299,39 @@ def _desired_action(row: tuple[Any, ...], desired: Desired) -> Action:
     elif kind == "held":
         reason = f"{open_conflicts} " + _HELD.format(s="s" if open_conflicts > 1 else "")
     else:
-        reason = _blocked_reason(blocked, asset, desired, platform)
+        reason = _blocked_reason(blocked, asset, desired, platform, file_owner)
+    # positional: 300,000 actions are built here on a large library
     return Action(
-        action=kind,
-        asset=asset_code,
-        platform=platform,
-        rule=rule_code,
-        reason=reason,
-        source_version=source_version,
-        target_version=synced_version,
-        size_bytes=asset.size_bytes,
-        checksum=asset.checksum,
-        mime_type=asset.mime,
-        file=asset.file,
-        path=asset.path,
-        priority=priority,
-        platform_asset_id=pa_id,
-        metadata_hash=asset.metadata_hash,
-        transform_hash=rule.transform_hash,
-        transform_rules=rule.transform_rules,
-        asset_metadata=asset.metadata,
+        kind,
+        asset_code,
+        platform,
+        rule_code,
+        reason,
+        source_version,
+        synced_version,
+        asset.size_bytes,
+        asset.checksum,
+        asset.mime,
+        asset.file,
+        asset.path,
+        priority,
+        pa_id,
+        asset.metadata_hash,
+        rule.transform_hash,
+        rule.transform_rules,
     )
 
 
-def _blocked_reason(why: str, asset: DesiredAsset, desired: Desired, platform: str) -> str:
+def _blocked_reason(
+    why: str, asset: DesiredAsset, desired: Desired, platform: str, owner: str
+) -> str:
     if why == "unreadable":
         return f"cannot read the master file: {asset.observe_error}"
+    if why == "shared-file":
+        return (
+            f"asset {owner} already sends the same file ({asset.file}) to this platform; "
+            "a platform holds one copy per file"
+        )
     if why == "disabled":
         return "the platform has sync_enabled: false"
     if why == "format":
@@ -394,13 +412,30 @@ def state_fingerprint(con: Connection) -> str:
 # -- making a plan ----------------------------------------------------------------------------
 
 
+PLANNING_MEMORY = "200MB"  # DuckDB takes what it may; a bound keeps a large plan modest
+
+
 @contextmanager
 def planning_connection(store: StateStore) -> Iterator[tuple[Connection, bool]]:
     """A connection holding the recorded tables, never writing the state file.
 
     Yields (connection, whether a state file exists). Without a state file the tables are
-    empty and in memory. A file with an older schema is migrated in a temporary copy.
+    empty and in memory. A file with an older schema is migrated in a temporary copy. DuckDB's
+    memory is bounded, and anything it spills goes to a private temporary folder, never beside
+    the state file.
     """
+    with (
+        tempfile.TemporaryDirectory(prefix="reconcile-plan-") as scratch,
+        _recorded(store, Path(scratch)) as (con, exists),
+    ):
+        con.execute("SET memory_limit = ?", [PLANNING_MEMORY])
+        con.execute("SET temp_directory = ?", [str(Path(scratch) / "spill")])
+        con.execute("SET preserve_insertion_order = false")
+        yield con, exists
+
+
+@contextmanager
+def _recorded(store: StateStore, scratch: Path) -> Iterator[tuple[Connection, bool]]:
     if not store.exists():
         con = duckdb.connect()
         try:
@@ -416,23 +451,30 @@ def planning_connection(store: StateStore) -> Iterator[tuple[Connection, bool]]:
         return
     except OutdatedSchema:
         pass
-    with tempfile.TemporaryDirectory(prefix="reconcile-plan-") as folder:
-        copy = Path(folder) / store.path.name
-        shutil.copy2(store.path, copy)
-        wal = store.path.with_name(store.path.name + ".wal")
-        if wal.exists():
-            shutil.copy2(wal, copy.with_name(copy.name + ".wal"))
-        with StateStore(copy, lock_timeout=store.lock_timeout).reading() as con:
-            assert con is not None
-            yield con, True
+    copy = scratch / store.path.name
+    shutil.copy2(store.path, copy)
+    wal = store.path.with_name(store.path.name + ".wal")
+    if wal.exists():
+        shutil.copy2(wal, copy.with_name(copy.name + ".wal"))
+    with StateStore(copy, lock_timeout=store.lock_timeout).reading() as con:
+        assert con is not None
+        yield con, True
 
 
 def make_plan(
-    manifests: ManifestSet, store: StateStore, options: PlanOptions | None = None
+    manifests: ManifestSet,
+    store: StateStore,
+    options: PlanOptions | None = None,
+    cache: Cache | None = None,
 ) -> Plan:
     """Observe the master files and plan every placement. Reads state, writes nothing."""
     options = options or PlanOptions()
-    observed = observe((str(a.path) for a in manifests.assets.values()), read_cache(store))
+    known = cache.hashes(manifests.media_root) if cache is not None else {}
+    known.update(read_cache(store))
+    observed = observe((a.path for a in manifests.assets.values()), known)
+    del known  # 100,000 cache entries need not outlive the observation
+    if cache is not None and observed.hashed_files:
+        cache.save_hashes(manifests.media_root, cacheable(observed))
     with planning_connection(store) as (con, exists):
         desired = load_desired(con, manifests, observed.files)
         actions = diff(con, desired, prune_all=options.prune)

@@ -13,8 +13,9 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from reconciler.desired import BYTES_PER_MB, asset_metadata, fingerprint
+from reconciler.desired import BYTES_PER_MB, MetadataHasher, canonical_mime
 from reconciler.models import ManifestSet
 from reconciler.sources import Observation
 from reconciler.store.db import Connection, insert_rows, upsert_rows, utcnow
@@ -104,8 +105,9 @@ def record_objects(
         )
     )
     rows = []
+    hasher = MetadataHasher()
     for asset in manifests.assets.values():
-        seen = observed.get(str(asset.path))
+        seen = observed.get(asset.path)
         old_checksum, old_version = recorded.get(asset.code, (None, None))
         checksum = seen.sha256 if seen and seen.sha256 else old_checksum
         if old_version is None:
@@ -115,7 +117,6 @@ def record_objects(
         else:
             version = old_version
         size = seen.size if seen and seen.sha256 else None
-        meta = asset_metadata(asset)
         rows.append(
             (
                 asset.code,
@@ -131,8 +132,8 @@ def record_objects(
                 asset.status,
                 now,
                 size,
-                meta["mime_type"],
-                fingerprint(meta),
+                canonical_mime(asset.mime_type),
+                hasher(asset),
             )
         )
     upsert_rows(
@@ -229,12 +230,7 @@ def record_placements(
     """Write copies into platform_assets (one row per asset and platform); returns row ids."""
     if not records:
         return {}
-    ids = dict(
-        (
-            (code, (sa_id))
-            for code, sa_id in con.execute("SELECT asset_code, id FROM source_assets").fetchall()
-        )
-    )
+    ids = dict(con.execute("SELECT asset_code, id FROM source_assets").fetchall())
     platforms = dict(con.execute("SELECT platform_code, id FROM sync_platforms").fetchall())
     existing = {
         (sa, p): pa
@@ -246,31 +242,49 @@ def record_placements(
     updates, inserts, keys = [], [], []
     for r in records:
         pair = (ids[r.asset], platforms[r.platform])
-        values = (
-            r.rule,
-            r.sync_status,
-            r.synced_version,
-            r.local_checksum,
-            r.remote_checksum,
-            r.platform_asset_id,
-            r.platform_url,
-            r.remote_key,
-            r.metadata_hash,
-            r.transform_hash,
-            r.managed,
-            r.synced_at,
-            r.verified_at,
-        )
+        values = _placement_values(r)
         keys.append((r.asset, r.platform, pair))
         if pair in existing:
-            updates.append((existing[pair], *values))
+            updates.append((existing[pair], r))
         else:
             inserts.append((*pair, *values))
-    if updates:  # a failed attempt keeps what the last good sync recorded
-        keep = [c for c in PLACEMENT_COLUMNS if c not in ("rule_code", "sync_status", "managed")]
-        upsert_rows(con, "platform_assets", "id", ("id", *PLACEMENT_COLUMNS), updates, keep)
+    update_placements(con, updates)
     new_ids = insert_rows(
         con, "platform_assets", ("source_asset_id", "platform_id", *PLACEMENT_COLUMNS), inserts
     )
     existing.update({(row[0], row[1]): i for row, i in zip(inserts, new_ids, strict=True)})
     return {(asset, platform): existing[pair] for asset, platform, pair in keys}
+
+
+# a failed attempt keeps what the last good sync recorded
+KEPT_WHEN_NULL = [c for c in PLACEMENT_COLUMNS if c not in ("rule_code", "sync_status", "managed")]
+
+
+def update_placements(con: Connection, rows: list[tuple[int, PlacementRecord]]) -> None:
+    """Update copies whose platform_assets id is known (apply knows them all), in bulk."""
+    upsert_rows(
+        con,
+        "platform_assets",
+        "id",
+        ("id", *PLACEMENT_COLUMNS),
+        [(pa_id, *_placement_values(r)) for pa_id, r in rows],
+        KEPT_WHEN_NULL,
+    )
+
+
+def _placement_values(r: PlacementRecord) -> tuple[Any, ...]:
+    return (
+        r.rule,
+        r.sync_status,
+        r.synced_version,
+        r.local_checksum,
+        r.remote_checksum,
+        r.platform_asset_id,
+        r.platform_url,
+        r.remote_key,
+        r.metadata_hash,
+        r.transform_hash,
+        r.managed,
+        r.synced_at,
+        r.verified_at,
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -222,11 +223,22 @@ def _by_platform(plan: Plan) -> dict[str, list[Action]]:
     return groups
 
 
+LISTED_PER_PLATFORM = 200  # text lines per platform; json always lists every action
+LISTED_IN_MARKDOWN = 500  # table rows in a pull-request comment
+
+
+def _more(hidden: list[Action]) -> str:
+    kinds = Counter(a.action for a in hidden)
+    detail = ", ".join(f"{n:,} {kind}" for kind, n in kinds.most_common())
+    return f"... and {len(hidden):,} more ({detail}); --output json lists every action"
+
+
 def plan_text(plan: Plan, color: bool = False) -> str:
-    """Terraform-like: changes grouped by platform, one line each, then a summary."""
+    """Terraform-like: changes grouped by platform, one line each, then a summary. A platform
+    with more than LISTED_PER_PLATFORM changes lists the first ones and counts the rest."""
     out = [f"note: {n}" for n in plan.notes]
     shown = [a for a in plan.actions if a.action != "noop"]
-    width = max((len(a.asset) for a in shown), default=0)
+    width = min(max((len(a.asset) for a in shown), default=0), 40)
     for platform, actions in _by_platform(plan).items():
         visible = [a for a in actions if a.action != "noop"]
         unchanged = len(actions) - len(visible)
@@ -234,15 +246,17 @@ def plan_text(plan: Plan, color: bool = False) -> str:
             continue
         out.append("")
         out.append(click.style(platform, bold=True) if color else platform)
-        for a in visible:
+        for a in visible[:LISTED_PER_PLATFORM]:
             sign, tint = PLAN_SIGNS[a.action]
             head = (
                 f"  {sign} {a.action:<15} {a.asset:<{width}}  {versions(a):<12} "
                 f"{human_size(a.size_bytes):>10}  {reason_of(a)}"
             )
             out.append(click.style(head, fg=tint) if color and tint else head)
+        if len(visible) > LISTED_PER_PLATFORM:
+            out.append("    " + _more(visible[LISTED_PER_PLATFORM:]))
         if unchanged:
-            out.append(f"    ({unchanged} unchanged)")
+            out.append(f"    ({unchanged:,} unchanged)")
     if not plan.changes:
         out.append("")
         out.append("No changes to make.")
@@ -272,12 +286,14 @@ def plan_markdown(plan: Plan, color: bool = False) -> str:
         return "\n".join(lines)
     lines.append("| | action | platform | asset | versions | size | rule | reason |")
     lines.append("|---|---|---|---|---|---|---|---|")
-    for a in shown:
+    for a in shown[:LISTED_IN_MARKDOWN]:
         sign = PLAN_SIGNS[a.action][0]
         lines.append(
             f"| `{sign}` | {a.action} | {_md(a.platform)} | {_md(a.asset)} | {versions(a)} | "
             f"{human_size(a.size_bytes)} | {_md(a.rule)} | {_md(reason_of(a))} |"
         )
+    if len(shown) > LISTED_IN_MARKDOWN:
+        lines += ["", _more(shown[LISTED_IN_MARKDOWN:])]
     return "\n".join(lines)
 
 

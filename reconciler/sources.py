@@ -17,12 +17,15 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 RACY_SECONDS = 2.0
 
 
-@dataclass(frozen=True, slots=True)
-class CacheEntry:
+class CacheEntry(NamedTuple):
+    """(device, inode, size, mtime_ns, sha256). Caches may hold plain 5-tuples of the same
+    shape: 100,000 of them load faster without building objects."""
+
     device: int
     inode: int
     size: int
@@ -72,16 +75,14 @@ def observe(
             continue
         hit = cache.get(path)
         if (
-            hit is not None
-            and hit.device == st.st_dev
-            and hit.inode == st.st_ino
-            and hit.size == st.st_size
-            and hit.mtime_ns == st.st_mtime_ns
+            isinstance(hit, tuple)
+            and len(hit) == 5
+            and hit[:4] == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         ):
             result.files[path] = Observation(
                 path,
                 st.st_size,
-                hit.sha256,
+                hit[4],
                 None,
                 st.st_dev,
                 st.st_ino,
@@ -134,3 +135,13 @@ def _hash_one(
     if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
         return path, st, None, "the file changed while it was being read; try again"
     return path, st, digest, None
+
+
+def cacheable(observed: Observed) -> dict[str, CacheEntry]:
+    """Every observation worth remembering: read successfully and not racily clean."""
+    now_ns = time.time_ns()
+    return {
+        path: CacheEntry(o.device, o.inode, o.size, o.mtime_ns, o.sha256)
+        for path, o in observed.files.items()
+        if o.sha256 is not None and now_ns - o.mtime_ns > RACY_SECONDS * 1e9
+    }

@@ -34,6 +34,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from reconciler.apply import ApplyOptions, ApplyResult, Job, NullObserver, apply_plan, recover
+from reconciler.cache import Cache, default_folder
 from reconciler.errors import ReconcilerError
 from reconciler.manifests.validate import validate_tree
 from reconciler.models import ManifestSet
@@ -132,6 +133,7 @@ class Watcher:
         self.good_since: datetime | None = None
         self.next_due: datetime | None = None
         self.skip: list[str] = [str(store.path)]
+        self.cache = Cache(default_folder())
 
     # -- events -------------------------------------------------------------------------------
     def ignored(self, path: str) -> bool:
@@ -210,7 +212,7 @@ class Watcher:
                 recovered = recover(manifests, self.store)
                 for note in recovered:
                     self.log("recovered", note)
-                plan = make_plan(manifests, self.store, PlanOptions())
+                plan = make_plan(manifests, self.store, PlanOptions(), self.cache)
                 waiting = [a.scheduled_for for a in plan.waiting if a.scheduled_for]
                 self.next_due = (
                     datetime.strptime(min(waiting), "%Y-%m-%dT%H:%M:%SZ") if waiting else None
@@ -256,7 +258,9 @@ class Watcher:
 
     def _desired(self) -> ManifestSet | None:
         """The manifests to reconcile: the current ones when valid, else the last good."""
-        result = validate_tree(self.manifests_dir, self.media_root, display_root=self.display_root)
+        result = validate_tree(
+            self.manifests_dir, self.media_root, display_root=self.display_root, cache=self.cache
+        )
         if result.manifest_set is not None:
             self.good, self.good_since = result.manifest_set, utcnow()
             self.skip = [str(self.store.path)] + [

@@ -91,3 +91,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep the tests' caches (and their subprocesses') out of the user's ~/.cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("cache")
+    before = os.environ.get("RECONCILE_CACHE_DIR")
+    os.environ["RECONCILE_CACHE_DIR"] = str(folder)
+    yield
+    if before is None:
+        os.environ.pop("RECONCILE_CACHE_DIR", None)
+    else:
+        os.environ["RECONCILE_CACHE_DIR"] = before

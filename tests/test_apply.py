@@ -58,7 +58,7 @@ def test_apply_copies_every_placement_and_records_it(world: World) -> None:
     assert int(result.exit_code) == 0
     for platform in ("CDN", "S3"):
         for code, content in (("VID-A", b"a" * 1000), ("VID-B", b"b" * 2000)):
-            copy = target(world, platform) / code / f"{code.lower()}.mp4"
+            copy = target(world, platform) / f"{code.lower()}.mp4"
             assert copy.read_bytes() == content
     placements = rows(
         world,
@@ -94,7 +94,7 @@ def test_a_changed_master_is_updated_and_versioned(world: World) -> None:
         ("VID-A", "update"),
         ("VID-A", "update"),
     ]
-    assert (target(world, "CDN") / "VID-A" / "vid-a.mp4").read_bytes() == b"A2" * 700
+    assert (target(world, "CDN") / "vid-a.mp4").read_bytes() == b"A2" * 700
     assert rows(world, "SELECT version FROM source_assets WHERE asset_code = 'VID-A'") == [(2,)]
     assert rows(
         world,
@@ -119,11 +119,11 @@ def test_outdated_shows_in_status_until_applied(world: World, run) -> None:
 
 def test_metadata_only_change_sends_no_bytes(world: World) -> None:
     apply(world)
-    before = (target(world, "CDN") / "VID-A" / "vid-a.mp4").stat().st_mtime_ns
+    before = (target(world, "CDN") / "vid-a.mp4").stat().st_mtime_ns
     world.asset("VID-A", b"a" * 1000, title="Renamed")
     result = apply(world)
     assert {j.job_type for j in result.jobs} == {"metadata"}
-    assert (target(world, "CDN") / "VID-A" / "vid-a.mp4").stat().st_mtime_ns == before
+    assert (target(world, "CDN") / "vid-a.mp4").stat().st_mtime_ns == before
     assert world.plan().summary()["noop"] == 4
 
 
@@ -134,7 +134,7 @@ def test_pruning_deletes_the_copy(world: World) -> None:
     assert {(j.action.asset, j.job_type, j.status) for j in result.jobs} == {
         ("VID-B", "delete", "completed")
     }
-    assert not (target(world, "CDN") / "VID-B").exists()
+    assert not (target(world, "CDN") / "vid-b.mp4").exists()
     assert rows(
         world,
         "SELECT DISTINCT sync_status FROM platform_assets pa JOIN "
@@ -270,7 +270,7 @@ def test_a_master_that_changes_during_the_run_fails_clearly(
 def test_an_update_does_not_overwrite_a_copy_changed_outside(world: World) -> None:
     one(world)
     apply(world)
-    copy = target(world, "CDN") / "VID-A" / "vid-a.mp4"
+    copy = target(world, "CDN") / "vid-a.mp4"
     copy.write_bytes(b"edited by hand")
     world.write_file("vid-a.mp4", b"new master")
     (job,) = apply(world).jobs
@@ -286,8 +286,8 @@ def test_an_update_does_not_overwrite_a_copy_changed_outside(world: World) -> No
 
 def test_verify_finds_modified_and_deleted_copies(world: World, run) -> None:
     apply(world)
-    (target(world, "CDN") / "VID-A" / "vid-a.mp4").write_bytes(b"tampered")
-    (target(world, "S3") / "VID-B" / "vid-b.mp4").unlink()
+    (target(world, "CDN") / "vid-a.mp4").write_bytes(b"tampered")
+    (target(world, "S3") / "vid-b.mp4").unlink()
     args = ["verify", *world.cli_args()]
     result = run(*args)
     assert result.exit_code == 3
@@ -307,7 +307,7 @@ def test_verify_finds_modified_and_deleted_copies(world: World, run) -> None:
 def test_verify_with_source_wins_resyncs_instead_of_a_conflict(world: World) -> None:
     world.rule("R-CDN", "CDN", on_conflict="source_wins")
     apply(world)
-    copy = target(world, "CDN") / "VID-A" / "vid-a.mp4"
+    copy = target(world, "CDN") / "vid-a.mp4"
     copy.write_bytes(b"tampered")
     from reconciler.verify import verify
 
@@ -319,7 +319,7 @@ def test_verify_with_source_wins_resyncs_instead_of_a_conflict(world: World) -> 
 
 def test_resolving_with_the_target_accepts_the_platforms_copy(world: World, run) -> None:
     apply(world)
-    (target(world, "CDN") / "VID-A" / "vid-a.mp4").write_bytes(b"the platform's version")
+    (target(world, "CDN") / "vid-a.mp4").write_bytes(b"the platform's version")
     from reconciler.verify import verify
 
     verify(world.manifests(), world.store)
@@ -377,7 +377,7 @@ def test_shipped_example_end_to_end(run, tmp_path: Path) -> None:
         if p.is_file()
     )
     assert len(copies) == 15
-    assert "youtube/VID-LAUNCH-2024/launch_2024.mp4" in copies
+    assert "youtube/media/videos/launch_2024.mp4" in copies
     for copy in copies:
         name = copy.split("/")[-1]
         masters = list((folder / "manifests" / "media").rglob(name))

@@ -141,3 +141,13 @@ def test_structured_manifests_are_accepted_only_when_schema_valid(docs: list[dic
             assert any(p.error == "schema" for p in result.errors)
     finally:
         shutil.rmtree(folder)
+
+
+@settings(max_examples=300, deadline=None)
+@given(documents())
+def test_the_fast_and_the_full_validator_agree(document: dict) -> None:
+    from reconciler.manifests.schema import fast_validator_for, validator_for
+
+    kind = document["kind"]
+    slow = not any(True for _ in validator_for(kind).iter_errors(document))
+    assert fast_validator_for(kind).is_valid(document) == slow

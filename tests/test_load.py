@@ -241,3 +241,9 @@ def test_arbitrary_bytes_never_raise(tmp_path_factory: pytest.TempPathFactory, r
     for finding in loaded.findings:
         assert finding.line is not None and finding.line >= 1
     os.remove(path)
+
+
+def test_nan_and_infinity_are_refused() -> None:
+    for text in ("a: .nan", "a: .inf", "a: -.Inf"):
+        (finding,) = findings_of(text)
+        assert finding.error == "yaml-tag" and "no NaN or infinity" in finding.message

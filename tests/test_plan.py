@@ -407,3 +407,13 @@ def test_changing_one_master_updates_exactly_its_placements(
                 assert kind == "update", (asset, platform)
             elif kind != "blocked":
                 assert kind == "noop", (asset, platform, kind)
+
+
+def test_two_assets_sharing_one_file_on_one_platform(world: World) -> None:
+    world.platform("CDN").rule("R", "CDN").asset("VID-A", b"same", file="clip.mp4")
+    world.asset("VID-B", b"same", file="clip.mp4")
+    plan = world.plan()
+    assert action_of(plan, "VID-A", "CDN").action == "create"
+    blocked = action_of(plan, "VID-B", "CDN")
+    assert blocked.action == "blocked"
+    assert "asset VID-A already sends the same file (clip.mp4)" in blocked.reason

@@ -52,19 +52,19 @@ def test_apply_uploads_with_sha256_and_verifies(
     result = apply(world)
     assert result.counts()["completed"] == 2, [j.error for j in result.jobs]
     s3 = client(s3_endpoint)
-    head = s3.head_object(Bucket=bucket, Key="masters/VID-BIG/vid-big.mp4")
+    head = s3.head_object(Bucket=bucket, Key="masters/vid-big.mp4")
     assert head["ContentLength"] == len(big)
     assert head["Metadata"]["sha256"] == sha256_file(world.media / "vid-big.mp4")
     assert head["ETag"].strip('"').endswith("-3")  # it went in three parts
-    body = s3.get_object(Bucket=bucket, Key="masters/VID-SMALL/vid-small.mp4")["Body"].read()
+    body = s3.get_object(Bucket=bucket, Key="masters/vid-small.mp4")["Body"].read()
     assert body == b"small master " * 10
     assert rows(
         world, "SELECT DISTINCT sync_status, local_checksum = remote_checksum FROM platform_assets"
     ) == [("synced", True)]
     ids = [r[0] for r in rows(world, "SELECT platform_asset_id FROM platform_assets ORDER BY id")]
     assert ids == [
-        f"s3://{bucket}/masters/VID-BIG/vid-big.mp4",
-        f"s3://{bucket}/masters/VID-SMALL/vid-small.mp4",
+        f"s3://{bucket}/masters/vid-big.mp4",
+        f"s3://{bucket}/masters/vid-small.mp4",
     ]
     assert world.plan().summary()["noop"] == 2
 
@@ -76,8 +76,8 @@ def test_verify_detects_changes_made_on_the_bucket(
     world.asset("IMG-OTHER", b"other")
     apply(world)
     s3 = client(s3_endpoint)
-    s3.put_object(Bucket=bucket, Key="masters/VID-SMALL/vid-small.mp4", Body=b"overwritten")
-    s3.delete_object(Bucket=bucket, Key="masters/IMG-OTHER/img-other.mp4")
+    s3.put_object(Bucket=bucket, Key="masters/vid-small.mp4", Body=b"overwritten")
+    s3.delete_object(Bucket=bucket, Key="masters/img-other.mp4")
     result = verify(world.manifests(), world.store)
     assert sorted((c["asset"], c["conflict_type"]) for c in result.conflicts) == [
         ("IMG-OTHER", "remote_deleted"),
@@ -98,7 +98,7 @@ def test_metadata_update_and_delete(tmp_path: Path, s3_endpoint: str, bucket: st
     (job,) = apply(world, prune=True, force=True).jobs
     assert (job.job_type, job.status) == ("delete", "completed")
     keys = [o["Key"] for o in client(s3_endpoint).list_objects_v2(Bucket=bucket)["Contents"]]
-    assert keys == ["masters/VID-SMALL/vid-small.mp4"]
+    assert keys == ["masters/vid-small.mp4"]
 
 
 def test_a_missing_bucket_means_the_platform_is_down(

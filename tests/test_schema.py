@@ -127,3 +127,25 @@ def test_schema_messages(document: dict, path: tuple, anchor: str, fragment: str
 
 def test_a_valid_platform_has_no_errors() -> None:
     assert schema_errors("Platform", PLATFORM) == []
+
+
+def test_the_fast_validator_agrees_with_jsonschema_on_every_example() -> None:
+    """schema_errors trusts jsonschema-rs to say "valid"; it must never disagree."""
+    from reconciler.manifests.load import load_file
+    from reconciler.manifests.schema import fast_validator_for, validator_for
+
+    documents = []
+    for folder in ("valid", "invalid"):
+        for path in sorted((REPO / "tests" / "examples" / folder).rglob("*.y*ml")):
+            loaded = load_file(path, path.name)
+            documents += [d.data for d in loaded.documents if isinstance(d.data, dict)]
+    documents += [PLATFORM, with_spec(max_file_size_mb=0), with_spec(password="x")]
+    checked = 0
+    for doc in documents:
+        kind = doc.get("kind")
+        if kind not in KIND_SCHEMAS:
+            continue
+        checked += 1
+        slow = not any(True for _ in validator_for(kind).iter_errors(doc))
+        assert fast_validator_for(kind).is_valid(doc) == slow, doc
+    assert checked > 50

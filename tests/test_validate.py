@@ -209,20 +209,20 @@ def test_shipped_manifests_reproduce_the_seed_assets(shipped) -> None:
     }
     assert got == SEED_ASSETS
     for asset in shipped.assets.values():
-        assert asset.path == SHIPPED_MANIFESTS / asset.file
+        assert asset.path == str(SHIPPED_MANIFESTS / asset.file)
         assert asset.status == "active"
 
 
 def test_shipped_media_are_real_jpeg_and_mp4_files(shipped) -> None:
     for asset in shipped.assets.values():
-        head = asset.path.read_bytes()[:12]
+        head = Path(asset.path).read_bytes()[:12]
         if asset.asset_type == "image":
             assert asset.mime_type == "image/jpeg"
             assert head.startswith(b"\xff\xd8\xff")
         else:
             assert asset.mime_type == "video/mp4"
             assert head[4:8] == b"ftyp"
-        assert asset.path.stat().st_size < 64 * 1024
+        assert Path(asset.path).stat().st_size < 64 * 1024
 
 
 def test_shipped_manifests_reproduce_the_seed_rules(shipped) -> None:
@@ -279,7 +279,7 @@ def test_asset_sets_generate_codes_titles_and_skip_hidden_and_excluded_files() -
     keynote = assets["VID-VIDEOS-SUB-KEYNOTE"]
     assert keynote.title == "Video keynote"
     assert keynote.file == "videos/sub/keynote.mp4"
-    assert keynote.path == MEDIA / "videos" / "sub" / "keynote.mp4"
+    assert keynote.path == str(MEDIA / "videos" / "sub" / "keynote.mp4")
     assert keynote.asset_set == "ALL-VIDEOS"
     assert assets["IMG-logo-png"].mime_type == "image/png"
     assert assets["IMG-logo-png"].metadata == {"campaign": "spring"}
@@ -344,7 +344,7 @@ def test_paths_resolve_against_fixed_roots_never_the_current_folder(
     result = validate_tree(root, MEDIA)
     assert result.ok, [p.format() for p in result.problems]
     assert result.manifest_set.platforms["P"].target == tmp_path / "out"
-    assert result.manifest_set.assets["A"].path == MEDIA / "images" / "team.jpg"
+    assert result.manifest_set.assets["A"].path == str(MEDIA / "images" / "team.jpg")
 
 
 def test_every_problem_in_every_file_is_reported_in_one_run(manifests) -> None:

@@ -110,7 +110,7 @@ def add_asset(world: World, code: str, content: bytes) -> None:
 def copies(world: World, code: str) -> dict[str, str]:
     found = {}
     for platform in ("cdn", "s3"):
-        path = world.root / "out" / platform / code / f"{code.lower()}.mp4"
+        path = world.root / "out" / platform / f"{code.lower()}.mp4"
         if path.exists():
             found[platform] = sha256_file(path)
     return found

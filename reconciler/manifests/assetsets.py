@@ -40,20 +40,31 @@ def template_error(template: str) -> str | None:
     return None
 
 
-def fill(template: str, rel: str) -> str:
-    """Fill a template for the file at ``rel`` (a '/'-separated path under the media root)."""
+def placeholders(rel: str) -> dict[str, str]:
+    """The values of the template placeholders for the file at ``rel`` ('/'-separated)."""
     folder, _, name = rel.rpartition("/")
     stem, dot, ext = name.rpartition(".")
     if not dot or not stem:
         stem, ext = name, ""
     base = rel[: -(len(ext) + 1)] if ext else rel
-    return template.format(
-        stem=stem, name=name, ext=ext, dir=folder.replace("/", "-"), path=base.replace("/", "-")
-    )
+    return {
+        "stem": stem,
+        "name": name,
+        "ext": ext,
+        "dir": folder.replace("/", "-"),
+        "path": base.replace("/", "-"),
+    }
 
 
-def make_code(asset_set: AssetSet, rel: str) -> str:
-    code = _UNSAFE.sub("-", fill(asset_set.code_template, rel))
+def fill(template: str, rel: str, values: dict[str, str] | None = None) -> str:
+    """Fill a template for the file at ``rel``."""
+    if "{" not in template:
+        return template
+    return template.format_map(values if values is not None else placeholders(rel))
+
+
+def make_code(asset_set: AssetSet, rel: str, values: dict[str, str] | None = None) -> str:
+    code = _UNSAFE.sub("-", fill(asset_set.code_template, rel, values))
     if asset_set.code_case == "upper":
         return code.upper()
     if asset_set.code_case == "lower":
@@ -66,7 +77,7 @@ class Generated:
     """One file matched by an AssetSet."""
 
     rel: str
-    path: Path
+    path: str  # absolute
     code: str
     title: str
 
@@ -93,7 +104,8 @@ def expand(asset_set: AssetSet, media_root: Path) -> Expansion:
         if escaped:
             result.error(f"{rel} is a symlink that leads outside the media root")
             continue
-        code = make_code(asset_set, rel)
+        values = placeholders(rel)
+        code = make_code(asset_set, rel, values)
         if not CODE_RE.match(code):
             result.error(
                 f"{rel} gives the code '{code}', which is not 1 to 50 letters, digits, '.', '_' "
@@ -107,31 +119,37 @@ def expand(asset_set: AssetSet, media_root: Path) -> Expansion:
             )
             continue
         seen[code] = rel
-        result.files.append(Generated(rel, path, code, fill(title_template, rel)[:300]))
+        result.files.append(Generated(rel, path, code, fill(title_template, rel, values)[:300]))
     return result
 
 
 def match_files(
     media_root: Path, include: tuple[str, ...], exclude: tuple[str, ...]
-) -> Iterator[tuple[str, Path, bool]]:
+) -> Iterator[tuple[str, str, bool]]:
     """Yield (relative path, absolute path, escapes the root) for every matching file, sorted."""
     inc, exc = wcglob.translate(list(include), flags=GLOB_FLAGS, exclude=list(exclude) or None)
     inc_rx = [re.compile(p) for p in inc]
     exc_rx = [re.compile(p) for p in exc]
     root_real = os.path.realpath(media_root)
-    found: dict[str, tuple[Path, bool]] = {}
+    found: dict[str, tuple[str, bool]] = {}
+    one_include = inc_rx[0].match if len(inc_rx) == 1 else None
     for start in _walk_roots(include):
         # a literal folder of the glob may itself be a symlink that leads elsewhere
         start_escapes = not _inside(os.path.realpath(os.path.join(media_root, start)), root_real)
         for rel, entry in _walk(media_root, start):
-            if rel in found or not any(rx.match(rel) for rx in inc_rx):
+            if rel in found:
+                continue
+            if one_include is not None:
+                if not one_include(rel):
+                    continue
+            elif not any(rx.match(rel) for rx in inc_rx):
                 continue
             if any(rx.match(rel) for rx in exc_rx):
                 continue
             escaped = start_escapes or (
                 entry.is_symlink() and not _inside(os.path.realpath(entry.path), root_real)
             )
-            found[rel] = (Path(entry.path), escaped)
+            found[rel] = (entry.path, escaped)
     for rel in sorted(found):
         path, escaped = found[rel]
         yield rel, path, escaped

@@ -18,11 +18,12 @@ Timestamps stay strings (a manifest is JSON-shaped data), and mapping keys are a
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from yaml import events as ev_types
@@ -101,13 +102,35 @@ def discover(root: FsPath) -> Iterator[FsPath]:
                 yield FsPath(dirpath, name)
 
 
-def load_file(path: FsPath, display: str, limits: Limits = DEFAULT_LIMITS) -> LoadedFile:
-    """Read and parse one manifest file. Problems are returned as findings, never raised."""
+class DocumentCache(Protocol):
+    """Where parsed documents of a file are kept by the sha256 of its bytes."""
+
+    def get(self, digest: str) -> Any: ...
+    def put(self, digest: str, documents: Any) -> None: ...
+
+
+def load_file(
+    path: FsPath,
+    display: str,
+    limits: Limits = DEFAULT_LIMITS,
+    cache: DocumentCache | None = None,
+) -> LoadedFile:
+    """Read and parse one manifest file. Problems are returned as findings, never raised.
+
+    With a cache, a file whose bytes were parsed before (without problems) is not parsed
+    again.
+    """
     data, finding = read_bytes(path, display, limits)
     if finding is not None or data is None:
         return LoadedFile(path, display, "", [], [finding] if finding else [])
     digest = hashlib.sha256(data).hexdigest()
+    if cache is not None:
+        known = cache.get(digest)
+        if isinstance(known, list):
+            return LoadedFile(path, display, digest, [Document(*d) for d in known], [])
     parsed = parse(data, display, limits)
+    if cache is not None and not parsed.findings:
+        cache.put(digest, [(d.index, d.line, d.data) for d in parsed.documents])
     return LoadedFile(path, display, digest, parsed.documents, parsed.findings)
 
 
@@ -527,7 +550,7 @@ class _Builder:
         try:
             # the constructor function itself, not construct_object(), which would keep
             # every node it ever built in a cache until the file ends
-            return loader.yaml_constructors[tag](loader, node)
+            value = loader.yaml_constructors[tag](loader, node)
         except (ValueError, yaml.YAMLError):
             self._abort(
                 parent,
@@ -535,6 +558,14 @@ class _Builder:
                 event.start_mark,
                 "yaml-tag",
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            self._abort(
+                parent,
+                f"'{text}' is not a number a manifest can hold (no NaN or infinity)",
+                event.start_mark,
+                "yaml-tag",
+            )
+        return value
 
     def _merge(self, frame: _Frame, value: Any, mark: Any) -> None:
         sources = value if isinstance(value, list) else [value]

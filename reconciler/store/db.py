@@ -17,8 +17,10 @@ Every command that reads or writes state goes through :class:`StateStore`.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -231,12 +233,21 @@ def _describe_pid(pid: int) -> str:
 # -- bulk writes -------------------------------------------------------------------------------
 
 
-def column_types(con: Connection, table: str) -> dict[str, str]:
+_TYPES: dict[str, dict[str, str]] = {}
+
+
+def column_types(con: Connection, table: str, need: Sequence[str] = ()) -> dict[str, str]:
+    """The DuckDB type of each column of a table. Cached: the schema only grows (by
+    migration), so a cached answer lacking a needed column is simply asked again."""
+    cached = _TYPES.get(table)
+    if cached is not None and all(c in cached for c in need):
+        return cached
     rows = con.execute(
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
         [table],
     ).fetchall()
-    return {name: dtype for name, dtype in rows}
+    _TYPES[table] = types = {name: dtype for name, dtype in rows}
+    return types
 
 
 def insert_rows(
@@ -249,7 +260,7 @@ def insert_rows(
     """
     if not rows:
         return []
-    types = column_types(con, table)
+    types = column_types(con, table, columns)
     unknown = [c for c in columns if c not in types]
     if unknown:
         raise ValueError(f"{table} has no column {unknown}")
@@ -276,9 +287,32 @@ def temp_table(
         spec = ", ".join(f"{c} {t}" for c, t in columns)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({spec})")
         return
+    if len(rows) > CSV_ROWS and not any(t.endswith("]") for _, t in columns):
+        _temp_table_from_csv(con, name, columns, rows)
+        return
     unnests = ", ".join(f"unnest(?::{t}[]) AS {c}" for c, t in columns)
     values = [list(col) for col in zip(*rows, strict=True)]
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {unnests}", values)
+
+
+CSV_ROWS = 20_000  # above this, rows travel through a temporary CSV file
+
+
+def _temp_table_from_csv(
+    con: Connection, name: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Large tables: a CSV file that DuckDB reads itself costs half the memory of handing
+    it millions of Python values (None is written as an empty field, read back as NULL)."""
+    with tempfile.TemporaryDirectory(prefix="reconcile-rows-") as folder:
+        path = os.path.join(folder, "rows.csv")
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle, lineterminator="\n").writerows(rows)
+        spec = ", ".join(f"'{c}': '{t}'" for c, t in columns)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM read_csv(?, header = false, "
+            f"delim = ',', quote = '\"', escape = '\"', columns = {{{spec}}})",
+            [path],
+        )
 
 
 def upsert_rows(
@@ -296,7 +330,7 @@ def upsert_rows(
     """
     if not rows:
         return {}
-    types = column_types(con, table)
+    types = column_types(con, table, columns)
     staged = f"_incoming_{table}"
     temp_table(con, staged, [(c, types[c]) for c in columns], rows)
     others = [c for c in columns if c != key]

@@ -13,14 +13,12 @@ def load(con: Connection | None) -> dict[str, CacheEntry]:
     rows = con.execute(
         "SELECT path, device, inode, size, mtime_ns, sha256 FROM file_hashes"
     ).fetchall()
-    return {r[0]: CacheEntry(r[1], r[2], r[3], r[4], r[5]) for r in rows}
+    return {r[0]: r[1:] for r in rows}
 
 
 def save(con: Connection, entries: dict[str, CacheEntry]) -> None:
     now = utcnow()
-    rows = [
-        (path, e.device, e.inode, e.size, e.mtime_ns, e.sha256, now) for path, e in entries.items()
-    ]
+    rows = [(path, *e, now) for path, e in entries.items()]
     upsert_rows(
         con,
         "file_hashes",

@@ -56,7 +56,7 @@ def check_converged(world: World) -> None:
         leftovers = [p for p in folder.rglob("*") if p.is_file() and p.name.endswith(".part")]
         assert leftovers == []
         for i in range(FILES):
-            copy = folder / f"VID-{i:02d}" / f"vid-{i:02d}.mp4"
+            copy = folder / f"vid-{i:02d}.mp4"
             assert sha256_file(copy) == sha256_file(world.media / f"vid-{i:02d}.mp4")
     assert rows(
         world, "SELECT count(*) FROM sync_jobs WHERE status IN ('pending', 'processing')"

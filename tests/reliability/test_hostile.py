@@ -43,7 +43,7 @@ def applied(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "manifests" / "base.yaml").write_text(BASE)
     result = CliRunner().invoke(cli, args(root))
     assert result.exit_code == 0, result.output
-    assert (root / "target" / "BASE-TEAM" / "team.jpg").exists()
+    assert (root / "target" / "images" / "team.jpg").exists()
     return root
 
 

@@ -1,0 +1,465 @@
+#!/usr/bin/env python3
+"""Benchmarks: planning at 100,000 assets, and transfer throughput side by side with rclone and cp.
+
+Run from a clone with the project installed (`pip install .`) and rclone on PATH
+(`apt-get install rclone`):
+
+    python bench/run.py                 # everything, median of 3 runs
+    python bench/run.py --only A,C      # some of it
+    python bench/run.py --scale 0.1     # a quick smoke run on a tenth of the data
+
+It builds its data sets once in a work folder (default: a temporary folder), measures wall time
+and peak RSS of each command in a subprocess, prints a table and writes bench/RESULTS.md
+(machine, date, command, every sample, medians, ratios, targets). The hand-written analysis in
+bench/ANALYSIS.md, if present, is appended to RESULTS.md.
+
+Data sets:
+  A  100,000 small files (1-4 KB) declared through 5 AssetSets; the example's 6 platforms, 5 rules
+  B  100,000 Asset documents written out in YAML (100 files, about 26 MB); same platforms, rules
+  C  10,000 files of 20-70 KB (about 450 MB), applied to a `local` driver target
+  D  one 1 GiB file, applied to a `local` driver target
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SHIPPED = REPO / "manifests"
+
+GROUPS = [  # (folder, asset_type, category, extension, code prefix) for A's AssetSets
+    ("videos/corporate", "video", "corporate", "mp4", "VC"),
+    ("videos/marketing", "video", "marketing", "mp4", "VM"),
+    ("videos/education", "video", "education", "mp4", "VE"),
+    ("images/marketing", "image", "marketing", "jpg", "IM"),
+    ("images/corporate", "image", "corporate", "jpg", "IC"),
+]
+TARGETS = {  # (data set, measure) -> (limit, kind) where kind is seconds, MB or ratio
+    ("A", "warm"): (2.0, "s"),
+    ("A", "cold"): (6.0, "s"),
+    ("B", "warm"): (2.0, "s"),
+    ("B", "cold"): (10.0, "s"),
+    ("A", "rss"): (600.0, "MB"),
+    ("B", "rss"): (600.0, "MB"),
+    ("C", "vs rclone"): (1.0, "x"),
+    ("D", "vs rclone"): (1.0, "x"),
+}
+
+
+@dataclass
+class Sample:
+    seconds: float
+    rss_mb: float
+
+
+@dataclass
+class Measure:
+    name: str
+    samples: list[Sample] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(s.seconds for s in self.samples)
+
+    @property
+    def rss_mb(self) -> float:
+        return statistics.median(s.rss_mb for s in self.samples)
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, check: bool = True) -> Sample:
+    """Run a command; its wall time and peak RSS (from wait4, so only that process tree's)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if check and code not in (0, 2):
+        err = process.stderr.read().decode() if process.stderr else ""
+        raise SystemExit(f"{' '.join(cmd)} exited {code}:\n{err}")
+    if process.stderr:
+        process.stderr.close()
+    return Sample(seconds, usage.ru_maxrss / 1024)
+
+
+def sync() -> None:
+    os.sync()
+    time.sleep(0.5)
+
+
+def reconcile(*args: str) -> list[str]:
+    return [sys.executable, "-m", "reconciler", *args]
+
+
+# -- data sets ---------------------------------------------------------------------------------
+
+
+def write_random_tree(
+    root: Path,
+    count: int,
+    low: int,
+    high: int,
+    seed: int,
+    groups: list[tuple[str, str]] | None = None,
+    per_dir: int = 500,
+) -> None:
+    """``count`` files of random bytes, ``per_dir`` per folder, spread over ``groups``."""
+    rng = random.Random(seed)
+    groups = groups or [("files", "bin")]
+    per_group = count // len(groups)
+    for folder, ext in groups:
+        for i in range(per_group):
+            path = root / folder / f"d{i // per_dir:03d}" / f"f{i:06d}.{ext}"
+            if i % per_dir == 0:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(rng.randbytes(rng.randint(low, high)))
+
+
+def platforms_yaml(targets: Path) -> str:
+    text = (SHIPPED / "platforms.yaml").read_text()
+    return text.replace("target: ../state/platforms/", f"target: {targets}/")
+
+
+def build_a(work: Path, scale: float) -> dict[str, Path]:
+    media, manifests = work / "A-media", work / "A-manifests"
+    count = int(100_000 * scale)
+    if not (media / "done").exists():
+        shutil.rmtree(media, ignore_errors=True)
+        write_random_tree(
+            media, count, 1024, 4096, seed=1, groups=[(g[0], g[3]) for g in GROUPS], per_dir=200
+        )
+        (media / "done").write_text(str(count))
+    manifests.mkdir(exist_ok=True)
+    (manifests / "platforms.yaml").write_text(platforms_yaml(work / "targets-A"))
+    shutil.copy(SHIPPED / "sync-rules.yaml", manifests / "sync-rules.yaml")
+    sets = []
+    for folder, kind, category, ext, prefix in GROUPS:
+        sets.append(
+            f"apiVersion: mediasync/v1\nkind: AssetSet\nmetadata: {{code: SET-{prefix}}}\n"
+            f'spec:\n  include: "{folder}/**/*.{ext}"\n  asset_type: {kind}\n'
+            f'  category: {category}\n  code_template: "{prefix}-{{dir}}-{{stem}}"\n'
+        )
+    (manifests / "asset-sets.yaml").write_text("---\n".join(sets))
+    return {"media": media, "manifests": manifests}
+
+
+def build_b(work: Path, scale: float, a_media: Path) -> dict[str, Path]:
+    manifests = work / "B-manifests"
+    if not (manifests / "done").exists():
+        shutil.rmtree(manifests, ignore_errors=True)
+        manifests.mkdir()
+        (manifests / "platforms.yaml").write_text(platforms_yaml(work / "targets-B"))
+        shutil.copy(SHIPPED / "sync-rules.yaml", manifests / "sync-rules.yaml")
+        files = sorted(
+            p.relative_to(a_media).as_posix() for p in a_media.rglob("*.*") if p.name != "done"
+        )
+        assets = manifests / "assets"
+        assets.mkdir()
+        for chunk in range(0, len(files), 1000):
+            docs = []
+            for rel in files[chunk : chunk + 1000]:
+                group = next(g for g in GROUPS if rel.startswith(g[0]))
+                stem = rel.rsplit("/", 1)[1].split(".")[0]
+                code = f"{group[4]}-{rel.split('/')[2]}-{stem}"
+                docs.append(
+                    f"apiVersion: mediasync/v1\nkind: Asset\nmetadata:\n  code: {code}\nspec:\n"
+                    f'  title: "Library item {stem} of {group[2]}"\n'
+                    f"  description: Generated for the planning benchmark\n"
+                    f"  asset_type: {group[1]}\n  category: {group[2]}\n  file: {rel}\n"
+                    f"  metadata: {{campaign: spring, region: emea}}\n"
+                )
+            (assets / f"assets-{chunk // 1000:03d}.yaml").write_text("---\n".join(docs))
+        (manifests / "done").write_text("")
+    return {"media": a_media, "manifests": manifests}
+
+
+def build_transfer(work: Path, name: str, scale: float) -> dict[str, Path]:
+    media, manifests = work / f"{name}-media", work / f"{name}-manifests"
+    if not (media / "done").exists():
+        shutil.rmtree(media, ignore_errors=True)
+        media.mkdir(parents=True)
+        if name == "C":
+            write_random_tree(media, int(10_000 * scale), 20_000, 70_000, seed=3)
+        else:
+            block = random.Random(4).randbytes(1024 * 1024)
+            with (media / "files").open("wb") as handle:  # D: one 1 GiB file
+                for _ in range(int(1024 * scale)):
+                    handle.write(block)
+        (media / "done").write_text("")
+    manifests.mkdir(exist_ok=True)
+    include = "files/**/*.bin" if name == "C" else "files"
+    (manifests / "all.yaml").write_text(
+        "apiVersion: mediasync/v1\nkind: Platform\nmetadata: {code: NAS}\n"
+        f"spec: {{platform_name: NAS, platform_type: other, driver: local, "
+        f"target: {work / f'target-{name}'}}}\n---\n"
+        "apiVersion: mediasync/v1\nkind: AssetSet\nmetadata: {code: LIB}\n"
+        f'spec: {{include: "{include}", asset_type: document, category: library, '
+        'code_template: "F-{path}", mime_type: application/octet-stream}\n---\n'
+        "apiVersion: mediasync/v1\nkind: SyncRule\nmetadata: {code: ALL}\n"
+        "spec: {platform: NAS, source_category: all, asset_types: all, sync_mode: full}\n"
+    )
+    return {"media": media, "manifests": manifests}
+
+
+# -- measurements -----------------------------------------------------------------------------
+
+
+def plan_runs(work: Path, name: str, data: dict[str, Path], runs: int) -> dict[str, Measure]:
+    cold, warm = Measure(f"{name} cold"), Measure(f"{name} warm")
+    state = work / f"{name}-state-none.duckdb"  # never created: a dry run writes no state
+    args = reconcile(
+        "--dry-run",
+        "--manifests",
+        str(data["manifests"]),
+        "--media-root",
+        str(data["media"]),
+        "--state",
+        str(state),
+        "--output",
+        "text",
+    )
+    for i in range(runs):
+        cache = work / f"cache-{name}-{i}"
+        shutil.rmtree(cache, ignore_errors=True)
+        env = {"RECONCILE_CACHE_DIR": str(cache)}
+        cold.samples.append(run(args, env))
+        warm.samples.append(run(args, env))
+        assert not state.exists()
+        print(
+            f"  {name} run {i + 1}: cold {cold.samples[-1].seconds:.2f} s, "
+            f"warm {warm.samples[-1].seconds:.2f} s",
+            flush=True,
+        )
+    return {"cold": cold, "warm": warm}
+
+
+def transfer_runs(work: Path, name: str, data: dict[str, Path], runs: int) -> dict[str, Measure]:
+    measures = {tool: Measure(f"{name} {tool}") for tool in ("reconcile", "rclone", "cp")}
+    target = work / f"target-{name}"
+    state = work / f"{name}-state.duckdb"
+    source = data["media"]
+    commands = {
+        "reconcile": reconcile(
+            "--manifests",
+            str(data["manifests"]),
+            "--media-root",
+            str(source),
+            "--state",
+            str(state),
+            "--output",
+            "json",
+        ),
+        "rclone": [
+            "rclone",
+            "copy",
+            "--checksum",
+            "--config",
+            "/dev/null",
+            str(source),
+            str(target),
+        ],
+        "cp": ["cp", "-r", str(source), str(target)],
+    }
+    order = list(commands)
+    for i in range(runs):
+        for tool in order[i % 3 :] + order[: i % 3]:  # rotate who goes first
+            shutil.rmtree(target, ignore_errors=True)
+            for leftover in work.glob(f"{name}-state.duckdb*"):
+                leftover.unlink()
+            shutil.rmtree(work / f"cache-{name}", ignore_errors=True)
+            sync()
+            env = {"RECONCILE_CACHE_DIR": str(work / f"cache-{name}")}
+            measures[tool].samples.append(run(commands[tool], env))
+            if tool == "reconcile":
+                check_recorded(state)
+        print(
+            f"  {name} run {i + 1}: "
+            + ", ".join(f"{t} {m.samples[-1].seconds:.2f} s" for t, m in measures.items()),
+            flush=True,
+        )
+    shutil.rmtree(target, ignore_errors=True)
+    return measures
+
+
+def check_recorded(state: Path) -> None:
+    """Every job recorded and completed, every copy verified (the run did not cut corners)."""
+    import duckdb
+
+    con = duckdb.connect(str(state), read_only=True)
+    jobs = con.execute("SELECT status, count(*) FROM sync_jobs GROUP BY 1").fetchall()
+    unverified = con.execute(
+        "SELECT count(*) FROM platform_assets WHERE sync_status <> 'synced' OR "
+        "remote_checksum IS DISTINCT FROM local_checksum"
+    ).fetchone()
+    con.close()
+    if [s for s, _ in jobs] != ["completed"] or unverified != (0,):
+        raise SystemExit(f"the benchmark apply did not complete every job: {jobs}")
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def machine() -> list[tuple[str, str]]:
+    def first(cmd: list[str]) -> str:
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+            return out.strip().splitlines()[0] if out.strip() else "?"
+        except OSError:
+            return "not found"
+
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = "?"
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    import duckdb
+
+    from reconciler import __version__
+
+    return [
+        ("date", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")),
+        ("machine", f"{cpu}, {os.cpu_count()} cores, {memory}"),
+        ("system", f"{platform.system()} {platform.release()}"),
+        ("python", platform.python_version()),
+        ("reconcile", __version__),
+        ("duckdb", duckdb.__version__),
+        ("rclone", first(["rclone", "version"])),
+        ("cp", first(["cp", "--version"])),
+    ]
+
+
+def verdicts(results: dict[str, dict[str, Measure]]) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for (data, what), (limit, unit) in TARGETS.items():
+        if data not in results:
+            continue
+        m = results[data]
+        if what in ("cold", "warm"):
+            value, shown = m[what].seconds, f"{m[what].seconds:.2f} s"
+        elif what == "rss":
+            value = max(m["cold"].rss_mb, m["warm"].rss_mb)
+            shown = f"{value:.0f} MB"
+        else:
+            value = m["reconcile"].seconds / m["rclone"].seconds
+            shown = f"{value:.2f} x"
+        rows.append(
+            (f"{data} {what}", f"<= {limit:g} {unit}", shown, "met" if value <= limit else "missed")
+        )
+    return rows
+
+
+def report(results: dict[str, dict[str, Measure]], command: str, runs: int, scale: float) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Produced by `{command}` (median of {runs} runs"
+        + (f", data scaled by {scale:g}" if scale != 1 else "")
+        + ").",
+        "",
+    ]
+    lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in machine()] + [""]
+    lines += [
+        "## Planning (`reconcile --dry-run`)",
+        "",
+        "| data set | run | median | peak RSS | samples (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for data in ("A", "B"):
+        for what in ("cold", "warm"):
+            if data in results:
+                m = results[data][what]
+                samples = ", ".join(f"{s.seconds:.2f}" for s in m.samples)
+                lines.append(
+                    f"| {data} | {what} | {m.seconds:.2f} s | {m.rss_mb:.0f} MB | {samples} |"
+                )
+    lines += [
+        "",
+        "## Transfers (fresh target and empty state each run)",
+        "",
+        "| data set | tool | median | vs rclone | vs cp | peak RSS | samples (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for data in ("C", "D"):
+        if data not in results:
+            continue
+        m = results[data]
+        for tool in ("reconcile", "rclone", "cp"):
+            samples = ", ".join(f"{s.seconds:.2f}" for s in m[tool].samples)
+            lines.append(
+                f"| {data} | {tool} | {m[tool].seconds:.2f} s | "
+                f"{m[tool].seconds / m['rclone'].seconds:.2f} x | "
+                f"{m[tool].seconds / m['cp'].seconds:.2f} x | {m[tool].rss_mb:.0f} MB | "
+                f"{samples} |"
+            )
+    lines += ["", "## Targets", "", "| target | limit | measured | |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in verdicts(results)]
+    analysis = HERE / "ANALYSIS.md"
+    if analysis.exists():
+        lines += ["", analysis.read_text().strip()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per measure (median)")
+    parser.add_argument("--only", default="A,B,C,D", help="data sets to run, e.g. A,C")
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the data sizes")
+    parser.add_argument("--workdir", type=Path, help="keep data sets here between runs")
+    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+    only = {x.strip().upper() for x in args.only.split(",")}
+    if only & {"C", "D"} and not shutil.which("rclone"):
+        raise SystemExit("rclone is not installed: apt-get install rclone (or --only A,B)")
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="reconcile-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"work folder: {work}", flush=True)
+    results: dict[str, dict[str, Measure]] = {}
+    if only & {"A", "B"}:
+        a = build_a(work, args.scale)
+        if "A" in only:
+            results["A"] = plan_runs(work, "A", a, args.runs)
+        if "B" in only:
+            results["B"] = plan_runs(work, "B", build_b(work, args.scale, a["media"]), args.runs)
+    for name in ("C", "D"):
+        if name in only:
+            results[name] = transfer_runs(
+                work, name, build_transfer(work, name, args.scale), args.runs
+            )
+    command = "python bench/run.py " + " ".join(sys.argv[1:])
+    text = report(results, command.strip(), args.runs, args.scale)
+    args.results.write_text(text)
+    print()
+    print(text)
+    print(
+        json.dumps({k: {m: round(v.seconds, 3) for m, v in d.items()} for k, d in results.items()})
+    )
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

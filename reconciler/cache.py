@@ -1,0 +1,111 @@
+"""Caches kept outside the state file, so that an unchanged library costs little to plan again.
+
+* **hashes**: the sha256 of master files keyed by (path, device, inode, size, mtime_ns), one
+  file per media root. The state file has its own hash cache, written only by commands that
+  may write state; this one is also written by dry runs, which may not, so that a second dry
+  run in CI or on a laptop reads no master twice.
+* **manifests**: parsed manifest documents by the sha256 of the file's bytes, one folder per
+  manifests folder, so that unchanged files are not parsed again.
+
+The cache lives in ``$RECONCILE_CACHE_DIR``, else ``$XDG_CACHE_HOME/reconcile``, else
+``~/.cache/reconcile``. Everything in it may be deleted at any time; a missing, corrupt or
+foreign entry is simply ignored and rebuilt. Entries are written atomically (temporary file and
+rename), so two processes never read half a file. Values are plain data stored with
+``marshal``, which cannot carry code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import marshal
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from reconciler.sources import CacheEntry
+
+FORMAT = "v1"
+
+
+def default_folder() -> Path:
+    explicit = os.environ.get("RECONCILE_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "reconcile"
+
+
+def _key(folder: Path) -> str:
+    return hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:24]
+
+
+class Cache:
+    """One cache folder. ``Cache(None)`` is a cache that never remembers anything."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = Path(folder) if folder is not None else None
+
+    # -- hashes ---------------------------------------------------------------------------
+    def hashes(self, media_root: Path) -> dict[str, CacheEntry]:
+        raw = self._read(self._hash_file(media_root))
+        return raw if isinstance(raw, dict) else {}  # observe checks each entry's shape
+
+    def save_hashes(self, media_root: Path, entries: dict[str, CacheEntry]) -> None:
+        self._write(self._hash_file(media_root), {p: tuple(e) for p, e in entries.items()})
+
+    def _hash_file(self, media_root: Path) -> Path | None:
+        if self.folder is None:
+            return None
+        return self.folder / "hashes" / f"{FORMAT}-{_key(media_root)}.marshal"
+
+    # -- manifests ------------------------------------------------------------------------
+    def manifest(self, manifests_dir: Path, digest: str) -> Any:
+        """The documents cached for a manifest file with these bytes, or None."""
+        folder = self._manifest_folder(manifests_dir)
+        return None if folder is None else self._read(folder / f"{digest}.marshal")
+
+    def save_manifest(self, manifests_dir: Path, digest: str, documents: Any) -> None:
+        folder = self._manifest_folder(manifests_dir)
+        if folder is not None:
+            self._write(folder / f"{digest}.marshal", documents)
+
+    def keep_manifests(self, manifests_dir: Path, digests: set[str]) -> None:
+        """Forget the entries of files that no longer exist in this manifests folder."""
+        folder = self._manifest_folder(manifests_dir)
+        if folder is None or not folder.is_dir():
+            return
+        for entry in folder.iterdir():
+            if entry.suffix == ".marshal" and entry.stem not in digests:
+                entry.unlink(missing_ok=True)
+
+    def _manifest_folder(self, manifests_dir: Path) -> Path | None:
+        if self.folder is None:
+            return None
+        return self.folder / "manifests" / f"{FORMAT}-{_key(manifests_dir)}"
+
+    # -- files ----------------------------------------------------------------------------
+    @staticmethod
+    def _read(path: Path | None) -> Any:
+        if path is None:
+            return None
+        try:
+            with path.open("rb") as handle:
+                return marshal.load(handle)
+        except (OSError, EOFError, ValueError, TypeError):
+            return None
+
+    @staticmethod
+    def _write(path: Path | None, value: Any) -> None:
+        if path is None:
+            return
+        temporary = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as handle:
+                marshal.dump(value, handle)
+            os.replace(temporary, path)
+        except (OSError, ValueError):  # a cache that cannot be written is a slower next run
+            if temporary is not None:
+                Path(temporary).unlink(missing_ok=True)

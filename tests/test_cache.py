@@ -1,0 +1,91 @@
+"""The caches outside the state file: what they spare, and that they can never do harm."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from planning import World
+
+import reconciler.manifests.load as load_module
+from reconciler.cache import Cache
+from reconciler.manifests.validate import validate_tree
+from reconciler.plan import make_plan
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    world = World(tmp_path).platform("CDN").rule("R", "CDN")
+    for i in range(5):
+        world.asset(f"VID-{i}", f"content {i}".encode())
+    world.manifests()
+    for path in world.media.iterdir():  # old enough to be cached (not racily clean)
+        import os
+
+        os.utime(path, ns=(10**18, 10**18))
+    return world
+
+
+def test_a_second_dry_run_reads_no_master_again(world: World, tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    manifests = world.manifests()
+    first = make_plan(manifests, world.store, cache=cache)
+    assert first.observed.hashed_files == 5
+    second = make_plan(manifests, world.store, cache=cache)
+    assert second.observed.hashed_files == 0
+    assert [a.checksum for a in second.actions] == [a.checksum for a in first.actions]
+    assert not world.store.path.exists()  # still a dry run: no state file
+
+
+def test_a_changed_master_is_read_again(world: World, tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    manifests = world.manifests()
+    make_plan(manifests, world.store, cache=cache)
+    world.write_file("vid-3.mp4", b"changed content")
+    again = make_plan(manifests, world.store, cache=cache)
+    assert again.observed.hashed_files == 1
+
+
+def test_unchanged_manifests_are_not_parsed_again(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = Cache(tmp_path / "cache")
+    first = validate_tree(world.manifests_dir, world.media, cache=cache)
+    parsed: list[str] = []
+    original = load_module.parse
+    monkeypatch.setattr(
+        load_module,
+        "parse",
+        lambda data, display, *a, **k: parsed.append(display) or original(data, display, *a, **k),
+    )
+    second = validate_tree(world.manifests_dir, world.media, cache=cache)
+    assert parsed == []
+    assert second.counts == first.counts
+    assert set(second.manifest_set.assets) == set(first.manifest_set.assets)
+    (world.manifests_dir / "more.yaml").write_text(
+        "apiVersion: mediasync/v1\nkind: Platform\nmetadata: {code: S3}\n"
+        "spec: {platform_name: S, platform_type: cdn, driver: local, target: ../s3}\n"
+    )
+    third = validate_tree(world.manifests_dir, world.media, cache=cache)
+    assert [Path(p).name for p in parsed] == ["more.yaml"]
+    assert "S3" in third.manifest_set.platforms
+
+
+def test_a_corrupt_cache_is_ignored(world: World, tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    manifests = world.manifests()
+    make_plan(manifests, world.store, cache=cache)
+    validate_tree(world.manifests_dir, world.media, cache=cache)
+    for path in (tmp_path / "cache").rglob("*.marshal"):
+        path.write_bytes(b"\x00garbage")
+    result = validate_tree(world.manifests_dir, world.media, cache=cache)
+    assert result.ok and len(result.manifest_set.assets) == 5
+    assert make_plan(manifests, world.store, cache=cache).observed.hashed_files == 5
+
+
+def test_problems_are_never_cached(world: World, tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    (world.manifests_dir / "bad.yaml").write_text("a: [\n")
+    for _ in range(2):
+        result = validate_tree(world.manifests_dir, world.media, cache=cache)
+        assert [p.error for p in result.errors] == ["yaml-syntax"]
