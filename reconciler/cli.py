@@ -34,7 +34,6 @@ from reconciler.errors import ExitCode, StateError, UsageError
 from reconciler.explain import explain as explain_asset
 from reconciler.manifests.validate import validate_tree
 from reconciler.plan import Plan, PlanOptions, current_fingerprint, make_plan
-from reconciler.progress import JsonLines, LiveProgress, PlainLines
 from reconciler.render import (
     APPLY_RENDERERS,
     EXPLAIN_RENDERERS,
@@ -43,7 +42,6 @@ from reconciler.render import (
     VERIFY_RENDERERS,
 )
 from reconciler.verify import verify as verify_copies
-from reconciler.watch import Log, Watcher, WatchOptions
 
 
 def narrowing_options(func: F) -> F:
@@ -186,6 +184,8 @@ def run_apply(
 
 
 def observer_for(output: str) -> Observer:
+    from reconciler.progress import JsonLines, LiveProgress, PlainLines  # rich: only here
+
     if output == "jsonl":
         return JsonLines(click.echo)
     if output == "json":
@@ -441,6 +441,8 @@ def watch(
     manifests stay in force until the file is fixed. SIGINT or SIGTERM stops it within
     10 s, recording the transfer in flight and releasing the lock; it then exits 0.
     """
+    from reconciler.watch import Log, Watcher, WatchOptions  # watchdog: only for watch
+
     if not manifests.is_dir():
         raise UsageError(f"manifests folder '{manifests}' not found; pass --manifests DIR")
     log = Log(lambda line: click.echo(line), log_format)

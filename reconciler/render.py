@@ -17,8 +17,6 @@ from decimal import Decimal
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from reconciler.apply import ApplyResult
 from reconciler.explain import Explanation
@@ -128,6 +126,9 @@ def _plain(column: str, value: Any) -> Any:
 def report_text(report: Report, color: bool = False) -> str:
     """Aligned columns, kubectl style: a bold header on a terminal, nothing wrapped, so that a
     pipe gets one line per row (long rows wrap in the terminal, not in the table)."""
+    from rich.console import Console  # imported when a table is drawn, not on every run
+    from rich.table import Table
+
     if not report.rows:
         return report.empty
     shown = [i for i, c in enumerate(report.columns) if c not in TEXT_HIDDEN]

@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 from pathlib import Path as FsPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+
+if TYPE_CHECKING:  # jsonschema is imported only to explain an invalid document
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 from reconciler.errors import ReconcilerError
 from reconciler.manifests.problems import Anchor, Path
@@ -80,6 +82,8 @@ def validator_for(kind: str) -> Draft202012Validator:
     The schema's ``$ref`` s are inlined first: resolving a reference costs more than checking
     the value it points at, and a library of 100,000 assets would pay that on every field.
     """
+    from jsonschema import Draft202012Validator
+
     schemas = load_schemas()
     name = KIND_SCHEMAS[kind]
     return Draft202012Validator(inline_refs(schemas[name], name, schemas))
@@ -219,6 +223,8 @@ def _explain(error: ValidationError) -> Iterator[tuple[Path, Anchor, str]]:
         return
 
     if keyword in ("anyOf", "oneOf") and error.context:
+        from jsonschema.exceptions import best_match
+
         yield from _explain(best_match(error.context))
         return
 

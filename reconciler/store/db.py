@@ -54,6 +54,10 @@ _PID = re.compile(r"\(PID (\d+)\)")
 
 Connection = duckdb.DuckDBPyConnection
 
+# Our transactions are short and small: one DuckDB thread avoids starting a pool of threads on
+# every open (a run opens the file many times) and the lock traffic that comes with them.
+CONNECTION_CONFIG = {"threads": 1}
+
 
 class OutdatedSchema(StateError):
     """The state file needs a migration that the caller may not run (a dry run)."""
@@ -159,7 +163,7 @@ class StateStore:
     def _open(self, read_only: bool) -> Connection:
         try:
             con = patiently(self.lock_timeout, _is_busy)(
-                duckdb.connect, str(self.path), read_only=read_only
+                duckdb.connect, str(self.path), read_only=read_only, config=CONNECTION_CONFIG
             )
         except duckdb.IOException as exc:
             if _is_busy(exc):
