@@ -6,7 +6,16 @@ import hashlib
 import os
 from pathlib import Path
 
-from reconciler.sources import CacheEntry, observe, sha256_file
+import pytest
+
+from reconciler.sources import (
+    SMALL_FILE,
+    CacheEntry,
+    _hash_large,
+    _hash_small,
+    observe,
+    sha256_file,
+)
 
 OLD = 10**18  # an mtime far enough in the past to be cacheable
 
@@ -32,6 +41,39 @@ def test_many_files_are_hashed_and_cacheable(tmp_path: Path) -> None:
     for i, path in enumerate(paths):
         assert seen.files[path].sha256 == hashlib.sha256(f"content {i}".encode()).hexdigest()
     assert set(seen.new_cache) == set(paths)
+
+
+def test_small_and_large_files_in_one_observation(tmp_path: Path) -> None:
+    small = os.urandom(SMALL_FILE)  # the largest size read in one call
+    large = os.urandom(SMALL_FILE + 1)  # the smallest size read by a thread
+    paths = [
+        make(tmp_path, "small", small),
+        make(tmp_path, "large", large),
+        make(tmp_path, "e", b""),
+    ]
+    seen = observe(paths, {})
+    assert [seen.files[p].sha256 for p in paths] == [
+        hashlib.sha256(c).hexdigest() for c in (small, large, b"")
+    ]
+    assert seen.hashed_bytes == 2 * SMALL_FILE + 1
+
+
+@pytest.mark.parametrize("hasher", [_hash_small, _hash_large])
+@pytest.mark.parametrize("change", ["grown", "rewritten", "replaced"])
+def test_a_file_that_changes_after_its_stat_is_not_hashed(
+    tmp_path: Path, hasher, change: str
+) -> None:
+    path = make(tmp_path, "a", b"x" * 4000)
+    before = os.stat(path)
+    if change == "grown":
+        with open(path, "ab") as handle:
+            handle.write(b"more")
+    elif change == "rewritten":  # same size, new mtime
+        make(tmp_path, "a", b"y" * 4000, mtime=OLD + 1)
+    else:  # another file renamed over it: a new inode
+        os.replace(make(tmp_path, "b", b"x" * 4000), path)
+    digest, error = hasher(path, before)
+    assert digest is None and error is not None and "changed while it was being read" in error
 
 
 def test_an_unchanged_file_is_not_read_again(tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ def make_code(asset_set: AssetSet, rel: str, values: dict[str, str] | None = Non
     return code
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen __init__ is 8x slower per object
 class Generated:
     """One file matched by an AssetSet."""
 
