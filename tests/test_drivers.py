@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,8 @@ from rich.console import Console
 
 from reconciler.apply import Job
 from reconciler.drivers import driver_for
-from reconciler.drivers.base import PermanentError, resolve_secret
-from reconciler.drivers.local import LocalDriver
+from reconciler.drivers.base import Cancelled, PermanentError, resolve_secret
+from reconciler.drivers.local import CHUNK, LocalDriver
 from reconciler.models import Platform, SecretRef
 from reconciler.plan import Action
 from reconciler.progress import LiveProgress, PlainLines
@@ -37,17 +39,32 @@ def master(tmp_path: Path, content: bytes) -> Path:
     return path
 
 
-def test_upload_lands_whole_and_reports_its_checksum(tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [0, 3, CHUNK, CHUNK + 1, 2 * CHUNK + 3])
+def test_upload_lands_whole_and_reports_its_checksum(tmp_path: Path, size: int) -> None:
     driver = local(tmp_path)
-    content = b"x" * (9 * 1024 * 1024 + 3)  # more than one copy chunk
+    content = os.urandom(size)  # one chunk, or several: read back while the copy goes on
     seen: list[int] = []
     uploaded = driver.upload(master(tmp_path, content), "A/clip.mp4", {}, seen.append)
     dest = tmp_path / "target" / "A" / "clip.mp4"
     assert dest.read_bytes() == content
     assert uploaded.remote_checksum == hashlib.sha256(content).hexdigest()
     assert uploaded.url == dest.as_uri()
-    assert seen[-1] == len(content) and seen == sorted(seen)
+    assert seen == sorted(seen) and (seen[-1] == len(content) if seen else size == 0)
     assert [p.name for p in dest.parent.iterdir()] == ["clip.mp4"]  # no temporary left
+
+
+def test_an_upload_stopped_mid_file_leaves_nothing(tmp_path: Path) -> None:
+    driver = local(tmp_path)
+
+    def stop(sent: int) -> None:
+        if sent > CHUNK:
+            raise Cancelled("A/clip.mp4")
+
+    threads = threading.active_count()
+    with pytest.raises(Cancelled):
+        driver.upload(master(tmp_path, os.urandom(3 * CHUNK)), "A/clip.mp4", {}, stop)
+    assert list((tmp_path / "target" / "A").iterdir()) == []  # the partial file is gone
+    assert threading.active_count() == threads  # the read-back thread ended too
 
 
 def test_stat_delete_and_empty_folders(tmp_path: Path) -> None:

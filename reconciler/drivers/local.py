@@ -17,7 +17,9 @@ import errno
 import hashlib
 import itertools
 import os
+import queue
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +96,9 @@ class LocalDriver(Driver):
         try:
             out = os.open(part, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
-                size = _copy(src, out, progress)
+                size, landed = _copy_and_read_back(src, out, progress)
                 if self.fsync:
                     os.fsync(out)
-                landed = _digest(out)  # read back what landed, through the same file
             finally:
                 os.close(out)
             os.replace(part, dest)
@@ -169,12 +170,20 @@ def _unique() -> str:
     return f"{os.getpid()}-{threading.get_ident() % 100000}-{next(_counter)}"
 
 
-def _copy(src: int, out: int, progress: Progress | None) -> int:
-    """Copy between file descriptors in the kernel where possible (copy_file_range), reporting
-    bytes as they go."""
+def _copy(
+    src: int,
+    out: int,
+    progress: Progress | None,
+    start: int = 0,
+    limit: int | None = None,
+    landed: Callable[[int], None] | None = None,
+) -> int:
+    """Copy between file descriptors in the kernel where possible (copy_file_range), from
+    their current positions; ``start`` bytes were sent before. Stops after ``limit`` bytes
+    when given; reports the total sent to ``progress`` and ``landed`` after each chunk."""
     sent = 0
     use_kernel = hasattr(os, "copy_file_range")
-    while True:
+    while limit is None or sent < limit:
         if use_kernel:
             try:
                 n = os.copy_file_range(src, out, CHUNK)
@@ -192,17 +201,69 @@ def _copy(src: int, out: int, progress: Progress | None) -> int:
         if n == 0:
             break
         sent += n
+        if landed is not None:
+            landed(start + sent)
         if progress is not None:
-            progress(sent)
+            progress(start + sent)
     return sent
 
 
-def _digest(fd: int) -> str:
-    """sha256 of a whole file, read from its start through an open descriptor."""
+def _copy_and_read_back(src: int, out: int, progress: Progress | None) -> tuple[int, str]:
+    """Copy, then hash what landed by reading it back through the same file.
+
+    For a file of more than one chunk the read-back runs in a second thread, a chunk behind
+    the copy, so that hashing a 1 GiB file overlaps copying it (hashlib and the kernel copy
+    both release the GIL). Either way the hash covers the whole file as it is on the target,
+    up to its end."""
+    first = _copy(src, out, progress, limit=CHUNK)
+    if first < CHUNK:  # the whole file was one chunk: nothing to overlap
+        return first, _digest(out, size_hint=first)
     digest = hashlib.sha256()
-    offset = 0
+    written: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    failure: list[BaseException] = []
+
+    def read_back() -> None:
+        offset = 0
+        try:
+            while (upto := written.get()) is not None:
+                if upto < 0:  # the copy failed: stop
+                    return
+                while offset < upto:
+                    block = os.pread(out, min(CHUNK, upto - offset), offset)
+                    if not block:
+                        break
+                    digest.update(block)
+                    offset += len(block)
+            _digest(out, offset, digest)  # to the end: whatever else the file holds
+        except BaseException as exc:  # reported by the copying thread
+            failure.append(exc)
+
+    reader = threading.Thread(target=read_back, name="read-back", daemon=True)
+    reader.start()
+    written.put(first)
+    copied = False
+    try:
+        size = first + _copy(src, out, progress, start=first, landed=written.put)
+        copied = True
+    finally:
+        written.put(None if copied else -1)
+        reader.join()
+    if failure:
+        raise failure[0]
+    return size, digest.hexdigest()
+
+
+def _digest(fd: int, offset: int = 0, digest: Any = None, size_hint: int = CHUNK) -> str:
+    """sha256 of a file read through an open descriptor, from ``offset`` (continuing
+    ``digest``) to its end. ``size_hint``: the expected size, so that a small file is not
+    read into a buffer of a whole chunk (allocating 8 MiB per 40 KB file cost more than the
+    read)."""
+    digest = digest if digest is not None else hashlib.sha256()
+    want = min(CHUNK, size_hint + 1)  # one byte more: a read that fills it is not the end
     while True:
-        block = os.pread(fd, CHUNK, offset)
+        block = os.pread(fd, want, offset)
+        # a short read is normally the end; the next read, which must say so, stays small
+        want = CHUNK if len(block) == want else 64 * 1024
         if not block:
             return digest.hexdigest()
         digest.update(block)
