@@ -84,21 +84,37 @@ class Measure:
         return statistics.median(s.rss_mb for s in self.samples)
 
 
+# Linux carries a process's peak RSS across fork and exec, so a command started straight from
+# this (large) process would report at least this process's size. The command is started from
+# a small launcher instead, which times it and reads its peak RSS from wait4.
+LAUNCHER = """
+import os, sys, time
+started = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - started
+with open(sys.argv[1], "w") as out:
+    out.write(f"{seconds} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
 def run(cmd: list[str], env: dict[str, str] | None = None, check: bool = True) -> Sample:
-    """Run a command; its wall time and peak RSS (from wait4, so only that process tree's)."""
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    code = os.waitstatus_to_exitcode(status)
+    """Run a command; its wall time and peak RSS (through the launcher above)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".measure") as result:
+        process = subprocess.run(
+            [sys.executable, "-S", "-c", LAUNCHER, result.name, *cmd],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+            check=False,
+        )
+        fields = result.read().split()
+    if len(fields) != 3:
+        raise SystemExit(f"could not run {cmd[0]}: {process.stderr.decode()}")
+    seconds, rss_kb, code = float(fields[0]), int(fields[1]), int(fields[2])
     if check and code not in (0, 2):
-        err = process.stderr.read().decode() if process.stderr else ""
-        raise SystemExit(f"{' '.join(cmd)} exited {code}:\n{err}")
-    if process.stderr:
-        process.stderr.close()
-    return Sample(seconds, usage.ru_maxrss / 1024)
+        raise SystemExit(f"{' '.join(cmd)} exited {code}:\n{process.stderr.decode()}")
+    return Sample(seconds, rss_kb / 1024)
 
 
 def sync() -> None:
