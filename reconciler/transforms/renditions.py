@@ -1,0 +1,268 @@
+"""Make renditions and keep them: a content-addressed cache with a size bound.
+
+A rendition lives in the cache folder (``state/renditions/`` next to the default state file)
+as ``ID<suffix>`` (its bytes) and ``ID.json`` (its checksum, size, type and how it was
+made). The JSON is written last, so a rendition without one was never finished and is not
+used. A rendition whose media steps changed nothing and that is not encrypted is the master
+itself: only its JSON is kept, and the master is uploaded.
+
+Two jobs wanting the same rendition (two platforms with the same rules) wait for each other
+and the second finds it made. A cached rendition is hashed again before it is used, so a
+damaged cache file is made again rather than uploaded. When the folder holds more than its
+bound, the least recently used renditions are removed, never those of the current run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.sources import sha256_file
+from reconciler.transforms import TransformError
+from reconciler.transforms.crypto import encrypt_file, load_key
+from reconciler.transforms.recipe import Recipe
+
+DEFAULT_MAX_BYTES = 10 * 1024**3
+STALE_WORK_SECONDS = 3600
+
+
+@dataclass
+class Rendition:
+    id: str
+    path: Path  # what is uploaded
+    sha256: str
+    size: int
+    mime: str
+    cached: bool  # found made, not made now
+    passthrough: bool  # the master itself
+    seconds: float = 0.0  # spent making it
+    details: dict[str, Any] | None = None  # what the media steps did
+    key_created: Path | None = None  # an encryption key file generated for it
+
+
+class RenditionCache:
+    def __init__(self, folder: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.folder = Path(folder)
+        self.max_bytes = max_bytes
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, rid: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(rid, threading.Lock())
+
+    # -- lookups --------------------------------------------------------------------------
+    def is_cached(self, rid: str) -> bool:
+        """Whether a finished rendition with this id is in the cache (not re-hashed)."""
+        info = self._info(rid)
+        if info is None:
+            return False
+        return bool(info.get("passthrough")) or self._data(rid, info).is_file()
+
+    def cached_ids(self) -> set[str]:
+        """The ids of every finished rendition, from one listing of the folder (for plans:
+        a rendition damaged since is found out, and made again, when it is used)."""
+        try:
+            with os.scandir(self.folder) as entries:
+                return {e.name[:-5] for e in entries if e.name.endswith(".json")}
+        except OSError:
+            return set()
+
+    def _info(self, rid: str) -> dict[str, Any] | None:
+        try:
+            info = json.loads((self.folder / f"{rid}.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+        return info if isinstance(info, dict) and info.get("id") == rid else None
+
+    def _data(self, rid: str, info: dict[str, Any]) -> Path:
+        return self.folder / f"{rid}{info.get('suffix', '')}"
+
+    def _cached(self, rid: str, master: Path, master_sha256: str) -> Rendition | None:
+        info = self._info(rid)
+        if info is None:
+            return None
+        if info.get("passthrough"):
+            path, sha256 = master, master_sha256
+        else:
+            path = self._data(rid, info)
+            try:
+                sha256 = sha256_file(path)
+            except OSError:
+                sha256 = ""
+            if sha256 != info.get("sha256"):  # gone or damaged: make it again
+                self._remove(rid)
+                return None
+        os.utime(self.folder / f"{rid}.json")  # recently used
+        return Rendition(
+            rid,
+            path,
+            sha256,
+            int(info.get("size", 0)),
+            str(info.get("mime")),
+            cached=True,
+            passthrough=bool(info.get("passthrough")),
+            details=info.get("details"),
+        )
+
+    # -- making ---------------------------------------------------------------------------
+    def make(
+        self,
+        recipe: Recipe,
+        master: Path,
+        master_sha256: str,
+        master_mime: str,
+        media_root: Path,
+        manifests_dir: Path,
+        progress: Callable[[float], None] | None = None,
+    ) -> Rendition:
+        """The rendition of ``master`` by ``recipe``: from the cache, or made now."""
+        rid = recipe.rendition_id(master_sha256)
+        with self._lock(rid):
+            found = self._cached(rid, master, master_sha256)
+            if found is not None:
+                return found
+            started = time.monotonic()
+            work = self.folder / "tmp" / f"{rid[:16]}-{uuid.uuid4().hex[:8]}"
+            work.mkdir(parents=True, exist_ok=True)
+            try:
+                made = self._render(
+                    recipe, master, master_mime, media_root, manifests_dir, work, progress
+                )
+                output, details, key_created = made
+                passthrough = output == master
+                suffix = recipe.suffix(master.suffix)
+                if passthrough:
+                    sha256, size, path = master_sha256, master.stat().st_size, master
+                else:
+                    sha256, size = sha256_file(output), output.stat().st_size
+                    path = self.folder / f"{rid}{suffix}"
+                    os.replace(output, path)
+                info = {
+                    "id": rid,
+                    "sha256": sha256,
+                    "size": size,
+                    "mime": recipe.mime(master_mime),
+                    "suffix": "" if passthrough else suffix,
+                    "passthrough": passthrough,
+                    "master_sha256": master_sha256,
+                    "recipe": recipe.describe(),
+                    "details": details,
+                    "seconds": round(time.monotonic() - started, 3),
+                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+                _write_json(self.folder / f"{rid}.json", info)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            return Rendition(
+                rid,
+                path,
+                sha256,
+                size,
+                info["mime"],
+                cached=False,
+                passthrough=passthrough,
+                seconds=time.monotonic() - started,
+                details=details,
+                key_created=key_created,
+            )
+
+    def _render(
+        self,
+        recipe: Recipe,
+        master: Path,
+        master_mime: str,
+        media_root: Path,
+        manifests_dir: Path,
+        work: Path,
+        progress: Callable[[float], None] | None,
+    ) -> tuple[Path, dict[str, Any] | None, Path | None]:
+        output, details = master, None
+        if recipe.steps and recipe.kind == "image":
+            from reconciler.transforms.images import render_image
+
+            target = work / f"media{master.suffix}"
+            details = render_image(master, target, recipe.steps, media_root)
+            output = master if details.get("unchanged") else target
+        elif recipe.steps and recipe.kind == "video":
+            from reconciler.transforms.video import render_video
+
+            target = work / "media.mp4"
+            details = render_video(master, target, recipe.steps, media_root, work, progress)
+            output = master if details.get("unchanged") else target
+        key_created = None
+        if recipe.encrypt is not None:
+            key, key_created = load_key(recipe.encrypt, manifests_dir)
+            encrypted = work / "encrypted"
+            try:
+                encrypt_file(output, encrypted, key)
+            except OSError as exc:
+                raise TransformError(f"cannot encrypt {master.name}: {exc.strerror}") from None
+            output = encrypted
+        return output, details, key_created
+
+    # -- bounds ---------------------------------------------------------------------------
+    def evict(self, keep: set[str]) -> list[str]:
+        """Remove least recently used renditions until the folder is within its bound;
+        never those in ``keep``. Returns the ids removed."""
+        if not self.folder.is_dir():
+            return []
+        entries = []
+        total = 0
+        for meta in self.folder.glob("*.json"):
+            rid = meta.stem
+            info = self._info(rid)
+            try:
+                used = meta.stat().st_mtime
+                size = (
+                    0
+                    if info is None or info.get("passthrough")
+                    else self._data(rid, info).stat().st_size
+                )
+            except OSError:
+                size, used = 0, 0.0
+            total += size
+            entries.append((used, rid, size))
+        removed = []
+        for _, rid, size in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            if rid in keep:
+                continue
+            self._remove(rid)
+            removed.append(rid)
+            total -= size
+        self._sweep_work()
+        return removed
+
+    def _remove(self, rid: str) -> None:
+        info = self._info(rid) or {}
+        (self.folder / f"{rid}.json").unlink(missing_ok=True)
+        if info.get("suffix") is not None:
+            self._data(rid, info).unlink(missing_ok=True)
+        for leftover in self.folder.glob(f"{rid}.*"):
+            leftover.unlink(missing_ok=True)
+
+    def _sweep_work(self) -> None:
+        """Work folders older than an hour were left by a run that was killed."""
+        now = time.time()
+        for work in (self.folder / "tmp").glob("*"):
+            try:
+                if now - work.stat().st_mtime > STALE_WORK_SECONDS:
+                    shutil.rmtree(work, ignore_errors=True)
+            except OSError:
+                pass
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    temporary.write_text(json.dumps(value, indent=1, sort_keys=True) + "\n", "utf-8")
+    os.replace(temporary, path)
