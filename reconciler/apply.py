@@ -32,7 +32,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from tenacity import (
@@ -62,6 +62,10 @@ from reconciler.sources import Observation, Observed, sha256_file
 from reconciler.store import hash_cache
 from reconciler.store.db import Connection, StateStore, insert_rows, upsert_rows, utcnow
 from reconciler.store.records import EventRow, insert_events, open_conflicts
+from reconciler.transforms import TransformError
+from reconciler.transforms.renditions import DEFAULT_MAX_BYTES, Rendition
+from reconciler.transforms.runner import Transformer
+from reconciler.transforms.runner import default_folder as default_renditions
 
 JOB_TYPES = {
     "create": "initial",
@@ -83,13 +87,19 @@ class ApplyOptions:
     platform: str | None = None  # only this platform's placements
     stop: threading.Event | None = field(default=None, compare=False)  # set to stop the run
     grace: float = 7.0  # seconds a transfer in flight may take to finish after a stop
+    renditions: Path | None = None  # the rendition cache; default: renditions/ by the state
+    renditions_max_bytes: int = DEFAULT_MAX_BYTES
 
 
 def remote_key(action: Action) -> str:
     """Where a placement lives on its platform: the master's path under the media root, so
     that a platform mirrors the library's layout (the planner blocks two assets sharing one
     file on one platform)."""
-    return action.file or action.asset
+    key = action.file or action.asset
+    if action.rendition_suffix:  # a rendition of another type (.mp4, .enc) says so
+        stem = PurePosixPath(key)
+        key = str(stem.with_suffix("")) + action.rendition_suffix if stem.suffix else key
+    return key
 
 
 @dataclass
@@ -117,6 +127,7 @@ class Job:
     eligible_at: datetime | None = None
     total_bytes: int | None = None
     mismatched: bool = False  # a checksum mismatch was recorded during this job
+    expected_checksum: str | None = None  # what must land; a rendition's once it is made
     _progress_step: int = 0
 
     def row(self) -> tuple[Any, ...]:
@@ -129,6 +140,7 @@ class Job:
             self.error,
             self.retries,
             self.eligible_at,
+            self.expected_checksum,
         )
 
 
@@ -141,7 +153,9 @@ JOB_UPDATE_COLUMNS = (
     "error_message",
     "retry_count",
     "eligible_at",
+    "expected_checksum",
 )
+JOB_KEPT_WHEN_NULL = ("progress_percent", "started_at", "retry_count", "expected_checksum")
 
 
 class Observer(Protocol):
@@ -261,7 +275,7 @@ class Recorder:
             update_placements(con, placements)
             if details:
                 upsert_rows(con, "platform_assets", "id", ("id", "metadata"), list(details.items()))
-            upsert_rows(con, "sync_jobs", "id", JOB_UPDATE_COLUMNS, jobs)
+            upsert_rows(con, "sync_jobs", "id", JOB_UPDATE_COLUMNS, jobs, ("expected_checksum",))
             open_conflicts(con, conflicts)
             if resolved:
                 con.execute(
@@ -333,6 +347,11 @@ class Run:
         self.provenance = provenance_of(manifests.manifests_dir)
         self.recorder = Recorder(store, self.observer, self.provenance)
         self.stopping_since: float | None = None
+        self.transformer = Transformer(
+            manifests,
+            options.renditions or default_renditions(store.path),
+            options.renditions_max_bytes,
+        )
 
     def driver(self, platform: str) -> Driver:
         if platform not in self.drivers:
@@ -348,7 +367,8 @@ class Run:
             stale = con.execute(
                 "SELECT j.id, j.job_code, j.job_type, j.remote_key, j.expected_checksum, "
                 "j.source_version, j.metadata_hash, j.transform_hash, sa.asset_code, "
-                "sp.platform_code, c.config_code FROM sync_jobs j "
+                "sp.platform_code, c.config_code, j.rendition_id, j.source_checksum "
+                "FROM sync_jobs j "
                 "JOIN source_assets sa ON sa.id = j.asset_id "
                 "JOIN sync_platforms sp ON sp.id = j.platform_id "
                 "LEFT JOIN sync_configurations c ON c.id = j.config_id "
@@ -371,6 +391,8 @@ class Run:
             asset,
             platform,
             rule,
+            rendition_id,
+            source_checksum,
         ) in stale:
             landed = False
             reason = "interrupted: the run doing it stopped before it finished"
@@ -382,10 +404,14 @@ class Run:
                     remote, reason = None, f"{reason}; checking the platform failed: {exc}"
                 if job_type == "delete":
                     landed = remote is None
-                elif job_type in ("initial", "update"):
-                    landed = remote is not None and remote.checksum == expected
+                elif job_type in ("initial", "update"):  # a rendition not made: no expected
+                    landed = (
+                        expected is not None
+                        and remote is not None
+                        and (remote.checksum == expected)
+                    )
             if landed:
-                jobs.append((job_id, "completed", 100.0, None, now, None, None, None))
+                jobs.append((job_id, "completed", 100.0, None, now, None, None, None, None))
                 if job_type == "delete":
                     placements.append(PlacementRecord(asset, platform, rule, "deleted"))
                 else:
@@ -396,7 +422,7 @@ class Run:
                             rule,
                             "synced",
                             version,
-                            expected,
+                            source_checksum or expected,
                             expected,
                             key,
                             None,
@@ -406,11 +432,12 @@ class Run:
                             True,
                             now,
                             now,
+                            rendition_id or "",
                         )
                     )
                 message = f"job {code} had finished on the platform before the run stopped"
             else:
-                jobs.append((job_id, "failed", None, None, now, reason, None, None))
+                jobs.append((job_id, "failed", None, None, now, reason, None, None, None))
                 if job_type in ("initial", "update"):
                     placements.append(PlacementRecord(asset, platform, rule, "failed"))
                 message = f"job {code} was {reason}; it will be planned again"
@@ -444,7 +471,7 @@ class Run:
                 "id",
                 JOB_UPDATE_COLUMNS,
                 jobs,
-                keep_when_null=("progress_percent", "started_at", "retry_count"),
+                keep_when_null=JOB_KEPT_WHEN_NULL,
             )
             record_placements(con, placements)
             insert_events(con, events, self.provenance)
@@ -613,6 +640,8 @@ class Run:
                 eligible_at=eligible,
                 error=error,
                 completed_at=now if status == "failed" else None,
+                # a rendition's checksum is known once it is made
+                expected_checksum=None if action.rendition_id else action.checksum,
             )
             if status == "deferred":
                 job.error = f"rate limit reached; eligible at {eligible:%Y-%m-%d %H:%M:%S} UTC"
@@ -635,12 +664,14 @@ class Run:
                     self.run_id,
                     key,
                     job.previous_key,
-                    action.checksum,
+                    job.expected_checksum,
                     action.metadata_hash,
                     action.transform_hash,
                     job.eligible_at,
                     self.provenance.commit,
                     self.provenance.dirty,
+                    action.rendition_id,
+                    action.checksum,
                 )
             )
         new_ids = insert_rows(
@@ -669,6 +700,8 @@ class Run:
                 "eligible_at",
                 "git_commit",
                 "git_dirty",
+                "rendition_id",
+                "source_checksum",
             ),
             rows,
         )
@@ -842,26 +875,32 @@ class Run:
         if job.job_type == "update" and job.on_conflict != "source_wins":
             self._check_untouched(job, driver)
         assert action.path is not None
-        job.total_bytes = action.size_bytes
-        uploaded = driver.upload(
-            Path(action.path), job.key, metadata, lambda sent: self._progress(job, sent)
-        )
-        if uploaded.remote_checksum != action.checksum:
-            self._mismatch(job, uploaded.remote_checksum)
+        source, size = Path(action.path), action.size_bytes
+        if action.rendition_id:
+            rendition = self._rendition(job)
+            source, size = rendition.path, rendition.size
+            metadata["mime_type"] = rendition.mime
+            if job.expected_checksum != rendition.sha256:
+                job.expected_checksum = rendition.sha256  # recorded: a crash can check it
+                self.recorder.job(job)
+        expected = job.expected_checksum or action.checksum
+        assert expected is not None
+        job.total_bytes = size
+        uploaded = driver.upload(source, job.key, metadata, lambda sent: self._progress(job, sent))
+        if uploaded.remote_checksum != expected:
+            self._mismatch(job, uploaded.remote_checksum, expected)
         self.recorder.event(
             self._event(
                 job,
                 "upload_complete",
                 "success",
                 f"uploaded {job.key} to {action.platform}",
-                {"bytes": action.size_bytes},
+                {"bytes": size},
             ),
             job,
         )
         self.recorder.event(
-            self._event(
-                job, "verification", "success", "checksum verified", {"sha256": action.checksum}
-            ),
+            self._event(job, "verification", "success", "checksum verified", {"sha256": expected}),
             job,
         )
         if job.mismatched:  # a retry fixed what the conflict recorded
@@ -869,9 +908,68 @@ class Run:
         if job.previous_key:
             driver.delete(job.previous_key)
         record = self._synced(
-            job, uploaded.remote_checksum, uploaded.platform_asset_id, uploaded.url
+            job,
+            uploaded.remote_checksum,
+            uploaded.platform_asset_id,
+            uploaded.url,
+            action.rendition_id or "",
         )
         self.recorder.placement(job.pa_id, record, uploaded.details)
+
+    def _rendition(self, job: Job) -> Rendition:
+        """Make (or find) the job's rendition, with its transform events. A transform that
+        fails fails the job: nothing is uploaded."""
+        action = job.action
+        try:
+            recipe = self.transformer.recipe(action)
+        except TransformError as exc:
+            raise PermanentError(str(exc)) from None
+        self.recorder.event(
+            self._event(
+                job,
+                "transform_start",
+                "success",
+                f"making the rendition for {action.platform}: {recipe.describe()}",
+                {"rendition": action.rendition_id},
+            ),
+            job,
+        )
+        try:
+            rendition = self.transformer.rendition(action, recipe)
+        except TransformError as exc:
+            self.recorder.event(self._event(job, "transform_complete", "failed", str(exc)), job)
+            raise PermanentError(f"the transform failed: {exc}") from None
+        if rendition.key_created is not None:
+            self.recorder.event(
+                self._event(
+                    job,
+                    "key_created",
+                    "success",
+                    f"generated a new encryption key in {rendition.key_created}; back it up: "
+                    "the encrypted copies cannot be decrypted without it",
+                ),
+                job,
+            )
+        done = "found in the cache" if rendition.cached else f"made in {rendition.seconds:.2f} s"
+        what = "the master itself" if rendition.passthrough else f"{rendition.size:,} bytes"
+        self.recorder.event(
+            self._event(
+                job,
+                "transform_complete",
+                "success",
+                f"rendition {rendition.id[:12]} {done}: {what}",
+                {
+                    "rendition": rendition.id,
+                    "cached": rendition.cached,
+                    "seconds": round(rendition.seconds, 3),
+                    "bytes": rendition.size,
+                    "sha256": rendition.sha256,
+                    "passthrough": rendition.passthrough,
+                },
+            ),
+            job,
+        )
+        return rendition
 
     def _synced(
         self,
@@ -879,6 +977,7 @@ class Run:
         remote_checksum: str | None,
         platform_asset_id: str | None = None,
         url: str | None = None,
+        rendition_id: str | None = None,  # None: as recorded (a metadata update)
     ) -> PlacementRecord:
         a = job.action
         now = utcnow()
@@ -898,6 +997,7 @@ class Run:
             managed=True,
             synced_at=now,
             verified_at=now,
+            rendition_id=rendition_id,
         )
 
     def _check_untouched(self, job: Job, driver: Driver) -> None:
@@ -929,7 +1029,7 @@ class Run:
                 "on_conflict: source_wins"
             )
 
-    def _mismatch(self, job: Job, landed: str) -> None:
+    def _mismatch(self, job: Job, landed: str, expected: str) -> None:
         a = job.action
         assert a.path is not None
         try:
@@ -945,7 +1045,7 @@ class Run:
         self.recorder.conflict(
             job.pa_id,
             "checksum_mismatch",
-            a.checksum,
+            expected,
             landed,
             "the platform holds other bytes than were sent",
         )
@@ -956,7 +1056,7 @@ class Run:
                 "verification",
                 "failed",
                 "checksum mismatch after upload",
-                {"expected": a.checksum, "found": landed},
+                {"expected": expected, "found": landed},
             ),
             job,
         )
@@ -966,12 +1066,12 @@ class Run:
                 "conflict_detected",
                 "failed",
                 "checksum_mismatch recorded",
-                {"expected": a.checksum, "found": landed},
+                {"expected": expected, "found": landed},
             ),
             job,
         )
         raise TemporaryError(
-            f"checksum mismatch after upload (expected {a.checksum[:12]}..., "
+            f"checksum mismatch after upload (expected {expected[:12]}..., "
             f"the platform has {landed[:12]}...)"
         )
 
@@ -1019,6 +1119,7 @@ def apply_plan(
         plan.observed = observed_from(plan.actions)
     jobs = run.start(plan, actions)
     run.run(jobs)
+    run.transformer.finish()
     with store.reading() as con:
         row = (
             con.execute(

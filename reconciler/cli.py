@@ -41,6 +41,9 @@ from reconciler.render import (
     VALIDATION_RENDERERS,
     VERIFY_RENDERERS,
 )
+from reconciler.transforms.renditions import DEFAULT_MAX_BYTES, RenditionCache
+from reconciler.transforms.runner import default_folder as default_renditions
+from reconciler.units import parse_size
 from reconciler.verify import verify as verify_copies
 
 
@@ -86,6 +89,40 @@ def parallel_option(func: F) -> F:
     )(func)
 
 
+def _size(_ctx: click.Context, _param: click.Parameter, value: str | int) -> int:
+    if isinstance(value, int):
+        return value
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+renditions_option = click.option(
+    "--renditions",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="RECONCILE_RENDITIONS",
+    help="Folder of the rendition cache. Default: renditions/ next to the state file.",
+)
+
+
+def rendition_options(func: F) -> F:
+    """--renditions and --renditions-max-size, for every command that uploads."""
+    func = click.option(
+        "--renditions-max-size",
+        "renditions_max_size",
+        default="10GiB",
+        show_default=True,
+        metavar="SIZE",
+        envvar="RECONCILE_RENDITIONS_MAX_SIZE",
+        callback=_size,
+        help="Bound of the rendition cache, such as 500MB or 10GiB; after a run the least "
+        "recently used renditions beyond it are removed (never the run's own).",
+    )(func)
+    return renditions_option(func)
+
+
 def plan_only_options(func: F) -> F:
     func = click.option(
         "--out",
@@ -113,6 +150,7 @@ def run_plan(
     force: bool = False,
     rule: str | None = None,
     platform: str | None = None,
+    renditions: Path | None = None,
     **_: Any,
 ) -> int:
     if output == "jsonl":
@@ -126,6 +164,9 @@ def run_plan(
         cache,
     )
     plan.actions = narrow(plan.actions, ApplyOptions(rule=rule, platform=platform))
+    if any(a.rendition_id for a in plan.actions):
+        made = RenditionCache(renditions or default_renditions(state)).cached_ids()
+        plan.cached_renditions = sorted({a.rendition_id for a in plan.actions} & made)
     color = output == "text" and sys.stdout.isatty()
     click.echo(PLAN_RENDERERS[output](plan, color), color=color)
     if out is not None:
@@ -148,6 +189,8 @@ def run_apply(
     rule: str | None = None,
     platform: str | None = None,
     saved: Plan | None = None,
+    renditions: Path | None = None,
+    renditions_max_size: int = DEFAULT_MAX_BYTES,
     **_: Any,
 ) -> int:
     """Plan (or take a saved plan) and carry it out, under the run lock."""
@@ -157,7 +200,13 @@ def run_apply(
     manifest_set = load_manifests(manifests, media_root, cache)
     store = open_store(state, lock_timeout)
     observer = observer_for(output)
-    options = ApplyOptions(parallel=parallel, rule=rule, platform=platform)
+    options = ApplyOptions(
+        parallel=parallel,
+        rule=rule,
+        platform=platform,
+        renditions=renditions,
+        renditions_max_bytes=renditions_max_size,
+    )
     with store.session():
         recovered = recover(manifest_set, store)
         if saved is None:
@@ -214,6 +263,7 @@ def observer_for(output: str) -> Observer:
 @pruning_options
 @narrowing_options
 @parallel_option
+@rendition_options
 @click.pass_context
 def cli(ctx: click.Context, dry_run: bool, **options: Any) -> int:
     """Declarative media sync: keep master videos and images in sync across platforms.
@@ -298,6 +348,7 @@ def plan_command(**options: Any) -> int:
 )
 @output_option(["text", "json", "jsonl"])
 @parallel_option
+@rendition_options
 def apply_command(
     plan_file: Path,
     manifests: Path | None,
@@ -306,6 +357,8 @@ def apply_command(
     lock_timeout: float,
     output: str,
     parallel: int,
+    renditions: Path | None,
+    renditions_max_size: int,
 ) -> int:
     """Apply exactly a plan saved with `reconcile --dry-run --out PLAN.json`.
 
@@ -323,6 +376,8 @@ def apply_command(
         output=output,
         parallel=parallel,
         saved=saved,
+        renditions=renditions,
+        renditions_max_size=renditions_max_size,
     )
 
 
@@ -358,6 +413,7 @@ def verify(
 @manifests_option
 @media_root_option
 @state_options
+@renditions_option
 @output_option(["text", "json"])
 def explain(
     asset: str,
@@ -366,15 +422,23 @@ def explain(
     media_root: Path | None,
     state: Path,
     lock_timeout: float,
+    renditions: Path | None,
     output: str,
 ) -> int:
     """Why each placement of ASSET is planned as it is.
 
     Shows the rules that matched and the one that won, the platform constraints checked
-    (enabled, format, size) and what the state file records about each copy. Read-only.
+    (enabled, format, size), the rendition each platform receives (its id, its transforms,
+    whether it is cached) and what the state file records about each copy. Read-only.
     """
     manifest_set = load_manifests(manifests, media_root)
-    result = explain_asset(manifest_set, open_store(state, lock_timeout), asset, platform)
+    result = explain_asset(
+        manifest_set,
+        open_store(state, lock_timeout),
+        asset,
+        platform,
+        renditions or default_renditions(state),
+    )
     color = output == "text" and sys.stdout.isatty()
     click.echo(EXPLAIN_RENDERERS[output](result, color), color=color)
     return ExitCode.OK
@@ -403,6 +467,7 @@ def validate(manifests: Path, media_root: Path | None, output: str) -> int:
 @media_root_option
 @state_options
 @parallel_option
+@rendition_options
 @click.option(
     "--debounce",
     type=click.FloatRange(min=0),
@@ -433,6 +498,8 @@ def watch(
     debounce: float,
     interval: float,
     log_format: str,
+    renditions: Path | None,
+    renditions_max_size: int,
 ) -> int:
     """Keep the platforms in sync continuously: reconcile on every change, on schedule, and
     every --interval seconds (with verify).
@@ -451,7 +518,12 @@ def watch(
         media_root,
         open_store(state, lock_timeout),
         WatchOptions(
-            debounce=debounce, interval=interval, parallel=parallel, log_format=log_format
+            debounce=debounce,
+            interval=interval,
+            parallel=parallel,
+            log_format=log_format,
+            renditions=renditions,
+            renditions_max_bytes=renditions_max_size,
         ),
         log,
         display_root=str(manifests),
@@ -459,6 +531,47 @@ def watch(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: watcher.stop())
     return watcher.run()
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the decrypted file. Default: FILE without its .enc suffix.",
+)
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The key file the rule's encryption_key names (64 hex digits or base64).",
+)
+@click.option("--key-env", metavar="NAME", help="The environment variable holding the key.")
+@click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")
+def decrypt(
+    file: Path, out: Path | None, key_file: Path | None, key_env: str | None, force: bool
+) -> int:
+    """Decrypt a copy made by a rule with `encrypt: true` back into the master's bytes.
+
+    Every chunk is authenticated (AES-256-GCM): a wrong key, or a file that was changed or
+    cut short, is refused with exit 1 and nothing is written. The key is read from the file
+    or variable given and never printed.
+    """
+    from reconciler.transforms.crypto import decrypt_file, load_key  # cryptography: only here
+    from reconciler.transforms.recipe import KeyRef
+
+    if (key_file is None) == (key_env is None):
+        raise click.UsageError("give the key with exactly one of --key-file or --key-env")
+    if out is None:
+        if file.suffix != ".enc":
+            raise click.UsageError(f"{file} does not end in .enc; name the output with --out")
+        out = file.with_suffix("")
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it")
+    key, _ = load_key(KeyRef(env=key_env, file=str(key_file) if key_file else None), Path.cwd())
+    size = decrypt_file(file, out, key)
+    click.echo(f"decrypted {file} -> {out} ({size:,} bytes)", err=True)
+    return ExitCode.OK
 
 
 for _command in cli_reports.COMMANDS:

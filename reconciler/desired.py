@@ -21,6 +21,7 @@ from typing import Any
 from reconciler.models import Asset, ManifestSet
 from reconciler.sources import Observation
 from reconciler.store.db import Connection, temp_table
+from reconciler.transforms.recipe import RecipeBook
 
 # Non-standard names found in the wild (the seed's own `video/mov`), mapped to IANA names.
 MIME_ALIASES = {
@@ -155,6 +156,7 @@ class Desired:
     rules: dict[str, DesiredRule] = field(default_factory=dict)
     formats: dict[str, list[str] | None] = field(default_factory=dict)  # by platform
     max_file_size_mb: dict[str, float | None] = field(default_factory=dict)
+    recipes: RecipeBook | None = None  # how each placement's rendition is made
 
 
 def load_desired(
@@ -162,7 +164,7 @@ def load_desired(
 ) -> Desired:
     """Create d_assets, d_rules, d_rule_patterns and d_platforms in ``con``; return the
     per-object details the planner joins back in Python."""
-    desired = Desired()
+    desired = Desired(recipes=RecipeBook(manifests))
     assets = []
     hasher = MetadataHasher()
     for asset in manifests.assets.values():

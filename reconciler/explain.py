@@ -2,7 +2,8 @@
 
 It runs the very same planner (:func:`reconciler.plan.diff`) on a desired state reduced to the
 one asset, then reads the planner's own ``rule_matches`` table for the reasons: which rules
-matched and which won, which constraints were checked, and what the state file records.
+matched and which won, which constraints were checked, what the state file records, and which
+rendition each platform receives and whether the rendition cache already holds it.
 Nothing is written.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from reconciler.desired import BYTES_PER_MB, canonical_mime, load_desired
@@ -19,6 +21,7 @@ from reconciler.models import ManifestSet
 from reconciler.plan import Action, diff, planning_connection, read_cache
 from reconciler.sources import observe
 from reconciler.store.db import StateStore
+from reconciler.transforms.renditions import RenditionCache
 from reconciler.units import human_size
 
 
@@ -39,6 +42,9 @@ class PlatformExplanation:
     rules: list[RuleVerdict]
     checks: list[tuple[str, bool]]  # (what was checked, passed)
     recorded: dict[str, Any] | None
+    # What the platform receives: {"id", "transforms", "rule", "cached", "recorded_id"};
+    # None when the master itself goes up.
+    rendition: dict[str, Any] | None = None
 
 
 @dataclass
@@ -52,8 +58,14 @@ class Explanation:
 
 
 def explain(
-    manifests: ManifestSet, store: StateStore, code: str, platform: str | None = None
+    manifests: ManifestSet,
+    store: StateStore,
+    code: str,
+    platform: str | None = None,
+    renditions: Path | None = None,
 ) -> Explanation:
+    """Explain every placement of asset ``code``; ``renditions`` is the rendition cache
+    folder consulted for "cached" (none given: nothing counts as cached)."""
     asset = manifests.assets.get(code)
     if asset is None:
         raise UsageError(
@@ -84,6 +96,7 @@ def explain(
     by_platform: dict[str, list[RuleVerdict]] = {}
     for verdict in verdicts:
         by_platform.setdefault(verdict.platform, []).append(verdict)
+    made = RenditionCache(renditions).cached_ids() if renditions is not None else set()
     explained = []
     for name in sorted(set(actions) | set(recorded)):
         if platform is not None and name != platform:
@@ -100,6 +113,7 @@ def explain(
                 if name in manifests.platforms
                 else [],
                 recorded=recorded.get(name),
+                rendition=_rendition(actions.get(name), recorded.get(name), made),
             )
         )
     unmatched = [
@@ -191,11 +205,27 @@ def _checks(
     return checks
 
 
+def _rendition(
+    action: Action | None, recorded: dict[str, Any] | None, made: set[str]
+) -> dict[str, Any] | None:
+    recorded_id = (recorded or {}).get("rendition_id") or None
+    if action is None or not action.rendition_id:
+        return None if recorded_id is None else {"id": None, "recorded_id": recorded_id}
+    return {
+        "id": action.rendition_id,
+        "transforms": action.transforms,
+        "rule": action.rule,
+        "cached": action.rendition_id in made,
+        "recorded_id": recorded_id,
+    }
+
+
 def _recorded(con: Any, code: str) -> dict[str, dict[str, Any]]:
     cursor = con.execute(
         "SELECT sp.platform_code, pa.id, pa.sync_status, pa.synced_version, pa.local_checksum, "
         "pa.remote_checksum, pa.platform_asset_id, pa.platform_url, pa.last_synced_at, "
         "pa.last_verified_at, pa.rule_code, coalesce(pa.managed, FALSE) AS managed, "
+        "pa.rendition_id, "
         "(SELECT count(*) FROM sync_conflicts c WHERE c.platform_asset_id = pa.id "
         " AND c.resolution = 'pending') AS open_conflicts "
         "FROM platform_assets pa JOIN source_assets sa ON sa.id = pa.source_asset_id "

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import duckdb
@@ -36,8 +36,9 @@ from reconciler.sources import CacheEntry, Observed, cacheable, observe
 from reconciler.store import hash_cache
 from reconciler.store.db import Connection, OutdatedSchema, StateStore, utcnow
 from reconciler.store.migrations import migrate
+from reconciler.transforms.recipe import Recipe
 
-PLAN_FORMAT_VERSION = 1
+PLAN_FORMAT_VERSION = 2  # 2: actions carry their rendition
 ACTIONS = ("create", "update", "update-metadata", "delete", "noop", "blocked", "held", "orphan")
 CHANGES = frozenset({"create", "update", "update-metadata", "delete"})
 MAX_DELETE_SHARE = 0.10
@@ -71,6 +72,9 @@ class Action:
     transform_rules: dict[str, Any] = field(default_factory=dict)
     waiting: str | None = None  # why a change does not run now (schedule, auto_sync false)
     scheduled_for: str | None = None  # when a scheduled change runs (ISO 8601, UTC)
+    rendition_id: str | None = None  # the rendition the platform gets; None: the master
+    transforms: str | None = None  # what makes that rendition, in words
+    rendition_suffix: str | None = None  # the uploaded object's suffix, when it differs
 
     @property
     def is_change(self) -> bool:
@@ -91,6 +95,7 @@ class Plan:
     created_at: str
     prune: bool = False
     notes: list[str] = field(default_factory=list)
+    cached_renditions: list[str] = field(default_factory=list)  # of the plan's rendition ids
     observed: Observed | None = field(default=None, repr=False)  # not serialized
 
     @property
@@ -116,6 +121,7 @@ class Plan:
             "state_fingerprint": self.state_fingerprint,
             "prune": self.prune,
             "notes": self.notes,
+            "cached_renditions": self.cached_renditions,
             "summary": self.summary(),
             "changes": len(self.changes),
             "waiting": len(self.waiting),
@@ -138,6 +144,7 @@ class Plan:
             manifests_dir=data["manifests"],
             media_root=data["media_root"],
             created_at=data["created_at"],
+            cached_renditions=list(data.get("cached_renditions", [])),
             prune=data.get("prune", False),
             notes=list(data.get("notes", [])),
         )
@@ -215,9 +222,9 @@ SELECT d.asset, d.platform, d.rule, d.priority, d.blocked, d.file_owner,
             WHEN pa.id IS NULL OR pa.sync_status = 'deleted' OR pa.synced_version IS NULL
                  OR pa.local_checksum IS NULL THEN 'create'
             WHEN pa.local_checksum <> d.checksum OR pa.sync_status <> 'synced' THEN 'update'
-            WHEN pa.metadata_hash IS DISTINCT FROM d.metadata_hash
-                 OR pa.transform_hash IS DISTINCT FROM d.transform_hash THEN 'update-metadata'
-            ELSE 'noop' END AS action
+            WHEN pa.metadata_hash IS DISTINCT FROM d.metadata_hash THEN 'update-metadata'
+            ELSE 'noop' END AS action,  -- a changed rendition turns it into an update, in Python
+       nullif(pa.rendition_id, '') AS recorded_rendition
 FROM d_placements d
 LEFT JOIN sync_platforms sp ON sp.platform_code = d.platform
 LEFT JOIN source_assets sa ON sa.asset_code = d.asset
@@ -282,10 +289,23 @@ def _desired_action(row: tuple[Any, ...], desired: Desired) -> Action:
         open_conflicts,
         source_version,
         kind,
+        recorded_rendition,
     ) = row
     asset = desired.assets[asset_code]
     rule = desired.rules[rule_code]
-    if kind == "noop":
+    book = desired.recipes
+    recipe = book.recipe(rule_code, platform, asset.mime) if book and rule.transform_rules else None
+    rendition = recipe.rendition_id(asset.checksum) if recipe and asset.checksum else None
+    if kind in ("noop", "update-metadata") and rendition != recorded_rendition:
+        kind = "update"
+        reason = (
+            "the rendition changed: new transform rules or transform code"
+            if rendition and recorded_rendition
+            else "transform rules now apply"
+            if rendition
+            else "transform rules no longer apply: the master itself goes up"
+        )
+    elif kind == "noop":
         reason = "in sync"
     elif kind == "create":
         reason = (
@@ -320,7 +340,20 @@ def _desired_action(row: tuple[Any, ...], desired: Desired) -> Action:
         asset.metadata_hash,
         rule.transform_hash,
         rule.transform_rules,
+        None,
+        None,
+        rendition,
+        recipe.describe() if recipe is not None else None,
+        _suffix(recipe, asset.file),
     )
+
+
+def _suffix(recipe: Recipe | None, file: str) -> str | None:
+    if recipe is None:
+        return None
+    master = PurePosixPath(file).suffix
+    suffix = recipe.suffix(master)
+    return suffix if suffix != master else None
 
 
 def _blocked_reason(

@@ -205,6 +205,7 @@ class PlacementRecord:
     managed: bool = True
     synced_at: datetime | None = None
     verified_at: datetime | None = None
+    rendition_id: str | None = None  # '' when the platform holds the master itself
 
 
 PLACEMENT_COLUMNS = (
@@ -221,6 +222,7 @@ PLACEMENT_COLUMNS = (
     "managed",
     "last_synced_at",
     "last_verified_at",
+    "rendition_id",
 )
 
 
@@ -287,4 +289,5 @@ def _placement_values(r: PlacementRecord) -> tuple[Any, ...]:
         r.managed,
         r.synced_at,
         r.verified_at,
+        r.rendition_id,
     )

@@ -196,6 +196,14 @@ def versions(action: Action) -> str:
     return f"v{action.source_version}" if action.source_version is not None else ""
 
 
+def rendition_of(plan: Plan, action: Action) -> str | None:
+    """What an upload sends when its rule transforms the master, and whether it is made."""
+    if not action.rendition_id or action.action not in ("create", "update"):
+        return None
+    made = "cached" if action.rendition_id in plan.cached_renditions else "to make"
+    return f"{action.transforms} ({made}, rule {action.rule})"
+
+
 def reason_of(action: Action) -> str:
     return f"{action.reason}; waits: {action.waiting}" if action.waiting else action.reason
 
@@ -254,6 +262,8 @@ def plan_text(plan: Plan, color: bool = False) -> str:
                 f"{human_size(a.size_bytes):>10}  {reason_of(a)}"
             )
             out.append(click.style(head, fg=tint) if color and tint else head)
+            if (rendition := rendition_of(plan, a)) is not None:
+                out.append(f"      rendition: {rendition}")
         if len(visible) > LISTED_PER_PLATFORM:
             out.append("    " + _more(visible[LISTED_PER_PLATFORM:]))
         if unchanged:
@@ -285,13 +295,14 @@ def plan_markdown(plan: Plan, color: bool = False) -> str:
     if not shown:
         lines.append("No changes to make.")
         return "\n".join(lines)
-    lines.append("| | action | platform | asset | versions | size | rule | reason |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines.append("| | action | platform | asset | versions | size | rule | reason | rendition |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for a in shown[:LISTED_IN_MARKDOWN]:
         sign = PLAN_SIGNS[a.action][0]
         lines.append(
             f"| `{sign}` | {a.action} | {_md(a.platform)} | {_md(a.asset)} | {versions(a)} | "
-            f"{human_size(a.size_bytes)} | {_md(a.rule)} | {_md(reason_of(a))} |"
+            f"{human_size(a.size_bytes)} | {_md(a.rule)} | {_md(reason_of(a))} | "
+            f"{_md(rendition_of(plan, a) or '')} |"
         )
     if len(shown) > LISTED_IN_MARKDOWN:
         lines += ["", _more(shown[LISTED_IN_MARKDOWN:])]
@@ -336,11 +347,14 @@ def explain_text(ex: Explanation, color: bool = False) -> str:
             lines.append(f"  rule:     {v.rule} (priority {v.priority}) {state}{tail}")
         for check, ok in p.checks:
             lines.append(f"  check:    {'ok  ' if ok else 'FAIL'} {check}")
+        lines.append(f"  sends:    {_sends(p.rendition)}")
         if p.recorded:
             r = p.recorded
+            local, remote = (r["local_checksum"] or "-")[:16], (r["remote_checksum"] or "-")[:16]
+            copy = f" (the copy's {remote})" if remote not in ("-", local) else ""
             lines.append(
                 f"  recorded: copy #{r['id']} {r['sync_status']}, version {r['synced_version']}, "
-                f"checksum {(r['local_checksum'] or '-')[:16]}, last synced "
+                f"checksum {local}{copy}, last synced "
                 f"{r['last_synced_at'] or 'never'}, {r['open_conflicts']} open conflicts"
             )
         else:
@@ -352,6 +366,22 @@ def explain_text(ex: Explanation, color: bool = False) -> str:
     if not ex.platforms and not ex.unmatched:
         lines += ["", "No sync rule targets any platform."]
     return "\n".join(lines)
+
+
+def _sends(rendition: dict | None) -> str:
+    """The explain line saying what the platform receives."""
+    if rendition is None or rendition["id"] is None:
+        sent = "the master itself (no transform rules)"
+        if rendition is not None:
+            sent += f"; the recorded copy is rendition {rendition['recorded_id'][:12]}"
+        return sent
+    rid = rendition["id"]
+    where = "cached" if rendition["cached"] else "not cached yet: made on apply"
+    sent = f"rendition {rid[:12]} ({rendition['transforms']}; rule {rendition['rule']}), {where}"
+    recorded = rendition["recorded_id"]
+    if recorded and recorded != rid:
+        sent += f"; the recorded copy is rendition {recorded[:12]}"
+    return sent
 
 
 def explain_json(ex: Explanation, color: bool = False) -> str:

@@ -13,3 +13,25 @@ def human_size(size: int | float | None) -> str:
             return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "kib": 1024,
+    "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+    "g": 1000**3, "gb": 1000**3, "gib": 1024**3,
+    "t": 1000**4, "tb": 1000**4, "tib": 1024**4,
+}  # fmt: skip
+
+
+def parse_size(text: str) -> int:
+    """'10GiB' -> 10737418240, '500MB' -> 500000000, '1024' -> 1024. ValueError otherwise."""
+    value = text.strip().replace("_", "")
+    number = value.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ")
+    unit = value[len(number) :].strip().lower()
+    if unit not in _UNITS or not number:
+        raise ValueError(f"'{text}' is not a size such as 500MB, 10GiB or 1048576")
+    size = float(number) * _UNITS[unit]
+    if size < 0 or size != size:
+        raise ValueError(f"'{text}' is not a size such as 500MB, 10GiB or 1048576")
+    return int(size)

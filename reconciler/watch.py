@@ -40,6 +40,7 @@ from reconciler.manifests.validate import validate_tree
 from reconciler.models import ManifestSet
 from reconciler.plan import PlanOptions, make_plan
 from reconciler.store.db import StateStore, utcnow
+from reconciler.transforms.renditions import DEFAULT_MAX_BYTES
 from reconciler.verify import verify
 
 
@@ -49,6 +50,8 @@ class WatchOptions:
     interval: float = 300.0  # seconds between full cycles (with verify)
     parallel: int = 4
     log_format: str = "text"  # or json
+    renditions: Path | None = None  # the rendition cache folder; default by the state file
+    renditions_max_bytes: int = DEFAULT_MAX_BYTES
 
 
 class Log:
@@ -217,7 +220,12 @@ class Watcher:
                 self.next_due = (
                     datetime.strptime(min(waiting), "%Y-%m-%dT%H:%M:%SZ") if waiting else None
                 )
-                options = ApplyOptions(parallel=self.options.parallel, stop=self.stop_event)
+                options = ApplyOptions(
+                    parallel=self.options.parallel,
+                    stop=self.stop_event,
+                    renditions=self.options.renditions,
+                    renditions_max_bytes=self.options.renditions_max_bytes,
+                )
                 result = apply_plan(
                     manifests, self.store, plan, options, LogObserver(self.log), recovered
                 )

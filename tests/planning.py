@@ -135,6 +135,7 @@ def pretend_applied(store: StateStore, manifests: ManifestSet, plan: Plan) -> No
                 managed=True,
                 synced_at=now,
                 verified_at=now,
+                rendition_id=a.rendition_id or "",
             )
         )
     with store.writing() as con:

@@ -378,10 +378,11 @@ def test_shipped_example_end_to_end(run, tmp_path: Path) -> None:
     )
     assert len(copies) == 15
     assert "youtube/media/videos/launch_2024.mp4" in copies
-    for copy in copies:
-        name = copy.split("/")[-1]
-        masters = list((folder / "manifests" / "media").rglob(name))
-        assert sha256_file(folder / "state" / "platforms" / copy) == sha256_file(masters[0])
+    # the Vimeo rule's 1080p leaves 90-line videos as they are: the masters themselves go up
+    # (what the other rules' renditions hold is checked in tests/test_transforms.py)
+    for copy in (c for c in copies if c.startswith("vimeo/")):
+        master = folder / "manifests" / copy.removeprefix("vimeo/")
+        assert sha256_file(folder / "state" / "platforms" / copy) == sha256_file(master)
     status = json.loads(run("status", "--state", state, "-o", "json").stdout)["platforms"]
     assert sum(p["up_to_date"] for p in status) == 15
     assert run("--dry-run", "--detailed-exitcode", *args).exit_code == 0

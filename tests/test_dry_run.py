@@ -68,7 +68,17 @@ def test_golden_plan_of_the_shipped_example_on_an_empty_state(run, tmp_path: Pat
         "held": 0,
         "orphan": 0,
     }
-    assert plan["format_version"] == 1
+    assert plan["format_version"] == 2
+    assert plan["cached_renditions"] == []
+    transformed = {(a["platform"], a["asset"]) for a in plan["actions"] if a["rendition_id"]}
+    # Every rule with transform_rules gets a rendition; the CDN's videos go up as masters.
+    assert transformed == {(p, a) for _, p, a, _, _ in GOLDEN} - {
+        ("CDN-PRIMARY", "VID-LAUNCH-2024"),
+        ("CDN-PRIMARY", "VID-TESTIMONIAL"),
+        ("CDN-PRIMARY", "VID-TUTORIAL-01"),
+    }
+    s3 = [a for a in plan["actions"] if a["platform"] == "S3-BACKUP"]
+    assert all(a["rendition_suffix"].endswith(".enc") for a in s3)
     assert plan["state_exists"] is False
     for action in plan["actions"]:
         for key in (
@@ -114,7 +124,8 @@ def test_markdown_plan_for_a_pull_request(run, tmp_path: Path) -> None:
     )
     lines = result.stdout.splitlines()
     assert lines[0].startswith("### Plan: 15 to create")
-    assert "| | action | platform | asset | versions | size | rule | reason |" in lines
+    header = "| | action | platform | asset | versions | size | rule | reason | rendition |"
+    assert header in lines
     assert sum(line.startswith("| `+` | create |") for line in lines) == 15
 
 

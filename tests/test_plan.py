@@ -52,9 +52,24 @@ def case_metadata_changed(w: World) -> None:
     w.asset("VID-A", b"first", metadata={"campaign": "autumn"})
 
 
-def case_transform_changed(w: World) -> None:
+def case_transform_added(w: World) -> None:
     simple(w).applied()
     w.rule("R", "CDN", transform_rules={"quality": "720p"})
+
+
+def case_transform_changed(w: World) -> None:
+    simple(w).rule("R", "CDN", transform_rules={"quality": "720p"}).applied()
+    w.rule("R", "CDN", transform_rules={"quality": "480p"})
+
+
+def case_transform_removed(w: World) -> None:
+    simple(w).rule("R", "CDN", transform_rules={"quality": "720p"}).applied()
+    w.rule("R", "CDN")
+
+
+def case_transform_for_other_kinds(w: World) -> None:  # resizing images leaves a video alone
+    simple(w).applied()
+    w.rule("R", "CDN", transform_rules={"resize_images": True, "max_dimension": 800})
 
 
 def case_platform_disabled(w: World) -> None:
@@ -111,7 +126,10 @@ CASES: list[tuple[Callable[[World], None], str, str, int | None, int | None]] = 
     (case_content_changed, "update", "content changed", 2, 1),
     (case_title_changed, "update-metadata", "metadata", 1, 1),
     (case_metadata_changed, "update-metadata", "metadata", 1, 1),
-    (case_transform_changed, "update-metadata", "transform rules", 1, 1),
+    (case_transform_added, "update", "transform rules now apply", 1, 1),
+    (case_transform_changed, "update", "the rendition changed", 1, 1),
+    (case_transform_removed, "update", "no longer apply: the master itself", 1, 1),
+    (case_transform_for_other_kinds, "noop", "in sync", 1, 1),
     (case_platform_disabled, "blocked", "sync_enabled: false", 1, None),
     (
         case_format_unsupported,

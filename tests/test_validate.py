@@ -233,7 +233,8 @@ def test_shipped_manifests_reproduce_the_seed_rules(shipped) -> None:
             r.asset_types,
             r.platform,
             r.sync_mode,
-            dict(r.transform_rules),
+            # the seed's rules, plus where the S3 backup's key is (the seed names none)
+            {k: v for k, v in r.transform_rules.items() if k != "encryption_key"},
             r.schedule_cron,
             r.auto_sync,
             r.priority,
@@ -242,6 +243,8 @@ def test_shipped_manifests_reproduce_the_seed_rules(shipped) -> None:
         for code, r in shipped.rules.items()
     }
     assert got == SEED_RULES
+    key = shipped.rules["SYNC-S3-BACKUP"].transform_rules["encryption_key"]
+    assert set(key) == {"secret_file", "create"}  # a reference to a file, never the key
 
 
 def test_shipped_platforms_reference_secrets_and_never_hold_them(shipped) -> None:

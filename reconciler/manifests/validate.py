@@ -444,6 +444,26 @@ class _Checker:
         cron = item.field("schedule_cron", str)
         if cron is not None and (message := cron_error(cron)):
             report(("spec", "schedule_cron"), "cron", message)
+        transforms = item.field("transform_rules", dict)
+        if not transforms:
+            return
+        if transforms.get("encrypt") is True and not isinstance(
+            transforms.get("encryption_key"), dict
+        ):
+            report(
+                ("spec", "transform_rules", "encrypt"),
+                "transform",
+                "encrypt: true needs encryption_key: {secret_env: NAME} or "
+                "{secret_file: PATH, create: true}; the key is read when a copy is made",
+            )
+        mark = transforms.get("add_watermark")
+        image = mark.get("image") if isinstance(mark, dict) else None
+        if isinstance(image, str) and not os.path.isfile(os.path.join(self._root, image)):
+            report(
+                ("spec", "transform_rules", "add_watermark", "image"),
+                "path",
+                f"watermark image not found: {image} (looked in the media root {self.media_root})",
+            )
 
     def _check_targets(self, platforms: dict[str, Platform]) -> None:
         root = str(self.media_root)
