@@ -934,10 +934,15 @@ class Run:
             ),
             job,
         )
+        started = time.monotonic()
         try:
             rendition = self.transformer.rendition(action, recipe)
         except TransformError as exc:
-            self.recorder.event(self._event(job, "transform_complete", "failed", str(exc)), job)
+            seconds = round(time.monotonic() - started, 3)
+            self.recorder.event(
+                self._event(job, "transform_complete", "failed", str(exc), {"seconds": seconds}),
+                job,
+            )
             raise PermanentError(f"the transform failed: {exc}") from None
         if rendition.key_created is not None:
             self.recorder.event(

@@ -125,6 +125,8 @@ def _run(
             key, _, value = line.strip().partition("=")
             if key == "out_time_us" and duration and progress is not None and value.isdigit():
                 progress(min(1.0, int(value) / 1e6 / duration))
+            elif key == "progress" and value == "end" and progress is not None:
+                progress(1.0)
         errors = process.stderr.read()
         code = process.wait()
     except BaseException:  # stopped: do not leave ffmpeg running
