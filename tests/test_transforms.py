@@ -16,6 +16,7 @@ import pytest
 from PIL import Image, ImageStat
 from planning import World, action_of
 
+import reconciler.transforms.video as video_module
 from reconciler.apply import ApplyOptions, apply_plan, recover
 from reconciler.sources import sha256_file
 from reconciler.transforms import TransformError
@@ -23,7 +24,7 @@ from reconciler.transforms.crypto import CHUNK, decrypt_file, encrypt_file, pars
 from reconciler.transforms.images import render_image
 from reconciler.transforms.recipe import recipe_for
 from reconciler.transforms.renditions import RenditionCache
-from reconciler.transforms.video import probe, render_video
+from reconciler.transforms.video import BACKENDS, backend, probe, render_video
 
 from helpers import SHIPPED_MANIFESTS
 
@@ -241,8 +242,12 @@ def video_steps(rules: dict) -> tuple:
     return recipe.steps
 
 
-def test_video_is_scaled_down_with_progress_and_watermarked(tmp_path: Path) -> None:
-    master = video(tmp_path / "m.mp4", 640, 360, source="color")
+ENGINES = pytest.mark.parametrize("engine", BACKENDS)
+
+
+@ENGINES
+def test_video_is_scaled_down_with_progress_and_watermarked(tmp_path: Path, engine: str) -> None:
+    master = video(tmp_path / "m.mp4", 640, 360, source="color", seconds=2)
     seen: list[float] = []
     out = tmp_path / "o.mp4"
     done = render_video(
@@ -252,33 +257,53 @@ def test_video_is_scaled_down_with_progress_and_watermarked(tmp_path: Path) -> N
         tmp_path,
         tmp_path,
         seen.append,
+        engine,
     )
-    info = probe(out)
+    info = probe(out, engine)
     assert (info.width, info.height) == (426, 240)
+    assert info.duration == pytest.approx(2.0, abs=0.15)
+    assert probe(out, "ffmpeg") == probe(out, "pyav")  # both read the same file alike
     assert done["height"] == 240
     assert seen and seen[-1] == pytest.approx(1.0)
     assert marked(frame(out))
     assert not marked(frame(master))
 
 
-def test_video_is_never_scaled_up(tmp_path: Path) -> None:
+@ENGINES
+def test_video_is_never_scaled_up(tmp_path: Path, engine: str) -> None:
     master = video(tmp_path / "m.mp4", 320, 180)
     out = tmp_path / "o.mp4"
-    done = render_video(master, out, video_steps({"quality": "1080p"}), tmp_path, tmp_path)
+    steps = video_steps({"quality": "1080p"})
+    done = render_video(master, out, steps, tmp_path, tmp_path, None, engine)
     assert done.get("unchanged") is True and not out.exists()  # the master itself goes up
     marked_out = tmp_path / "w.mp4"
-    render_video(master, marked_out, video_steps({"quality": "1080p", "add_watermark": True}),
-                 tmp_path, tmp_path)  # fmt: skip
+    steps = video_steps({"quality": "1080p", "add_watermark": True})
+    render_video(master, marked_out, steps, tmp_path, tmp_path, None, engine)
     assert (probe(marked_out).width, probe(marked_out).height) == (320, 180)
 
 
-def test_a_file_ffmpeg_cannot_read_is_a_clear_transform_error(tmp_path: Path) -> None:
+@ENGINES
+def test_a_file_ffmpeg_cannot_read_is_a_clear_transform_error(tmp_path: Path, engine: str) -> None:
     master = tmp_path / "corrupt.mp4"
     master.write_bytes(os.urandom(4096))
     with pytest.raises(TransformError, match=r"ffmpeg cannot read corrupt\.mp4"):
-        render_video(master, tmp_path / "o.mp4", video_steps({"quality": "720p"}), tmp_path,
-                     tmp_path)  # fmt: skip
+        steps = video_steps({"quality": "720p"})
+        render_video(master, tmp_path / "o.mp4", steps, tmp_path, tmp_path, None, engine)
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_without_the_ffmpeg_commands_pyav_makes_the_renditions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    master = video(tmp_path / "m.mp4", 640, 360, source="color")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no ffmpeg, no ffprobe
+    assert backend() == "pyav"
+    done = render_video(
+        master, tmp_path / "o.mp4", video_steps({"quality": "240p"}), tmp_path, tmp_path
+    )
+    assert done["engine"] == "pyav"
+    monkeypatch.undo()
+    assert (probe(tmp_path / "o.mp4").width, probe(tmp_path / "o.mp4").height) == (426, 240)
 
 
 # -- encryption ---------------------------------------------------------------------------------
@@ -566,7 +591,12 @@ def test_the_cache_bound_holds_after_a_run(media_world: World) -> None:
 
 
 # -- the shipped example: the "done when" -----------------------------------------------
-def test_shipped_example_renditions(run, tmp_path: Path) -> None:
+@ENGINES
+def test_shipped_example_renditions(
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    # pyav: what a machine without Debian's ffmpeg does (`pip install .` alone)
+    monkeypatch.setattr(video_module, "backend", lambda: engine)
     folder = tmp_path / "repo"
     shutil.copytree(SHIPPED_MANIFESTS, folder / "manifests")
     state = folder / "state" / "reconciler.duckdb"
@@ -616,5 +646,8 @@ def test_shipped_example_renditions(run, tmp_path: Path) -> None:
     kinds = [json.loads(line).get("type") for line in second.stdout.splitlines()]
     assert "transform_start" not in kinds
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
+    videos = [json.loads(p.read_text())["details"] for p in cache.glob("*.json")]
+    videos = [d for d in videos if d and "from" in d]  # the video renditions made
+    assert videos and {d.get("engine", "ffmpeg") for d in videos} == {engine}
     explained = run("explain", "IMG-HERO-PROD", *args, "--platform", "S3-BACKUP")
     assert "cached" in explained.stdout and "not cached" not in explained.stdout

@@ -2,6 +2,9 @@
 height (never up), overlay the watermark badge, encode H.264/AAC MP4 with the index at the
 front. Progress is read from ffmpeg's ``-progress`` output; ffprobe reads the master first,
 so a file ffmpeg cannot decode fails before any encoding starts.
+
+Without the ffmpeg and ffprobe commands, the same steps run in-process through PyAV
+(:mod:`reconciler.transforms.pyav`), which ships FFmpeg's libraries in its wheel.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from reconciler.transforms import TransformError
 from reconciler.transforms.images import badge
 
 MISSING = "ffmpeg is not installed; video transforms need it (Debian: apt-get install ffmpeg)"
+BACKENDS = ("ffmpeg", "pyav")
 
 
 @dataclass(frozen=True)
@@ -35,8 +39,19 @@ def tool(name: str) -> str:
     return found
 
 
-def probe(source: Path) -> VideoInfo:
+def backend() -> str:
+    """``ffmpeg`` when both commands are installed, else ``pyav``."""
+    if shutil.which("ffmpeg") and shutil.which("ffprobe"):
+        return "ffmpeg"
+    return "pyav"
+
+
+def probe(source: Path, engine: str | None = None) -> VideoInfo:
     """Dimensions, duration and audio of the first video stream, or why it cannot be read."""
+    if (engine or backend()) == "pyav":
+        from reconciler.transforms import pyav
+
+        return VideoInfo(*pyav.probe(source))
     result = subprocess.run(
         [tool("ffprobe"), "-v", "error", "-show_entries",
          "stream=codec_type,width,height:format=duration", "-of", "json", str(source)],
@@ -75,12 +90,15 @@ def render_video(
     media_root: Path,
     workdir: Path,
     progress: Callable[[float], None] | None = None,
+    engine: str | None = None,
 ) -> dict[str, Any]:
     """Write the MP4 rendition of ``source`` to ``dest``; returns what it did.
 
     ``{"unchanged": True}`` (nothing written) when the master is already within the size
-    and nothing else is asked: no re-encoding, the master itself is the rendition."""
-    info = probe(source)
+    and nothing else is asked: no re-encoding, the master itself is the rendition.
+    ``engine`` is ``ffmpeg`` or ``pyav``; None: :func:`backend`."""
+    engine = engine or backend()
+    info = probe(source, engine)
     params = dict(steps)
     max_height = params.get("scale", {}).get("max_height")
     width, height = output_size(info, max_height)
@@ -88,12 +106,20 @@ def render_video(
     encode = params.get("encode", {})
     if mark is None and (width, height) == (info.width, info.height) and not encode.get("always"):
         return {"unchanged": True, "width": info.width, "height": info.height}
-    command = [tool("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-               "-i", str(source)]  # fmt: skip
-    graph = f"[0:v]scale={width}:{height},setsar=1,format=yuv420p[v0]"
+    done = {"width": width, "height": height, "from": [info.width, info.height]}
+    stamp = None
     if mark is not None:
         stamp = workdir / "watermark.png"
         badge(width, height, mark, media_root).save(stamp)
+    if engine == "pyav":
+        from reconciler.transforms import pyav
+
+        pyav.transcode(source, dest, (width, height), stamp, encode, info.duration, progress)
+        return {**done, "engine": "pyav"}
+    command = [tool("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+               "-i", str(source)]  # fmt: skip
+    graph = f"[0:v]scale={width}:{height},setsar=1,format=yuv420p[v0]"
+    if stamp is not None:
         command += ["-i", str(stamp)]
         graph += ";[v0][1:v]overlay=0:0:format=auto[v1]"
     last = "[v1]" if mark is not None else "[v0]"
@@ -106,7 +132,7 @@ def render_video(
         "-progress", "pipe:1", "-nostats", "-f", "mp4", str(dest),
     ]  # fmt: skip
     _run(command, info.duration, progress, source)
-    return {"width": width, "height": height, "from": [info.width, info.height]}
+    return done
 
 
 def _run(
