@@ -14,6 +14,7 @@ the pruning guards. A dry run calls it and writes nothing.
 from __future__ import annotations
 
 import math
+import posixpath
 import shutil
 import tempfile
 from collections import Counter
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -343,7 +344,7 @@ def _desired_action(row: tuple[Any, ...], desired: Desired) -> Action:
         None,
         None,
         rendition,
-        recipe.describe() if recipe is not None else None,
+        recipe.description if recipe is not None else None,
         _suffix(recipe, asset.file),
     )
 
@@ -351,7 +352,7 @@ def _desired_action(row: tuple[Any, ...], desired: Desired) -> Action:
 def _suffix(recipe: Recipe | None, file: str) -> str | None:
     if recipe is None:
         return None
-    master = PurePosixPath(file).suffix
+    master = posixpath.splitext(file)[1]  # a string op: this runs once per placement
     suffix = recipe.suffix(master)
     return suffix if suffix != master else None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,11 @@ class Recipe:
         if self.encrypt is not None:
             return "application/octet-stream"
         return "video/mp4" if self.kind == "video" and self.steps else master_mime
+
+    @cached_property
+    def description(self) -> str:
+        """:meth:`describe`, worked out once (a plan names it for every placement)."""
+        return self.describe()
 
     def describe(self) -> str:
         """A short human description, for plans and explain."""
