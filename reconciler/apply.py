@@ -45,7 +45,14 @@ from tenacity import (
 
 from reconciler.desired import asset_metadata
 from reconciler.drivers import driver_for
-from reconciler.drivers.base import DOWN, Cancelled, Driver, PermanentError, TemporaryError
+from reconciler.drivers.base import (
+    DOWN,
+    Cancelled,
+    Deferred,
+    Driver,
+    PermanentError,
+    TemporaryError,
+)
 from reconciler.errors import ExitCode, StateError
 from reconciler.models import ManifestSet
 from reconciler.plan import Action, Plan
@@ -355,7 +362,7 @@ class Run:
 
     def driver(self, platform: str) -> Driver:
         if platform not in self.drivers:
-            self.drivers[platform] = driver_for(self.manifests.platforms[platform])
+            self.drivers[platform] = driver_for(self.manifests.platforms[platform], self.store)
         return self.drivers[platform]
 
     # 1. recover ---------------------------------------------------------------------------
@@ -795,6 +802,8 @@ class Run:
             job.status, job.progress = "completed", 100.0
         except Cancelled:
             self._fail(job, "interrupted by shutdown; the next run sends it again")
+        except Deferred as exc:
+            self._defer(job, exc)
         except TemporaryError as exc:
             self._fail(job, f"gave up after {self.options.max_attempts} attempts: {exc}")
         except PermanentError as exc:
@@ -826,6 +835,25 @@ class Run:
                 "retrying",
                 f"attempt {state.attempt_number} failed ({exc}); retrying in {wait:.1f} s",
                 {"attempt": state.attempt_number, "wait_seconds": round(wait, 3)},
+            ),
+            job,
+        )
+
+    def _defer(self, job: Job, exc: Deferred) -> None:
+        """The platform takes no more work until a known time: the job waits for it."""
+        job.status, job.error, job.eligible_at = "deferred", str(exc), exc.until
+        if job.job_type in ("initial", "update"):
+            self.recorder.placement(
+                job.pa_id,
+                PlacementRecord(job.action.asset, job.action.platform, job.action.rule, "pending"),
+            )
+        self.recorder.event(
+            self._event(
+                job,
+                "deferred",
+                "deferred",
+                str(exc),
+                {"eligible_at": f"{exc.until:%Y-%m-%dT%H:%M:%SZ}"},
             ),
             job,
         )

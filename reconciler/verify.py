@@ -63,7 +63,7 @@ def verify(
         codes = [platform] if platform else sorted(manifests.platforms)
         drivers: dict[str, Driver] = {}
         for code in codes:
-            drivers[code] = driver_for(manifests.platforms[code])
+            drivers[code] = driver_for(manifests.platforms[code], store if rows else None)
             try:
                 result.health[code] = drivers[code].health_check()
             except Exception as exc:  # a failing check means the platform is down

@@ -181,7 +181,7 @@ class Flaky(LocalDriver):
 
 @pytest.fixture
 def flaky(monkeypatch: pytest.MonkeyPatch) -> type[Flaky]:
-    monkeypatch.setattr(apply_module, "driver_for", lambda platform: Flaky(platform))
+    monkeypatch.setattr(apply_module, "driver_for", lambda platform, *_: Flaky(platform))
     Flaky.script = []
     return Flaky
 

@@ -11,17 +11,27 @@ from importlib import import_module
 
 from reconciler.drivers.base import Driver, PermanentError
 from reconciler.models import Platform
+from reconciler.store.db import StateStore
 
 DRIVERS = {
     "local": ("reconciler.drivers.local", "LocalDriver"),
     "s3": ("reconciler.drivers.s3", "S3Driver"),
+    "http": ("reconciler.drivers.http", "HttpDriver"),
+    "youtube": ("reconciler.drivers.youtube", "YouTubeDriver"),
+    "vimeo": ("reconciler.drivers.vimeo", "VimeoDriver"),
 }
 
 
-def driver_for(platform: Platform) -> Driver:
+def driver_for(platform: Platform, store: StateStore | None = None) -> Driver:
+    """The driver of ``platform``; with ``store``, attached to its place in the state file
+    (upload sessions, remote ids, quota)."""
     try:
         module, name = DRIVERS[platform.driver]
     except KeyError:
         raise PermanentError(f"no driver named {platform.driver}") from None
-    cls = getattr(import_module(module), name)
-    return cls(platform)
+    driver = getattr(import_module(module), name)(platform)
+    if store is not None:
+        from reconciler.drivers.state import DriverState
+
+        driver.attach(DriverState(store, platform.code))
+    return driver

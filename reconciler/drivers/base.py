@@ -9,7 +9,10 @@ job states:
 * :class:`TemporaryError`: worth retrying (a timeout, a 503, a throttle); it may carry a
   ``retry_after`` hint in seconds, which the retry policy honours;
 * :class:`PermanentError`: retrying cannot help (no permission, no space, a rejected file);
-  the job fails at once with the message.
+  the job fails at once with the message;
+* :class:`Deferred`: the platform will take no more work until a known time (a spent daily
+  quota); the job is deferred to then, not failed, and the platform's other jobs of the run
+  are deferred with it.
 
 Any other exception from a driver is treated as permanent, with its text as the message.
 """
@@ -20,10 +23,14 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.models import Platform, SecretRef
+
+if TYPE_CHECKING:
+    from reconciler.drivers.state import DriverState
 
 Progress = Callable[[int], None]  # called with the number of bytes sent so far
 
@@ -44,6 +51,14 @@ class TemporaryError(DriverError):
 
 class PermanentError(DriverError):
     """A failure that retrying cannot fix."""
+
+
+class Deferred(DriverError):
+    """The platform accepts no more work before ``until`` (UTC); not worth retrying now."""
+
+    def __init__(self, message: str, until: datetime) -> None:
+        super().__init__(message)
+        self.until = until
 
 
 class Cancelled(Exception):
@@ -74,6 +89,11 @@ class Driver(ABC):
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
+        self.state: DriverState | None = None  # set by apply for drivers that keep state
+
+    def attach(self, state: DriverState) -> None:
+        """Give the driver its place in the state file (upload sessions, remote ids, quota)."""
+        self.state = state
 
     @abstractmethod
     def upload(

@@ -46,7 +46,14 @@ from reconciler.models import (
 
 KINDS = tuple(KIND_SCHEMAS)
 CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
-DRIVER_SETTINGS = ("bucket", "prefix", "region", "endpoint_url", "fsync")
+DRIVER_SETTINGS = (
+    *("bucket", "prefix", "region", "endpoint_url", "fsync"),
+    *("upload_method", "upload_path", "health_path", "api_key_header"),
+    *("id_field", "url_field", "checksum_field"),
+    *("upload_endpoint", "token_url", "client_id", "client_secret", "chunk_size_kib"),
+    *("privacy_status", "category_id", "poll_interval", "processing_timeout"),
+    *("quota_daily_units", "quota_costs"),
+)
 
 # A fixed extension map, independent of the machine's /etc/mime.types.
 _MIME = mimetypes.MimeTypes(filenames=())

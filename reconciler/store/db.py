@@ -21,6 +21,7 @@ import csv
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -85,6 +86,9 @@ class StateStore:
         self.path = Path(self.path)
         self.lock = RunLock(self.path.with_name(self.path.name + ".lock"), self.command)
         self._depth = 0
+        # Threads of one run (the recorder, drivers keeping upload sessions) write through
+        # this store: one write transaction at a time, and the lock depth kept exactly.
+        self._guard = threading.RLock()
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -93,9 +97,10 @@ class StateStore:
     @contextmanager
     def session(self) -> Iterator[StateStore]:
         """Hold the run lock for a writing command's whole run (re-entrant)."""
-        if self._depth == 0:
-            self.lock.acquire(self.lock_timeout)
-        self._depth += 1
+        with self._guard:
+            if self._depth == 0:
+                self.lock.acquire(self.lock_timeout)
+            self._depth += 1
         try:
             taken = self.lock.taken_over
             if taken is not None:
@@ -103,14 +108,15 @@ class StateStore:
                 self._record_takeover(taken)
             yield self
         finally:
-            self._depth -= 1
-            if self._depth == 0:
-                self.lock.release()
+            with self._guard:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.lock.release()
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
         """One short write transaction. Creates and migrates the file on first use."""
-        with self.session():
+        with self._guard, self.session():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             con = self._open(read_only=False)
             try:

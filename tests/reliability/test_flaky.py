@@ -57,7 +57,7 @@ class Injecting(LocalDriver):
 
 @pytest.mark.slow
 def test_flaky_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(apply_module, "driver_for", lambda platform: Injecting(platform))
+    monkeypatch.setattr(apply_module, "driver_for", lambda platform, *_: Injecting(platform))
     Injecting.attempts.clear()
     world = World(tmp_path).platform("FLAKY").rule("R", "FLAKY")
     for i in range(ASSETS):

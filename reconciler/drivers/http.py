@@ -1,0 +1,203 @@
+"""The ``http`` driver: a REST upload endpoint (a CDN's API, a DAM, a social media hub).
+
+Settings come from the Platform manifest:
+
+* ``api_endpoint``: the API's base URL; objects live under ``{api_endpoint}/{upload_path}``
+  (``upload_path`` default ``assets``);
+* ``upload_method``: ``POST`` (default) sends the file to the collection, ``PUT`` to
+  ``{collection}/{remote key}``; the body is the file's bytes, with its MIME type, and the
+  remote key and metadata in ``X-Reconcile-Key`` / ``X-Reconcile-Metadata`` headers;
+* the JSON response names the object: ``id_field`` (default ``id``), ``url_field``
+  (``url``) and, when the platform reports one, ``checksum_field`` (``sha256``);
+* ``stat`` is ``GET {collection}/{id}``, ``delete`` is ``DELETE {collection}/{id}``, a
+  metadata update is ``PATCH {collection}/{id}`` with the metadata as JSON;
+* ``health_path`` (default ``health``): ``GET`` must answer 2xx.
+
+Credentials follow ``auth_type``: ``api_key`` sends the referenced secret in the
+``api_key_header`` header (default ``X-API-Key``), ``bearer`` and ``oauth2`` as
+``Authorization: Bearer``, ``basic`` takes ``user:password``. 429 and 5xx are temporary
+(``Retry-After`` honoured), any other 4xx permanent.
+
+Objects are found again by the id kept in the state file (``upload_sessions``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from reconciler.drivers import web
+from reconciler.drivers.base import (
+    DOWN,
+    HEALTHY,
+    Driver,
+    PermanentError,
+    Progress,
+    RemoteObject,
+    TemporaryError,
+    Uploaded,
+    resolve_secret,
+)
+from reconciler.drivers.state import Session
+from reconciler.models import Platform
+from reconciler.sources import sha256_file
+
+
+class ApiDriver(Driver):
+    """What the API drivers share: a thread-local HTTP session, the state file's index of
+    remote ids, and the platform's credential."""
+
+    def __init__(self, platform: Platform) -> None:
+        super().__init__(platform)
+        if not platform.api_endpoint:
+            raise PermanentError(f"platform {platform.code} needs api_endpoint for its driver")
+        self.base = platform.api_endpoint.rstrip("/")
+        self.config = platform.driver_config
+        self._local = threading.local()
+
+    @property
+    def http(self) -> requests.Session:
+        if not hasattr(self._local, "http"):
+            self._local.http = web.session()
+        return self._local.http
+
+    def secret(self) -> str:
+        return resolve_secret(self.platform.auth, f"platform {self.platform.code}")
+
+    def index(self, key: str) -> tuple[str, str | None, str | None] | None:
+        """(remote id, url, sha256 sent) of the object at ``key``, from the state file."""
+        if self.state is None:
+            raise PermanentError(f"the {self.platform.driver} driver needs the state file")
+        return self.state.remote(key)
+
+    def keep(self, session: Session) -> None:
+        if self.state is not None:
+            self.state.save(session)
+
+    def forget(self, key: str) -> None:
+        if self.state is not None:
+            self.state.forget(key)
+
+
+class HttpDriver(ApiDriver):
+    def __init__(self, platform: Platform) -> None:
+        super().__init__(platform)
+        path = str(self.config.get("upload_path", "assets")).strip("/")
+        self.collection = f"{self.base}/{path}" if path else self.base
+        self.method = str(self.config.get("upload_method", "POST")).upper()
+        self.health_url = f"{self.base}/{str(self.config.get('health_path', 'health')).lstrip('/')}"
+        self.id_field = str(self.config.get("id_field", "id"))
+        self.url_field = str(self.config.get("url_field", "url"))
+        self.checksum_field = str(self.config.get("checksum_field", "sha256"))
+
+    def _auth(self) -> dict[str, str]:
+        kind = self.platform.auth_type or ("api_key" if self.platform.auth else "none")
+        if kind == "none":
+            return {}
+        secret = self.secret()
+        if kind == "api_key":
+            return {str(self.config.get("api_key_header", "X-API-Key")): secret}
+        if kind == "basic":
+            import base64
+
+            return {"Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}
+        return {"Authorization": f"Bearer {secret}"}
+
+    def _object_url(self, remote_id: str) -> str:
+        return f"{self.collection}/{quote(remote_id, safe='')}"
+
+    def upload(
+        self, source: Path, key: str, metadata: dict[str, Any], progress: Progress | None = None
+    ) -> Uploaded:
+        size = source.stat().st_size
+        sha256 = sha256_file(source)
+        url = self.collection if self.method == "POST" else self._object_url(key)
+        headers = {
+            **self._auth(),
+            "Content-Type": str(metadata.get("mime_type") or "application/octet-stream"),
+            "X-Reconcile-Key": quote(key, safe="/"),
+            "X-Reconcile-Metadata": json.dumps(metadata, ensure_ascii=True, default=str),
+            "X-Content-SHA256": sha256,
+        }
+        doing = f"uploading {key} to {self.platform.code}"
+        response = web.call(
+            self.http, self.method, url, doing, data=web.Chunk(source, 0, size, progress),
+            headers=headers,
+        )  # fmt: skip
+        body = _json(response, doing)
+        remote_id = body.get(self.id_field)
+        if remote_id in (None, ""):
+            raise PermanentError(f"{doing}: the response names no object ('{self.id_field}')")
+        reported = body.get(self.checksum_field)
+        link = str(body.get(self.url_field) or self._object_url(str(remote_id)))
+        self.keep(
+            Session(key, "http", "done", sha256, size, None, str(remote_id), link, size)
+        )  # fmt: skip
+        return Uploaded(
+            str(remote_id),
+            link,
+            str(reported) if reported else sha256,
+            {"checksum": "reported" if reported else "sent", "remote_id": str(remote_id)},
+        )
+
+    def stat(self, key: str) -> RemoteObject | None:
+        found = self.index(key)
+        if found is None:
+            return None
+        remote_id, _, sent = found
+        doing = f"looking up {key} on {self.platform.code}"
+        response = web.call(
+            self.http, "GET", self._object_url(remote_id), doing, ok=(404, 410),
+            headers=self._auth(),
+        )  # fmt: skip
+        if response.status_code in (404, 410):
+            return None
+        body = _json(response, doing)
+        reported = body.get(self.checksum_field)
+        size = body.get("size")
+        return RemoteObject(
+            str(reported) if reported else sent,
+            int(size) if isinstance(size, int) else None,
+            {"remote_id": remote_id},
+        )
+
+    def delete(self, key: str) -> None:
+        found = self.index(key)
+        if found is not None:
+            web.call(
+                self.http, "DELETE", self._object_url(found[0]),
+                f"deleting {key} from {self.platform.code}", ok=(404, 410), headers=self._auth(),
+            )  # fmt: skip
+        self.forget(key)
+
+    def update_metadata(self, key: str, metadata: dict[str, Any]) -> None:
+        found = self.index(key)
+        if found is None:
+            raise PermanentError(f"{key} is not known on {self.platform.code}; it is sent again")
+        web.call(
+            self.http, "PATCH", self._object_url(found[0]),
+            f"updating the metadata of {key} on {self.platform.code}",
+            json=metadata, headers=self._auth(),
+        )  # fmt: skip
+
+    def health_check(self) -> tuple[str, str]:
+        try:
+            web.call(self.http, "GET", self.health_url, "health check", headers=self._auth())
+        except (TemporaryError, PermanentError) as exc:
+            return DOWN, str(exc)
+        return HEALTHY, f"{self.health_url} answered"
+
+
+def _json(response: requests.Response, doing: str) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise PermanentError(f"{doing}: the platform did not answer JSON") from None
+    if not isinstance(body, dict):
+        raise PermanentError(f"{doing}: the platform's answer is not a JSON object")
+    return body

@@ -1,0 +1,269 @@
+"""The ``vimeo`` driver: Vimeo's API with tus resumable uploads.
+
+``POST {api_endpoint}/me/videos`` with ``upload.approach = tus`` and the file's size creates
+the video and answers its URI and an ``upload_link``, which is saved in the state file before
+a byte is sent. The file goes in ``PATCH`` requests carrying ``Upload-Offset`` (tus 1.0.0),
+each answered with the new offset; after an interruption, in this run or after a restart,
+``HEAD`` on the upload link tells the offset and the upload goes on from there (a changed
+file, or a link the platform no longer knows, starts over). The video is then polled until
+its transcode completes; an error fails the job. A metadata change is ``PATCH`` on the video,
+a changed file a new video (the old one is deleted once the new one is up).
+
+The platform's ``auth`` references an access token (sent as a bearer token). Vimeo's rate
+limit headers are respected: when ``X-RateLimit-Remaining`` reaches 0, the driver waits for
+``X-RateLimit-Reset`` (a 429 is temporary, retried after that time).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from reconciler.drivers import web
+from reconciler.drivers.base import (
+    DOWN,
+    HEALTHY,
+    PermanentError,
+    Progress,
+    RemoteObject,
+    TemporaryError,
+    Uploaded,
+)
+from reconciler.drivers.http import ApiDriver, _json
+from reconciler.drivers.state import Session
+from reconciler.models import Platform
+from reconciler.sources import sha256_file
+
+ACCEPT = "application/vnd.vimeo.*+json;version=3.4"
+TUS = {"Tus-Resumable": "1.0.0"}
+MAX_RATE_WAIT = 60.0  # wait in place for a rate-limit reset at most this long
+
+
+class VimeoDriver(ApiDriver):
+    def __init__(self, platform: Platform) -> None:
+        super().__init__(platform)
+        self.chunk = max(1, int(self.config.get("chunk_size_kib", 8192))) * 1024
+        self.poll_interval = float(self.config.get("poll_interval", 15))
+        self.processing_timeout = float(self.config.get("processing_timeout", 900))
+
+    def _call(
+        self, method: str, url: str, doing: str, ok: tuple[int, ...] = (), **kw: Any
+    ) -> requests.Response:
+        headers = {"Authorization": f"bearer {self.secret()}", "Accept": ACCEPT}
+        headers.update(kw.pop("headers", {}))
+        try:
+            response = self.http.request(method, url, headers=headers, timeout=web.TIMEOUT, **kw)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise TemporaryError(f"{doing}: {type(exc).__name__}") from None
+        reset = _reset_in(response)
+        if response.status_code == 429:
+            wait = web.retry_after(response.headers.get("Retry-After"))
+            raise TemporaryError(
+                f"{doing}: HTTP 429 rate limited by Vimeo", wait if wait is not None else reset
+            )
+        checked = web.check(response, doing, ok)
+        if response.headers.get("X-RateLimit-Remaining") == "0" and reset:
+            time.sleep(min(reset, MAX_RATE_WAIT))  # the next call would be refused
+        return checked
+
+    def _url(self, uri: str) -> str:
+        return uri if uri.startswith("http") else f"{self.base}{uri}"
+
+    # -- upload ----------------------------------------------------------------------------
+    def upload(
+        self, source: Path, key: str, metadata: dict[str, Any], progress: Progress | None = None
+    ) -> Uploaded:
+        size = source.stat().st_size
+        sha256 = sha256_file(source)
+        session = self.state.session(key) if self.state is not None else None
+        replaced = None
+        if session is not None and (session.file_sha256, session.file_size) != (sha256, size):
+            if session.state == "done" and session.remote_id:
+                replaced = session.remote_id
+            session = None
+        if session is None or session.state == "uploading":
+            session = self._send(source, key, metadata, size, sha256, session, progress)
+        assert session.remote_id is not None
+        link = self._wait_transcoded(key, session)
+        session = session.moved(state="done", remote_url=link or session.remote_url)
+        self.keep(session)
+        if replaced and replaced != session.remote_id:
+            self._call("DELETE", self._url(replaced), f"deleting the old {key}", ok=(404,))
+        return Uploaded(
+            session.remote_id,
+            session.remote_url or self._url(session.remote_id),
+            sha256,
+            {"checksum": "sent", "video_uri": session.remote_id, "transcode": "complete"},
+        )
+
+    def _send(
+        self,
+        source: Path,
+        key: str,
+        metadata: dict[str, Any],
+        size: int,
+        sha256: str,
+        session: Session | None,
+        progress: Progress | None,
+    ) -> Session:
+        doing = f"uploading {key} to {self.platform.code}"
+        offset = 0
+        if session is not None and session.session_url:
+            asked = self._offset(session.session_url, doing)
+            if asked is None:
+                self.forget(key)
+                session = None
+            else:
+                offset = asked
+        if session is None:
+            session = self._create(key, metadata, size, sha256, doing)
+        assert session.session_url is not None
+        while offset < size:
+            length = min(self.chunk, size - offset)
+            start = offset
+
+            def sent(n: int, start: int = start) -> None:
+                if progress is not None:
+                    progress(start + n)
+
+            response = self._call(
+                "PATCH", session.session_url, doing, ok=(404, 409, 410),
+                data=web.Chunk(source, start, length, sent),
+                headers={**TUS, "Upload-Offset": str(start),
+                         "Content-Type": "application/offset+octet-stream"},
+            )  # fmt: skip
+            if response.status_code in (404, 410):
+                raise TemporaryError(f"{doing}: the upload link expired; starting over")
+            if response.status_code == 409:  # our offset was wrong: ask again
+                asked = self._offset(session.session_url, doing)
+                offset = asked if asked is not None else 0
+                continue
+            offset = int(response.headers.get("Upload-Offset", start + length))
+            session = session.moved(bytes_confirmed=offset)
+            self.keep(session)
+        session = session.moved(state="uploaded", bytes_confirmed=size)
+        self.keep(session)
+        return session
+
+    def _create(
+        self, key: str, metadata: dict[str, Any], size: int, sha256: str, doing: str
+    ) -> Session:
+        body = {
+            "upload": {"approach": "tus", "size": size},
+            "name": str(metadata.get("title") or metadata.get("code") or key)[:128],
+            "description": str(metadata.get("description") or ""),
+        }
+        response = self._call("POST", f"{self.base}/me/videos", f"{doing}: creating the video",
+                               json=body)  # fmt: skip
+        video = _json(response, doing)
+        uri = video.get("uri")
+        link = (video.get("upload") or {}).get("upload_link")
+        if not uri or not link:
+            raise PermanentError(f"{doing}: the platform gave no video uri or upload_link")
+        session = Session(key, "vimeo", "uploading", sha256, size, str(link), str(uri),
+                          video.get("link"))  # fmt: skip
+        self.keep(session)  # on disk before the first byte goes
+        return session
+
+    def _offset(self, link: str, doing: str) -> int | None:
+        """The offset the upload link holds, or None when it is gone."""
+        response = self._call(
+            "HEAD", link, f"{doing}: asking where the upload stopped", ok=(404, 410),
+            headers=TUS,
+        )  # fmt: skip
+        if response.status_code in (404, 410):
+            return None
+        return int(response.headers.get("Upload-Offset", 0))
+
+    def _wait_transcoded(self, key: str, session: Session) -> str | None:
+        assert session.remote_id is not None
+        deadline = time.monotonic() + self.processing_timeout
+        doing = f"checking the transcode of {key} on {self.platform.code}"
+        while True:
+            response = self._call(
+                "GET", self._url(session.remote_id), doing, ok=(404,),
+                params={"fields": "uri,link,upload.status,transcode.status"},
+            )  # fmt: skip
+            if response.status_code == 404:
+                self.forget(key)
+                raise TemporaryError(f"{doing}: the uploaded video is gone; sending it again")
+            video = _json(response, doing)
+            upload = (video.get("upload") or {}).get("status")
+            transcode = (video.get("transcode") or {}).get("status")
+            if upload == "error" or transcode == "error":
+                self.forget(key)
+                raise PermanentError(
+                    f"Vimeo did not accept {key} ({session.remote_id}): upload {upload}, "
+                    f"transcode {transcode}"
+                )
+            if transcode == "complete":
+                return video.get("link")
+            if time.monotonic() >= deadline:
+                raise TemporaryError(
+                    f"{session.remote_id} of {key} is still transcoding after "
+                    f"{self.processing_timeout:g} s; checked again on the next attempt",
+                    self.poll_interval,
+                )
+            time.sleep(self.poll_interval)
+
+    # -- the rest --------------------------------------------------------------------------
+    def stat(self, key: str) -> RemoteObject | None:
+        found = self.index(key)
+        if found is None:
+            return None
+        uri, _, sent = found
+        response = self._call(
+            "GET", self._url(uri), f"looking up {key} on {self.platform.code}", ok=(404,),
+            params={"fields": "uri,upload.size,transcode.status"},
+        )  # fmt: skip
+        if response.status_code == 404:
+            return None
+        video = _json(response, f"looking up {key}")
+        size = (video.get("upload") or {}).get("size")
+        return RemoteObject(sent, int(size) if isinstance(size, int) else None, {"uri": uri})
+
+    def delete(self, key: str) -> None:
+        found = self.index(key)
+        if found is not None:
+            self._call("DELETE", self._url(found[0]), f"deleting {key} from Vimeo", ok=(404,))
+        self.forget(key)
+
+    def update_metadata(self, key: str, metadata: dict[str, Any]) -> None:
+        found = self.index(key)
+        if found is None:
+            raise PermanentError(f"{key} is not known on {self.platform.code}")
+        body = {
+            "name": str(metadata.get("title") or metadata.get("code") or key)[:128],
+            "description": str(metadata.get("description") or ""),
+        }
+        self._call("PATCH", self._url(found[0]), f"updating the metadata of {key} on Vimeo",
+                   json=body)  # fmt: skip
+
+    def health_check(self) -> tuple[str, str]:
+        try:
+            self._call("GET", f"{self.base}/me", "health check", params={"fields": "uri"})
+        except (TemporaryError, PermanentError) as exc:
+            return DOWN, str(exc)
+        return HEALTHY, "the account answered"
+
+
+def _reset_in(response: requests.Response) -> float | None:
+    """Seconds until ``X-RateLimit-Reset`` (an ISO time or epoch seconds)."""
+    value = response.headers.get("X-RateLimit-Reset")
+    if not value:
+        return None
+    try:
+        when = (
+            datetime.fromtimestamp(float(value), UTC)
+            if value.replace(".", "", 1).isdigit()
+            else datetime.fromisoformat(value.replace("Z", "+00:00"))
+        )
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

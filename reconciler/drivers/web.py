@@ -1,0 +1,127 @@
+"""HTTP plumbing shared by the API drivers (``http``, ``youtube``, ``vimeo``), over requests.
+
+:func:`check` turns a response into a driver failure by the one rule every driver follows:
+429 and 5xx are temporary (``Retry-After`` honoured, in seconds or as an HTTP date), any other
+4xx is permanent, and a connection error or timeout is temporary. :class:`Chunk` streams a
+slice of a file with progress, so that a chunk is never held whole in memory.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from reconciler.drivers.base import Cancelled, PermanentError, TemporaryError
+
+TIMEOUT = (10.0, 120.0)  # connect, read
+TEMPORARY_STATUS = {408, 429, 500, 502, 503, 504}
+USER_AGENT = "media-sync-reconciler"
+BLOCK = 256 * 1024
+
+
+def session() -> requests.Session:
+    s = requests.Session()
+    s.headers["User-Agent"] = USER_AGENT
+    return s
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def reason(response: requests.Response) -> str:
+    """The platform's own words for a failure, short."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip().splitlines()
+        return text[0][:200] if text else response.reason or ""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            return str(error.get("message") or error.get("status") or error)[:200]
+        for field in ("error", "message", "developer_message", "detail"):
+            if body.get(field):
+                return str(body[field])[:200]
+    return json.dumps(body)[:200]
+
+
+def check(response: requests.Response, doing: str, ok: tuple[int, ...] = ()) -> requests.Response:
+    """The response when it succeeded (2xx, or a status in ``ok``); else the failure."""
+    status = response.status_code
+    if 200 <= status < 300 or status in ok:
+        return response
+    why = reason(response)
+    message = f"{doing}: HTTP {status}" + (f" {why}" if why else "")
+    if status in TEMPORARY_STATUS:
+        raise TemporaryError(message, retry_after(response.headers.get("Retry-After")))
+    if status in (401, 403):
+        message += " (check the platform's credentials and their permissions)"
+    raise PermanentError(message)
+
+
+def call(
+    http: requests.Session, method: str, url: str, doing: str, ok: tuple[int, ...] = (), **kw: Any
+) -> requests.Response:
+    """One request, its failure classified; connection trouble is temporary."""
+    try:
+        response = http.request(method, url, timeout=kw.pop("timeout", TIMEOUT), **kw)
+    except Cancelled:
+        raise
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise TemporaryError(f"{doing}: {type(exc).__name__}: {_short(exc)}") from None
+    except requests.RequestException as exc:
+        raise PermanentError(f"{doing}: {_short(exc)}") from None
+    return check(response, doing, ok)
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+class Chunk:
+    """``length`` bytes of ``path`` from ``offset``, read in blocks as requests sends them;
+    ``sent`` is called with the bytes of this chunk sent so far (it may raise Cancelled)."""
+
+    def __init__(
+        self,
+        path: Path,
+        offset: int,
+        length: int,
+        sent: Callable[[int], None] | None = None,
+    ) -> None:
+        self.path, self.offset, self.length, self.sent = path, offset, length, sent
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[bytes]:
+        done = 0
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset)
+            while done < self.length:
+                block = handle.read(min(BLOCK, self.length - done))
+                if not block:
+                    raise PermanentError(f"{self.path.name} became shorter while it was sent")
+                done += len(block)
+                yield block
+                if self.sent is not None:
+                    self.sent(done)

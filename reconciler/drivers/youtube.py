@@ -1,0 +1,416 @@
+"""The ``youtube`` driver: the YouTube Data API v3 and its resumable upload protocol.
+
+An upload starts with ``POST {upload_endpoint}/videos?uploadType=resumable&part=snippet,status``
+carrying the video's metadata; the ``Location`` it answers is the session URI, which is saved
+in the state file before a byte is sent. The file then goes in ``PUT`` chunks of a multiple of
+256 KiB with ``Content-Range``; 308 answers say how much arrived (``Range``). After an
+interruption, in this run or after a restart, ``PUT`` with ``Content-Range: bytes */SIZE``
+asks for the offset and the upload goes on from there; a changed file, or a session the
+platform no longer knows, starts over. Once uploaded, ``videos.list`` is polled until the
+video is processed: a placement is synced only then, and processing that failed, or a
+rejected video, fails the job. A metadata change is ``videos.update``; a changed file is a new
+upload, after which the old video is deleted (YouTube cannot replace a video's bytes).
+
+OAuth2: the platform's ``auth`` references a refresh token; ``client_id`` and
+``client_secret`` are secret references too. An access token is fetched from ``token_url``
+and fetched again on a 401. The daily quota (``quota_daily_units``, default 10,000) and the
+cost of each operation (``quota_costs``) are configuration; units are counted in the state
+file per quota day (midnight Pacific time), and when the quota is spent — counted, or said so
+by a ``quotaExceeded`` answer — jobs are deferred until it resets.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import requests
+
+from reconciler.drivers import web
+from reconciler.drivers.base import (
+    DOWN,
+    HEALTHY,
+    Deferred,
+    PermanentError,
+    Progress,
+    RemoteObject,
+    TemporaryError,
+    Uploaded,
+    resolve_secret,
+)
+from reconciler.drivers.http import ApiDriver, _json
+from reconciler.drivers.state import Session
+from reconciler.models import Platform, SecretRef
+from reconciler.sources import sha256_file
+
+UNIT = 256 * 1024  # chunks are multiples of this
+DEFAULT_COSTS = {"upload": 1600, "update": 50, "list": 1, "delete": 50}
+TOKEN_URL = "https://oauth2.googleapis.com/token"
+FAILED_UPLOAD = {"failed", "rejected", "deleted"}
+FAILED_PROCESSING = {"failed", "terminated"}
+
+
+def _pacific() -> Any:
+    try:
+        return ZoneInfo("America/Los_Angeles")
+    except ZoneInfoNotFoundError:  # no time zone data: Pacific standard time
+        from datetime import timezone
+
+        return timezone(timedelta(hours=-8))
+
+
+class YouTubeDriver(ApiDriver):
+    def __init__(self, platform: Platform) -> None:
+        super().__init__(platform)
+        c = self.config
+        self.upload_base = str(
+            c.get("upload_endpoint") or self.base.replace("/youtube/v3", "/upload/youtube/v3")
+        ).rstrip("/")
+        self.token_url = str(c.get("token_url", TOKEN_URL))
+        self.chunk = max(1, int(c.get("chunk_size_kib", 8192)) // 256) * UNIT
+        self.privacy = str(c.get("privacy_status", "private"))
+        self.category = str(c.get("category_id", "22"))
+        self.poll_interval = float(c.get("poll_interval", 15))
+        self.processing_timeout = float(c.get("processing_timeout", 900))
+        self.daily_units = int(c.get("quota_daily_units", 10_000))
+        self.costs = {**DEFAULT_COSTS, **dict(c.get("quota_costs") or {})}
+        self._token: str | None = None
+        self._token_lock = threading.Lock()
+
+    # -- OAuth2 and calls ------------------------------------------------------------------
+    def _refresh(self) -> str:
+        form = {"grant_type": "refresh_token", "refresh_token": self.secret()}
+        for name in ("client_id", "client_secret"):
+            ref = self.config.get(name)
+            if isinstance(ref, dict):
+                ref = SecretRef(ref.get("secret_env"), ref.get("secret_file"))
+                form[name] = resolve_secret(ref, f"platform {self.platform.code} {name}")
+        doing = f"refreshing the OAuth2 access token of {self.platform.code}"
+        try:
+            response = web.call(self.http, "POST", self.token_url, doing, data=form)
+        except PermanentError as exc:
+            raise PermanentError(f"{exc}; the refresh token may be revoked") from None
+        token = _json(response, doing).get("access_token")
+        if not token:
+            raise PermanentError(f"{doing}: the answer holds no access_token")
+        return str(token)
+
+    def _access(self, stale: str | None = None) -> str:
+        with self._token_lock:
+            if self._token is None or self._token == stale:
+                self._token = self._refresh()
+            return self._token
+
+    def _call(
+        self, method: str, url: str, doing: str, cost: str | None = None,
+        ok: tuple[int, ...] = (), **kw: Any,
+    ) -> requests.Response:  # fmt: skip
+        """A request with the access token: refreshed once on a 401, quota counted."""
+        if cost is not None:
+            self._spend(cost)
+        headers = dict(kw.pop("headers", {}))
+        token = self._access()
+        for attempt in (1, 2):
+            headers["Authorization"] = f"Bearer {token}"
+            try:
+                response = self.http.request(
+                    method, url, headers=headers, timeout=web.TIMEOUT, **kw
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise TemporaryError(f"{doing}: {type(exc).__name__}") from None
+            if response.status_code == 401 and attempt == 1:
+                token = self._access(stale=token)
+                continue
+            if response.status_code in (403, 429) and _quota_reason(response):
+                self._spent_out()
+            return web.check(response, doing, ok)
+        raise AssertionError("unreachable")
+
+    # -- quota -----------------------------------------------------------------------------
+    def _day(self) -> tuple[date, datetime]:
+        """The quota day now, and when the next one starts (UTC)."""
+        zone = _pacific()
+        local = datetime.now(zone)
+        midnight = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        return local.date(), midnight.astimezone(UTC).replace(tzinfo=None)
+
+    def _spend(self, operation: str) -> None:
+        if self.state is None:
+            return
+        day, reset = self._day()
+        used, exhausted = self.state.quota(day)
+        cost = int(self.costs.get(operation, 1))
+        if exhausted or used + cost > self.daily_units:
+            raise Deferred(
+                f"the daily API quota of {self.platform.code} is spent ({used} of "
+                f"{self.daily_units} units used; {operation} costs {cost}); deferred until it "
+                f"resets at {reset:%Y-%m-%d %H:%M} UTC",
+                reset,
+            )
+        self.state.spend(day, cost)
+
+    def _spent_out(self) -> None:
+        day, reset = self._day()
+        if self.state is not None:
+            self.state.spend(day, 0, exhausted=True)
+        raise Deferred(
+            f"YouTube says the daily quota of {self.platform.code} is spent; deferred until "
+            f"it resets at {reset:%Y-%m-%d %H:%M} UTC",
+            reset,
+        )
+
+    # -- upload ----------------------------------------------------------------------------
+    def upload(
+        self, source: Path, key: str, metadata: dict[str, Any], progress: Progress | None = None
+    ) -> Uploaded:
+        size = source.stat().st_size
+        sha256 = sha256_file(source)
+        state = self.state
+        session = state.session(key) if state is not None else None
+        replaced = None
+        if session is not None and (session.file_sha256, session.file_size) != (sha256, size):
+            if session.state == "done" and session.remote_id:
+                replaced = session.remote_id  # a new version: deleted once the new one is up
+            session = None  # another file: start over
+        if session is None or session.state == "uploading":
+            session = self._send(source, key, metadata, size, sha256, session, progress)
+        assert session.remote_id is not None
+        self._wait_processed(key, session)
+        done = session.moved(state="done")
+        self.keep(done)
+        if replaced and replaced != session.remote_id:
+            self._delete_video(replaced, key)
+        return Uploaded(
+            session.remote_id,
+            session.remote_url or _watch_url(session.remote_id),
+            sha256,
+            {"checksum": "sent", "video_id": session.remote_id, "processing": "succeeded"},
+        )
+
+    def _send(
+        self,
+        source: Path,
+        key: str,
+        metadata: dict[str, Any],
+        size: int,
+        sha256: str,
+        session: Session | None,
+        progress: Progress | None,
+    ) -> Session:
+        doing = f"uploading {key} to {self.platform.code}"
+        offset = 0
+        if session is not None and session.session_url:
+            asked = self._offset(session, size, doing)
+            if isinstance(asked, Session):
+                return asked
+            if asked is None:
+                session = None  # the platform forgot the session: start over
+            else:
+                offset = asked
+        if session is None:
+            session = self._start(key, metadata, size, sha256, doing)
+        assert session.session_url is not None
+        while True:
+            end = min(offset + self.chunk, size)
+            start = offset
+
+            def sent(n: int, start: int = start) -> None:
+                if progress is not None:
+                    progress(start + n)
+
+            response = self._put(
+                session.session_url, doing, data=web.Chunk(source, start, end - start, sent),
+                headers={"Content-Range": f"bytes {start}-{end - 1}/{size}" if size else
+                         f"bytes */{size}"},
+            )  # fmt: skip
+            if response.status_code == 308:
+                offset = _next_offset(response)
+                session = session.moved(bytes_confirmed=offset)
+                self.keep(session)
+                continue
+            return self._uploaded(session, response, size, doing)
+
+    def _start(
+        self, key: str, metadata: dict[str, Any], size: int, sha256: str, doing: str
+    ) -> Session:
+        body = {
+            "snippet": {
+                "title": str(metadata.get("title") or metadata.get("code") or key)[:100],
+                "description": str(metadata.get("description") or "")[:5000],
+                "categoryId": self.category,
+            },
+            "status": {"privacyStatus": self.privacy},
+        }
+        response = self._call(
+            "POST",
+            f"{self.upload_base}/videos?uploadType=resumable&part=snippet,status",
+            f"{doing}: starting the resumable session",
+            cost="upload",
+            json=body,
+            headers={
+                "X-Upload-Content-Length": str(size),
+                "X-Upload-Content-Type": str(metadata.get("mime_type") or "video/*"),
+            },
+        )
+        location = response.headers.get("Location")
+        if not location:
+            raise PermanentError(f"{doing}: the platform gave no session URI (Location)")
+        session = Session(key, "youtube", "uploading", sha256, size, session_url=location)
+        self.keep(session)  # on disk before the first byte goes
+        return session
+
+    def _put(self, url: str, doing: str, **kw: Any) -> requests.Response:
+        """One PUT to the session URI; 404/410 mean the session is gone."""
+        response = self._call("PUT", url, doing, ok=(308, 404, 410), **kw)
+        if response.status_code in (404, 410):
+            raise TemporaryError(f"{doing}: the upload session expired; starting over")
+        return response
+
+    def _offset(self, session: Session, size: int, doing: str) -> int | Session | None:
+        """Ask the session how much arrived: an offset, the finished upload, or None when the
+        platform no longer knows the session."""
+        assert session.session_url is not None
+        response = self._call(
+            "PUT", session.session_url, f"{doing}: asking where the upload stopped",
+            ok=(308, 404, 410), headers={"Content-Range": f"bytes */{size}"}, data=b"",
+        )  # fmt: skip
+        if response.status_code in (404, 410):
+            self.forget(session.key)
+            return None
+        if response.status_code == 308:
+            return _next_offset(response)
+        return self._uploaded(session, response, size, doing)
+
+    def _uploaded(
+        self, session: Session, response: requests.Response, size: int, doing: str
+    ) -> Session:
+        video_id = _json(response, doing).get("id")
+        if not video_id:
+            raise PermanentError(f"{doing}: the finished upload names no video id")
+        done = session.moved(
+            state="uploaded",
+            remote_id=str(video_id),
+            remote_url=_watch_url(str(video_id)),
+            bytes_confirmed=size,
+        )
+        self.keep(done)
+        return done
+
+    def _wait_processed(self, key: str, session: Session) -> None:
+        """Poll videos.list until the video is processed, or fail on a failed or rejected
+        video; still processing at the timeout is temporary (the next attempt polls on)."""
+        assert session.remote_id is not None
+        deadline = time.monotonic() + self.processing_timeout
+        doing = f"checking the processing of {key} on {self.platform.code}"
+        while True:
+            item = self._video(session.remote_id, "status,processingDetails", doing)
+            if item is None:
+                self.forget(key)
+                raise TemporaryError(f"{doing}: the uploaded video is gone; sending it again")
+            status = item.get("status") or {}
+            details = item.get("processingDetails") or {}
+            upload_status = status.get("uploadStatus")
+            processing = details.get("processingStatus")
+            if upload_status in FAILED_UPLOAD or processing in FAILED_PROCESSING:
+                why = (
+                    status.get("rejectionReason")
+                    or status.get("failureReason")
+                    or details.get("processingFailureReason")
+                    or processing
+                    or upload_status
+                )
+                self.forget(key)  # the next run uploads it again
+                raise PermanentError(
+                    f"YouTube did not accept {key} (video {session.remote_id}): "
+                    f"{upload_status}, processing {processing}: {why}"
+                )
+            if upload_status == "processed" or processing == "succeeded":
+                return
+            if time.monotonic() >= deadline:
+                raise TemporaryError(
+                    f"video {session.remote_id} of {key} is still processing after "
+                    f"{self.processing_timeout:g} s; checked again on the next attempt",
+                    self.poll_interval,
+                )
+            time.sleep(self.poll_interval)
+
+    def _video(self, video_id: str, parts: str, doing: str) -> dict[str, Any] | None:
+        response = self._call(
+            "GET", f"{self.base}/videos", doing, cost="list",
+            params={"part": parts, "id": video_id},
+        )  # fmt: skip
+        items = _json(response, doing).get("items") or []
+        return items[0] if items else None
+
+    # -- the rest --------------------------------------------------------------------------
+    def stat(self, key: str) -> RemoteObject | None:
+        found = self.index(key)
+        if found is None:
+            return None
+        video_id, _, sent = found
+        item = self._video(video_id, "status", f"looking up {key} on {self.platform.code}")
+        if item is None:
+            return None
+        status = (item.get("status") or {}).get("uploadStatus")
+        # YouTube reports no checksum and never changes a video's bytes: the one sent stands
+        return RemoteObject(sent, None, {"video_id": video_id, "uploadStatus": status})
+
+    def delete(self, key: str) -> None:
+        found = self.index(key)
+        if found is not None:
+            self._delete_video(found[0], key)
+        self.forget(key)
+
+    def _delete_video(self, video_id: str, key: str) -> None:
+        self._call(
+            "DELETE", f"{self.base}/videos", f"deleting {key} from {self.platform.code}",
+            cost="delete", ok=(404,), params={"id": video_id},
+        )  # fmt: skip
+
+    def update_metadata(self, key: str, metadata: dict[str, Any]) -> None:
+        found = self.index(key)
+        if found is None:
+            raise PermanentError(f"{key} is not known on {self.platform.code}")
+        body = {
+            "id": found[0],
+            "snippet": {
+                "title": str(metadata.get("title") or metadata.get("code") or key)[:100],
+                "description": str(metadata.get("description") or "")[:5000],
+                "categoryId": self.category,
+            },
+        }
+        self._call(
+            "PUT", f"{self.base}/videos", f"updating the metadata of {key} on YouTube",
+            cost="update", params={"part": "snippet"}, json=body,
+        )  # fmt: skip
+
+    def health_check(self) -> tuple[str, str]:
+        try:
+            self._access()
+        except (TemporaryError, PermanentError) as exc:
+            return DOWN, str(exc)
+        return HEALTHY, "an OAuth2 access token was obtained"
+
+
+def _next_offset(response: requests.Response) -> int:
+    """From a 308's ``Range: bytes=0-N``: the next byte to send (0 when nothing arrived)."""
+    header = response.headers.get("Range", "")
+    if "-" not in header:
+        return 0
+    return int(header.rsplit("-", 1)[1]) + 1
+
+
+def _quota_reason(response: requests.Response) -> bool:
+    try:
+        errors = (response.json().get("error") or {}).get("errors") or []
+    except (ValueError, AttributeError):
+        return False
+    return any(e.get("reason") in ("quotaExceeded", "dailyLimitExceeded") for e in errors)
+
+
+def _watch_url(video_id: str) -> str:
+    return f"https://www.youtube.com/watch?v={video_id}"
