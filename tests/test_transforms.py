@@ -643,7 +643,8 @@ def test_shipped_example_renditions(
     before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
     second = run(*args, "--output", "jsonl")
     assert second.exit_code == 0, second.output
-    kinds = [json.loads(line).get("type") for line in second.stdout.splitlines()]
+    kinds = [json.loads(line).get("event_type") for line in second.stdout.splitlines()]
+    assert kinds and "summary" in json.loads(second.stdout.splitlines()[-1])
     assert "transform_start" not in kinds
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
     videos = [json.loads(p.read_text())["details"] for p in cache.glob("*.json")]

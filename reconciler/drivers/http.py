@@ -125,6 +125,7 @@ class HttpDriver(ApiDriver):
             "X-Content-SHA256": sha256,
         }
         doing = f"uploading {key} to {self.platform.code}"
+        previous = self.index(key) if self.state is not None else None
         response = web.call(
             self.http, self.method, url, doing, data=web.Chunk(source, 0, size, progress),
             headers=headers,
@@ -138,6 +139,12 @@ class HttpDriver(ApiDriver):
         self.keep(
             Session(key, "http", "done", sha256, size, None, str(remote_id), link, size)
         )  # fmt: skip
+        if previous is not None and previous[0] != str(remote_id):  # a POST made a new one
+            web.call(
+                self.http, "DELETE", self._object_url(previous[0]),
+                f"deleting the replaced {key} from {self.platform.code}", ok=(404, 410),
+                headers=self._auth(),
+            )  # fmt: skip
         return Uploaded(
             str(remote_id),
             link,

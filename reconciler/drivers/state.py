@@ -92,12 +92,14 @@ class DriverState:
             )
 
     def remote(self, key: str) -> tuple[str, str | None, str | None] | None:
-        """(remote id, url, sha256 of what was sent) of the object at ``key``: from its
-        session, else from the copy recorded in platform_assets."""
+        """(remote id, url, sha256 of what was sent) of the finished object at ``key``: from
+        its session once done (an upload still going, or a video still processing, is not an
+        object yet), else from the copy recorded in platform_assets."""
         with self.store.writing() as con:
             row = con.execute(
                 "SELECT remote_id, remote_url, file_sha256 FROM upload_sessions "
-                "WHERE platform_code = ? AND remote_key = ? AND remote_id IS NOT NULL",
+                "WHERE platform_code = ? AND remote_key = ? AND remote_id IS NOT NULL "
+                "AND state = 'done'",
                 [self.platform, key],
             ).fetchone()
             if row is None:

@@ -79,20 +79,18 @@ class VimeoDriver(ApiDriver):
     ) -> Uploaded:
         size = source.stat().st_size
         sha256 = sha256_file(source)
+        previous = self.index(key)  # the finished video at this key: replaced once up
         session = self.state.session(key) if self.state is not None else None
-        replaced = None
         if session is not None and (session.file_sha256, session.file_size) != (sha256, size):
-            if session.state == "done" and session.remote_id:
-                replaced = session.remote_id
-            session = None
+            session = None  # another file: start over
         if session is None or session.state == "uploading":
             session = self._send(source, key, metadata, size, sha256, session, progress)
         assert session.remote_id is not None
         link = self._wait_transcoded(key, session)
         session = session.moved(state="done", remote_url=link or session.remote_url)
         self.keep(session)
-        if replaced and replaced != session.remote_id:
-            self._call("DELETE", self._url(replaced), f"deleting the old {key}", ok=(404,))
+        if previous is not None and previous[0] != session.remote_id:
+            self._call("DELETE", self._url(previous[0]), f"deleting the old {key}", ok=(404,))
         return Uploaded(
             session.remote_id,
             session.remote_url or self._url(session.remote_id),

@@ -169,12 +169,11 @@ class YouTubeDriver(ApiDriver):
     ) -> Uploaded:
         size = source.stat().st_size
         sha256 = sha256_file(source)
-        state = self.state
-        session = state.session(key) if state is not None else None
-        replaced = None
+        # the finished video at this key now, if any: a new version replaces it, and
+        # YouTube cannot replace a video's bytes, so it is deleted once the new one is up
+        previous = self.index(key)
+        session = self.state.session(key) if self.state is not None else None
         if session is not None and (session.file_sha256, session.file_size) != (sha256, size):
-            if session.state == "done" and session.remote_id:
-                replaced = session.remote_id  # a new version: deleted once the new one is up
             session = None  # another file: start over
         if session is None or session.state == "uploading":
             session = self._send(source, key, metadata, size, sha256, session, progress)
@@ -182,8 +181,8 @@ class YouTubeDriver(ApiDriver):
         self._wait_processed(key, session)
         done = session.moved(state="done")
         self.keep(done)
-        if replaced and replaced != session.remote_id:
-            self._delete_video(replaced, key)
+        if previous is not None and previous[0] != session.remote_id:
+            self._delete_video(previous[0], key)
         return Uploaded(
             session.remote_id,
             session.remote_url or _watch_url(session.remote_id),
