@@ -196,6 +196,9 @@ def _handler(fake: FakePlatforms) -> type[BaseHTTPRequestHandler]:
                 path.startswith("/assets/") and self.command == "PUT"
             ):
                 data = self._body()
+                if len(data) < int(self.headers.get("Content-Length") or 0):
+                    self.close_connection = True  # the client went away: no object
+                    return None
                 oid = f"obj-{fake.next_id()}" if self.command == "POST" else path[8:]
                 digest = hashlib.sha256(data).hexdigest()
                 fake.objects[oid] = {

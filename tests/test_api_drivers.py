@@ -454,3 +454,33 @@ def test_a_changed_file_starts_over(tmp_path: Path, fake: FakePlatforms, platfor
     old, new = fake.uploads.values()
     assert len(old.data) < size and bytes(new.data) == content(size, 8)
     assert new.offsets[0] == 0
+
+
+@pytest.mark.parametrize("platform", ["CDN", "YOUTUBE", "VIMEO"])
+def test_a_stop_during_an_upload_cancels_it_and_keeps_the_session(
+    tmp_path: Path, fake: FakePlatforms, platform: str
+) -> None:
+    from reconciler.drivers import driver_for
+    from reconciler.drivers.base import Cancelled
+    from reconciler.drivers.state import DriverState
+
+    world = world_for(tmp_path, fake, platform).asset("VID-A", b"", file="a.mp4")
+    source = world.media / "a.mp4"
+    source.write_bytes(content(MiB))
+    manifests = world.manifests()
+    with world.store.writing():
+        pass  # the state file, migrated
+    driver = driver_for(manifests.platforms[platform], world.store)
+
+    def stop_halfway(sent: int) -> None:
+        if sent >= MiB // 2:
+            raise Cancelled("stopping")
+
+    with pytest.raises(Cancelled):
+        driver.upload(source, "a.mp4", {"code": "VID-A"}, stop_halfway)
+    session = DriverState(world.store, platform).session("a.mp4")
+    if platform == "CDN":
+        assert session is None and fake.objects == {}  # nothing half-made
+    else:
+        assert session is not None and session.state == "uploading"
+        assert session.bytes_confirmed < MiB
