@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import threading
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -83,6 +84,23 @@ class ApiDriver(Driver):
         if self.state is not None:
             self.state.forget(key)
 
+    def known(self, key: str) -> str:
+        """The remote id of the object at ``key``; unknown is permanent."""
+        found = self.index(key)
+        if found is None:
+            raise PermanentError(f"{key} is not known on {self.platform.code}")
+        return found[0]
+
+    def delete(self, key: str) -> None:
+        found = self.index(key)
+        if found is not None:
+            self._remove(found[0], key)
+        self.forget(key)
+
+    @abstractmethod
+    def _remove(self, remote_id: str, key: str) -> None:
+        """Delete the object with this id from the platform; a missing one is no error."""
+
 
 class HttpDriver(ApiDriver):
     def __init__(self, platform: Platform) -> None:
@@ -140,11 +158,7 @@ class HttpDriver(ApiDriver):
             Session(key, "http", "done", sha256, size, None, str(remote_id), link, size)
         )  # fmt: skip
         if previous is not None and previous[0] != str(remote_id):  # a POST made a new one
-            web.call(
-                self.http, "DELETE", self._object_url(previous[0]),
-                f"deleting the replaced {key} from {self.platform.code}", ok=(404, 410),
-                headers=self._auth(),
-            )  # fmt: skip
+            self._remove(previous[0], key)
         return Uploaded(
             str(remote_id),
             link,
@@ -173,21 +187,15 @@ class HttpDriver(ApiDriver):
             {"remote_id": remote_id},
         )
 
-    def delete(self, key: str) -> None:
-        found = self.index(key)
-        if found is not None:
-            web.call(
-                self.http, "DELETE", self._object_url(found[0]),
-                f"deleting {key} from {self.platform.code}", ok=(404, 410), headers=self._auth(),
-            )  # fmt: skip
-        self.forget(key)
+    def _remove(self, remote_id: str, key: str) -> None:
+        web.call(
+            self.http, "DELETE", self._object_url(remote_id),
+            f"deleting {key} from {self.platform.code}", ok=(404, 410), headers=self._auth(),
+        )  # fmt: skip
 
     def update_metadata(self, key: str, metadata: dict[str, Any]) -> None:
-        found = self.index(key)
-        if found is None:
-            raise PermanentError(f"{key} is not known on {self.platform.code}; it is sent again")
         web.call(
-            self.http, "PATCH", self._object_url(found[0]),
+            self.http, "PATCH", self._object_url(self.known(key)),
             f"updating the metadata of {key} on {self.platform.code}",
             json=metadata, headers=self._auth(),
         )  # fmt: skip

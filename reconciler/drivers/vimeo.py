@@ -31,24 +31,25 @@ from reconciler.drivers.base import (
     Progress,
     RemoteObject,
     TemporaryError,
-    Uploaded,
 )
-from reconciler.drivers.http import ApiDriver, _json
+from reconciler.drivers.http import _json
 from reconciler.drivers.state import Session
+from reconciler.drivers.videoapi import VideoApiDriver
 from reconciler.models import Platform
-from reconciler.sources import sha256_file
 
 ACCEPT = "application/vnd.vimeo.*+json;version=3.4"
 TUS = {"Tus-Resumable": "1.0.0"}
 MAX_RATE_WAIT = 60.0  # wait in place for a rate-limit reset at most this long
 
 
-class VimeoDriver(ApiDriver):
+class VimeoDriver(VideoApiDriver):
+    WAITING = "transcoding"
+    READY = ("transcode", "complete")
+    ID_DETAIL = "video_uri"
+
     def __init__(self, platform: Platform) -> None:
         super().__init__(platform)
         self.chunk = max(1, int(self.config.get("chunk_size_kib", 8192))) * 1024
-        self.poll_interval = float(self.config.get("poll_interval", 15))
-        self.processing_timeout = float(self.config.get("processing_timeout", 900))
 
     def _call(
         self, method: str, url: str, doing: str, ok: tuple[int, ...] = (), **kw: Any
@@ -74,30 +75,6 @@ class VimeoDriver(ApiDriver):
         return uri if uri.startswith("http") else f"{self.base}{uri}"
 
     # -- upload ----------------------------------------------------------------------------
-    def upload(
-        self, source: Path, key: str, metadata: dict[str, Any], progress: Progress | None = None
-    ) -> Uploaded:
-        size = source.stat().st_size
-        sha256 = sha256_file(source)
-        previous = self.index(key)  # the finished video at this key: replaced once up
-        session = self.state.session(key) if self.state is not None else None
-        if session is not None and (session.file_sha256, session.file_size) != (sha256, size):
-            session = None  # another file: start over
-        if session is None or session.state == "uploading":
-            session = self._send(source, key, metadata, size, sha256, session, progress)
-        assert session.remote_id is not None
-        link = self._wait_transcoded(key, session)
-        session = session.moved(state="done", remote_url=link or session.remote_url)
-        self.keep(session)
-        if previous is not None and previous[0] != session.remote_id:
-            self._call("DELETE", self._url(previous[0]), f"deleting the old {key}", ok=(404,))
-        return Uploaded(
-            session.remote_id,
-            session.remote_url or self._url(session.remote_id),
-            sha256,
-            {"checksum": "sent", "video_uri": session.remote_id, "transcode": "complete"},
-        )
-
     def _send(
         self,
         source: Path,
@@ -121,16 +98,10 @@ class VimeoDriver(ApiDriver):
             session = self._create(key, metadata, size, sha256, doing)
         assert session.session_url is not None
         while offset < size:
-            length = min(self.chunk, size - offset)
-            start = offset
-
-            def sent(n: int, start: int = start) -> None:
-                if progress is not None:
-                    progress(start + n)
-
+            start, length = offset, min(self.chunk, size - offset)
             response = self._call(
                 "PATCH", session.session_url, doing, ok=(404, 409, 410),
-                data=web.Chunk(source, start, length, sent),
+                data=web.Chunk(source, start, length, progress),
                 headers={**TUS, "Upload-Offset": str(start),
                          "Content-Type": "application/offset+octet-stream"},
             )  # fmt: skip
@@ -177,36 +148,32 @@ class VimeoDriver(ApiDriver):
             return None
         return int(response.headers.get("Upload-Offset", 0))
 
-    def _wait_transcoded(self, key: str, session: Session) -> str | None:
+    def _poll(self, key: str, session: Session) -> str | None:
+        """One look at the video: transcoded, still transcoding, or an error (permanent)."""
         assert session.remote_id is not None
-        deadline = time.monotonic() + self.processing_timeout
         doing = f"checking the transcode of {key} on {self.platform.code}"
-        while True:
-            response = self._call(
-                "GET", self._url(session.remote_id), doing, ok=(404,),
-                params={"fields": "uri,link,upload.status,transcode.status"},
-            )  # fmt: skip
-            if response.status_code == 404:
-                self.forget(key)
-                raise TemporaryError(f"{doing}: the uploaded video is gone; sending it again")
-            video = _json(response, doing)
-            upload = (video.get("upload") or {}).get("status")
-            transcode = (video.get("transcode") or {}).get("status")
-            if upload == "error" or transcode == "error":
-                self.forget(key)
-                raise PermanentError(
-                    f"Vimeo did not accept {key} ({session.remote_id}): upload {upload}, "
-                    f"transcode {transcode}"
-                )
-            if transcode == "complete":
-                return video.get("link")
-            if time.monotonic() >= deadline:
-                raise TemporaryError(
-                    f"{session.remote_id} of {key} is still transcoding after "
-                    f"{self.processing_timeout:g} s; checked again on the next attempt",
-                    self.poll_interval,
-                )
-            time.sleep(self.poll_interval)
+        response = self._call(
+            "GET", self._url(session.remote_id), doing, ok=(404,),
+            params={"fields": "uri,link,upload.status,transcode.status"},
+        )  # fmt: skip
+        if response.status_code == 404:
+            self.forget(key)
+            raise TemporaryError(f"{doing}: the uploaded video is gone; sending it again")
+        video = _json(response, doing)
+        upload = (video.get("upload") or {}).get("status")
+        transcode = (video.get("transcode") or {}).get("status")
+        if upload == "error" or transcode == "error":
+            self.forget(key)
+            raise PermanentError(
+                f"Vimeo did not accept {key} ({session.remote_id}): upload {upload}, "
+                f"transcode {transcode}"
+            )
+        if transcode == "complete":
+            return str(video.get("link") or "")
+        return None
+
+    def _link(self, remote_id: str) -> str:
+        return self._url(remote_id)
 
     # -- the rest --------------------------------------------------------------------------
     def stat(self, key: str) -> RemoteObject | None:
@@ -224,21 +191,16 @@ class VimeoDriver(ApiDriver):
         size = (video.get("upload") or {}).get("size")
         return RemoteObject(sent, int(size) if isinstance(size, int) else None, {"uri": uri})
 
-    def delete(self, key: str) -> None:
-        found = self.index(key)
-        if found is not None:
-            self._call("DELETE", self._url(found[0]), f"deleting {key} from Vimeo", ok=(404,))
-        self.forget(key)
+    def _remove(self, remote_id: str, key: str) -> None:
+        self._call("DELETE", self._url(remote_id), f"deleting {key} from Vimeo", ok=(404,))
 
     def update_metadata(self, key: str, metadata: dict[str, Any]) -> None:
-        found = self.index(key)
-        if found is None:
-            raise PermanentError(f"{key} is not known on {self.platform.code}")
+        uri = self.known(key)
         body = {
             "name": str(metadata.get("title") or metadata.get("code") or key)[:128],
             "description": str(metadata.get("description") or ""),
         }
-        self._call("PATCH", self._url(found[0]), f"updating the metadata of {key} on Vimeo",
+        self._call("PATCH", self._url(uri), f"updating the metadata of {key} on Vimeo",
                    json=body)  # fmt: skip
 
     def health_check(self) -> tuple[str, str]:

@@ -99,7 +99,8 @@ def _short(exc: Exception) -> str:
 
 class Chunk:
     """``length`` bytes of ``path`` from ``offset``, read in blocks as requests sends them;
-    ``sent`` is called with the bytes of this chunk sent so far (it may raise Cancelled)."""
+    ``sent`` is called with the position in the file reached so far (``offset`` plus this
+    chunk's bytes sent), and may raise Cancelled."""
 
     def __init__(
         self,
@@ -124,4 +125,4 @@ class Chunk:
                 done += len(block)
                 yield block
                 if self.sent is not None:
-                    self.sent(done)
+                    self.sent(self.offset + done)

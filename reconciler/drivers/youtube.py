@@ -22,7 +22,6 @@ by a ``quotaExceeded`` answer — jobs are deferred until it resets.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,13 +38,12 @@ from reconciler.drivers.base import (
     Progress,
     RemoteObject,
     TemporaryError,
-    Uploaded,
     resolve_secret,
 )
-from reconciler.drivers.http import ApiDriver, _json
+from reconciler.drivers.http import _json
 from reconciler.drivers.state import Session
+from reconciler.drivers.videoapi import VideoApiDriver
 from reconciler.models import Platform, SecretRef
-from reconciler.sources import sha256_file
 
 UNIT = 256 * 1024  # chunks are multiples of this
 DEFAULT_COSTS = {"upload": 1600, "update": 50, "list": 1, "delete": 50}
@@ -63,7 +61,9 @@ def _pacific() -> Any:
         return timezone(timedelta(hours=-8))
 
 
-class YouTubeDriver(ApiDriver):
+class YouTubeDriver(VideoApiDriver):
+    READY = ("processing", "succeeded")
+
     def __init__(self, platform: Platform) -> None:
         super().__init__(platform)
         c = self.config
@@ -74,8 +74,6 @@ class YouTubeDriver(ApiDriver):
         self.chunk = max(1, int(c.get("chunk_size_kib", 8192)) // 256) * UNIT
         self.privacy = str(c.get("privacy_status", "private"))
         self.category = str(c.get("category_id", "22"))
-        self.poll_interval = float(c.get("poll_interval", 15))
-        self.processing_timeout = float(c.get("processing_timeout", 900))
         self.daily_units = int(c.get("quota_daily_units", 10_000))
         self.costs = {**DEFAULT_COSTS, **dict(c.get("quota_costs") or {})}
         self._token: str | None = None
@@ -164,32 +162,6 @@ class YouTubeDriver(ApiDriver):
         )
 
     # -- upload ----------------------------------------------------------------------------
-    def upload(
-        self, source: Path, key: str, metadata: dict[str, Any], progress: Progress | None = None
-    ) -> Uploaded:
-        size = source.stat().st_size
-        sha256 = sha256_file(source)
-        # the finished video at this key now, if any: a new version replaces it, and
-        # YouTube cannot replace a video's bytes, so it is deleted once the new one is up
-        previous = self.index(key)
-        session = self.state.session(key) if self.state is not None else None
-        if session is not None and (session.file_sha256, session.file_size) != (sha256, size):
-            session = None  # another file: start over
-        if session is None or session.state == "uploading":
-            session = self._send(source, key, metadata, size, sha256, session, progress)
-        assert session.remote_id is not None
-        self._wait_processed(key, session)
-        done = session.moved(state="done")
-        self.keep(done)
-        if previous is not None and previous[0] != session.remote_id:
-            self._delete_video(previous[0], key)
-        return Uploaded(
-            session.remote_id,
-            session.remote_url or _watch_url(session.remote_id),
-            sha256,
-            {"checksum": "sent", "video_id": session.remote_id, "processing": "succeeded"},
-        )
-
     def _send(
         self,
         source: Path,
@@ -214,15 +186,9 @@ class YouTubeDriver(ApiDriver):
             session = self._start(key, metadata, size, sha256, doing)
         assert session.session_url is not None
         while True:
-            end = min(offset + self.chunk, size)
-            start = offset
-
-            def sent(n: int, start: int = start) -> None:
-                if progress is not None:
-                    progress(start + n)
-
+            start, end = offset, min(offset + self.chunk, size)
             response = self._put(
-                session.session_url, doing, data=web.Chunk(source, start, end - start, sent),
+                session.session_url, doing, data=web.Chunk(source, start, end - start, progress),
                 headers={"Content-Range": f"bytes {start}-{end - 1}/{size}" if size else
                          f"bytes */{size}"},
             )  # fmt: skip
@@ -299,43 +265,37 @@ class YouTubeDriver(ApiDriver):
         self.keep(done)
         return done
 
-    def _wait_processed(self, key: str, session: Session) -> None:
-        """Poll videos.list until the video is processed, or fail on a failed or rejected
-        video; still processing at the timeout is temporary (the next attempt polls on)."""
+    def _poll(self, key: str, session: Session) -> str | None:
+        """One videos.list: processed, still processing, or failed/rejected (permanent)."""
         assert session.remote_id is not None
-        deadline = time.monotonic() + self.processing_timeout
         doing = f"checking the processing of {key} on {self.platform.code}"
-        while True:
-            item = self._video(session.remote_id, "status,processingDetails", doing)
-            if item is None:
-                self.forget(key)
-                raise TemporaryError(f"{doing}: the uploaded video is gone; sending it again")
-            status = item.get("status") or {}
-            details = item.get("processingDetails") or {}
-            upload_status = status.get("uploadStatus")
-            processing = details.get("processingStatus")
-            if upload_status in FAILED_UPLOAD or processing in FAILED_PROCESSING:
-                why = (
-                    status.get("rejectionReason")
-                    or status.get("failureReason")
-                    or details.get("processingFailureReason")
-                    or processing
-                    or upload_status
-                )
-                self.forget(key)  # the next run uploads it again
-                raise PermanentError(
-                    f"YouTube did not accept {key} (video {session.remote_id}): "
-                    f"{upload_status}, processing {processing}: {why}"
-                )
-            if upload_status == "processed" or processing == "succeeded":
-                return
-            if time.monotonic() >= deadline:
-                raise TemporaryError(
-                    f"video {session.remote_id} of {key} is still processing after "
-                    f"{self.processing_timeout:g} s; checked again on the next attempt",
-                    self.poll_interval,
-                )
-            time.sleep(self.poll_interval)
+        item = self._video(session.remote_id, "status,processingDetails", doing)
+        if item is None:
+            self.forget(key)
+            raise TemporaryError(f"{doing}: the uploaded video is gone; sending it again")
+        status = item.get("status") or {}
+        details = item.get("processingDetails") or {}
+        upload_status = status.get("uploadStatus")
+        processing = details.get("processingStatus")
+        if upload_status in FAILED_UPLOAD or processing in FAILED_PROCESSING:
+            why = (
+                status.get("rejectionReason")
+                or status.get("failureReason")
+                or details.get("processingFailureReason")
+                or processing
+                or upload_status
+            )
+            self.forget(key)  # the next run uploads it again
+            raise PermanentError(
+                f"YouTube did not accept {key} (video {session.remote_id}): "
+                f"{upload_status}, processing {processing}: {why}"
+            )
+        if upload_status == "processed" or processing == "succeeded":
+            return ""
+        return None
+
+    def _link(self, remote_id: str) -> str:
+        return _watch_url(remote_id)
 
     def _video(self, video_id: str, parts: str, doing: str) -> dict[str, Any] | None:
         response = self._call(
@@ -358,24 +318,15 @@ class YouTubeDriver(ApiDriver):
         # YouTube reports no checksum and never changes a video's bytes: the one sent stands
         return RemoteObject(sent, None, {"video_id": video_id, "uploadStatus": status})
 
-    def delete(self, key: str) -> None:
-        found = self.index(key)
-        if found is not None:
-            self._delete_video(found[0], key)
-        self.forget(key)
-
-    def _delete_video(self, video_id: str, key: str) -> None:
+    def _remove(self, video_id: str, key: str) -> None:
         self._call(
             "DELETE", f"{self.base}/videos", f"deleting {key} from {self.platform.code}",
             cost="delete", ok=(404,), params={"id": video_id},
         )  # fmt: skip
 
     def update_metadata(self, key: str, metadata: dict[str, Any]) -> None:
-        found = self.index(key)
-        if found is None:
-            raise PermanentError(f"{key} is not known on {self.platform.code}")
         body = {
-            "id": found[0],
+            "id": self.known(key),
             "snippet": {
                 "title": str(metadata.get("title") or metadata.get("code") or key)[:100],
                 "description": str(metadata.get("description") or "")[:5000],

@@ -1,0 +1,98 @@
+"""What the ``youtube`` and ``vimeo`` drivers share: a video sent in a resumable session, then
+polled until the platform has processed it.
+
+:meth:`VideoApiDriver.upload` is the common course of an upload: the session kept in the state
+file is resumed when it was for the same file (and dropped when the file changed), the
+platform's processing is awaited, and a video the key held before is deleted once the new one
+is up (neither platform replaces a video's bytes). Each driver supplies the protocol steps:
+``_send`` (the resumable session), ``_poll`` (one processing check), ``_remove`` and
+``_link``.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+from reconciler.drivers.base import Progress, TemporaryError, Uploaded
+from reconciler.drivers.http import ApiDriver
+from reconciler.drivers.state import Session
+from reconciler.models import Platform
+from reconciler.sources import sha256_file
+
+
+class VideoApiDriver(ApiDriver):
+    WAITING = "processing"  # what the platform is doing after the upload, for messages
+    READY: ClassVar[tuple[str, str]]  # what a processed video's upload details say
+    ID_DETAIL = "video_id"  # the upload details' name for the platform's id
+
+    def __init__(self, platform: Platform) -> None:
+        super().__init__(platform)
+        self.poll_interval = float(self.config.get("poll_interval", 15))
+        self.processing_timeout = float(self.config.get("processing_timeout", 900))
+
+    def upload(
+        self, source: Path, key: str, metadata: dict[str, Any], progress: Progress | None = None
+    ) -> Uploaded:
+        size = source.stat().st_size
+        sha256 = sha256_file(source)
+        previous = self.index(key)  # the finished video at this key now: replaced once up
+        session = self.state.session(key) if self.state is not None else None
+        if session is not None and (session.file_sha256, session.file_size) != (sha256, size):
+            session = None  # another file: start over
+        if session is None or session.state == "uploading":
+            session = self._send(source, key, metadata, size, sha256, session, progress)
+        assert session.remote_id is not None
+        link = self._wait_ready(key, session)
+        session = session.moved(state="done", remote_url=link or session.remote_url)
+        self.keep(session)
+        if previous is not None and previous[0] != session.remote_id:
+            self._remove(previous[0], key)
+        return Uploaded(
+            session.remote_id,
+            session.remote_url or self._link(session.remote_id),
+            sha256,
+            {"checksum": "sent", self.ID_DETAIL: session.remote_id, self.READY[0]: self.READY[1]},
+        )
+
+    def _wait_ready(self, key: str, session: Session) -> str | None:
+        """Poll until the video is processed (its link, if the platform gave one); still
+        processing at the timeout is temporary (the next attempt polls on)."""
+        assert session.remote_id is not None
+        deadline = time.monotonic() + self.processing_timeout
+        while True:
+            ready = self._poll(key, session)
+            if ready is not None:
+                return ready or None
+            if time.monotonic() >= deadline:
+                raise TemporaryError(
+                    f"video {session.remote_id} of {key} is still {self.WAITING} after "
+                    f"{self.processing_timeout:g} s; checked again on the next attempt",
+                    self.poll_interval,
+                )
+            time.sleep(self.poll_interval)
+
+    @abstractmethod
+    def _send(
+        self,
+        source: Path,
+        key: str,
+        metadata: dict[str, Any],
+        size: int,
+        sha256: str,
+        session: Session | None,
+        progress: Progress | None,
+    ) -> Session:
+        """Send the file in a resumable session (resuming ``session`` when given); returns
+        the session of the finished upload, with the platform's id."""
+
+    @abstractmethod
+    def _poll(self, key: str, session: Session) -> str | None:
+        """One processing check: None while processing, the video's link ("" if none) once
+        processed; raises when the platform did not accept the video."""
+
+    @abstractmethod
+    def _link(self, remote_id: str) -> str:
+        """The video's URL when the platform gave none."""
