@@ -60,13 +60,6 @@ class RenditionCache:
             return self._locks.setdefault(rid, threading.Lock())
 
     # -- lookups --------------------------------------------------------------------------
-    def is_cached(self, rid: str) -> bool:
-        """Whether a finished rendition with this id is in the cache (not re-hashed)."""
-        info = self._info(rid)
-        if info is None:
-            return False
-        return bool(info.get("passthrough")) or self._data(rid, info).is_file()
-
     def cached_ids(self) -> set[str]:
         """The ids of every finished rendition, from one listing of the folder (for plans:
         a rendition damaged since is found out, and made again, when it is used)."""
