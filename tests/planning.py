@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from reconciler.apply import ApplyOptions, ApplyResult, apply_plan, recover
 from reconciler.desired import fingerprint
 from reconciler.manifests.validate import validate_tree
 from reconciler.models import ManifestSet
@@ -98,6 +99,20 @@ class World:
         plan = plan or self.plan()
         pretend_applied(self.store, self.manifests(), plan)
         return plan
+
+
+def apply_run(world: World, options: ApplyOptions, **plan_options: Any) -> ApplyResult:
+    """A plain `reconcile` run on the world: recover, plan, apply through the real drivers."""
+    manifests = world.manifests()
+    with world.store.session():
+        notes = recover(manifests, world.store)
+        plan = world.plan(**plan_options)
+        return apply_plan(manifests, world.store, plan, options, recovered=notes)
+
+
+def rows(world: World, sql: str, params: list | None = None) -> list[tuple]:
+    with world.store.reading() as con:
+        return con.execute(sql, params or []).fetchall()
 
 
 def action_of(plan: Plan, asset: str, platform: str) -> Action:

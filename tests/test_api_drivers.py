@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import yaml
 from apiservers import API_KEY, REFRESH_TOKEN, VIMEO_TOKEN, FakePlatforms
-from planning import World
+from planning import World, apply_run, rows
 
-from reconciler.apply import ApplyOptions, apply_plan, recover
+from reconciler.apply import ApplyOptions
 from reconciler.verify import verify
 
 FAST = ApplyOptions(parallel=1, backoff_base=0.001, backoff_max=0.05)
@@ -82,16 +82,8 @@ def world_for(tmp_path: Path, fake: FakePlatforms, platform: str, **extra: Any) 
     return World(tmp_path).platform(platform, **spec).rule("R", platform)
 
 
-def apply(world: World, options: ApplyOptions = FAST):
-    manifests = world.manifests()
-    with world.store.session():
-        notes = recover(manifests, world.store)
-        return apply_plan(manifests, world.store, world.plan(), options, recovered=notes)
-
-
-def rows(world: World, sql: str, params: list | None = None) -> list[tuple]:
-    with world.store.reading() as con:
-        return con.execute(sql, params or []).fetchall()
+def apply(world: World, options: ApplyOptions = FAST, **plan_options: Any):
+    return apply_run(world, options, **plan_options)
 
 
 def placement(world: World, asset: str) -> tuple:
@@ -139,9 +131,7 @@ def test_http_upload_stat_metadata_and_delete(tmp_path: Path, fake: FakePlatform
     fake.objects[obj["id"]] = obj
     # pruned: deleted by id
     world.remove("Asset", "IMG-A").asset("IMG-B", b"b" * 10, file="b.jpg")
-    plan = world.plan(prune=True, force=True)
-    with world.store.session():
-        apply_plan(world.manifests(), world.store, plan, FAST)
+    apply(world, prune=True, force=True)
     assert obj["id"] not in fake.objects
 
 
@@ -337,8 +327,7 @@ def test_vimeo_tus_upload_then_transcode(tmp_path: Path, fake: FakePlatforms) ->
     status, uri, _ = placement(world, "VID-A")
     assert status == "synced" and uri == f"/videos/{upload.id}"
     world.remove("Asset", "VID-A").asset("VID-B", b"b" * 100, file="b.mp4", mime_type="video/mp4")
-    with world.store.session():
-        apply_plan(world.manifests(), world.store, world.plan(prune=True, force=True), FAST)
+    apply(world, prune=True, force=True)
     assert upload.video == "deleted"
 
 

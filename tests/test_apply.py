@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from planning import World
+from planning import World, apply_run, rows
 
 import reconciler.apply as apply_module
-from reconciler.apply import ApplyOptions, apply_plan, recover
+from reconciler.apply import ApplyOptions, apply_plan
 from reconciler.drivers.base import PermanentError, TemporaryError, Uploaded
 from reconciler.drivers.local import LocalDriver
 from reconciler.plan import make_plan
@@ -23,16 +23,7 @@ FAST = ApplyOptions(parallel=2, backoff_base=0.001, backoff_max=0.01)
 
 
 def apply(world: World, options: ApplyOptions = FAST, **plan_options: Any):
-    manifests = world.manifests()
-    with world.store.session():
-        notes = recover(manifests, world.store)
-        plan = world.plan(**plan_options)
-        return apply_plan(manifests, world.store, plan, options, recovered=notes)
-
-
-def rows(world: World, sql: str, params: list | None = None) -> list[tuple]:
-    with world.store.reading() as con:
-        return con.execute(sql, params or []).fetchall()
+    return apply_run(world, options, **plan_options)
 
 
 def target(world: World, platform: str) -> Path:

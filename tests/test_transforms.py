@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 from PIL import Image, ImageStat
-from planning import World, action_of
+from planning import World, action_of, apply_run
 
 import reconciler.transforms.video as video_module
-from reconciler.apply import ApplyOptions, apply_plan, recover
+from reconciler.apply import ApplyOptions
 from reconciler.sources import sha256_file
 from reconciler.transforms import TransformError
 from reconciler.transforms.crypto import CHUNK, decrypt_file, encrypt_file, parse_key
@@ -422,10 +422,7 @@ ENCRYPT = {"encrypt": True, "encryption_key": {"secret_env": "TEST_BACKUP_KEY"}}
 
 
 def apply(world: World, options: ApplyOptions = FAST):
-    manifests = world.manifests()
-    with world.store.session():
-        notes = recover(manifests, world.store)
-        return apply_plan(manifests, world.store, world.plan(), options, recovered=notes)
+    return apply_run(world, options)
 
 
 def copy(world: World, platform: str, file: str) -> Path:
@@ -471,7 +468,6 @@ def media_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
         .asset("IMG-SMALL", jpeg(300, 200), file="small.jpg", asset_type="image",
                mime_type="image/jpeg")
     )  # fmt: skip
-    world.options = FAST  # type: ignore[attr-defined]
     return world
 
 
