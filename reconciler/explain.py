@@ -77,7 +77,7 @@ def explain(
             f"{suggest(platform, manifests.platforms)}"
         )
     only = dataclasses.replace(manifests, assets={code: asset})
-    observed = observe([str(asset.path)], read_cache(store))
+    observed = observe([str(asset.path)], read_cache(store), str(manifests.media_root))
     seen = observed.files[str(asset.path)]
     with planning_connection(store) as (con, _exists):
         desired = load_desired(con, only, observed.files)

@@ -507,7 +507,9 @@ def make_plan(
     options = options or PlanOptions()
     known = cache.hashes(manifests.media_root) if cache is not None else {}
     known.update(read_cache(store))
-    observed = observe((a.path for a in manifests.assets.values()), known)
+    observed = observe(
+        (a.path for a in manifests.assets.values()), known, str(manifests.media_root)
+    )
     del known  # 100,000 cache entries need not outlive the observation
     if cache is not None and observed.hashed_files:
         cache.save_hashes(manifests.media_root, cacheable(observed))

@@ -11,14 +11,18 @@ the mtime (git calls these "racily clean").
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
+
+from reconciler.masters import UnsafeMaster, open_master
 
 RACY_SECONDS = 2.0
 
@@ -63,16 +67,24 @@ def sha256_file(path: str | Path) -> str:
 
 
 def observe(
-    paths: Iterable[str], cache: dict[str, CacheEntry], workers: int | None = None
+    paths: Iterable[str],
+    cache: dict[str, CacheEntry],
+    root: str,
+    workers: int | None = None,
 ) -> Observed:
-    """Stat every path; hash those the cache cannot vouch for."""
+    """Stat every path; hash those the cache cannot vouch for. Files are read only through
+    :func:`reconciler.masters.open_master`: regular files inside ``root`` (the media root's
+    real path), never through a symlink that leaves it."""
     result = Observed()
     todo: list[tuple[str, os.stat_result]] = []
     for path in dict.fromkeys(paths):  # each file once, in order
         try:
             st = os.stat(path)
         except OSError as exc:
-            result.files[path] = Observation(path, error=exc.strerror or str(exc))
+            result.files[path] = Observation(path, error=_stat_error(exc))
+            continue
+        if not stat.S_ISREG(st.st_mode):  # a FIFO is never opened: it could block forever
+            result.files[path] = Observation(path, error="is not a regular file")
             continue
         hit = cache.get(path)
         if (
@@ -115,13 +127,19 @@ def observe(
     # calls, and handing 100,000 of them between threads was measured 5x slower than this loop
     large = [item for item in todo if item[1].st_size > SMALL_FILE]
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
-        pending = [pool.submit(_hash_large, path, st) for path, st in large]
+        pending = [pool.submit(_hash_large, path, st, root) for path, st in large]
         for path, st in todo:
             if st.st_size <= SMALL_FILE:
-                record(path, st, *_hash_small(path, st))
+                record(path, st, *_hash_small(path, st, root))
         for (path, st), future in zip(large, pending, strict=True):
             record(path, st, *future.result())
     return result
+
+
+def _stat_error(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "is a symlink loop"
+    return exc.strerror or str(exc)
 
 
 SMALL_FILE = 1 << 20  # read in one call and hashed in the calling thread
@@ -137,12 +155,13 @@ def _same_file(before: os.stat_result, after: os.stat_result) -> bool:
     )
 
 
-def _hash_small(path: str, st: os.stat_result) -> tuple[str | None, str | None]:
+def _hash_small(path: str, st: os.stat_result, root: str) -> tuple[str | None, str | None]:
     """(sha256, None) or (None, why) for a file stat'ed as ``st`` before."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        return None, exc.strerror or str(exc)
+        master = open_master(path, root)
+    except UnsafeMaster as exc:
+        return None, exc.reason
+    fd = master.fd
     try:
         chunks: list[bytes] = []
         want = st.st_size + 1  # one byte more than expected, to notice a file that grew
@@ -153,20 +172,26 @@ def _hash_small(path: str, st: os.stat_result) -> tuple[str | None, str | None]:
     except OSError as exc:
         return None, exc.strerror or str(exc)
     finally:
-        os.close(fd)
+        master.close()
     data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if len(data) != st.st_size or not _same_file(st, after):
         return None, _CHANGED
     return hashlib.sha256(data).hexdigest(), None
 
 
-def _hash_large(path: str, st: os.stat_result) -> tuple[str | None, str | None]:
+def _hash_large(path: str, st: os.stat_result, root: str) -> tuple[str | None, str | None]:
     try:
-        with open(path, "rb") as handle:
+        master = open_master(path, root)
+    except UnsafeMaster as exc:
+        return None, exc.reason
+    try:
+        with os.fdopen(master.fd, "rb", closefd=False) as handle:
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
-            after = os.fstat(handle.fileno())
+        after = os.fstat(master.fd)
     except OSError as exc:
         return None, exc.strerror or str(exc)
+    finally:
+        master.close()
     if not _same_file(st, after):
         return None, _CHANGED
     return digest, None
