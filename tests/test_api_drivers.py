@@ -25,6 +25,8 @@ from planning import World, apply_run, rows
 from reconciler.apply import ApplyOptions
 from reconciler.verify import verify
 
+from helpers import payload_of
+
 FAST = ApplyOptions(parallel=1, backoff_base=0.001, backoff_max=0.05)
 MiB = 1024 * 1024
 
@@ -466,7 +468,7 @@ def test_a_stop_during_an_upload_cancels_it_and_keeps_the_session(
             raise Cancelled("stopping")
 
     with pytest.raises(Cancelled):
-        driver.upload(source, "a.mp4", {"code": "VID-A"}, stop_halfway)
+        driver.upload(payload_of(source), "a.mp4", {"code": "VID-A"}, stop_halfway)
     session = DriverState(world.store, platform).session("a.mp4")
     if platform == "CDN":
         assert session is None and fake.objects == {}  # nothing half-made

@@ -15,9 +15,13 @@ from reconciler.apply import Job
 from reconciler.drivers import driver_for
 from reconciler.drivers.base import Cancelled, PermanentError, resolve_secret
 from reconciler.drivers.local import CHUNK, LocalDriver
+from reconciler.drivers.payload import Payload
+from reconciler.masters import open_master
 from reconciler.models import Platform, SecretRef
 from reconciler.plan import Action
 from reconciler.progress import LiveProgress, PlainLines
+
+from helpers import payload_of
 
 
 def local(tmp_path: Path) -> LocalDriver:
@@ -33,10 +37,10 @@ def local(tmp_path: Path) -> LocalDriver:
     return driver
 
 
-def master(tmp_path: Path, content: bytes) -> Path:
+def master(tmp_path: Path, content: bytes) -> Payload:
     path = tmp_path / "master.bin"
     path.write_bytes(content)
-    return path
+    return payload_of(path)
 
 
 @pytest.mark.parametrize("size", [0, 3, CHUNK, CHUNK + 1, 2 * CHUNK + 3])
@@ -95,7 +99,7 @@ def test_keys_cannot_leave_the_target(tmp_path: Path) -> None:
 
 def test_a_vanished_master_is_permanent(tmp_path: Path) -> None:
     with pytest.raises(PermanentError, match="has vanished"):
-        local(tmp_path).upload(tmp_path / "gone.mp4", "A/gone.mp4", {})
+        open_master(str(tmp_path / "gone.mp4"), str(tmp_path))
 
 
 def test_health(tmp_path: Path) -> None:

@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.models import Platform, SecretRef
+from reconciler.redact import redact, register
 
 if TYPE_CHECKING:
+    from reconciler.drivers.payload import Payload
     from reconciler.drivers.state import DriverState
 
 Progress = Callable[[int], None]  # called with the number of bytes sent so far
@@ -38,7 +40,12 @@ HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
 
 
 class DriverError(Exception):
-    """Root of driver failures."""
+    """Root of driver failures. Its message is redacted as it is made: a platform that echoes
+    a rejected credential in its answer cannot carry it into an event, a job row or a
+    terminal (see :mod:`reconciler.redact`)."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(redact(message))
 
 
 class TemporaryError(DriverError):
@@ -97,10 +104,18 @@ class Driver(ABC):
 
     @abstractmethod
     def upload(
-        self, source: Path, key: str, metadata: dict[str, Any], progress: Progress | None = None
+        self,
+        payload: Payload,
+        key: str,
+        metadata: dict[str, Any],
+        progress: Progress | None = None,
     ) -> Uploaded:
-        """Put the file at ``key``, atomically: a reader sees the old object or the whole new
-        one, never half of it."""
+        """Put the payload's bytes at ``key``, atomically: a reader sees the old object or the
+        whole new one, never half of it. Every byte is read from the payload (never from a
+        path) and hashed as it is read; nothing is committed under ``key`` unless those bytes
+        are the expected ones (else :class:`~reconciler.drivers.payload.SourceChanged`), and
+        the checksum returned is of what the platform holds, as far as the platform can tell
+        (else :class:`~reconciler.drivers.payload.NotLanded`)."""
 
     @abstractmethod
     def stat(self, key: str) -> RemoteObject | None:
@@ -122,6 +137,12 @@ class Driver(ABC):
         """Remove partial uploads left by an interrupted run; return how many."""
         return 0
 
+    def finish(self) -> None:
+        """Write what the driver keeps in the state file and could not write during its
+        transfers (the file was busy); called when a run, verify or recovery ends."""
+        if self.state is not None:
+            self.state.flush(wait=True)
+
 
 def resolve_secret(ref: SecretRef | None, what: str) -> str:
     """Read a referenced credential at the moment it is needed; never stored anywhere."""
@@ -131,10 +152,13 @@ def resolve_secret(ref: SecretRef | None, what: str) -> str:
         value = os.environ.get(ref.env)
         if not value:
             raise PermanentError(f"{what}: the environment variable {ref.env} is not set")
+        register(value)
         return value.strip()
     assert ref.file is not None
     try:
-        return Path(ref.file).expanduser().read_text("utf-8").strip()
+        value = Path(ref.file).expanduser().read_text("utf-8")
+        register(value)
+        return value.strip()
     except OSError as exc:
         raise PermanentError(
             f"{what}: cannot read the secret file {ref.file}: {exc.strerror}"

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import threading
 from abc import abstractmethod
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -44,9 +43,9 @@ from reconciler.drivers.base import (
     Uploaded,
     resolve_secret,
 )
+from reconciler.drivers.payload import NotLanded, Payload, SourceChanged
 from reconciler.drivers.state import Session
 from reconciler.models import Platform
-from reconciler.sources import sha256_file
 
 
 class ApiDriver(Driver):
@@ -130,10 +129,9 @@ class HttpDriver(ApiDriver):
         return f"{self.collection}/{quote(remote_id, safe='')}"
 
     def upload(
-        self, source: Path, key: str, metadata: dict[str, Any], progress: Progress | None = None
+        self, payload: Payload, key: str, metadata: dict[str, Any], progress: Progress | None = None
     ) -> Uploaded:
-        size = source.stat().st_size
-        sha256 = sha256_file(source)
+        size, sha256 = payload.size, payload.expected
         url = self.collection if self.method == "POST" else self._object_url(key)
         headers = {
             **self._auth(),
@@ -144,8 +142,9 @@ class HttpDriver(ApiDriver):
         }
         doing = f"uploading {key} to {self.platform.code}"
         previous = self.index(key) if self.state is not None else None
+        reader = payload.reader()
         response = web.call(
-            self.http, self.method, url, doing, data=web.Chunk(source, 0, size, progress),
+            self.http, self.method, url, doing, data=web.Chunk(reader, size, progress),
             headers=headers,
         )  # fmt: skip
         body = _json(response, doing)
@@ -153,16 +152,29 @@ class HttpDriver(ApiDriver):
         if remote_id in (None, ""):
             raise PermanentError(f"{doing}: the response names no object ('{self.id_field}')")
         reported = body.get(self.checksum_field)
+        made_new = previous is None or previous[0] != str(remote_id)
+        try:
+            reader.confirm()
+            if reported and str(reported) != sha256:
+                raise NotLanded(
+                    f"{doing}: the platform reports sha256 {str(reported)[:12]}... for what "
+                    f"was sent as {sha256[:12]}...",
+                    str(reported),
+                )
+        except (SourceChanged, NotLanded):
+            if made_new:  # what it made is not the copy: it goes again
+                self._remove(str(remote_id), key)
+            raise
         link = str(body.get(self.url_field) or self._object_url(str(remote_id)))
         self.keep(
             Session(key, "http", "done", sha256, size, None, str(remote_id), link, size)
         )  # fmt: skip
-        if previous is not None and previous[0] != str(remote_id):  # a POST made a new one
+        if previous is not None and made_new:  # a POST made a new one
             self._remove(previous[0], key)
         return Uploaded(
             str(remote_id),
             link,
-            str(reported) if reported else sha256,
+            sha256,
             {"checksum": "reported" if reported else "sent", "remote_id": str(remote_id)},
         )
 

@@ -1,10 +1,13 @@
 """The ``local`` driver: a folder (a NAS mount, a shared disk) as a platform.
 
-An upload copies the master into a temporary file beside its destination (kernel-side copy
-where the OS offers it), renames it over the destination in one atomic step, and then reads
-back what landed to compute the checksum it reports. A crash leaves at most a
-``.*.reconcile-*.part`` file, which :meth:`LocalDriver.cleanup` removes; never a half-written
-object under its final name.
+An upload copies the payload's descriptor into a temporary file beside its destination
+(kernel-side copy where the OS offers it) and reads back what landed; only when that
+read-back is exactly the expected bytes is the file renamed over the destination, in one
+atomic step. A part file that does not match is deleted, as rclone does, so a master
+rewritten during an update never replaces the good copy. A crash leaves at most a
+``.reconcile-*.part`` file (a short name of its own, so that a destination name of any legal
+length fits), which :meth:`LocalDriver.cleanup` removes; never a half-written object under its
+final name.
 
 Like cp and rclone, it leaves flushing to disk to the kernel: a killed process loses nothing
 that it wrote. With ``fsync: true`` on the Platform, every file and its folder are flushed
@@ -15,9 +18,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import itertools
 import os
 import queue
+import secrets
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -33,8 +37,8 @@ from reconciler.drivers.base import (
     TemporaryError,
     Uploaded,
 )
+from reconciler.drivers.payload import NotLanded, Payload
 from reconciler.models import Platform
-from reconciler.sources import sha256_file
 
 PART_MARK = ".reconcile-"
 PART_SUFFIX = ".part"
@@ -76,7 +80,7 @@ class LocalDriver(Driver):
         return self.root.joinpath(*parts)
 
     def upload(
-        self, source: Path, key: str, metadata: dict[str, Any], progress: Progress | None = None
+        self, payload: Payload, key: str, metadata: dict[str, Any], progress: Progress | None = None
     ) -> Uploaded:
         dest = self.path_of(key)
         if dest.parent not in self._folders:
@@ -85,31 +89,31 @@ class LocalDriver(Driver):
             except OSError as exc:
                 raise os_failure(exc, f"cannot create {dest.parent}") from None
             self._folders.add(dest.parent)
-        part = dest.with_name(f".{dest.name}{PART_MARK}{_unique()}{PART_SUFFIX}")
-        try:
-            src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise PermanentError(f"the master file {source} has vanished") from None
-        except OSError as exc:
-            raise PermanentError(f"cannot read the master file {source}: {exc.strerror}") from None
-        landed_ok = False
+        # a short name of its own, so that a destination name of any legal length fits
+        part = dest.with_name(f"{PART_MARK}{secrets.token_hex(6)}{PART_SUFFIX}")
+        committed = False
         try:
             out = os.open(part, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
-                size, landed = _copy_and_read_back(src, out, progress)
+                size, landed = _copy_and_read_back(payload.fd, out, progress)
                 if self.fsync:
                     os.fsync(out)
             finally:
                 os.close(out)
+            if landed != payload.expected or size != payload.size:  # never renamed into place
+                raise NotLanded(
+                    f"the copy of {key} written to {self.platform.code} does not match what "
+                    f"was sent ({size} bytes, sha256 {landed[:12]}...); it was discarded",
+                    landed,
+                )
             os.replace(part, dest)
-            landed_ok = True
+            committed = True
             if self.fsync:
                 _fsync_dir(dest.parent)
         except OSError as exc:
             raise os_failure(exc, f"writing {dest}") from None
         finally:
-            os.close(src)
-            if not landed_ok:
+            if not committed:
                 part.unlink(missing_ok=True)
         return Uploaded(
             platform_asset_id=key,
@@ -119,14 +123,27 @@ class LocalDriver(Driver):
         )
 
     def stat(self, key: str) -> RemoteObject | None:
+        """What is at ``key``: a regular file, hashed through a descriptor; anything else
+        there (a symlink, a folder, a FIFO) is reported as an object of unknown content and
+        never followed or read."""
         path = self.path_of(key)
         try:
-            size = path.stat().st_size
-            return RemoteObject(checksum=sha256_file(path), size=size)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENXIO):
+                return RemoteObject(checksum=None, details={"kind": "not a regular file"})
             raise os_failure(exc, f"reading {path}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return RemoteObject(checksum=None, details={"kind": "not a regular file"})
+            return RemoteObject(checksum=_digest(fd, size_hint=st.st_size), size=st.st_size)
+        except OSError as exc:
+            raise os_failure(exc, f"reading {path}") from None
+        finally:
+            os.close(fd)
 
     def delete(self, key: str) -> None:
         path = self.path_of(key)
@@ -151,6 +168,8 @@ class LocalDriver(Driver):
         return HEALTHY, f"{self.root} is writable"
 
     def cleanup(self) -> int:
+        """Remove the part files of interrupted uploads (``.reconcile-*.part``, and the
+        ``.NAME.reconcile-*.part`` names earlier versions used)."""
         removed = 0
         if not self.root.is_dir():
             return 0
@@ -162,14 +181,6 @@ class LocalDriver(Driver):
         return removed
 
 
-_counter = itertools.count()
-
-
-def _unique() -> str:
-    """A name part no other upload uses at the same time (cheaper than random bytes)."""
-    return f"{os.getpid()}-{threading.get_ident() % 100000}-{next(_counter)}"
-
-
 def _copy(
     src: int,
     out: int,
@@ -178,22 +189,25 @@ def _copy(
     limit: int | None = None,
     landed: Callable[[int], None] | None = None,
 ) -> int:
-    """Copy between file descriptors in the kernel where possible (copy_file_range), from
-    their current positions; ``start`` bytes were sent before. Stops after ``limit`` bytes
-    when given; reports the total sent to ``progress`` and ``landed`` after each chunk."""
+    """Copy ``src`` from offset ``start`` to the current position of ``out``, in the kernel
+    where possible (copy_file_range). The source is read at explicit offsets, never through
+    its file position, so a retry on the same descriptor starts where it should. Stops after
+    ``limit`` bytes when given; reports the total sent to ``progress`` and ``landed`` after
+    each chunk."""
     sent = 0
     use_kernel = hasattr(os, "copy_file_range")
     while limit is None or sent < limit:
+        want = CHUNK if limit is None else min(CHUNK, limit - sent)
         if use_kernel:
             try:
-                n = os.copy_file_range(src, out, CHUNK)
+                n = os.copy_file_range(src, out, want, start + sent)
             except OSError as exc:
                 if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
                     raise
                 use_kernel = False
                 continue
         else:
-            block = os.read(src, CHUNK)
+            block = os.pread(src, want, start + sent)
             n = len(block)
             view = memoryview(block)
             while view:

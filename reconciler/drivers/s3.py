@@ -1,22 +1,32 @@
 """The ``s3`` driver: any S3-compatible endpoint, through boto3.
 
 Bucket, prefix, region and endpoint come from the Platform manifest; credentials come only from
-boto3's standard chain (environment, profile, instance role), never from a manifest. Uploads go
-through boto3's transfer manager, multipart above 8 MiB, with ``ChecksumAlgorithm=SHA256`` so
-that S3 checks every part it receives. The object's full sha256 is stored in its metadata
-(``x-amz-meta-sha256``), which :meth:`S3Driver.stat` reads back, so verification compares like
-with like; for a single-part upload the checksum S3 computed itself is compared too.
+boto3's standard chain (environment, profile, instance role), never from a manifest.
+
+Every byte sent is read once from the job's payload and hashed as it is read. A payload of up
+to 8 MiB goes in one PUT, checked before it is sent and carrying its SHA-256, which S3 checks
+against the body it receives. A larger one is a multipart upload whose every part carries its
+own SHA-256 (S3 checks each); it is completed only when the whole payload read was the expected
+bytes, and aborted otherwise, so nothing is ever committed under the key that was not what the
+job meant to send. Afterwards S3's own checksum of the object (``ChecksumMode=ENABLED``) must
+be the one those parts add up to.
+
+Verification trusts only S3: a single-part object's SHA-256 is its content's; a multipart
+object's composite checksum is matched with the one recorded when it was put; an object with
+neither (put by someone else) is read and hashed. Metadata such as ``x-amz-meta-sha256`` is
+never trusted, since anyone who can write the object can write it.
 """
 
 from __future__ import annotations
 
 import base64
-from pathlib import Path
+import contextlib
+import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
 import boto3
-from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -39,10 +49,13 @@ from reconciler.drivers.base import (
     TemporaryError,
     Uploaded,
 )
+from reconciler.drivers.payload import NotLanded, Payload, SourceChanged
+from reconciler.drivers.state import Session
 from reconciler.models import Platform
-from reconciler.sources import sha256_file
+from reconciler.redact import register
 
-MULTIPART_THRESHOLD = 8 * 1024 * 1024
+PART_SIZE = 8 * 1024 * 1024  # above this, a multipart upload of parts this size
+PART_WORKERS = 4  # parts in flight at once
 TEMPORARY_CODES = {
     "SlowDown",
     "ServiceUnavailable",
@@ -57,7 +70,6 @@ TEMPORARY_CODES = {
     "503",
     "504",
 }
-SHA_KEY = "sha256"
 
 
 def failure(exc: Exception, doing: str) -> Exception:
@@ -95,18 +107,22 @@ class S3Driver(Driver):
         self.bucket: str = config["bucket"]
         self.prefix: str = config.get("prefix", "")
         self.endpoint: str | None = config.get("endpoint_url")
-        self.client = boto3.session.Session().client(
+        session = boto3.session.Session()
+        credentials = session.get_credentials()  # the standard chain; never a manifest
+        if credentials is not None:
+            frozen = credentials.get_frozen_credentials()
+            register(frozen.secret_key)
+            register(frozen.token)
+        self.client = session.client(
             "s3",
             endpoint_url=self.endpoint,
             region_name=config.get("region"),
             config=Config(
-                retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=60
+                retries={"max_attempts": 1, "mode": "standard"},
+                connect_timeout=10,
+                read_timeout=60,
+                max_pool_connections=PART_WORKERS + 4,
             ),
-        )
-        self.transfer = TransferConfig(
-            multipart_threshold=MULTIPART_THRESHOLD,
-            multipart_chunksize=MULTIPART_THRESHOLD,
-            max_concurrency=4,
         )
 
     def full_key(self, key: str) -> str:
@@ -118,71 +134,193 @@ class S3Driver(Driver):
             return f"{self.endpoint.rstrip('/')}/{self.bucket}/{path}"
         return f"https://{self.bucket}.s3.amazonaws.com/{path}"
 
+    def _where(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.full_key(key)}"
+
+    # -- upload ----------------------------------------------------------------------------
     def upload(
-        self, source: Path, key: str, metadata: dict[str, Any], progress: Progress | None = None
+        self, payload: Payload, key: str, metadata: dict[str, Any], progress: Progress | None = None
     ) -> Uploaded:
-        try:
-            digest = sha256_file(source)
-        except FileNotFoundError:
-            raise PermanentError(f"the master file {source} has vanished") from None
-        size = source.stat().st_size
-        sent = 0
-
-        def callback(n: int) -> None:
-            nonlocal sent
-            sent += n
-            if progress is not None:
-                progress(sent)
-
         extra = {
-            "Metadata": {SHA_KEY: digest, "asset": _ascii(metadata.get("code", ""))},
-            "ChecksumAlgorithm": "SHA256",
+            "Metadata": {"asset": _ascii(metadata.get("code", ""))},
             "ContentType": metadata.get("mime_type") or "application/octet-stream",
         }
-        full = self.full_key(key)
+        doing = f"uploading {self._where(key)}"
         try:
-            self.client.upload_file(
-                str(source),
-                self.bucket,
-                full,
-                ExtraArgs=extra,
-                Callback=callback,
-                Config=self.transfer,
+            if payload.size <= PART_SIZE:
+                sent = self._put(payload, key, extra, progress)
+            else:
+                sent = self._multipart(payload, key, extra, progress)
+            head = self.client.head_object(
+                Bucket=self.bucket, Key=self.full_key(key), ChecksumMode="ENABLED"
             )
-            head = self.client.head_object(Bucket=self.bucket, Key=full, ChecksumMode="ENABLED")
+        except (SourceChanged, Cancelled):
+            raise
         except Exception as exc:
-            raise failure(exc, f"uploading s3://{self.bucket}/{full}") from None
-        landed = head.get("Metadata", {}).get(SHA_KEY)
-        if head.get("ContentLength") != size:
-            landed = f"size {head.get('ContentLength')} != {size}"
-        s3_sum = head.get("ChecksumSHA256")
-        if s3_sum and "-" not in s3_sum and size <= MULTIPART_THRESHOLD:
-            computed = base64.b64decode(s3_sum).hex()
-            if computed != digest:
-                landed = computed
+            raise failure(exc, doing) from None
+        landed = head.get("ChecksumSHA256")
+        if not _same(landed, sent) or head.get("ContentLength") != payload.size:
+            raise NotLanded(
+                f"{doing}: S3 reports checksum {landed} and {head.get('ContentLength')} bytes "
+                f"for what was sent as {sent} and {payload.size} bytes",
+                landed if landed is None or _composite(head) else _hex(landed),
+            )
+        self.keep(
+            Session(key, "s3", "done", payload.expected, payload.size, remote_id=head.get("ETag"),
+                    remote_url=self.url(key), remote_checksum=landed)
+        )  # fmt: skip
         return Uploaded(
-            platform_asset_id=f"s3://{self.bucket}/{full}",
+            platform_asset_id=self._where(key),
             url=self.url(key),
-            remote_checksum=landed or "",
-            details={"etag": head.get("ETag")},
+            remote_checksum=payload.expected,  # S3 checked every part against what was read
+            details={"etag": head.get("ETag"), "s3_checksum": landed},
         )
 
+    def _put(
+        self, payload: Payload, key: str, extra: dict[str, Any], progress: Progress | None
+    ) -> str:
+        """One PUT of a small payload, read whole and checked before a byte goes; S3 checks
+        the body against its SHA-256. Returns that checksum (base64)."""
+        reader = payload.reader()
+        body = reader.read(payload.size)
+        reader.confirm()
+        checksum = _b64(bytes.fromhex(reader.hexdigest))
+        self.client.put_object(
+            Bucket=self.bucket, Key=self.full_key(key), Body=body, ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=checksum,
+            **extra,
+        )  # fmt: skip
+        if progress is not None:
+            progress(len(body))
+        return checksum
+
+    def _multipart(
+        self, payload: Payload, key: str, extra: dict[str, Any], progress: Progress | None
+    ) -> str:
+        """A multipart upload: each part read once, hashed, and sent with its SHA-256 (which S3
+        checks); completed only when the whole is the expected bytes, else aborted. The upload
+        id is recorded before the first part, so recovery can abort exactly it. Returns the
+        composite checksum S3 must report."""
+        full = self.full_key(key)
+        upload_id = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=full, ChecksumAlgorithm="SHA256", **extra
+        )["UploadId"]
+        started = Session(key, "s3", "uploading", payload.expected, payload.size, upload_id)
+        previous = self.state.session(key) if self.state is not None else None
+        self.keep(started)
+        try:
+            parts = self._send_parts(payload, full, upload_id, progress)
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=full, UploadId=upload_id,
+                MultipartUpload={"Parts": [
+                    {"PartNumber": n, "ETag": etag, "ChecksumSHA256": _b64(digest)}
+                    for n, etag, digest in parts
+                ]},
+            )  # fmt: skip
+        except BaseException:
+            self._abort(full, upload_id)
+            if previous is not None and previous.state == "done":
+                self.keep(previous)  # the object there is still the one it describes
+            else:
+                self.forget(key)
+            raise
+        composite = hashlib.sha256(b"".join(digest for _, _, digest in parts)).digest()
+        return f"{_b64(composite)}-{len(parts)}"
+
+    def _send_parts(
+        self, payload: Payload, full: str, upload_id: str, progress: Progress | None
+    ) -> list[tuple[int, str, bytes]]:
+        """Read the parts in order (so the whole payload is hashed as it is read) and upload
+        up to PART_WORKERS of them at once."""
+        reader = payload.reader()
+        done: list[tuple[int, str, bytes]] = []
+        sent = 0
+        with ThreadPoolExecutor(max_workers=PART_WORKERS) as pool:
+            running: list[Future[tuple[int, str, bytes, int]]] = []
+            number = 0
+            while reader.tell() < payload.size:
+                body = reader.read(min(PART_SIZE, payload.size - reader.tell()))
+                if not body:
+                    break  # shorter than when opened: confirm() says so
+                number += 1
+                running.append(pool.submit(self._part, full, upload_id, number, body))
+                while len(running) >= PART_WORKERS or (running and running[0].done()):
+                    n, etag, digest, size = running.pop(0).result()
+                    done.append((n, etag, digest))
+                    sent += size
+                    if progress is not None:
+                        progress(sent)
+            reader.confirm()
+            for future in running:
+                n, etag, digest, size = future.result()
+                done.append((n, etag, digest))
+                sent += size
+                if progress is not None:
+                    progress(sent)
+        return sorted(done)
+
+    def _part(
+        self, full: str, upload_id: str, number: int, body: bytes
+    ) -> tuple[int, str, bytes, int]:
+        digest = hashlib.sha256(body).digest()
+        answer = self.client.upload_part(
+            Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=body,
+            ChecksumSHA256=_b64(digest),
+        )  # fmt: skip
+        return number, str(answer["ETag"]), digest, len(body)
+
+    def _abort(self, full: str, upload_id: str) -> None:
+        with contextlib.suppress(Exception):  # best effort: recovery aborts it otherwise
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+
+    # -- the rest --------------------------------------------------------------------------
     def stat(self, key: str) -> RemoteObject | None:
+        """What S3 holds at ``key``, by S3's own checksum, never by metadata anyone can write:
+        a single-part object's SHA-256 is the content's; a multipart object's composite
+        checksum is matched against the one recorded when this tool put it; anything else
+        (an object without a checksum, or one this tool does not know) is read and hashed."""
         full = self.full_key(key)
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=full)
+            head = self.client.head_object(Bucket=self.bucket, Key=full, ChecksumMode="ENABLED")
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in ("404", "NoSuchKey", "NotFound"):
                 return None
-            raise failure(exc, f"reading s3://{self.bucket}/{full}") from None
+            raise failure(exc, f"reading {self._where(key)}") from None
+        except Exception as exc:
+            raise failure(exc, f"reading {self._where(key)}") from None
+        size, etag, checksum = (
+            head.get("ContentLength"),
+            head.get("ETag"),
+            head.get("ChecksumSHA256"),
+        )
+        details = {"etag": etag, "s3_checksum": checksum}
+        if checksum and not _composite(head):
+            return RemoteObject(_hex(checksum), size, details)
+        known = self.state.session(key) if self.state is not None else None
+        if (
+            checksum
+            and known is not None
+            and known.state == "done"
+            and known.file_size == size
+            and _same(checksum, known.remote_checksum)
+        ):
+            return RemoteObject(known.file_sha256, size, details)
+        digest = self._read_digest(full)
+        if checksum:  # a composite checksum is content-derived: remember what it stands for
+            self.keep(Session(key, "s3", "done", digest, int(size or 0), remote_id=etag,
+                              remote_url=self.url(key), remote_checksum=checksum))  # fmt: skip
+        return RemoteObject(digest, size, details)
+
+    def _read_digest(self, full: str) -> str:
+        digest = hashlib.sha256()
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=full)["Body"]
+            for block in body.iter_chunks(1024 * 1024):
+                digest.update(block)
         except Exception as exc:
             raise failure(exc, f"reading s3://{self.bucket}/{full}") from None
-        return RemoteObject(
-            checksum=head.get("Metadata", {}).get(SHA_KEY),
-            size=head.get("ContentLength"),
-            details={"etag": head.get("ETag")},
-        )
+        return digest.hexdigest()
 
     def delete(self, key: str) -> None:
         full = self.full_key(key)
@@ -190,6 +328,7 @@ class S3Driver(Driver):
             self.client.delete_object(Bucket=self.bucket, Key=full)
         except Exception as exc:
             raise failure(exc, f"deleting s3://{self.bucket}/{full}") from None
+        self.forget(key)
 
     def update_metadata(self, key: str, metadata: dict[str, Any]) -> None:
         full = self.full_key(key)
@@ -201,9 +340,11 @@ class S3Driver(Driver):
                 Bucket=self.bucket,
                 Key=full,
                 CopySource={"Bucket": self.bucket, "Key": full},
+                CopySourceIfMatch=head["ETag"],
                 Metadata=kept,
                 MetadataDirective="REPLACE",
                 ContentType=metadata.get("mime_type") or head.get("ContentType"),
+                ChecksumAlgorithm="SHA256",  # the copy gets S3's SHA-256 of its content
             )
         except Exception as exc:
             raise failure(exc, f"updating the metadata of s3://{self.bucket}/{full}") from None
@@ -216,17 +357,66 @@ class S3Driver(Driver):
         return HEALTHY, f"bucket {self.bucket} answers"
 
     def cleanup(self) -> int:
-        """Abort multipart uploads under our prefix that an interrupted run left open."""
-        try:
-            listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self.prefix)
-            uploads = listing.get("Uploads", [])
-            for upload in uploads:
+        """Abort the multipart uploads this tool started and recorded, and only those: other
+        writers' uploads under the same bucket or prefix are not ours to touch."""
+        if self.state is None:
+            return 0
+        mine = [s for s in self.state.sessions().values() if s.state == "uploading"]
+        for session in mine:
+            assert session.session_url is not None
+            full = self.full_key(session.key)
+            try:
                 self.client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    Bucket=self.bucket, Key=full, UploadId=session.session_url
                 )
-        except Exception as exc:
-            raise failure(exc, f"cleaning up bucket {self.bucket}") from None
-        return len(uploads)
+            except ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code", "")) not in (
+                    "NoSuchUpload",
+                    "404",
+                ):
+                    raise failure(exc, f"cleaning up bucket {self.bucket}") from None
+            except Exception as exc:
+                raise failure(exc, f"cleaning up bucket {self.bucket}") from None
+            self.forget(session.key)
+        return len(mine)
+
+    def keep(self, session: Session) -> None:
+        if self.state is not None:
+            self.state.save(session)
+
+    def forget(self, key: str) -> None:
+        if self.state is not None:
+            self.state.forget(key)
+
+
+def _composite(head: dict[str, Any]) -> bool:
+    """Whether S3's checksum of an object is a checksum of its parts' checksums (a multipart
+    upload): said by ChecksumType, a ``-N`` suffix, or a multipart ETag."""
+    checksum = str(head.get("ChecksumSHA256") or "")
+    etag = str(head.get("ETag") or "").strip('"')
+    return head.get("ChecksumType") == "COMPOSITE" or "-" in checksum or "-" in etag
+
+
+def _same(reported: str | None, expected: str | None) -> bool:
+    """S3's checksum is the expected one; a composite may come with or without its ``-N``."""
+    if not reported or not expected:
+        return False
+    return (
+        reported == expected
+        or reported == expected.rsplit("-", 1)[0]
+        or (expected == reported.rsplit("-", 1)[0])
+    )
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _hex(checksum: str) -> str:
+    try:
+        return base64.b64decode(checksum).hex()
+    except ValueError:
+        return checksum
 
 
 def _ascii(text: str) -> str:

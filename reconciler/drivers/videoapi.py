@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
-from pathlib import Path
 from typing import Any, ClassVar
 
 from reconciler.drivers.base import Progress, TemporaryError, Uploaded
 from reconciler.drivers.http import ApiDriver
+from reconciler.drivers.payload import HashedReader, Payload, SourceChanged
 from reconciler.drivers.state import Session
 from reconciler.models import Platform
-from reconciler.sources import sha256_file
 
 
 class VideoApiDriver(ApiDriver):
@@ -34,16 +33,17 @@ class VideoApiDriver(ApiDriver):
         self.processing_timeout = float(self.config.get("processing_timeout", 900))
 
     def upload(
-        self, source: Path, key: str, metadata: dict[str, Any], progress: Progress | None = None
+        self, payload: Payload, key: str, metadata: dict[str, Any], progress: Progress | None = None
     ) -> Uploaded:
-        size = source.stat().st_size
-        sha256 = sha256_file(source)
+        size, sha256 = payload.size, payload.expected
         previous = self.index(key)  # the finished video at this key now: replaced once up
         session = self.state.session(key) if self.state is not None else None
         if session is not None and (session.file_sha256, session.file_size) != (sha256, size):
-            session = None  # another file: start over
+            if session.state != "done":
+                self._abandon(session)  # another file: its half-sent video goes
+            session = None
         if session is None or session.state == "uploading":
-            session = self._send(source, key, metadata, size, sha256, session, progress)
+            session = self._send(payload, key, metadata, session, progress)
         assert session.remote_id is not None
         link = self._wait_ready(key, session)
         session = session.moved(state="done", remote_url=link or session.remote_url)
@@ -56,6 +56,22 @@ class VideoApiDriver(ApiDriver):
             sha256,
             {"checksum": "sent", self.ID_DETAIL: session.remote_id, self.READY[0]: self.READY[1]},
         )
+
+    def _confirm(self, payload: Payload, reader: HashedReader, session: Session) -> None:
+        """All bytes are on the platform: they must be the expected ones, read in this run
+        (the part sent by an earlier run is read again). Otherwise the video goes."""
+        if reader.tell() != payload.size:
+            reader = payload.reader(payload.size)
+        try:
+            reader.confirm()
+        except SourceChanged:
+            self._abandon(session)
+            self.forget(session.key)
+            raise
+
+    def _abandon(self, session: Session) -> None:
+        """Remove what an upload that will not be finished left on the platform (a video
+        created for it); the default leaves nothing to remove."""
 
     def _wait_ready(self, key: str, session: Session) -> str | None:
         """Poll until the video is processed (its link, if the platform gave one); still
@@ -77,16 +93,16 @@ class VideoApiDriver(ApiDriver):
     @abstractmethod
     def _send(
         self,
-        source: Path,
+        payload: Payload,
         key: str,
         metadata: dict[str, Any],
-        size: int,
-        sha256: str,
         session: Session | None,
         progress: Progress | None,
     ) -> Session:
-        """Send the file in a resumable session (resuming ``session`` when given); returns
-        the session of the finished upload, with the platform's id."""
+        """Send the payload in a resumable session (resuming ``session`` when given), reading
+        it through one hashing reader and checking it with :meth:`_confirm` once the platform
+        holds every byte; returns the session of the finished upload, with the platform's
+        id."""
 
     @abstractmethod
     def _poll(self, key: str, session: Session) -> str | None:

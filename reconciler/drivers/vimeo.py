@@ -16,9 +16,9 @@ limit headers are respected: when ``X-RateLimit-Remaining`` reaches 0, the drive
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -27,12 +27,14 @@ from reconciler.drivers import web
 from reconciler.drivers.base import (
     DOWN,
     HEALTHY,
+    DriverError,
     PermanentError,
     Progress,
     RemoteObject,
     TemporaryError,
 )
 from reconciler.drivers.http import _json
+from reconciler.drivers.payload import Payload
 from reconciler.drivers.state import Session
 from reconciler.drivers.videoapi import VideoApiDriver
 from reconciler.models import Platform
@@ -77,31 +79,34 @@ class VimeoDriver(VideoApiDriver):
     # -- upload ----------------------------------------------------------------------------
     def _send(
         self,
-        source: Path,
+        payload: Payload,
         key: str,
         metadata: dict[str, Any],
-        size: int,
-        sha256: str,
         session: Session | None,
         progress: Progress | None,
     ) -> Session:
         doing = f"uploading {key} to {self.platform.code}"
+        size = payload.size
         offset = 0
         if session is not None and session.session_url:
             asked = self._offset(session.session_url, doing)
-            if asked is None:
+            if asked is None:  # the platform lost the upload: its empty video goes too
+                self._abandon(session)
                 self.forget(key)
                 session = None
             else:
                 offset = asked
         if session is None:
-            session = self._create(key, metadata, size, sha256, doing)
+            session = self._create(key, metadata, size, payload.expected, doing)
         assert session.session_url is not None
+        reader = payload.reader(offset)
         while offset < size:
+            if reader.tell() != offset:  # the platform kept less than was sent
+                reader = payload.reader(offset)
             start, length = offset, min(self.chunk, size - offset)
             response = self._call(
                 "PATCH", session.session_url, doing, ok=(404, 409, 410),
-                data=web.Chunk(source, start, length, progress),
+                data=web.Chunk(reader, length, progress),
                 headers={**TUS, "Upload-Offset": str(start),
                          "Content-Type": "application/offset+octet-stream"},
             )  # fmt: skip
@@ -115,8 +120,16 @@ class VimeoDriver(VideoApiDriver):
             session = session.moved(bytes_confirmed=offset)
             self.keep(session)
         session = session.moved(state="uploaded", bytes_confirmed=size)
+        self._confirm(payload, reader, session)
         self.keep(session)
         return session
+
+    def _abandon(self, session: Session) -> None:
+        """The video an upload was for, when that upload will not be finished: deleted, so
+        that no empty or wrong video is left in the account."""
+        if session.remote_id:
+            with contextlib.suppress(DriverError):  # best effort: it must not hide why
+                self._remove(session.remote_id, session.key)
 
     def _create(
         self, key: str, metadata: dict[str, Any], size: int, sha256: str, doing: str
@@ -163,6 +176,7 @@ class VimeoDriver(VideoApiDriver):
         upload = (video.get("upload") or {}).get("status")
         transcode = (video.get("transcode") or {}).get("status")
         if upload == "error" or transcode == "error":
+            self._abandon(session)
             self.forget(key)
             raise PermanentError(
                 f"Vimeo did not accept {key} ({session.remote_id}): upload {upload}, "

@@ -3,7 +3,8 @@
 :func:`check` turns a response into a driver failure by the one rule every driver follows:
 429 and 5xx are temporary (``Retry-After`` honoured, in seconds or as an HTTP date), any other
 4xx is permanent, and a connection error or timeout is temporary. :class:`Chunk` streams a
-slice of a file with progress, so that a chunk is never held whole in memory.
+slice of a payload with progress through its hashing reader, so that a chunk is never held
+whole in memory and every byte sent is hashed.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import email.utils
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import requests
 
 from reconciler.drivers.base import Cancelled, PermanentError, TemporaryError
+from reconciler.drivers.payload import HashedReader, SourceChanged
+from reconciler.redact import redact
 
 TIMEOUT = (10.0, 120.0)  # connect, read
 TEMPORARY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -49,19 +51,23 @@ def retry_after(value: str | None) -> float | None:
 
 def reason(response: requests.Response) -> str:
     """The platform's own words for a failure, short."""
+    return redact(_reason(response))[:200]  # redacted before it is cut: no half secret
+
+
+def _reason(response: requests.Response) -> str:
     try:
         body = response.json()
     except ValueError:
         text = response.text.strip().splitlines()
-        return text[0][:200] if text else response.reason or ""
+        return text[0][:1000] if text else response.reason or ""
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict):
-            return str(error.get("message") or error.get("status") or error)[:200]
+            return str(error.get("message") or error.get("status") or error)[:1000]
         for field in ("error", "message", "developer_message", "detail"):
             if body.get(field):
-                return str(body[field])[:200]
-    return json.dumps(body)[:200]
+                return str(body[field])[:1000]
+    return json.dumps(body)[:1000]
 
 
 def check(response: requests.Response, doing: str, ok: tuple[int, ...] = ()) -> requests.Response:
@@ -94,35 +100,33 @@ def call(
 
 
 def _short(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    text = redact(str(exc))  # before it is cut: a token in a header shows in the message
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 class Chunk:
-    """``length`` bytes of ``path`` from ``offset``, read in blocks as requests sends them;
-    ``sent`` is called with the position in the file reached so far (``offset`` plus this
-    chunk's bytes sent), and may raise Cancelled."""
+    """The next ``length`` bytes of a payload, read through its hashing ``reader`` in blocks
+    as requests sends them (a chunk is never held whole in memory); ``sent`` is called with
+    the position in the file reached so far, and may raise Cancelled. A body is read once:
+    a second iteration would hash its bytes twice, so it is refused."""
 
     def __init__(
-        self,
-        path: Path,
-        offset: int,
-        length: int,
-        sent: Callable[[int], None] | None = None,
+        self, reader: HashedReader, length: int, sent: Callable[[int], None] | None = None
     ) -> None:
-        self.path, self.offset, self.length, self.sent = path, offset, length, sent
+        self.reader, self.length, self.sent = reader, length, sent
+        self.start = reader.tell()
+        self._read = False
 
     def __len__(self) -> int:
         return self.length
 
     def __iter__(self) -> Iterator[bytes]:
-        done = 0
-        with open(self.path, "rb") as handle:
-            handle.seek(self.offset)
-            while done < self.length:
-                block = handle.read(min(BLOCK, self.length - done))
-                if not block:
-                    raise PermanentError(f"{self.path.name} became shorter while it was sent")
-                done += len(block)
-                yield block
-                if self.sent is not None:
-                    self.sent(self.offset + done)
+        if self._read or self.reader.tell() != self.start:
+            raise PermanentError("an upload body was read twice; this is a bug")
+        self._read = True
+        for block in self.reader.blocks(self.length, BLOCK):
+            yield block
+            if self.sent is not None:
+                self.sent(self.reader.tell())
+        if self.reader.tell() < self.start + self.length:
+            raise SourceChanged(self.reader.payload, f"{self.reader.tell()} bytes")

@@ -21,9 +21,9 @@ by a ``quotaExceeded`` answer — jobs are deferred until it resets.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -34,6 +34,7 @@ from reconciler.drivers.base import (
     DOWN,
     HEALTHY,
     Deferred,
+    DriverError,
     PermanentError,
     Progress,
     RemoteObject,
@@ -41,9 +42,11 @@ from reconciler.drivers.base import (
     resolve_secret,
 )
 from reconciler.drivers.http import _json
+from reconciler.drivers.payload import HashedReader, Payload
 from reconciler.drivers.state import Session
 from reconciler.drivers.videoapi import VideoApiDriver
 from reconciler.models import Platform, SecretRef
+from reconciler.redact import register
 
 UNIT = 256 * 1024  # chunks are multiples of this
 DEFAULT_COSTS = {"upload": 1600, "update": 50, "list": 1, "delete": 50}
@@ -95,6 +98,7 @@ class YouTubeDriver(VideoApiDriver):
         token = _json(response, doing).get("access_token")
         if not token:
             raise PermanentError(f"{doing}: the answer holds no access_token")
+        register(str(token))  # a credential too: never recorded or printed
         return str(token)
 
     def _access(self, stale: str | None = None) -> str:
@@ -164,18 +168,17 @@ class YouTubeDriver(VideoApiDriver):
     # -- upload ----------------------------------------------------------------------------
     def _send(
         self,
-        source: Path,
+        payload: Payload,
         key: str,
         metadata: dict[str, Any],
-        size: int,
-        sha256: str,
         session: Session | None,
         progress: Progress | None,
     ) -> Session:
         doing = f"uploading {key} to {self.platform.code}"
+        size = payload.size
         offset = 0
         if session is not None and session.session_url:
-            asked = self._offset(session, size, doing)
+            asked = self._offset(session, size, doing, payload)
             if isinstance(asked, Session):
                 return asked
             if asked is None:
@@ -183,12 +186,15 @@ class YouTubeDriver(VideoApiDriver):
             else:
                 offset = asked
         if session is None:
-            session = self._start(key, metadata, size, sha256, doing)
+            session = self._start(key, metadata, size, payload.expected, doing)
         assert session.session_url is not None
+        reader = payload.reader(offset)
         while True:
+            if reader.tell() != offset:  # the platform kept less than was sent
+                reader = payload.reader(offset)
             start, end = offset, min(offset + self.chunk, size)
             response = self._put(
-                session.session_url, doing, data=web.Chunk(source, start, end - start, progress),
+                session.session_url, doing, data=web.Chunk(reader, end - start, progress),
                 headers={"Content-Range": f"bytes {start}-{end - 1}/{size}" if size else
                          f"bytes */{size}"},
             )  # fmt: skip
@@ -197,7 +203,7 @@ class YouTubeDriver(VideoApiDriver):
                 session = session.moved(bytes_confirmed=offset)
                 self.keep(session)
                 continue
-            return self._uploaded(session, response, size, doing)
+            return self._uploaded(session, response, doing, payload, reader)
 
     def _start(
         self, key: str, metadata: dict[str, Any], size: int, sha256: str, doing: str
@@ -235,7 +241,9 @@ class YouTubeDriver(VideoApiDriver):
             raise TemporaryError(f"{doing}: the upload session expired; starting over")
         return response
 
-    def _offset(self, session: Session, size: int, doing: str) -> int | Session | None:
+    def _offset(
+        self, session: Session, size: int, doing: str, payload: Payload
+    ) -> int | Session | None:
         """Ask the session how much arrived: an offset, the finished upload, or None when the
         platform no longer knows the session."""
         assert session.session_url is not None
@@ -248,10 +256,15 @@ class YouTubeDriver(VideoApiDriver):
             return None
         if response.status_code == 308:
             return _next_offset(response)
-        return self._uploaded(session, response, size, doing)
+        return self._uploaded(session, response, doing, payload, payload.reader(size))
 
     def _uploaded(
-        self, session: Session, response: requests.Response, size: int, doing: str
+        self,
+        session: Session,
+        response: requests.Response,
+        doing: str,
+        payload: Payload,
+        reader: HashedReader,
     ) -> Session:
         video_id = _json(response, doing).get("id")
         if not video_id:
@@ -260,10 +273,18 @@ class YouTubeDriver(VideoApiDriver):
             state="uploaded",
             remote_id=str(video_id),
             remote_url=_watch_url(str(video_id)),
-            bytes_confirmed=size,
+            bytes_confirmed=payload.size,
         )
+        self._confirm(payload, reader, done)
         self.keep(done)
         return done
+
+    def _abandon(self, session: Session) -> None:
+        """A video made by a finished upload that is not the copy (its bytes were not the
+        expected ones) is deleted; an unfinished session made no video."""
+        if session.remote_id:
+            with contextlib.suppress(DriverError):  # best effort: it must not hide why
+                self._remove(session.remote_id, session.key)
 
     def _poll(self, key: str, session: Session) -> str | None:
         """One videos.list: processed, still processing, or failed/rejected (permanent)."""
@@ -285,6 +306,7 @@ class YouTubeDriver(VideoApiDriver):
                 or processing
                 or upload_status
             )
+            self._abandon(session)
             self.forget(key)  # the next run uploads it again
             raise PermanentError(
                 f"YouTube did not accept {key} (video {session.remote_id}): "

@@ -60,6 +60,10 @@ Connection = duckdb.DuckDBPyConnection
 CONNECTION_CONFIG = {"threads": 1}
 
 
+class Busy(LockTimeout):
+    """The state file cannot be written this instant (a write that was asked not to wait)."""
+
+
 class OutdatedSchema(StateError):
     """The state file needs a migration that the caller may not run (a dry run)."""
 
@@ -114,22 +118,38 @@ class StateStore:
                     self.lock.release()
 
     @contextmanager
-    def writing(self) -> Iterator[Connection]:
-        """One short write transaction. Creates and migrates the file on first use."""
-        with self._guard, self.session():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = self._open(read_only=False)
-            try:
-                migrate(con, str(self.path))
-                con.execute("BEGIN TRANSACTION")
+    def writing(self, patience: float | None = None) -> Iterator[Connection]:
+        """One short write transaction. Creates and migrates the file on first use.
+
+        ``patience``: seconds to wait for a busy file (default ``lock_timeout``), or for
+        another thread of this process that is writing; after that (at once with 0)
+        :class:`Busy` is raised, for writes that can wait (see
+        :mod:`reconciler.drivers.state`)."""
+        if patience is None:
+            acquired = self._guard.acquire()
+        elif patience <= 0:
+            acquired = self._guard.acquire(blocking=False)
+        else:
+            acquired = self._guard.acquire(timeout=patience)
+        if not acquired:
+            raise Busy(f"the state file {self.path} is being written by another thread")
+        try:
+            with self.session():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                con = self._open(read_only=False, patience=patience)
                 try:
-                    yield con
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-                con.execute("COMMIT")
-            finally:
-                con.close()
+                    migrate(con, str(self.path))
+                    con.execute("BEGIN TRANSACTION")
+                    try:
+                        yield con
+                    except BaseException:
+                        con.execute("ROLLBACK")
+                        raise
+                    con.execute("COMMIT")
+                finally:
+                    con.close()
+        finally:
+            self._guard.release()
 
     # -- reading -------------------------------------------------------------------------
     @contextmanager
@@ -161,18 +181,37 @@ class StateStore:
         finally:
             con.close()
 
+    @contextmanager
+    def looking(self) -> Iterator[Connection | None]:
+        """A short read-only look for a thread of a writing run (a driver finding its upload
+        sessions): serialised with this process's writes, and not kept out by other
+        processes' read-only connections (a BI tool), as a write would be. None when there
+        is no state file yet."""
+        with self._guard:
+            if not self.path.exists():
+                yield None
+                return
+            con = self._open(read_only=True)
+            try:
+                yield con
+            finally:
+                con.close()
+
     def schema_version(self) -> int | None:
         with self.reading() as con:
             return None if con is None else current_version(con)
 
     # -- internals -----------------------------------------------------------------------
-    def _open(self, read_only: bool) -> Connection:
+    def _open(self, read_only: bool, patience: float | None = None) -> Connection:
+        wait = self.lock_timeout if patience is None else patience
         try:
-            con = patiently(self.lock_timeout, _is_busy)(
+            con = patiently(wait, _is_busy)(
                 duckdb.connect, str(self.path), read_only=read_only, config=CONNECTION_CONFIG
             )
         except duckdb.IOException as exc:
             if _is_busy(exc):
+                if patience == 0:
+                    raise Busy(f"the state file {self.path} is busy") from None
                 raise LockTimeout(self._busy_message(exc)) from None
             raise self._unusable(exc) from None
         except duckdb.Error as exc:

@@ -19,6 +19,7 @@ import reconciler.apply as apply_module
 from reconciler.apply import ApplyOptions
 from reconciler.drivers.base import PermanentError, TemporaryError, Uploaded
 from reconciler.drivers.local import LocalDriver
+from reconciler.drivers.payload import Payload
 from reconciler.sources import sha256_file
 
 SEED = 2026
@@ -36,7 +37,7 @@ class Injecting(LocalDriver):
     lock = threading.Lock()
     attempts: ClassVar[dict[str, list[str]]] = defaultdict(list)
 
-    def upload(self, source: Path, key: str, metadata: dict, progress=None) -> Uploaded:
+    def upload(self, source: Payload, key: str, metadata: dict, progress=None) -> Uploaded:
         with Injecting.lock:
             attempt = len(Injecting.attempts[key])
             roll = draw(key, attempt)
