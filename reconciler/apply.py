@@ -43,7 +43,6 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from reconciler.desired import asset_metadata
 from reconciler.drivers import driver_for
 from reconciler.drivers.base import (
     DOWN,
@@ -53,7 +52,8 @@ from reconciler.drivers.base import (
     PermanentError,
     TemporaryError,
 )
-from reconciler.errors import ExitCode, StateError
+from reconciler.errors import ExitCode, LockTimeout, StateError
+from reconciler.masters import opened_master
 from reconciler.models import ManifestSet
 from reconciler.plan import Action, Plan
 from reconciler.provenance import Provenance
@@ -64,13 +64,13 @@ from reconciler.record import (
     record_placements,
     update_placements,
 )
+from reconciler.redact import redact, redact_value
 from reconciler.schedule import next_occurrence, timing
-from reconciler.sources import Observation, Observed, sha256_file
 from reconciler.store import hash_cache
 from reconciler.store.db import Connection, StateStore, insert_rows, upsert_rows, utcnow
 from reconciler.store.records import EventRow, insert_events, open_conflicts
-from reconciler.transforms import TransformError
-from reconciler.transforms.renditions import DEFAULT_MAX_BYTES, Rendition
+from reconciler.transfer import Transfer
+from reconciler.transforms.renditions import DEFAULT_MAX_BYTES
 from reconciler.transforms.runner import Transformer
 from reconciler.transforms.runner import default_folder as default_renditions
 
@@ -134,7 +134,9 @@ class Job:
     eligible_at: datetime | None = None
     total_bytes: int | None = None
     mismatched: bool = False  # a checksum mismatch was recorded during this job
+    sent: bool = False  # an attempt of this job has sent bytes
     expected_checksum: str | None = None  # what must land; a rendition's once it is made
+    expected_size: int | None = None  # its size, recorded with it before the first byte
     _progress_step: int = 0
 
     def row(self) -> tuple[Any, ...]:
@@ -148,6 +150,8 @@ class Job:
             self.retries,
             self.eligible_at,
             self.expected_checksum,
+            self.expected_size,
+            self.job_type,
         )
 
 
@@ -161,8 +165,18 @@ JOB_UPDATE_COLUMNS = (
     "retry_count",
     "eligible_at",
     "expected_checksum",
+    "expected_size",
+    "job_type",
 )
-JOB_KEPT_WHEN_NULL = ("progress_percent", "started_at", "retry_count", "expected_checksum")
+JOB_KEPT = ("expected_checksum", "expected_size", "job_type")  # set once, never unset
+JOB_KEPT_WHEN_NULL = (
+    "progress_percent",
+    "started_at",
+    "retry_count",
+    "expected_checksum",
+    "expected_size",
+    "job_type",
+)
 
 
 class Observer(Protocol):
@@ -213,7 +227,7 @@ class Recorder:
         self.provenance = provenance
         self._lock = threading.Lock()
         self._jobs: dict[int, tuple[Any, ...]] = {}
-        self._placements: dict[tuple[str, str], PlacementRecord] = {}
+        self._placements: dict[int, PlacementRecord] = {}
         self._details: dict[int, str] = {}
         self._events: list[EventRow] = []
         self._conflicts: list[tuple[Any, ...]] = []
@@ -255,44 +269,78 @@ class Recorder:
         self._thread.start()
 
     def stop(self) -> None:
+        """The last flush: patient, since nothing runs any more; a state file that stays
+        busy for three lock timeouts fails the run (recovery closes its jobs next time)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.flush()
+        for _ in range(3):
+            if self.flush():
+                return
+        raise StateError(
+            f"the results of this run could not be recorded: the state file {self.store.path} "
+            "stayed busy; the next run checks the platforms and records what landed"
+        )
 
     def _loop(self) -> None:
         while not self._stop.wait(FLUSH_SECONDS):
             try:
-                self.flush()
+                self.flush()  # a busy file keeps the batch for the next try
             except BaseException as exc:  # surfaced by the run, not lost in a thread
                 self.failure = exc
                 return
 
-    def flush(self) -> None:
+    def flush_now(self, patience: float) -> bool:
+        """Write what is pending now, waiting at most ``patience`` seconds for the file;
+        False (everything kept for later) when it stayed busy."""
+        return self.flush(patience)
+
+    def flush(self, patience: float | None = None) -> bool:
+        """Write every pending report in one transaction. A busy state file (a reader holding
+        it open, longer than ``patience``) keeps the reports for the next flush and returns
+        False; it never fails the transfers that made them."""
         with self._lock:
-            jobs, self._jobs = list(self._jobs.values()), {}
-            placements, self._placements = list(self._placements.items()), {}
-            details, self._details = dict(self._details), {}
+            jobs, self._jobs = self._jobs, {}
+            placements, self._placements = self._placements, {}
+            details, self._details = self._details, {}
             events, self._events = self._events, []
             conflicts, self._conflicts = self._conflicts, []
             resolved, self._resolved = self._resolved, []
         if not (jobs or placements or details or events or conflicts or resolved):
-            return
-        with self.store.writing() as con:
-            update_placements(con, placements)
-            if details:
-                upsert_rows(con, "platform_assets", "id", ("id", "metadata"), list(details.items()))
-            upsert_rows(con, "sync_jobs", "id", JOB_UPDATE_COLUMNS, jobs, ("expected_checksum",))
-            open_conflicts(con, conflicts)
-            if resolved:
-                con.execute(
-                    "UPDATE sync_conflicts SET resolution = 'resolved_by_retry', "
-                    "resolved_by = 'reconcile', resolved_at = ? WHERE resolution = 'pending' "
-                    "AND (platform_asset_id, conflict_type) IN "
-                    "(SELECT unnest(?::INTEGER[]), unnest(?::VARCHAR[]))",
-                    [utcnow(), [r[0] for r in resolved], [r[1] for r in resolved]],
+            return True
+        try:
+            with self.store.writing(patience) as con:
+                update_placements(con, list(placements.items()))
+                if details:
+                    upsert_rows(
+                        con, "platform_assets", "id", ("id", "metadata"), list(details.items())
+                    )
+                upsert_rows(
+                    con, "sync_jobs", "id", JOB_UPDATE_COLUMNS, list(jobs.values()), JOB_KEPT
                 )
-            insert_events(con, events, self.provenance)
+                open_conflicts(con, conflicts)
+                if resolved:
+                    con.execute(
+                        "UPDATE sync_conflicts SET resolution = 'resolved_by_retry', "
+                        "resolved_by = 'reconcile', resolved_at = ? WHERE resolution = "
+                        "'pending' AND (platform_asset_id, conflict_type) IN "
+                        "(SELECT unnest(?::INTEGER[]), unnest(?::VARCHAR[]))",
+                        [utcnow(), [r[0] for r in resolved], [r[1] for r in resolved]],
+                    )
+                insert_events(con, events, self.provenance)
+        except LockTimeout:
+            with self._lock:  # kept; what was reported since is newer and wins
+                for key, row in jobs.items():
+                    self._jobs.setdefault(key, row)
+                for pa_id, record in placements.items():
+                    self._placements.setdefault(pa_id, record)
+                for pa_id, text in details.items():
+                    self._details.setdefault(pa_id, text)
+                self._events = events + self._events
+                self._conflicts = conflicts + self._conflicts
+                self._resolved = resolved + self._resolved
+            return False
+        return True
 
 
 @dataclass
@@ -311,10 +359,18 @@ class ApplyResult:
 
     @property
     def exit_code(self) -> ExitCode:
+        return ExitCode.PARTIAL if self.undone() else ExitCode.OK
+
+    def undone(self) -> list[str]:
+        """What the run left undone, for exit code 3 and the line that explains it: failed,
+        deferred and blocked work, and open conflicts."""
         c = self.counts()
-        if c["failed"] or c["deferred"] or self.open_conflicts:
-            return ExitCode.PARTIAL
-        return ExitCode.OK
+        parts = [f"{c[k]} {k}" for k in ("failed", "deferred") if c[k]]
+        if self.blocked:
+            parts.append(f"{len(self.blocked)} blocked")
+        if self.open_conflicts:
+            parts.append(f"{self.open_conflicts} open conflicts")
+        return parts
 
 
 def runs_now(action: Action, options: ApplyOptions) -> bool:
@@ -359,130 +415,24 @@ class Run:
             options.renditions or default_renditions(store.path),
             options.renditions_max_bytes,
         )
+        self.transfer = Transfer(self)
 
     def driver(self, platform: str) -> Driver:
         if platform not in self.drivers:
             self.drivers[platform] = driver_for(self.manifests.platforms[platform], self.store)
         return self.drivers[platform]
 
+    def finish_drivers(self) -> None:
+        """Write what drivers could not write while the state file was busy."""
+        for driver in self.drivers.values():
+            driver.finish()
+
     # 1. recover ---------------------------------------------------------------------------
     def recover(self) -> list[str]:
         """Close the jobs an interrupted run left open, checking what actually landed."""
-        with self.store.reading() as con:
-            if con is None:
-                return []
-            stale = con.execute(
-                "SELECT j.id, j.job_code, j.job_type, j.remote_key, j.expected_checksum, "
-                "j.source_version, j.metadata_hash, j.transform_hash, sa.asset_code, "
-                "sp.platform_code, c.config_code, j.rendition_id, j.source_checksum "
-                "FROM sync_jobs j "
-                "JOIN source_assets sa ON sa.id = j.asset_id "
-                "JOIN sync_platforms sp ON sp.id = j.platform_id "
-                "LEFT JOIN sync_configurations c ON c.id = j.config_id "
-                "WHERE j.status IN ('pending', 'processing') ORDER BY j.id"
-            ).fetchall()
-        if not stale:
-            return []
-        now = utcnow()
-        jobs, placements, events, notes = [], [], [], []
-        platforms = set()
-        for (
-            job_id,
-            code,
-            job_type,
-            key,
-            expected,
-            version,
-            meta_hash,
-            transform_hash,
-            asset,
-            platform,
-            rule,
-            rendition_id,
-            source_checksum,
-        ) in stale:
-            landed = False
-            reason = "interrupted: the run doing it stopped before it finished"
-            if platform in self.manifests.platforms and key:
-                platforms.add(platform)
-                try:
-                    remote = self.driver(platform).stat(key)
-                except Exception as exc:  # recovery must go on
-                    remote, reason = None, f"{reason}; checking the platform failed: {exc}"
-                if job_type == "delete":
-                    landed = remote is None
-                elif job_type in ("initial", "update"):  # a rendition not made: no expected
-                    landed = (
-                        expected is not None
-                        and remote is not None
-                        and (remote.checksum == expected)
-                    )
-            if landed:
-                jobs.append((job_id, "completed", 100.0, None, now, None, None, None, None))
-                if job_type == "delete":
-                    placements.append(PlacementRecord(asset, platform, rule, "deleted"))
-                else:
-                    placements.append(
-                        PlacementRecord(
-                            asset,
-                            platform,
-                            rule,
-                            "synced",
-                            version,
-                            source_checksum or expected,
-                            expected,
-                            key,
-                            None,
-                            key,
-                            meta_hash,
-                            transform_hash,
-                            True,
-                            now,
-                            now,
-                            rendition_id or "",
-                        )
-                    )
-                message = f"job {code} had finished on the platform before the run stopped"
-            else:
-                jobs.append((job_id, "failed", None, None, now, reason, None, None, None))
-                if job_type in ("initial", "update"):
-                    placements.append(PlacementRecord(asset, platform, rule, "failed"))
-                message = f"job {code} was {reason}; it will be planned again"
-            events.append(
-                EventRow(
-                    "recovered",
-                    "success" if landed else "failed",
-                    message,
-                    {"job": code, "landed": landed},
-                    job_id=job_id,
-                )
-            )
-            notes.append(message)
-        for platform in sorted(platforms):
-            try:
-                removed = self.driver(platform).cleanup()
-            except Exception as exc:
-                notes.append(f"cleaning up {platform} failed: {exc}")
-                continue
-            if removed:
-                events.append(
-                    EventRow(
-                        "cleanup", "success", f"removed {removed} partial uploads from {platform}"
-                    )
-                )
-                notes.append(f"removed {removed} partial uploads from {platform}")
-        with self.store.writing() as con:
-            upsert_rows(
-                con,
-                "sync_jobs",
-                "id",
-                JOB_UPDATE_COLUMNS,
-                jobs,
-                keep_when_null=JOB_KEPT_WHEN_NULL,
-            )
-            record_placements(con, placements)
-            insert_events(con, events, self.provenance)
-        return notes
+        from reconciler.recovery import recover_jobs
+
+        return recover_jobs(self)
 
     # 2. start -----------------------------------------------------------------------------
     def start(self, plan: Plan, actions: list[Action]) -> list[Job]:
@@ -493,7 +443,7 @@ class Run:
             try:
                 health[platform] = self.driver(platform).health_check()
             except Exception as exc:  # a broken check means down
-                health[platform] = (DOWN, str(exc))
+                health[platform] = (DOWN, redact(str(exc)))
         observed = plan.observed
         with self.store.writing() as con:
             record_objects(con, self.manifests, observed.files if observed else {})
@@ -647,9 +597,14 @@ class Run:
                 eligible_at=eligible,
                 error=error,
                 completed_at=now if status == "failed" else None,
-                # a rendition's checksum is known once it is made
-                expected_checksum=None if action.rendition_id else action.checksum,
             )
+            # what the job will write, known before it starts: the master, or a rendition
+            # already in the cache (one still to be made is recorded once it is made)
+            if action.rendition_id:
+                known = self.transformer.cache.expected(action.rendition_id)
+                job.expected_checksum, job.expected_size = known or (None, None)
+            else:
+                job.expected_checksum, job.expected_size = action.checksum, action.size_bytes
             if status == "deferred":
                 job.error = f"rate limit reached; eligible at {eligible:%Y-%m-%d %H:%M:%S} UTC"
             jobs.append(job)
@@ -679,6 +634,7 @@ class Run:
                     self.provenance.dirty,
                     action.rendition_id,
                     action.checksum,
+                    job.expected_size,
                 )
             )
         new_ids = insert_rows(
@@ -709,6 +665,7 @@ class Run:
                 "git_dirty",
                 "rendition_id",
                 "source_checksum",
+                "expected_size",
             ),
             rows,
         )
@@ -755,8 +712,11 @@ class Run:
             with ThreadPoolExecutor(max_workers=max(1, self.options.parallel)) as pool:
                 list(pool.map(self.run_job, todo))
         finally:
-            self.recorder.stop()
-            self.observer.run_finished()
+            try:
+                self.recorder.stop()
+                self.finish_drivers()
+            finally:
+                self.observer.run_finished()
         if self.recorder.failure is not None:
             raise StateError(f"recording the run failed: {self.recorder.failure}")
 
@@ -773,7 +733,7 @@ class Run:
         if self.stopping():  # not started: it waits for the next run
             job.status, job.error = "deferred", "the run was stopping before it started"
             rec.job(job)
-            rec.event(self._event(job, "deferred", "deferred", job.error), job)
+            rec.event(self.event(job, "deferred", "deferred", job.error), job)
             return
         job.status, job.started_at = "processing", utcnow()
         rec.job(job)
@@ -788,7 +748,7 @@ class Run:
         verb = {"delete": "deleting from", "metadata": "updating metadata on"}.get(
             job.job_type, "uploading to"
         )
-        rec.event(self._event(job, start_type, "success", f"{verb} {job.action.platform}"), job)
+        rec.event(self.event(job, start_type, "success", f"{verb} {job.action.platform}"), job)
         self.observer.job_started(job)
         try:
             retrying = Retrying(
@@ -798,7 +758,7 @@ class Run:
                 before_sleep=lambda state: self._retrying(job, state),
                 reraise=True,
             )
-            retrying(self._transfer, job)
+            self._attempts(job, retrying)
             job.status, job.progress = "completed", 100.0
         except Cancelled:
             self._fail(job, "interrupted by shutdown; the next run sends it again")
@@ -809,10 +769,27 @@ class Run:
         except PermanentError as exc:
             self._fail(job, str(exc))
         except Exception as exc:  # a driver bug must not kill the run
-            self._fail(job, f"unexpected {type(exc).__name__}: {exc}")
+            self._fail(job, redact(f"unexpected {type(exc).__name__}: {exc}"))
         job.completed_at = utcnow()
         rec.job(job)
         self.observer.job_finished(job)
+
+    def _attempts(self, job: Job, retrying: Retrying) -> None:
+        """Every attempt of one job. An upload opens its master once, safely, for all of its
+        attempts; whatever it sends is read from that descriptor."""
+        if job.job_type == "delete":
+            retrying(self.transfer.delete, job)
+        elif job.job_type == "metadata":
+            retrying(self.transfer.metadata, job)
+        else:
+            assert job.action.path is not None
+            with opened_master(job.action.path, str(self.manifests.media_root)) as master:
+                retrying(self.transfer.upload, job, master)
+
+    def event(
+        self, job: Job, kind: str, status: str, message: str, details: dict[str, Any] | None = None
+    ) -> EventRow:
+        return EventRow(kind, status, redact(message), redact_value(details), job.id, job.pa_id)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -829,7 +806,7 @@ class Run:
         wait = state.next_action.sleep if state.next_action else 0
         self.recorder.job(job)
         self.recorder.event(
-            self._event(
+            self.event(
                 job,
                 "retry",
                 "retrying",
@@ -841,14 +818,14 @@ class Run:
 
     def _defer(self, job: Job, exc: Deferred) -> None:
         """The platform takes no more work until a known time: the job waits for it."""
-        job.status, job.error, job.eligible_at = "deferred", str(exc), exc.until
+        job.status, job.error, job.eligible_at = "deferred", redact(str(exc)), exc.until
         if job.job_type in ("initial", "update"):
             self.recorder.placement(
                 job.pa_id,
                 PlacementRecord(job.action.asset, job.action.platform, job.action.rule, "pending"),
             )
         self.recorder.event(
-            self._event(
+            self.event(
                 job,
                 "deferred",
                 "deferred",
@@ -859,7 +836,7 @@ class Run:
         )
 
     def _fail(self, job: Job, message: str) -> None:
-        job.status, job.error = "failed", message
+        job.status, job.error = "failed", redact(message)
         if job.job_type in ("initial", "update"):
             self.recorder.placement(
                 job.pa_id,
@@ -868,247 +845,9 @@ class Run:
         kind = {"delete": "delete", "metadata": "metadata_update"}.get(
             job.job_type, "upload_complete"
         )
-        self.recorder.event(self._event(job, kind, "failed", message), job)
+        self.recorder.event(self.event(job, kind, "failed", message), job)
 
-    def _event(
-        self, job: Job, kind: str, status: str, message: str, details: dict[str, Any] | None = None
-    ) -> EventRow:
-        return EventRow(kind, status, message, details, job.id, job.pa_id)
-
-    def _transfer(self, job: Job) -> None:
-        action, driver = job.action, self.driver(job.action.platform)
-        if job.job_type == "delete":
-            driver.delete(job.key)
-            self.recorder.placement(
-                job.pa_id, PlacementRecord(action.asset, action.platform, action.rule, "deleted")
-            )
-            self.recorder.event(
-                self._event(job, "delete", "success", f"deleted {job.key} from {action.platform}"),
-                job,
-            )
-            return
-        declared = self.manifests.assets.get(action.asset)
-        described = asset_metadata(declared) if declared is not None else {}
-        metadata = {"code": action.asset, "mime_type": action.mime_type, **described}
-        if job.job_type == "metadata":
-            driver.update_metadata(job.key, metadata)
-            self.recorder.placement(job.pa_id, self._synced(job, job.previous_remote_checksum))
-            self.recorder.event(
-                self._event(
-                    job, "metadata_update", "success", f"updated the metadata on {action.platform}"
-                ),
-                job,
-            )
-            return
-        if job.job_type == "update" and job.on_conflict != "source_wins":
-            self._check_untouched(job, driver)
-        assert action.path is not None
-        source, size = Path(action.path), action.size_bytes
-        if action.rendition_id:
-            rendition = self._rendition(job)
-            source, size = rendition.path, rendition.size
-            metadata["mime_type"] = rendition.mime
-            if job.expected_checksum != rendition.sha256:
-                job.expected_checksum = rendition.sha256  # recorded: a crash can check it
-                self.recorder.job(job)
-        expected = job.expected_checksum or action.checksum
-        assert expected is not None
-        job.total_bytes = size
-        uploaded = driver.upload(source, job.key, metadata, lambda sent: self._progress(job, sent))
-        if uploaded.remote_checksum != expected:
-            self._mismatch(job, uploaded.remote_checksum, expected)
-        self.recorder.event(
-            self._event(
-                job,
-                "upload_complete",
-                "success",
-                f"uploaded {job.key} to {action.platform}",
-                {"bytes": size},
-            ),
-            job,
-        )
-        self.recorder.event(
-            self._event(job, "verification", "success", "checksum verified", {"sha256": expected}),
-            job,
-        )
-        if job.mismatched:  # a retry fixed what the conflict recorded
-            self.recorder.resolve_retried(job.pa_id, "checksum_mismatch")
-        if job.previous_key:
-            driver.delete(job.previous_key)
-        record = self._synced(
-            job,
-            uploaded.remote_checksum,
-            uploaded.platform_asset_id,
-            uploaded.url,
-            action.rendition_id or "",
-        )
-        self.recorder.placement(job.pa_id, record, uploaded.details)
-
-    def _rendition(self, job: Job) -> Rendition:
-        """Make (or find) the job's rendition, with its transform events. A transform that
-        fails fails the job: nothing is uploaded."""
-        action = job.action
-        try:
-            recipe = self.transformer.recipe(action)
-        except TransformError as exc:
-            raise PermanentError(str(exc)) from None
-        self.recorder.event(
-            self._event(
-                job,
-                "transform_start",
-                "success",
-                f"making the rendition for {action.platform}: {recipe.describe()}",
-                {"rendition": action.rendition_id},
-            ),
-            job,
-        )
-        started = time.monotonic()
-        try:
-            rendition = self.transformer.rendition(action, recipe)
-        except TransformError as exc:
-            seconds = round(time.monotonic() - started, 3)
-            self.recorder.event(
-                self._event(job, "transform_complete", "failed", str(exc), {"seconds": seconds}),
-                job,
-            )
-            raise PermanentError(f"the transform failed: {exc}") from None
-        if rendition.key_created is not None:
-            self.recorder.event(
-                self._event(
-                    job,
-                    "key_created",
-                    "success",
-                    f"generated a new encryption key in {rendition.key_created}; back it up: "
-                    "the encrypted copies cannot be decrypted without it",
-                ),
-                job,
-            )
-        done = "found in the cache" if rendition.cached else f"made in {rendition.seconds:.2f} s"
-        what = "the master itself" if rendition.passthrough else f"{rendition.size:,} bytes"
-        self.recorder.event(
-            self._event(
-                job,
-                "transform_complete",
-                "success",
-                f"rendition {rendition.id[:12]} {done}: {what}",
-                {
-                    "rendition": rendition.id,
-                    "cached": rendition.cached,
-                    "seconds": round(rendition.seconds, 3),
-                    "bytes": rendition.size,
-                    "sha256": rendition.sha256,
-                    "passthrough": rendition.passthrough,
-                },
-            ),
-            job,
-        )
-        return rendition
-
-    def _synced(
-        self,
-        job: Job,
-        remote_checksum: str | None,
-        platform_asset_id: str | None = None,
-        url: str | None = None,
-        rendition_id: str | None = None,  # None: as recorded (a metadata update)
-    ) -> PlacementRecord:
-        a = job.action
-        now = utcnow()
-        return PlacementRecord(
-            asset=a.asset,
-            platform=a.platform,
-            rule=a.rule,
-            sync_status="synced",
-            synced_version=a.source_version,
-            local_checksum=a.checksum,
-            remote_checksum=remote_checksum,
-            platform_asset_id=platform_asset_id,
-            platform_url=url,
-            remote_key=job.key,
-            metadata_hash=a.metadata_hash,
-            transform_hash=a.transform_hash,
-            managed=True,
-            synced_at=now,
-            verified_at=now,
-            rendition_id=rendition_id,
-        )
-
-    def _check_untouched(self, job: Job, driver: Driver) -> None:
-        """Before replacing a copy, make sure nobody changed it outside reconcile."""
-        if not job.previous_remote_checksum:
-            return
-        remote = driver.stat(job.previous_key or job.key)
-        if remote is not None and remote.checksum != job.previous_remote_checksum:
-            self.recorder.conflict(
-                job.pa_id,
-                "remote_modified",
-                job.previous_remote_checksum,
-                remote.checksum,
-                "changed on the platform outside reconcile; not overwritten",
-            )
-            self.recorder.event(
-                self._event(
-                    job,
-                    "conflict_detected",
-                    "failed",
-                    "the copy on the platform was changed outside reconcile; it was left as it is",
-                    {"expected": job.previous_remote_checksum, "found": remote.checksum},
-                ),
-                job,
-            )
-            raise PermanentError(
-                "the copy on the platform was changed outside reconcile; "
-                "resolve the conflict (reconcile conflicts) or set "
-                "on_conflict: source_wins"
-            )
-
-    def _mismatch(self, job: Job, landed: str, expected: str) -> None:
-        a = job.action
-        assert a.path is not None
-        try:
-            now = sha256_file(a.path)
-        except OSError as exc:
-            raise PermanentError(f"the master file cannot be read any more: {exc}") from None
-        if now != a.checksum:
-            raise PermanentError(
-                "the master file changed after it was planned; the next run "
-                "will sync the new version"
-            )
-        job.mismatched = True
-        self.recorder.conflict(
-            job.pa_id,
-            "checksum_mismatch",
-            expected,
-            landed,
-            "the platform holds other bytes than were sent",
-        )
-        self.recorder.placement(job.pa_id, PlacementRecord(a.asset, a.platform, a.rule, "failed"))
-        self.recorder.event(
-            self._event(
-                job,
-                "verification",
-                "failed",
-                "checksum mismatch after upload",
-                {"expected": expected, "found": landed},
-            ),
-            job,
-        )
-        self.recorder.event(
-            self._event(
-                job,
-                "conflict_detected",
-                "failed",
-                "checksum_mismatch recorded",
-                {"expected": expected, "found": landed},
-            ),
-            job,
-        )
-        raise TemporaryError(
-            f"checksum mismatch after upload (expected {expected[:12]}..., "
-            f"the platform has {landed[:12]}...)"
-        )
-
-    def _progress(self, job: Job, sent: int) -> None:
+    def progress(self, job: Job, sent: int) -> None:
         if (
             self.stopping()
             and self.stopping_since is not None
@@ -1122,7 +861,7 @@ class Run:
             if total >= PROGRESS_EVENT_MIN_BYTES and 0 < step < 4 and step > job._progress_step:
                 job._progress_step = step
                 self.recorder.event(
-                    self._event(
+                    self.event(
                         job,
                         "upload_progress",
                         "success",
@@ -1148,8 +887,6 @@ def apply_plan(
     options = options or ApplyOptions()
     run = Run(manifests, store, options, observer)
     actions = narrow(plan.actions, options)
-    if plan.observed is None:  # a saved plan: what it measured is in its actions
-        plan.observed = observed_from(plan.actions)
     jobs = run.start(plan, actions)
     run.run(jobs)
     run.transformer.finish()
@@ -1170,14 +907,6 @@ def apply_plan(
         recovered=recovered or [],
         open_conflicts=int(row[0]) if row else 0,
     )
-
-
-def observed_from(actions: list[Action]) -> Observed:
-    observed = Observed()
-    for a in actions:
-        if a.path and a.checksum and a.action not in ("delete", "orphan"):
-            observed.files[a.path] = Observation(a.path, a.size_bytes or 0, a.checksum)
-    return observed
 
 
 def recover(manifests: ManifestSet, store: StateStore) -> list[str]:

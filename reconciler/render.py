@@ -404,12 +404,16 @@ EXPLAIN_RENDERERS: dict[str, Callable[[Explanation, bool], str]] = {
 
 def apply_summary(result: ApplyResult) -> str:
     c = result.counts()
-    return (
+    line = (
         f"Apply {result.run_id}: {c['completed']} completed, {c['failed']} failed, "
         f"{c['deferred']} deferred; {len(result.blocked)} blocked, {len(result.held)} held, "
         f"{len(result.waiting)} waiting; "
         f"{result.open_conflicts} open conflicts."
     )
+    undone = result.undone()
+    if undone:
+        line += f" Exit 3: not everything was done ({', '.join(undone)})."
+    return line
 
 
 def apply_text(result: ApplyResult, color: bool = False) -> str:

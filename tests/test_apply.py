@@ -14,6 +14,7 @@ import reconciler.apply as apply_module
 from reconciler.apply import ApplyOptions, apply_plan
 from reconciler.drivers.base import PermanentError, TemporaryError, Uploaded
 from reconciler.drivers.local import LocalDriver
+from reconciler.drivers.payload import Payload
 from reconciler.plan import make_plan
 from reconciler.sources import sha256_file
 
@@ -160,7 +161,7 @@ class Flaky(LocalDriver):
 
     script: ClassVar[list[Exception | str]] = []
 
-    def upload(self, source: Path, key: str, metadata: dict, progress=None) -> Uploaded:
+    def upload(self, source: Payload, key: str, metadata: dict, progress=None) -> Uploaded:
         step = Flaky.script.pop(0) if Flaky.script else "ok"
         if isinstance(step, Exception):
             raise step

@@ -4,6 +4,7 @@ the real local driver and the CLI, up to the shipped example's "done when"."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -26,7 +27,7 @@ from reconciler.transforms.recipe import recipe_for
 from reconciler.transforms.renditions import RenditionCache
 from reconciler.transforms.video import BACKENDS, backend, probe, render_video
 
-from helpers import SHIPPED_MANIFESTS
+from helpers import SHIPPED_MANIFESTS, payload_of
 
 KEY_HEX = "11" * 32
 BLUE = (0, 0, 255)
@@ -148,8 +149,9 @@ def test_transform_version_is_part_of_the_identity(monkeypatch: pytest.MonkeyPat
 
 
 # -- images -------------------------------------------------------------------------------------
-def image_steps(rules: dict, ptype: str = "cdn") -> tuple:
-    recipe = recipe_for(rules, "image/jpeg", ptype)
+def image_steps(rules: dict, ptype: str = "cdn", logo: Path | None = None) -> tuple:
+    mark = hashlib.sha256(logo.read_bytes()).hexdigest() if logo is not None else None
+    recipe = recipe_for(rules, "image/jpeg", ptype, mark)
     assert recipe is not None
     return recipe.steps
 
@@ -208,11 +210,22 @@ def test_image_watermark_from_the_media_root(tmp_path: Path) -> None:
     master = tmp_path / "m.png"
     Image.new("RGB", (500, 500), BLUE).save(master)
     mark = {"image": "logo.png", "corner": "bottom-right", "opacity": 1.0}
-    steps = image_steps({"add_watermark": mark})
+    steps = image_steps({"add_watermark": mark}, logo=tmp_path / "logo.png")
     render_image(master, tmp_path / "o.png", steps, tmp_path)
     with Image.open(tmp_path / "o.png") as got:
         assert got.getpixel((500 - 30, 500 - 30)) == (255, 0, 0)  # the logo, opaque
         assert got.getpixel((10, 10)) == BLUE
+    # a logo changed since the plan (whose rendition id names the old one) is refused
+    Image.new("RGBA", (100, 100), (0, 255, 0, 255)).save(tmp_path / "logo.png")
+    with pytest.raises(TransformError, match="changed since the plan was made"):
+        render_image(master, tmp_path / "o2.png", steps, tmp_path)
+    # and a logo swapped for a symlink out of the media root is never read
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.png"
+    Image.new("RGBA", (100, 100), (255, 0, 0, 255)).save(outside)
+    (tmp_path / "logo.png").unlink()
+    (tmp_path / "logo.png").symlink_to(outside)
+    with pytest.raises(TransformError, match="leads outside the media root"):
+        render_image(master, tmp_path / "o3.png", steps, tmp_path)
 
 
 def test_social_preset_fits_and_strips_metadata(tmp_path: Path) -> None:
@@ -392,7 +405,9 @@ def test_the_cache_makes_once_repairs_damage_and_evicts_least_recently_used(
         masters.append((master, sha256_file(master)))
 
     def make(i: int):
-        return cache.make(recipe, masters[i][0], masters[i][1], "image/jpeg", tmp_path, tmp_path)
+        path, digest = masters[i]
+        payload = payload_of(path, digest)
+        return cache.make(recipe, payload, path.name, "image/jpeg", tmp_path, tmp_path)
 
     first = make(0)
     assert not first.cached and first.path.parent == cache.folder

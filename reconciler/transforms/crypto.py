@@ -35,6 +35,7 @@ from typing import BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from reconciler.redact import register
 from reconciler.transforms import TransformError
 from reconciler.transforms.recipe import KeyRef
 
@@ -66,6 +67,7 @@ def load_key(ref: KeyRef, base: Path) -> tuple[bytes, Path | None]:
         value = os.environ.get(ref.env)
         if not value:
             raise TransformError(f"the encryption key's environment variable {ref.env} is not set")
+        register(value)
         return parse_key(value, f"the environment variable {ref.env}"), None
     assert ref.file is not None
     path = Path(ref.file).expanduser()
@@ -78,6 +80,7 @@ def load_key(ref: KeyRef, base: Path) -> tuple[bytes, Path | None]:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not text"
         raise TransformError(f"cannot read the encryption key file {path}: {reason}") from None
+    register(text)
     return parse_key(text, f"the key file {path}"), created
 
 
@@ -103,15 +106,28 @@ def encrypt_file(
     source: Path, dest: Path, key: bytes, progress: Callable[[int], None] | None = None
 ) -> None:
     """Encrypt ``source`` into ``dest`` (written whole or not at all)."""
+    with open(source, "rb") as src:
+        encrypt_stream(src.read, dest, key, progress)
+
+
+def encrypt_stream(
+    read: Callable[[int], bytes],
+    dest: Path,
+    key: bytes,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Encrypt what ``read`` returns, to its end, into ``dest`` (written whole or not at
+    all). Apply passes the read of a payload's hashing reader, so the plaintext is hashed in
+    the same pass that encrypts it."""
     cipher = AESGCM(key)
     header = HEADER.pack(MAGIC, CHUNK, secrets.token_bytes(7))
     prefix = header[12:]
-    with open(source, "rb") as src, _atomic(dest) as out:
+    with _atomic(dest) as out:
         out.write(header)
-        current = src.read(CHUNK)
+        current = _read_full(read, CHUNK)
         counter, done = 0, 0
         while True:
-            following = src.read(CHUNK) if len(current) == CHUNK else b""
+            following = _read_full(read, CHUNK) if len(current) == CHUNK else b""
             last = not following
             out.write(cipher.encrypt(_nonce(prefix, counter, last), current, header))
             done += len(current)
@@ -120,8 +136,17 @@ def encrypt_file(
             if last:
                 return
             if counter == 0xFFFFFFFF:
-                raise TransformError(f"{source} is too large to encrypt in this format")
+                raise TransformError("the file is too large to encrypt in this format")
             current, counter = following, counter + 1
+
+
+def _read_full(read: Callable[[int], bytes], size: int) -> bytes:
+    """``size`` bytes from ``read``, fewer only at the end."""
+    parts, want = [], size
+    while want > 0 and (block := read(want)):
+        parts.append(block)
+        want -= len(block)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def decrypt_file(source: Path, dest: Path, key: bytes) -> int:

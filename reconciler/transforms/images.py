@@ -6,6 +6,8 @@ video under the same rule carry the same mark.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import warnings
 from pathlib import Path
 from typing import Any
@@ -48,17 +50,18 @@ def render_image(
         return {"width": frame.width, "height": frame.height, "format": fmt}
 
 
-def _open(source: Path) -> tuple[Image.Image, str]:
+def _open(source: Path | io.BytesIO, name: str | None = None) -> tuple[Image.Image, str]:
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    name = name or getattr(source, "name", "the image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(source)
             image.load()
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise TransformError(f"{source.name} is not an image Pillow can read") from None
+        raise TransformError(f"{name} is not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise TransformError(f"cannot read the image {source.name}: {exc}") from None
+        raise TransformError(f"cannot read the image {name}: {exc}") from None
     return image, image.format or "PNG"
 
 
@@ -85,7 +88,7 @@ def badge(width: int, height: int, mark: dict[str, Any], media_root: Path) -> Im
     opacity = float(mark.get("opacity", 0.6))
     margin = max(2, min(width, height) // 40)
     if mark.get("image"):
-        logo = _open(media_root / mark["image"])[0].convert("RGBA")
+        logo = _logo(mark, media_root).convert("RGBA")
         target = max(1, width // 5)
         logo = logo.resize((target, max(1, round(logo.height * target / logo.width))))
         alpha = logo.getchannel("A").point(lambda a: round(a * opacity))
@@ -108,6 +111,28 @@ def badge(width: int, height: int, mark: dict[str, Any], media_root: Path) -> Im
     fitting = stamp.crop((0, 0, min(stamp.width, width), min(stamp.height, height)))
     layer.alpha_composite(fitting, (x, y))
     return layer
+
+
+def _logo(mark: dict[str, Any], media_root: Path) -> Image.Image:
+    """The watermark image, read safely from the media root (never through a symlink out of
+    it), and only if it is still the image the recipe, and so the rendition id, was made
+    with."""
+    from reconciler.masters import UnsafeMaster, opened_master
+
+    relative = str(mark["image"])
+    try:
+        with opened_master(str(media_root / relative), str(media_root)) as logo:
+            payload = logo.payload(str(mark.get("image_sha256") or ""))
+            data = payload.pread(logo.size + 1, 0)
+    except UnsafeMaster as exc:
+        raise TransformError(f"the watermark image {relative} {exc.reason}") from None
+    except OSError as exc:
+        raise TransformError(f"cannot read the watermark image {relative}: {exc}") from None
+    if hashlib.sha256(data).hexdigest() != mark.get("image_sha256"):
+        raise TransformError(
+            f"the watermark image {relative} changed since the plan was made; plan again"
+        )
+    return _open(io.BytesIO(data), relative)[0]
 
 
 def _watermarked(frame: Image.Image, mark: dict[str, Any], media_root: Path) -> Image.Image:

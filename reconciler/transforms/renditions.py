@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.drivers.payload import Payload
 from reconciler.sources import sha256_file
 from reconciler.transforms import TransformError
-from reconciler.transforms.crypto import encrypt_file, load_key
+from reconciler.transforms.crypto import encrypt_file, encrypt_stream, load_key
 from reconciler.transforms.recipe import Recipe
 
 DEFAULT_MAX_BYTES = 10 * 1024**3
@@ -37,7 +38,7 @@ STALE_WORK_SECONDS = 3600
 @dataclass
 class Rendition:
     id: str
-    path: Path  # what is uploaded
+    path: Path | None  # what is uploaded; None: the master itself
     sha256: str
     size: int
     mime: str
@@ -50,7 +51,7 @@ class Rendition:
 
 class RenditionCache:
     def __init__(self, folder: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self.folder = Path(folder)
+        self.folder = Path(os.path.abspath(folder))  # media tools get absolute paths
         self.max_bytes = max_bytes
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -79,12 +80,17 @@ class RenditionCache:
     def _data(self, rid: str, info: dict[str, Any]) -> Path:
         return self.folder / f"{rid}{info.get('suffix', '')}"
 
-    def _cached(self, rid: str, master: Path, master_sha256: str) -> Rendition | None:
+    def _cached(self, rid: str, master_sha256: str) -> Rendition | None:
+        """A finished rendition made from verified bytes, re-hashed now; None when it is
+        missing, damaged, or was made before masters were verified (made again)."""
         info = self._info(rid)
         if info is None:
             return None
+        if not info.get("master_verified") or info.get("master_sha256") != master_sha256:
+            self._remove(rid)  # made without proof of what it was made from: not trusted
+            return None
         if info.get("passthrough"):
-            path, sha256 = master, master_sha256
+            path, sha256 = None, master_sha256
         else:
             path = self._data(rid, info)
             try:
@@ -106,35 +112,54 @@ class RenditionCache:
             details=info.get("details"),
         )
 
+    def expected(self, rid: str) -> tuple[str, int] | None:
+        """(sha256, size) of a finished rendition, from its record alone (no hashing): what a
+        job about to upload it will send, recorded before its first byte."""
+        info = self._info(rid)
+        if info is None or not info.get("master_verified") or info.get("passthrough"):
+            return None
+        return str(info.get("sha256")), int(info.get("size", 0))
+
+    def remove(self, rid: str) -> None:
+        """Forget a rendition found damaged while it was sent."""
+        with self._lock(rid):
+            self._remove(rid)
+
     # -- making ---------------------------------------------------------------------------
     def make(
         self,
         recipe: Recipe,
-        master: Path,
-        master_sha256: str,
+        master: Payload,
+        master_name: str,
         master_mime: str,
         media_root: Path,
         manifests_dir: Path,
         progress: Callable[[float], None] | None = None,
     ) -> Rendition:
-        """The rendition of ``master`` by ``recipe``: from the cache, or made now."""
-        rid = recipe.rendition_id(master_sha256)
+        """The rendition of the master read through ``master`` (the job's one descriptor,
+        whose ``expected`` is the planned checksum): from the cache, or made now.
+
+        Made now, every byte is read once from the descriptor and hashed in the same pass
+        (into a private snapshot the media tools work on, or straight into the encryption);
+        if those bytes are not the planned ones, :class:`SourceChanged` is raised and nothing
+        is stored, so a rendition's id always names the bytes it was made from."""
+        rid = recipe.rendition_id(master.expected)
         with self._lock(rid):
-            found = self._cached(rid, master, master_sha256)
+            found = self._cached(rid, master.expected)
             if found is not None:
                 return found
             started = time.monotonic()
             work = self.folder / "tmp" / f"{rid[:16]}-{uuid.uuid4().hex[:8]}"
             work.mkdir(parents=True, exist_ok=True)
             try:
-                made = self._render(
-                    recipe, master, master_mime, media_root, manifests_dir, work, progress
-                )
-                output, details, key_created = made
-                passthrough = output == master
-                suffix = recipe.suffix(master.suffix)
-                if passthrough:
-                    sha256, size, path = master_sha256, master.stat().st_size, master
+                output, details, key_created = self._render(
+                    recipe, master, master_name, master_mime, media_root, manifests_dir, work,
+                    progress,
+                )  # fmt: skip
+                passthrough = output is None
+                suffix = recipe.suffix(os.path.splitext(master_name)[1])
+                if output is None:
+                    sha256, size, path = master.expected, master.size, None
                 else:
                     sha256, size = sha256_file(output), output.stat().st_size
                     path = self.folder / f"{rid}{suffix}"
@@ -146,7 +171,8 @@ class RenditionCache:
                     "mime": recipe.mime(master_mime),
                     "suffix": "" if passthrough else suffix,
                     "passthrough": passthrough,
-                    "master_sha256": master_sha256,
+                    "master_sha256": master.expected,
+                    "master_verified": True,
                     "recipe": recipe.describe(),
                     "details": details,
                     "seconds": round(time.monotonic() - started, 3),
@@ -171,34 +197,49 @@ class RenditionCache:
     def _render(
         self,
         recipe: Recipe,
-        master: Path,
+        master: Payload,
+        master_name: str,
         master_mime: str,
         media_root: Path,
         manifests_dir: Path,
         work: Path,
         progress: Callable[[float], None] | None,
-    ) -> tuple[Path, dict[str, Any] | None, Path | None]:
-        output, details = master, None
+    ) -> tuple[Path | None, dict[str, Any] | None, Path | None]:
+        """(the rendition's file, or None when it is the master itself; what the media steps
+        did; a key file created for it)."""
+        output: Path | None = None
+        details = None
+        source: Path | None = None
+        if recipe.steps:  # the media tools read a private copy, checked before they start
+            source = work / "in" / master_name
+            _snapshot(master, source)
         if recipe.steps and recipe.kind == "image":
             from reconciler.transforms.images import render_image
 
-            target = work / f"media{master.suffix}"
-            details = render_image(master, target, recipe.steps, media_root)
-            output = master if details.get("unchanged") else target
+            assert source is not None
+            target = work / f"media{os.path.splitext(master_name)[1]}"
+            details = render_image(source, target, recipe.steps, media_root)
+            output = None if details.get("unchanged") else target
         elif recipe.steps and recipe.kind == "video":
             from reconciler.transforms.video import render_video
 
+            assert source is not None
             target = work / "media.mp4"
-            details = render_video(master, target, recipe.steps, media_root, work, progress)
-            output = master if details.get("unchanged") else target
+            details = render_video(source, target, recipe.steps, media_root, work, progress)
+            output = None if details.get("unchanged") else target
         key_created = None
         if recipe.encrypt is not None:
             key, key_created = load_key(recipe.encrypt, manifests_dir)
             encrypted = work / "encrypted"
             try:
-                encrypt_file(output, encrypted, key)
+                if output is not None or source is not None:
+                    encrypt_file(output or source, encrypted, key)  # type: ignore[arg-type]
+                else:  # encryption only: hashed in the same pass that encrypts
+                    reader = master.reader()
+                    encrypt_stream(reader.read, encrypted, key)
+                    reader.confirm()
             except OSError as exc:
-                raise TransformError(f"cannot encrypt {master.name}: {exc.strerror}") from None
+                raise TransformError(f"cannot encrypt {master_name}: {exc.strerror}") from None
             output = encrypted
         return output, details, key_created
 
@@ -253,6 +294,17 @@ class RenditionCache:
                     shutil.rmtree(work, ignore_errors=True)
             except OSError:
                 pass
+
+
+def _snapshot(master: Payload, dest: Path) -> None:
+    """Copy the master's bytes from its descriptor into ``dest``, hashing them as they are
+    copied; they must be the planned bytes, or :class:`SourceChanged`."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    reader = master.reader()
+    with open(dest, "xb") as out:
+        while block := reader.read(1024 * 1024):
+            out.write(block)
+    reader.confirm()
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:

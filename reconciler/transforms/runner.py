@@ -4,10 +4,13 @@ cache, and the cache's bound kept when the run ends. Events are recorded by
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from reconciler.drivers.payload import Payload
+from reconciler.masters import Opened, open_master
 from reconciler.models import ManifestSet
 from reconciler.transforms import TransformError
 from reconciler.transforms.recipe import Recipe, RecipeBook
@@ -15,6 +18,8 @@ from reconciler.transforms.renditions import DEFAULT_MAX_BYTES, Rendition, Rendi
 
 if TYPE_CHECKING:
     from reconciler.plan import Action
+
+ProgressFn = Callable[[float], None]
 
 
 def default_folder(state_path: Path) -> Path:
@@ -43,19 +48,27 @@ class Transformer:
         return recipe
 
     def rendition(
-        self, action: Action, recipe: Recipe, progress: Callable[[float], None] | None = None
+        self, action: Action, recipe: Recipe, master: Payload, progress: ProgressFn | None = None
     ) -> Rendition:
-        assert action.path is not None and action.checksum is not None
-        self.used.add(recipe.rendition_id(action.checksum))
+        """The action's rendition, made from the job's open master (``master.expected`` is
+        the planned checksum) or found in the cache."""
+        assert action.file is not None
+        self.used.add(recipe.rendition_id(master.expected))
         return self.cache.make(
             recipe,
-            Path(action.path),
-            action.checksum,
+            master,
+            PurePosixPath(action.file).name,
             action.mime_type or "application/octet-stream",
             Path(self.manifests.media_root),
             Path(self.manifests.manifests_dir),
             progress,
         )
+
+    def open(self, rendition: Rendition) -> Opened:
+        """The rendition's file, opened once for its upload (inside the cache folder, never
+        through a symlink)."""
+        assert rendition.path is not None
+        return open_master(str(rendition.path), str(os.path.realpath(self.cache.folder)))
 
     def finish(self) -> list[str]:
         """Keep the cache within its bound; the renditions of this run stay."""

@@ -1,0 +1,118 @@
+"""Recovery: close the jobs an interrupted run (a crash, a ``kill -9``) left pending or
+processing, by what the platform really holds.
+
+Called first by every apply (:meth:`reconciler.apply.Run.recover`), under the run lock. Each
+stale job recorded, before its first byte, what it was about to write: the sha256 of the
+master, or its rendition id, and once the rendition was made its sha256 and size. When the
+rendition's sha256 did not reach the state file (it is written as soon as the file is free),
+the rendition cache still knows it by the id. A job whose object is on the platform with
+exactly that checksum is completed (the run had finished the transfer); any other is failed
+and planned again. Partial uploads on those platforms are then removed (a local part file,
+the multipart uploads this tool recorded on S3), and what the drivers could not write is
+written.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from reconciler.record import PlacementRecord, record_placements
+from reconciler.store.db import upsert_rows, utcnow
+from reconciler.store.records import EventRow, insert_events
+
+if TYPE_CHECKING:
+    from reconciler.apply import Run
+
+STALE_SQL = """
+SELECT j.id, j.job_code, j.job_type, j.remote_key, j.expected_checksum, j.source_version,
+       j.metadata_hash, j.transform_hash, sa.asset_code, sp.platform_code, c.config_code,
+       j.rendition_id, j.source_checksum
+FROM sync_jobs j
+JOIN source_assets sa ON sa.id = j.asset_id
+JOIN sync_platforms sp ON sp.id = j.platform_id
+LEFT JOIN sync_configurations c ON c.id = j.config_id
+WHERE j.status IN ('pending', 'processing') ORDER BY j.id
+"""
+INTERRUPTED = "interrupted: the run doing it stopped before it finished"
+
+
+def recover_jobs(run: Run) -> list[str]:
+    """Close every stale job; returns one note per job and per cleanup."""
+    from reconciler.apply import JOB_KEPT_WHEN_NULL, JOB_UPDATE_COLUMNS
+
+    with run.store.reading() as con:
+        if con is None:
+            return []
+        stale = con.execute(STALE_SQL).fetchall()
+    if not stale:
+        return []
+    now = utcnow()
+    jobs, placements, events, notes = [], [], [], []
+    platforms = set()
+    cache = run.transformer.cache
+    for row in stale:
+        (job_id, code, job_type, key, expected, version, meta_hash, transform_hash, asset,
+         platform, rule, rendition_id, source_checksum) = row  # fmt: skip
+        if expected is None and rendition_id:  # made, but not recorded before the kill
+            known = cache.expected(rendition_id)
+            expected = known[0] if known else None
+        landed = False
+        reason = INTERRUPTED
+        if platform in run.manifests.platforms and key:
+            platforms.add(platform)
+            try:
+                remote = run.driver(platform).stat(key)
+            except Exception as exc:  # recovery must go on
+                remote, reason = None, f"{reason}; checking the platform failed: {exc}"
+            if job_type == "delete":
+                landed = remote is None
+            elif job_type in ("initial", "update"):
+                landed = expected is not None and remote is not None and remote.checksum == expected
+        if landed:
+            jobs.append((job_id, "completed", 100.0, None, now, None, None, None, expected, None,
+                         None))  # fmt: skip
+            if job_type == "delete":
+                placements.append(PlacementRecord(asset, platform, rule, "deleted"))
+            else:
+                placements.append(
+                    PlacementRecord(
+                        asset, platform, rule, "synced", version, source_checksum or expected,
+                        expected, key, None, key, meta_hash, transform_hash, True, now, now,
+                        rendition_id or "",
+                    )
+                )  # fmt: skip
+            message = f"job {code} had finished on the platform before the run stopped"
+        else:
+            jobs.append((job_id, "failed", None, None, now, reason, None, None, None, None, None))
+            if job_type in ("initial", "update"):
+                placements.append(PlacementRecord(asset, platform, rule, "failed"))
+            message = f"job {code} was {reason}; it will be planned again"
+        events.append(
+            EventRow(
+                "recovered",
+                "success" if landed else "failed",
+                message,
+                {"job": code, "landed": landed},
+                job_id=job_id,
+            )
+        )
+        notes.append(message)
+    for platform in sorted(platforms):
+        try:
+            removed = run.driver(platform).cleanup()
+        except Exception as exc:
+            notes.append(f"cleaning up {platform} failed: {exc}")
+            continue
+        if removed:
+            events.append(
+                EventRow("cleanup", "success", f"removed {removed} partial uploads from {platform}")
+            )
+            notes.append(f"removed {removed} partial uploads from {platform}")
+    with run.store.writing() as con:
+        upsert_rows(
+            con, "sync_jobs", "id", JOB_UPDATE_COLUMNS, jobs, keep_when_null=JOB_KEPT_WHEN_NULL
+        )
+        record_placements(con, placements)
+        insert_events(con, events, run.provenance)
+    run.finish_drivers()
+    return notes
