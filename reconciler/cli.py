@@ -30,10 +30,10 @@ from reconciler.cli_options import (
     state_options,
     write_atomically,
 )
-from reconciler.errors import ExitCode, StateError, UsageError
+from reconciler.errors import ExitCode, UsageError
 from reconciler.explain import explain as explain_asset
 from reconciler.manifests.validate import validate_tree
-from reconciler.plan import Plan, PlanOptions, current_fingerprint, make_plan
+from reconciler.plan import Plan, PlanOptions, check_guards, make_plan
 from reconciler.render import (
     APPLY_RENDERERS,
     EXPLAIN_RENDERERS,
@@ -41,6 +41,7 @@ from reconciler.render import (
     VALIDATION_RENDERERS,
     VERIFY_RENDERERS,
 )
+from reconciler.saved_plan import checked as checked_against_saved
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES, RenditionCache
 from reconciler.transforms.runner import default_folder as default_renditions
 from reconciler.units import parse_size
@@ -216,14 +217,14 @@ def run_apply(
                 PlanOptions(prune=prune, max_delete=max_delete, force=force, rule=rule),
                 cache,
             )
-        else:
-            plan = saved
-            now = current_fingerprint(store)
-            if now != plan.state_fingerprint:
-                raise StateError(
-                    "the state has moved on since this plan was made (another run, a verify "
-                    "or a resolved conflict changed it); make the plan again"
-                )
+        else:  # a request, not an authority: what runs is planned again and compared
+            fresh = make_plan(
+                manifest_set, store, PlanOptions(prune=saved.prune, force=True), cache
+            )
+            plan = checked_against_saved(saved, fresh)
+            check_guards(plan, PlanOptions())
+            for note in plan.notes:
+                click.echo(f"note: {note}", err=True)
         result = apply_plan(manifest_set, store, plan, options, observer, recovered)
     if output in ("text", "json"):
         click.echo(APPLY_RENDERERS[output](result, False))
