@@ -15,6 +15,7 @@ from reconciler.cache import Cache
 from reconciler.errors import ExitCode, ManifestError, ReconcilerError
 from reconciler.manifests.validate import validate_tree
 from reconciler.models import ManifestSet
+from reconciler.redact import redact
 from reconciler.render import REPORT_RENDERERS, validation_summary
 from reconciler.store.db import DEFAULT_STATE, StateStore
 from reconciler.store.queries import Report
@@ -44,7 +45,7 @@ class ReconcileGroup(click.Group):
             exc.show()
             sys.exit(ExitCode.ERROR)
         except ReconcilerError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact(str(exc))}", err=True)
             sys.exit(exc.exit_code)
         sys.exit(code if isinstance(code, int) else ExitCode.OK)
 

@@ -19,6 +19,7 @@ from reconciler.drivers import driver_for
 from reconciler.drivers.base import DOWN, Driver, RemoteObject
 from reconciler.errors import UsageError
 from reconciler.models import ManifestSet
+from reconciler.redact import redact
 from reconciler.store.db import StateStore, upsert_rows, utcnow
 from reconciler.store.records import EventRow, insert_events, open_conflicts
 
@@ -67,14 +68,14 @@ def verify(
             try:
                 result.health[code] = drivers[code].health_check()
             except Exception as exc:  # a failing check means the platform is down
-                result.health[code] = (DOWN, str(exc))
+                result.health[code] = (DOWN, redact(str(exc)))
         checkable = [r for r in rows if r[2] in drivers and result.health[r[2]][0] != DOWN]
 
         def look(row: tuple[Any, ...]) -> tuple[tuple[Any, ...], RemoteObject | None, str | None]:
             try:
                 return row, drivers[row[2]].stat(row[3]), None
             except Exception as exc:  # reported per copy, the others go on
-                return row, None, str(exc)
+                return row, None, redact(str(exc))
 
         with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
             looked = list(pool.map(look, checkable))

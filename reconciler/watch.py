@@ -39,6 +39,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.manifests.validate import validate_tree
 from reconciler.models import ManifestSet
 from reconciler.plan import PlanOptions, make_plan
+from reconciler.redact import redact
 from reconciler.store.db import StateStore, utcnow
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES
 from reconciler.verify import verify
@@ -74,7 +75,7 @@ class Log:
             extra = "".join(f" {k}={v}" for k, v in fields.items() if v is not None)
             line = f"{now} {level:<5} {event}: {message}{extra}"
         with self.lock:
-            self.echo(line)
+            self.echo(redact(line))  # the one way out of a daemon: no credential in a log
 
 
 class LogObserver(NullObserver):

@@ -1,0 +1,92 @@
+"""Secrets out of every message: the values of resolved credentials, and the one function that
+removes them from text before it is recorded or printed.
+
+Credentials are resolved at the last moment (:func:`reconciler.drivers.base.resolve_secret`,
+encryption keys, OAuth2 access tokens, the AWS chain), and each value is registered here as it
+is resolved, with the forms it takes when a platform or a library echoes it back: base64 (a
+basic-auth header), URL encoding, Python's escaping (``'Bearer abc\\ndef'`` in an
+``InvalidHeader`` error), JSON escaping, and each line of a value that holds a newline.
+:func:`redact` replaces every registered form in a text with ``[REDACTED]``.
+
+It runs where messages are made and where they leave the process: every driver failure
+(:class:`reconciler.drivers.base.DriverError` redacts its own message), every event and job
+row written to the state file, and every ``error:`` line the CLI prints.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+MARK = "[REDACTED]"
+MIN_LENGTH = 4  # shorter values would blank out ordinary words
+
+_lock = threading.Lock()
+_forms: list[str] = []  # longest first
+
+
+def register(value: str | bytes | None) -> None:
+    """Remember a secret value (and the forms it is echoed in) for :func:`redact`."""
+    if not value:
+        return
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    forms = set(_forms_of(text))
+    stripped = text.strip()
+    if stripped != text:
+        forms |= set(_forms_of(stripped))
+    for line in text.splitlines():
+        if len(line.strip()) >= MIN_LENGTH:
+            forms |= set(_forms_of(line.strip()))
+    forms = {f for f in forms if len(f) >= MIN_LENGTH}
+    with _lock:
+        new = forms.difference(_forms)
+        if new:
+            _forms.extend(new)
+            _forms.sort(key=len, reverse=True)
+
+
+def _forms_of(text: str) -> list[str]:
+    raw = text.encode("utf-8")
+    encoded = [base64.b64encode(raw), base64.urlsafe_b64encode(raw)]
+    return [
+        text,
+        *(e.decode("ascii") for e in encoded),
+        *(e.decode("ascii").rstrip("=") for e in encoded),
+        quote(text, safe=""),
+        quote_plus(text, safe=""),
+        text.encode("unicode_escape").decode("ascii"),
+        repr(text)[1:-1],
+        json.dumps(text)[1:-1],
+    ]
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret form replaced by ``[REDACTED]``."""
+    if not text:
+        return text
+    with _lock:
+        forms = list(_forms)
+    for form in forms:
+        if form in text:
+            text = text.replace(form, MARK)
+    return text
+
+
+def redact_value(value: Any) -> Any:
+    """:func:`redact` through the strings of a JSON-like value (event details)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(k)): redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v) for v in value]
+    return value
+
+
+def registered() -> int:
+    """How many forms are known (for tests and diagnostics; never the values)."""
+    with _lock:
+        return len(_forms)
