@@ -141,7 +141,7 @@ class Driver(ABC):
         """Write what the driver keeps in the state file and could not write during its
         transfers (the file was busy); called when a run, verify or recovery ends."""
         if self.state is not None:
-            self.state.flush(wait=True)
+            self.state.flush()
 
 
 def resolve_secret(ref: SecretRef | None, what: str) -> str:

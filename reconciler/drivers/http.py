@@ -47,6 +47,8 @@ from reconciler.drivers.payload import NotLanded, Payload, SourceChanged
 from reconciler.drivers.state import Session
 from reconciler.models import Platform
 
+INTENT_PATIENCE = 2.0  # seconds a session may wait for a busy state file before bytes go
+
 
 class ApiDriver(Driver):
     """What the API drivers share: a thread-local HTTP session, the state file's index of
@@ -75,9 +77,11 @@ class ApiDriver(Driver):
             raise PermanentError(f"the {self.platform.driver} driver needs the state file")
         return self.state.remote(key)
 
-    def keep(self, session: Session) -> None:
+    def keep(self, session: Session, before_sending: bool = False) -> None:
+        """Keep a session in the state file; one that must be there before the first byte
+        is sent waits a little for a busy file."""
         if self.state is not None:
-            self.state.save(session)
+            self.state.save(session, INTENT_PATIENCE if before_sending else 0.0)
 
     def forget(self, key: str) -> None:
         if self.state is not None:

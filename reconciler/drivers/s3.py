@@ -56,6 +56,7 @@ from reconciler.redact import register
 
 PART_SIZE = 8 * 1024 * 1024  # above this, a multipart upload of parts this size
 PART_WORKERS = 4  # parts in flight at once
+INTENT_PATIENCE = 2.0  # seconds an upload id may wait for a busy state file
 TEMPORARY_CODES = {
     "SlowDown",
     "ServiceUnavailable",
@@ -207,7 +208,7 @@ class S3Driver(Driver):
         )["UploadId"]
         started = Session(key, "s3", "uploading", payload.expected, payload.size, upload_id)
         previous = self.state.session(key) if self.state is not None else None
-        self.keep(started)
+        self.keep(started, INTENT_PATIENCE)  # recovery must know it: before the first part
         try:
             parts = self._send_parts(payload, full, upload_id, progress)
             self.client.complete_multipart_upload(
@@ -380,9 +381,9 @@ class S3Driver(Driver):
             self.forget(session.key)
         return len(mine)
 
-    def keep(self, session: Session) -> None:
+    def keep(self, session: Session, patience: float = 0.0) -> None:
         if self.state is not None:
-            self.state.save(session)
+            self.state.save(session, patience)
 
     def forget(self, key: str) -> None:
         if self.state is not None:

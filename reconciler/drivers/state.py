@@ -99,17 +99,20 @@ class DriverState:
     def session(self, key: str) -> Session | None:
         return self.sessions().get(key)
 
-    def save(self, session: Session) -> None:
+    def save(self, session: Session, patience: float = 0.0) -> None:
+        """Keep ``session``; written now if the state file is free within ``patience``
+        seconds (a session that must be on disk before the first byte waits a little: what
+        a job is about to write), else later."""
         with self._lock:
             self.sessions()[session.key] = session
             self._unwritten[session.key] = session
-        self.flush(wait=False)
+        self.flush(patience)
 
     def forget(self, key: str) -> None:
         with self._lock:
             self.sessions().pop(key, None)
             self._unwritten[key] = None
-        self.flush(wait=False)
+        self.flush(0.0)
 
     def remote(self, key: str) -> tuple[str, str | None, str | None] | None:
         """(remote id, url, sha256 of what was sent) of the finished object at ``key``: from
@@ -157,7 +160,7 @@ class DriverState:
             self._quota[day] = (used + units, was or exhausted)
             pending, flag = self._spent.get(day, (0, False))
             self._spent[day] = (pending + units, flag or exhausted)
-        self.flush(wait=False)
+        self.flush(0.0)
 
     # -- writing -------------------------------------------------------------------------
     @property
@@ -165,15 +168,16 @@ class DriverState:
         with self._lock:
             return len(self._unwritten) + len(self._spent)
 
-    def flush(self, wait: bool = True) -> bool:
-        """Write what is not written yet; without ``wait``, only if the state file is free
-        this instant. Returns whether everything is written."""
+    def flush(self, patience: float | None = None) -> bool:
+        """Write what is not written yet, waiting for a busy state file up to ``patience``
+        seconds (None: the store's lock timeout, then it raises). Returns whether everything
+        is written."""
         with self._lock:
             sessions, spent = dict(self._unwritten), dict(self._spent)
         if not sessions and not spent:
             return True
         try:
-            with self.store.writing(patience=None if wait else 0) as con:
+            with self.store.writing(patience) as con:
                 now = utcnow()
                 for key, session in sessions.items():
                     if session is None:
@@ -195,7 +199,7 @@ class DriverState:
                         [self.platform, day, units, exhausted],
                     )
         except StateError:  # busy (or failing): kept, and written later
-            if wait:
+            if patience is None:
                 raise
             return False
         with self._lock:

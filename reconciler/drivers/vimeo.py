@@ -148,7 +148,7 @@ class VimeoDriver(VideoApiDriver):
             raise PermanentError(f"{doing}: the platform gave no video uri or upload_link")
         session = Session(key, "vimeo", "uploading", sha256, size, str(link), str(uri),
                           video.get("link"))  # fmt: skip
-        self.keep(session)  # on disk before the first byte goes
+        self.keep(session, before_sending=True)  # on disk before the first byte goes
         return session
 
     def _offset(self, link: str, doing: str) -> int | None:

@@ -231,7 +231,7 @@ class YouTubeDriver(VideoApiDriver):
         if not location:
             raise PermanentError(f"{doing}: the platform gave no session URI (Location)")
         session = Session(key, "youtube", "uploading", sha256, size, session_url=location)
-        self.keep(session)  # on disk before the first byte goes
+        self.keep(session, before_sending=True)  # on disk before the first byte goes
         return session
 
     def _put(self, url: str, doing: str, **kw: Any) -> requests.Response:
