@@ -8,7 +8,9 @@ ASCII comments, a sidecar ``NAME.yaml.expect``)::
     # field: spec.auth                   the field path, or - for none
     # message: credentials are referenced  a fragment of the message
 
-The file is validated alone, through the CLI, with tests/examples/media as the media root.
+The file is validated alone, through the CLI, with tests/examples/media as the media root. An
+example that is a symlink (a manifest leading out of its folder) is placed as a symlink to the
+same real file, so that it still leads outside the folder it is validated in.
 """
 
 from __future__ import annotations
@@ -41,6 +43,16 @@ def expectations(path: Path) -> dict[str, str]:
 CASES = sorted(INVALID.glob("*.yaml"))
 
 
+def place(example: Path, folder: Path) -> Path:
+    """Copy an example into ``folder``; a symlink stays a symlink to the same real file."""
+    dest = folder / example.name
+    if example.is_symlink():
+        dest.symlink_to(example.resolve())
+    else:
+        shutil.copy(example, dest)
+    return dest
+
+
 def test_there_is_an_invalid_example_per_error_class() -> None:
     classes = {expectations(p)["error"] for p in CASES}
     assert classes >= {
@@ -60,6 +72,7 @@ def test_there_is_an_invalid_example_per_error_class() -> None:
         "cron",
         "template",
         "asset-set",
+        "manifest-file",
     }
     assert len(CASES) >= 30
 
@@ -69,7 +82,7 @@ def test_invalid_example(path: Path, tmp_path: Path, run) -> None:
     expected = expectations(path)
     folder = tmp_path / "m"
     folder.mkdir()
-    shutil.copy(path, folder / path.name)
+    place(path, folder)
     args = ["validate", "--manifests", str(folder), "--media-root", str(MEDIA)]
 
     text = run(*args)
@@ -96,7 +109,9 @@ def test_invalid_example(path: Path, tmp_path: Path, run) -> None:
 
 def test_invalid_examples_leave_the_media_and_manifests_untouched(tmp_path: Path, run) -> None:
     folder = tmp_path / "m"
-    shutil.copytree(INVALID, folder)
+    folder.mkdir()
+    for example in sorted(INVALID.iterdir()):
+        place(example, folder)
     before = {p: p.read_bytes() for p in folder.iterdir()}
     media_before = sorted(str(p) for p in MEDIA.rglob("*"))
     result = run("validate", "--manifests", str(folder), "--media-root", str(MEDIA))

@@ -4,12 +4,19 @@ Called by :mod:`reconciler.manifests.validate`. Globs use wcmatch's syntax (``**
 of folders, ``{a,b}`` alternatives); hidden files and folders are never matched, symlinked
 folders are not followed, and a symlinked file that resolves outside the media root is an error
 rather than a silent escape.
+
+An entry that cannot be a master is skipped with a reason (a warning), so that one bad entry in
+a library of 100,000 files does not stop the others from syncing: a symlink loop, a symlink to
+nothing, a FIFO, socket or device (never opened: opening a FIFO blocks), and a folder that
+cannot be listed.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +24,8 @@ from pathlib import Path
 
 from wcmatch import glob as wcglob
 
+from reconciler.manifests.files import inside, kind_of
+from reconciler.manifests.quoting import printable, quote
 from reconciler.models import AssetSet
 
 PLACEHOLDERS = ("stem", "name", "ext", "dir", "path")
@@ -36,7 +45,12 @@ def template_error(template: str) -> str | None:
             continue
         if name not in PLACEHOLDERS or spec or conversion:
             known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
-            return f"uses the unknown placeholder {{{name}}}; the placeholders are {known}"
+            shown = (
+                f"the unknown placeholder {{{name}}}"
+                if len(name) <= 16 and name.isprintable()
+                else "an unknown placeholder"
+            )
+            return f"uses {shown}; the placeholders are {known}"
     return None
 
 
@@ -87,6 +101,8 @@ class Expansion:
     files: list[Generated] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     more_errors: int = 0  # errors beyond the first few, counted but not listed
+    warnings: list[str] = field(default_factory=list)  # entries skipped, and why
+    more_warnings: int = 0
 
     def error(self, message: str, limit: int = 5) -> None:
         if len(self.errors) < limit:
@@ -94,28 +110,38 @@ class Expansion:
         else:
             self.more_errors += 1
 
+    def warn(self, message: str, limit: int = 5) -> None:
+        if len(self.warnings) < limit:
+            self.warnings.append(message)
+        else:
+            self.more_warnings += 1
+
 
 def expand(asset_set: AssetSet, media_root: Path) -> Expansion:
     """Match the set's globs under ``media_root`` and generate a code and title per file."""
     result = Expansion()
     seen: dict[str, str] = {}
     title_template = asset_set.title_template
-    for rel, path, escaped in match_files(media_root, asset_set.include, asset_set.exclude):
-        if escaped:
-            result.error(f"{rel} is a symlink that leads outside the media root")
+    for rel, path, problem in match_files(media_root, asset_set.include, asset_set.exclude):
+        if problem == ESCAPES:
+            result.error(f"{printable(rel)} is a symlink that leads outside the media root")
+            continue
+        if problem is not None:
+            result.warn(f"{printable(rel)} {problem}; skipped")
             continue
         values = placeholders(rel)
         code = make_code(asset_set, rel, values)
         if not CODE_RE.match(code):
             result.error(
-                f"{rel} gives the code '{code}', which is not 1 to 50 letters, digits, '.', '_' "
-                "or '-' starting with a letter or digit; change code_template"
+                f"{printable(rel)} gives the code {quote(code, noun='code')}, which is not 1 to 50 "
+                "letters, digits, '.', '_' or '-' starting with a letter or digit; change "
+                "code_template"
             )
             continue
         if code in seen:
             result.error(
-                f"{rel} and {seen[code]} both give the code '{code}'; add {{dir}} or {{path}} "
-                "to code_template"
+                f"{printable(rel)} and {printable(seen[code])} both give the code '{code}'; add "
+                "{dir} or {path} to code_template"
             )
             continue
         seen[code] = rel
@@ -123,21 +149,33 @@ def expand(asset_set: AssetSet, media_root: Path) -> Expansion:
     return result
 
 
+ESCAPES = "leads outside the media root"  # a matched symlink that escapes: an error
+
+
 def match_files(
     media_root: Path, include: tuple[str, ...], exclude: tuple[str, ...]
-) -> Iterator[tuple[str, str, bool]]:
-    """Yield (relative path, absolute path, escapes the root) for every matching file, sorted."""
+) -> Iterator[tuple[str, str, str | None]]:
+    """Yield (relative path, absolute path, problem) for every matching entry, sorted.
+
+    The problem is None for a usable file, :data:`ESCAPES` for a symlink that leads outside
+    the media root, or why the entry is skipped ("is a symlink loop", ...); a folder that
+    cannot be listed is yielded with its reason whatever the globs say, as files in it may
+    have matched.
+    """
     inc, exc = wcglob.translate(list(include), flags=GLOB_FLAGS, exclude=list(exclude) or None)
     inc_rx = [re.compile(p) for p in inc]
     exc_rx = [re.compile(p) for p in exc]
     root_real = os.path.realpath(media_root)
-    found: dict[str, tuple[str, bool]] = {}
+    found: dict[str, tuple[str, str | None]] = {}
     one_include = inc_rx[0].match if len(inc_rx) == 1 else None
     for start in _walk_roots(include):
         # a literal folder of the glob may itself be a symlink that leads elsewhere
-        start_escapes = not _inside(os.path.realpath(os.path.join(media_root, start)), root_real)
-        for rel, entry in _walk(media_root, start):
+        start_escapes = not inside(os.path.realpath(os.path.join(media_root, start)), root_real)
+        for rel, entry, unlisted in _walk(media_root, start):
             if rel in found:
+                continue
+            if unlisted is not None:
+                found[rel] = (os.path.join(media_root, rel), unlisted)
                 continue
             if one_include is not None:
                 if not one_include(rel):
@@ -146,17 +184,37 @@ def match_files(
                 continue
             if any(rx.match(rel) for rx in exc_rx):
                 continue
-            escaped = start_escapes or (
-                entry.is_symlink() and not _inside(os.path.realpath(entry.path), root_real)
-            )
-            found[rel] = (entry.path, escaped)
+            assert entry is not None
+            problem = ESCAPES if start_escapes else _problem(entry, root_real)
+            if problem != "":  # "" is a symlinked folder: not followed, not reported
+                found[rel] = (entry.path, problem)
     for rel in sorted(found):
-        path, escaped = found[rel]
-        yield rel, path, escaped
+        path, problem = found[rel]
+        yield rel, path, problem
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+def _problem(entry: os.DirEntry[str], root_real: str) -> str | None:
+    """Why a matched entry cannot be a master (None: it can; "": a symlinked folder)."""
+    if entry.is_file(follow_symlinks=False):  # the common case costs no system call
+        return None
+    try:
+        if not entry.is_symlink():
+            kind = kind_of(entry.stat(follow_symlinks=False).st_mode)
+            return f"is not a regular file: it is {kind}"
+        mode = os.stat(entry.path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symlink loop (it leads back to itself)"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "is a symlink to a file that does not exist"
+        return f"cannot be read ({exc.strerror})"
+    if not inside(os.path.realpath(entry.path), root_real):
+        return ESCAPES
+    if stat.S_ISDIR(mode):
+        return ""
+    if not stat.S_ISREG(mode):
+        return f"is a symlink to {kind_of(mode)}, not to a regular file"
+    return None
 
 
 def _walk_roots(include: tuple[str, ...]) -> list[str]:
@@ -178,21 +236,33 @@ def _walk_roots(include: tuple[str, ...]) -> list[str]:
     return kept
 
 
-def _walk(media_root: Path, start: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
-    """Files under media_root/start, as (path relative to media_root, entry); no hidden ones."""
+def _walk(
+    media_root: Path, start: str
+) -> Iterator[tuple[str, os.DirEntry[str] | None, str | None]]:
+    """Entries under media_root/start that are not folders, as (path relative to media_root,
+    entry, None); no hidden ones. A folder that cannot be listed is (its path, None, why)."""
     stack = [start]
     while stack:
         rel_dir = stack.pop()
         folder = os.path.join(media_root, rel_dir) if rel_dir else str(media_root)
         try:
-            entries = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # a glob's literal folder that is not there: the set matches nothing
+        except OSError as exc:
+            why = "a symlink loop" if exc.errno == errno.ELOOP else exc.strerror
+            yield rel_dir or ".", None, f"is a folder that cannot be listed ({why})"
             continue
         prefix = rel_dir + "/" if rel_dir else ""
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir(follow_symlinks=False):
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
                 stack.append(prefix + entry.name)
-            elif entry.is_file(follow_symlinks=True):
-                yield prefix + entry.name, entry
+            else:
+                yield prefix + entry.name, entry, None

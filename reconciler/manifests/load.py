@@ -28,7 +28,9 @@ from typing import Any, Protocol
 import yaml
 from yaml import events as ev_types
 
+from reconciler.manifests import files
 from reconciler.manifests.problems import Finding, Path
+from reconciler.manifests.quoting import quote, quote_key
 from reconciler.units import human_size
 
 Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -82,7 +84,7 @@ class Parsed:
 class LoadedFile:
     """A manifest file read from disk: its documents, and problems found while loading."""
 
-    path: FsPath
+    path: FsPath  # its real path, once read
     display: str
     digest: str  # sha256 of the bytes read; empty when the file could not be read
     documents: list[Document]
@@ -93,7 +95,8 @@ def discover(root: FsPath) -> Iterator[FsPath]:
     """Yield every manifest file under ``root``, recursively, in a stable order.
 
     Hidden files and folders (``.git``, editor swap files) are skipped; symlinked folders are
-    not followed.
+    not followed. Every other ``*.yaml``/``*.yml`` entry is yielded, symlinks and FIFOs too:
+    :func:`read_bytes` decides whether it may be read, so that a refused file is reported.
     """
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -114,15 +117,18 @@ def load_file(
     display: str,
     limits: Limits = DEFAULT_LIMITS,
     cache: DocumentCache | None = None,
+    root: FsPath | None = None,
 ) -> LoadedFile:
     """Read and parse one manifest file. Problems are returned as findings, never raised.
 
-    With a cache, a file whose bytes were parsed before (without problems) is not parsed
-    again.
+    ``root`` is the manifests folder, which the file must not lead out of (see
+    :func:`read_bytes`). With a cache, a file whose bytes were parsed before (without
+    problems) is not parsed again.
     """
-    data, finding = read_bytes(path, display, limits)
+    data, finding = read_bytes(path, display, limits, root)
     if finding is not None or data is None:
         return LoadedFile(path, display, "", [], [finding] if finding else [])
+    path = FsPath(os.path.realpath(path))  # what was read, for a second look at positions
     digest = hashlib.sha256(data).hexdigest()
     if cache is not None:
         known = cache.get(digest)
@@ -135,17 +141,27 @@ def load_file(
 
 
 def read_bytes(
-    path: FsPath, display: str, limits: Limits = DEFAULT_LIMITS
+    path: FsPath, display: str, limits: Limits = DEFAULT_LIMITS, root: FsPath | None = None
 ) -> tuple[bytes | None, Finding | None]:
-    """Read a file within the size limit and check that it is UTF-8 text."""
+    """Read a file within the size limit and check that it is UTF-8 text.
+
+    The file is read only when its real path lies inside ``root`` (the manifests folder; by
+    default the file's own folder) and it is a regular file: a symlink that leads out of the
+    folder, a symlink loop or a FIFO is a finding, and is never opened.
+    """
+    folder = os.path.realpath(root if root is not None else path.parent)
     try:
-        size = path.stat().st_size
-        if size > limits.max_file_bytes:
-            return None, _file_finding(display, "yaml-limit", _too_big(size, limits))
-        with path.open("rb") as handle:
-            data = handle.read(limits.max_file_bytes + 1)
+        fd, st = files.open_manifest(str(path), folder)
+    except files.Refused as refused:
+        return None, _file_finding(display, refused.error, refused.message)
+    try:
+        if st.st_size > limits.max_file_bytes:
+            return None, _file_finding(display, "yaml-limit", _too_big(st.st_size, limits))
+        data = files.read_all(fd, limits.max_file_bytes)
     except OSError as exc:
         return None, _file_finding(display, "io", f"cannot read the file: {exc.strerror or exc}")
+    finally:
+        os.close(fd)
     if len(data) > limits.max_file_bytes:  # the file grew while we looked at it
         return None, _file_finding(display, "yaml-limit", _too_big(len(data), limits))
     return data, check_encoding(data, display)
@@ -513,7 +529,7 @@ class _Builder:
                     where = f" (first at line {first[0]})" if first else ""
                     self._finding(
                         child,
-                        f"duplicate key '{key}' in this mapping{where}; YAML "
+                        f"duplicate key {quote_key(key)} in this mapping{where}; YAML "
                         "would keep only one of them silently: remove or rename one",
                         "yaml-duplicate-key",
                         km,
@@ -554,14 +570,14 @@ class _Builder:
         except (ValueError, yaml.YAMLError):
             self._abort(
                 parent,
-                f"'{text}' is not a valid {tag.rsplit(':', 1)[-1]}",
+                f"{quote(text)} is not a valid {tag.rsplit(':', 1)[-1]}",
                 event.start_mark,
                 "yaml-tag",
             )
         if isinstance(value, float) and not math.isfinite(value):
             self._abort(
                 parent,
-                f"'{text}' is not a number a manifest can hold (no NaN or infinity)",
+                f"{quote(text)} is not a number a manifest can hold (no NaN or infinity)",
                 event.start_mark,
                 "yaml-tag",
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from reconciler.manifests import files
 from reconciler.manifests.load import DEFAULT_LIMITS, Limits, LoadedFile, Positions, positions_of
 from reconciler.manifests.problems import Finding, Path, Problem, format_field
 
@@ -68,11 +69,9 @@ class Locator:
             return cached
         loaded = self.files.get(file)
         positions: list[Positions] = []
-        if loaded is not None:
-            try:
-                data = loaded.path.read_bytes()
-            except OSError:
-                data = b""
+        if loaded is not None and loaded.digest:  # never a file that was refused
+            # the real path that was read, again without following a link or blocking
+            data = files.read_regular(str(loaded.path), self.limits.max_file_bytes)
             # only trust positions from the very bytes that were validated
             if data and hashlib.sha256(data).hexdigest() == loaded.digest:
                 positions = positions_of(data, file, self.limits)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from reconciler.manifests.quoting import path_key
+
 Path = tuple[str | int, ...]
 Anchor = Literal["key", "value"]
 
@@ -18,13 +20,18 @@ WARNING = "warning"
 
 
 def format_field(path: Path) -> str:
-    """Render a field path the way people write it: ``spec.supported_formats[1]``."""
+    """Render a field path the way people write it: ``spec.supported_formats[1]``.
+
+    A key that is too long or holds control characters is described, not repeated (see
+    :func:`~reconciler.manifests.quoting.path_key`).
+    """
     out: list[str] = []
     for part in path:
         if isinstance(part, int):
             out.append(f"[{part}]")
         else:
-            out.append(f".{part}" if out else part)
+            key = path_key(str(part))
+            out.append(f".{key}" if out else key)
     return "".join(out)
 
 

@@ -9,7 +9,6 @@ annotation that replaces the generic sentence for its failures.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Iterator
@@ -26,6 +25,9 @@ if TYPE_CHECKING:  # jsonschema is imported only to explain an invalid document
 
 from reconciler.errors import ReconcilerError
 from reconciler.manifests.problems import Anchor, Path
+from reconciler.manifests.quoting import describe, quote_key, suggest
+
+__all__ = ["describe", "schema_errors", "suggest", "unknown_field_message"]
 
 API_VERSION = "mediasync/v1"
 KIND_SCHEMAS = {
@@ -81,12 +83,50 @@ def validator_for(kind: str) -> Draft202012Validator:
 
     The schema's ``$ref`` s are inlined first: resolving a reference costs more than checking
     the value it points at, and a library of 100,000 assets would pay that on every field.
+    Patterns are given ECMA-262's meaning of ``$`` (see :func:`ecma_patterns`).
     """
     from jsonschema import Draft202012Validator
 
     schemas = load_schemas()
     name = KIND_SCHEMAS[kind]
-    return Draft202012Validator(inline_refs(schemas[name], name, schemas))
+    return Draft202012Validator(ecma_patterns(inline_refs(schemas[name], name, schemas)))
+
+
+def ecma_patterns(node: Any) -> Any:
+    """The schema with every ``pattern``'s ``$`` written as Python's ``\\Z``.
+
+    JSON Schema patterns are ECMA-262 regular expressions, where ``$`` matches only at the
+    end of the text, as in jsonschema-rs; in Python's ``re`` it also matches before a final
+    line break, so jsonschema alone would accept the code ``"NAS\\n"``, and the two
+    validators would disagree.
+    """
+    if isinstance(node, list):
+        return [ecma_patterns(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {
+        k: _end_anchors(v) if k == "pattern" and isinstance(v, str) else ecma_patterns(v)
+        for k, v in node.items()
+    }
+
+
+def _end_anchors(pattern: str) -> str:
+    out: list[str] = []
+    escaped = in_class = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            out.append("\\Z")
+            continue
+        out.append(char)
+    return "".join(out)
 
 
 def inline_refs(node: Any, file: str, schemas: dict[str, dict[str, Any]]) -> Any:
@@ -135,44 +175,22 @@ def schema_errors(kind: str, document: Any) -> list[tuple[Path, Anchor, str]]:
             if (path, message) not in seen:
                 seen.add((path, message))
                 out.append((path, anchor, message))
+    if not out:  # the validators disagree: never let the document pass as valid
+        out.append(((), "value", f"does not match the {kind} schema (no detail is available)"))
     return out
 
 
-def describe(value: Any) -> str:
-    """A short description of a YAML value, for messages."""
-    if value is None:
-        return "nothing (an empty value)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"the string '{shown}'"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
-
-
-def suggest(word: str, choices: Any) -> str:
-    """'; did you mean X?' when a close match exists, else an empty string."""
-    by_lower = {str(c).lower(): str(c) for c in choices}
-    match = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.6)
-    return f"; did you mean '{by_lower[match[0]]}'?" if match else ""
-
-
 def unknown_field_message(key: str, allowed: list[str]) -> str:
+    shown = quote_key(str(key), allowed)
     if SECRET_LIKE.search(str(key)) and not str(key).startswith("secret_"):
         return (
-            f"unknown field '{key}', which looks like an inline credential; manifests never hold "
-            "secrets: use auth: {secret_env: VARIABLE_NAME} or {secret_file: PATH}"
+            f"unknown field {shown}, which looks like an inline credential; manifests never "
+            "hold secrets: use auth: {secret_env: VARIABLE_NAME} or {secret_file: PATH}"
         )
     hint = suggest(key, allowed)
     if not hint and allowed:
         hint = "; allowed here: " + ", ".join(sorted(allowed))
-    return f"unknown field '{key}'{hint}"
+    return f"unknown field {shown}{hint}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,11 +224,18 @@ def _explain(error: ValidationError) -> Iterator[tuple[Path, Anchor, str]]:
             for sub in inner:
                 yield from _explain(sub)
             return
+        # a branch of the value's type that failed on a rule with its own message (a glob
+        # with a control character in it) says more than the alternatives' summary
+        shaped = [e for e in error.context if e.validator != "type"]
+        if shaped and all(_custom(e.schema, e.validator) for e in shaped):
+            for sub in shaped:
+                yield from _explain(sub)
+            return
 
     custom = _custom(error.schema, keyword)
     if custom:
         if "propertyNames" in error.schema_path:
-            yield (*path, instance), "key", f"'{instance}' {custom}"
+            yield (*path, instance), "key", f"{quote_key(str(instance))} {custom}"
         else:
             yield path, "value", custom
         return
@@ -239,9 +264,10 @@ def _generic(error: ValidationError, keyword: Any, instance: Any) -> str:
         return f"must be {wanted}, not {describe(instance)}"
     if keyword == "enum":
         choices = ", ".join(str(v) for v in value)
-        return f"must be one of {choices}; got {describe(instance)}{suggest(instance, value)}"
+        hint = suggest(instance, value) if isinstance(instance, str) else ""
+        return f"must be one of {choices}; got {describe(instance, value)}{hint}"
     if keyword == "const":
-        return f"must be '{value}'; got {describe(instance)}"
+        return f"must be '{value}'; got {describe(instance, [value])}"
     if keyword in _BOUNDS:
         return f"must be {_BOUNDS[keyword]} {value}; got {instance}"
     if keyword == "minLength":
@@ -264,9 +290,14 @@ def _generic(error: ValidationError, keyword: Any, instance: Any) -> str:
             for other in others
             if other not in instance
         ]
-        return "; ".join(needs) or error.message
+        return "; ".join(needs) or "needs other fields as well"
     if keyword == "minProperties":
         return "must not be an empty mapping"
+    if keyword == "multipleOf":
+        return f"{describe(instance)} is not a multiple of {value}"
+    if keyword == "maxProperties":
+        return f"must have at most {value} fields"
     if keyword in ("not", None, False):
         return "is not allowed here"
-    return error.message
+    # jsonschema's own message repeats the value in full: say which rule failed instead
+    return f"does not satisfy the schema's {keyword} rule"

@@ -11,29 +11,24 @@ from __future__ import annotations
 
 import mimetypes
 import os
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path as FsPath
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from reconciler.cache import Cache
 from reconciler.errors import UsageError
 from reconciler.gcpause import gc_paused
-from reconciler.manifests import assetsets
+from reconciler.manifests import assetsets, files
 from reconciler.manifests.load import DEFAULT_LIMITS, Document, Limits, LoadedFile, discover
 from reconciler.manifests.load import load_file as load_manifest_file
 from reconciler.manifests.locate import Locator
 from reconciler.manifests.problems import ERROR, WARNING, Finding, Path, Problem
-from reconciler.manifests.schema import (
-    API_VERSION,
-    KIND_SCHEMAS,
-    describe,
-    schema_errors,
-    suggest,
-)
+from reconciler.manifests.quoting import describe, printable, quote, suggest
+from reconciler.manifests.schema import API_VERSION, KIND_SCHEMAS, schema_errors
 from reconciler.models import (
     Asset,
     AssetSet,
@@ -46,6 +41,7 @@ from reconciler.models import (
 
 KINDS = tuple(KIND_SCHEMAS)
 CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+CRON_HORIZON_YEARS = 10  # a schedule must fire within this; croniter itself gives up at 50
 DRIVER_SETTINGS = (
     *("bucket", "prefix", "region", "endpoint_url", "fsync"),
     *("upload_method", "upload_path", "health_path", "api_key_header"),
@@ -124,7 +120,7 @@ def validate_tree(
     files: dict[str, LoadedFile] = {}
     for path in discover(manifests_dir):
         display = os.path.normpath(os.path.join(shown, path.relative_to(manifests_dir)))
-        files[display] = load_manifest_file(path, display, limits, documents)
+        files[display] = load_manifest_file(path, display, limits, documents, manifests_dir)
     if not files:
         raise UsageError(
             f"no manifest files (*.yaml, *.yml) under '{shown}'; is --manifests the right folder?"
@@ -195,8 +191,8 @@ class _Checker:
         # first declaration of every code per kind, including documents that fail their
         # schema, so that a rule pointing at a broken Platform is not told it is missing
         self.first: dict[str, dict[str, _Declared]] = {k: {} for k in KINDS}
-        self._folders: dict[str, bool] = {}  # folder -> resolves inside the media root
         self._root = str(self.media_root)
+        self._folder_inside = files.FolderCheck(self._root)
 
     def run(self) -> ValidationResult:
         declared = self._documents()
@@ -271,7 +267,7 @@ class _Checker:
         metadata = data.get("metadata")
         code = metadata.get("code") if isinstance(metadata, dict) else None
         code = code if isinstance(code, str) else None
-        report = self._reporter(file, doc.index, kind if isinstance(kind, str) else None, code)
+        report = self._reporter(file, doc.index, kind, code)
 
         api_version = data.get("apiVersion")
         if api_version is None:
@@ -282,11 +278,15 @@ class _Checker:
                 anchor="key",
             )
         elif api_version != API_VERSION:
+            shown = (
+                quote(api_version, [API_VERSION])
+                if isinstance(api_version, str)
+                else f"({describe(api_version)})"  # a number, a mapping...
+            )
             report(
                 ("apiVersion",),
                 "api-version",
-                f"unsupported apiVersion '{api_version}'; "
-                f"this version of reconcile reads {API_VERSION}",
+                f"unsupported apiVersion {shown}; this version of reconcile reads {API_VERSION}",
             )
         if kind is None:
             report(
@@ -296,11 +296,16 @@ class _Checker:
                 anchor="key",
             )
             return None
-        if kind not in KIND_SCHEMAS:
+        if not isinstance(kind, str) or kind not in KIND_SCHEMAS:
+            shown, hint = (
+                (quote(kind, KINDS), suggest(kind, KINDS))
+                if isinstance(kind, str)
+                else (f"({describe(kind)})", "")
+            )
             report(
                 ("kind",),
                 "kind",
-                f"unknown kind '{kind}'{suggest(kind, KINDS)}; the kinds are {', '.join(KINDS)}",
+                f"unknown kind {shown}{hint}; the kinds are {', '.join(KINDS)}",
             )
             return None
         if api_version != API_VERSION:
@@ -313,7 +318,7 @@ class _Checker:
         item = _Declared(kind, code, data.get("spec"), Origin(file, doc.index, doc.line), bad_paths)
         if code is not None:
             first = self.first[kind].setdefault(code, item)
-            if first is not item:
+            if first is not item and assetsets.CODE_RE.fullmatch(code):  # else a schema error
                 item.duplicate = True
                 where = self.locator.where(
                     first.origin.file, first.origin.doc_index, ("metadata", "code")
@@ -326,8 +331,13 @@ class _Checker:
         return item
 
     def _reporter(
-        self, file: str, doc_index: int | None, kind: str | None, code: str | None
+        self, file: str, doc_index: int | None, kind: Any, code: str | None
     ) -> Callable[..., None]:
+        # every problem line names its KIND CODE: only a real kind and a well-formed code,
+        # never whatever text a broken document holds there
+        kind = kind if isinstance(kind, str) and kind in KIND_SCHEMAS else None
+        code = code if code is not None and assetsets.CODE_RE.fullmatch(code) else None
+
         def report(
             path: Path, error: str, message: str, anchor: str = "value", severity: str = ERROR
         ) -> None:
@@ -391,7 +401,7 @@ class _Checker:
             include=tuple(spec.get("include", ())),
             exclude=tuple(spec.get("exclude", ())),
             transform_rules=spec.get("transform_rules", {}),
-            schedule_cron=spec.get("schedule_cron"),
+            schedule_cron=_cron(spec.get("schedule_cron")),
             auto_sync=spec.get("auto_sync", True),
             priority=spec.get("priority", 5),
             is_active=spec.get("is_active", True),
@@ -465,19 +475,17 @@ class _Checker:
             )
         mark = transforms.get("add_watermark")
         image = mark.get("image") if isinstance(mark, dict) else None
-        if isinstance(image, str) and not os.path.isfile(os.path.join(self._root, image)):
-            report(
-                ("spec", "transform_rules", "add_watermark", "image"),
-                "path",
-                f"watermark image not found: {image} (looked in the media root {self.media_root})",
-            )
+        if isinstance(image, str):  # schema-valid: field() gave transform_rules
+            _, problem = files.media_file(self._root, image, self._folder_inside, "watermark image")
+            if problem is not None:
+                report(("spec", "transform_rules", "add_watermark", "image"), "path", problem)
 
     def _check_targets(self, platforms: dict[str, Platform]) -> None:
         root = str(self.media_root)
         for platform in platforms.values():
             if platform.target is None or platform.origin is None:
                 continue
-            if _inside(os.path.realpath(platform.target), root):
+            if files.inside(os.path.realpath(platform.target), root):
                 self._reporter(
                     platform.origin.file, platform.origin.doc_index, "Platform", platform.code
                 )(
@@ -492,47 +500,10 @@ class _Checker:
         rel = item.field("file", str)
         if rel is None:
             return None
-        message = None
-        # plain strings, not pathlib: this runs once per Asset, 100,000 times on a large library
-        path = os.path.normpath(os.path.join(self._root, rel))
-        if os.path.isabs(rel) or ".." in rel.replace("\\", "/").split("/"):
-            message = "must stay inside the media root (no absolute path, no '..')"
-        else:
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                message = f"file not found: {rel} (looked in the media root {self.media_root})"
-            except OSError as exc:
-                message = f"cannot read {rel}: {exc.strerror}"
-            else:
-                if stat.S_ISLNK(st.st_mode):
-                    path = os.path.realpath(path)
-                    if not _inside(path, self._root):
-                        message = (
-                            f"{rel} is a symlink that leads outside the media root "
-                            f"{self.media_root}; media files must stay inside it"
-                        )
-                elif not self._folder_inside(os.path.dirname(path)):
-                    message = (
-                        f"{rel} is in a folder that leads outside the media root "
-                        f"{self.media_root} through a symlink"
-                    )
-                if message is None and not (
-                    os.path.isfile(path) if stat.S_ISLNK(st.st_mode) else stat.S_ISREG(st.st_mode)
-                ):
-                    message = f"{rel} is not a regular file"
-        if message:
-            self._report_on(item)(("spec", "file"), "path", message)
-            return None
+        path, problem = files.media_file(self._root, rel, self._folder_inside)
+        if problem is not None:
+            self._report_on(item)(("spec", "file"), "path", problem)
         return path
-
-    def _folder_inside(self, folder: str) -> bool:
-        """Whether a folder resolves inside the media root; once per folder, not per file
-        (realpath walks every component of the path)."""
-        inside = self._folders.get(folder)
-        if inside is None:
-            inside = self._folders[folder] = _inside(os.path.realpath(folder), str(self.media_root))
-        return inside
 
     def _check_templates(self, item: _Declared) -> None:
         for name in ("code_template", "title_template"):
@@ -555,7 +526,7 @@ class _Checker:
                 clash = assets.get(gen.code) or generated.get(gen.code)
                 if clash is not None:
                     expansion.error(
-                        f"{gen.rel} gives the code '{gen.code}', already used by "
+                        f"{printable(gen.rel)} gives the code '{gen.code}', already used by "
                         f"{self._owner(clash)}"
                     )
                     continue
@@ -581,6 +552,15 @@ class _Checker:
                     "asset-set",
                     f"... and {expansion.more_errors} more problems like these",
                 )
+            for message in expansion.warnings:
+                report(("spec", "include"), "asset-set", message, severity=WARNING)
+            if expansion.more_warnings:
+                report(
+                    ("spec", "include"),
+                    "asset-set",
+                    f"... and {expansion.more_warnings} more entries skipped like these",
+                    severity=WARNING,
+                )
             if not expansion.files and not expansion.errors:
                 report(
                     ("spec", "include"),
@@ -605,22 +585,38 @@ def spec_code(item: _Declared) -> str:
     return item.code
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+def _cron(value: Any) -> str | None:
+    """A schedule_cron as croniter is given it: without surrounding blanks."""
+    return value.strip() if isinstance(value, str) else None
 
 
-def cron_error(expression: str) -> str | None:
-    """Why a schedule_cron value is unusable, or None."""
-    text = expression.strip()
-    if text in CRON_MACROS:
-        return None
-    if len(text.split()) != 5:
+def cron_error(expression: str, now: datetime | None = None) -> str | None:
+    """Why a schedule_cron value is unusable, or None.
+
+    Beyond its syntax, the expression must fire at least once within
+    :data:`CRON_HORIZON_YEARS` of ``now``: '0 0 30 2 *' (February 30th) is well formed, but
+    croniter raises CroniterBadDateError on it when the schedule is next computed.
+    """
+    text = _cron(expression) or ""
+    shown = quote(text, noun="expression")
+    if text not in CRON_MACROS:
+        if len(text.split()) != 5:
+            return (
+                f"{shown} is not a cron expression of five fields (minute hour "
+                "day-of-month month day-of-week), such as '0 9 * * 1'"
+            )
+        if not croniter.is_valid(text):
+            return f"{shown} is not a valid cron expression; for example '0 */6 * * *'"
+    start = now if now is not None else datetime.now(UTC)
+    try:
+        croniter(text, start, max_years_between_matches=CRON_HORIZON_YEARS).get_next(datetime)
+    except CroniterBadDateError:  # well-formed cron syntax, nothing else: safe to show whole
         return (
-            f"'{expression}' is not a cron expression of five fields (minute hour "
-            "day-of-month month day-of-week), such as '0 9 * * 1'"
+            f"'{text}' never fires: no time in the next {CRON_HORIZON_YEARS} years matches it "
+            "(a day that the month does not have, such as February 30th?)"
         )
-    if not croniter.is_valid(text):
-        return f"'{expression}' is not a valid cron expression; for example '0 */6 * * *'"
+    except Exception:  # whatever else croniter raises, schedule.py would raise too
+        return f"{shown} is not a valid cron expression; for example '0 */6 * * *'"
     return None
 
 
