@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,6 +72,9 @@ class FakePlatforms:
         self.quota_exceeded = False
         self.rate_remaining: int | None = None  # Vimeo's X-RateLimit-Remaining
         self.health_status = 200
+        self.chunk_delay = 0.0  # seconds each upload chunk takes to arrive
+        self.lost: set[str] = set()  # tus upload links the server forgot (the video stays)
+        self.echo_key = False  # the REST API answers a rejected key with the key itself
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -191,6 +195,9 @@ def _handler(fake: FakePlatforms) -> type[BaseHTTPRequestHandler]:
                 return self._send(fake.health_status, {"ok": fake.health_status == 200})
             if self.headers.get("X-API-Key") != API_KEY:
                 self._body()
+                if fake.echo_key:  # as some platforms do: the rejected key, quoted back
+                    given = self.headers.get("X-API-Key", "")
+                    return self._send(403, {"message": f"API key '{given}' is not valid"})
                 return self._send(401, {"message": "invalid API key"})
             if (path == "/assets" and self.command == "POST") or (
                 path.startswith("/assets/") and self.command == "PUT"
@@ -382,7 +389,7 @@ def _handler(fake: FakePlatforms) -> type[BaseHTTPRequestHandler]:
 
         def _tus(self, uid: str) -> None:
             upload = fake.uploads.get(uid)
-            if upload is None:
+            if upload is None or uid in fake.lost:
                 self._body()
                 return self._send(404, {"error": "unknown upload"})
             tus = {"Tus-Resumable": "1.0.0", "Upload-Offset": str(len(upload.data)),
@@ -399,6 +406,7 @@ def _handler(fake: FakePlatforms) -> type[BaseHTTPRequestHandler]:
                 self._body()
                 return self._send(409, {"error": "offset mismatch"}, tus)
             data = self._body()
+            time.sleep(fake.chunk_delay)
             upload.offsets.append(offset)
             upload.data.extend(data)
             tus["Upload-Offset"] = str(len(upload.data))

@@ -475,3 +475,38 @@ def test_a_stop_during_an_upload_cancels_it_and_keeps_the_session(
     else:
         assert session is not None and session.state == "uploading"
         assert session.bytes_confirmed < MiB
+
+
+@pytest.mark.parametrize("why", ["lost", "changed"])
+def test_vimeo_deletes_the_video_of_an_upload_it_starts_over(
+    tmp_path: Path, fake: FakePlatforms, why: str
+) -> None:
+    """Defect 13: the server lost the upload (HEAD 404), or the file changed: the new upload
+    gets a new video, and the old, empty one is deleted, not left in the account."""
+    from reconciler.drivers import driver_for
+    from reconciler.drivers.base import Cancelled
+
+    world = world_for(tmp_path, fake, "VIMEO").asset("VID-A", b"", file="a.mp4")
+    source = world.media / "a.mp4"
+    source.write_bytes(content(MiB))
+    manifests = world.manifests()
+    with world.store.writing():
+        pass
+    driver = driver_for(manifests.platforms["VIMEO"], world.store)
+
+    def stop_halfway(sent: int) -> None:
+        if sent >= MiB // 2:
+            raise Cancelled("stopping")
+
+    with pytest.raises(Cancelled):
+        driver.upload(payload_of(source), "a.mp4", {"code": "VID-A"}, stop_halfway)
+    driver.finish()
+    (first,) = fake.uploads.values()
+    if why == "lost":
+        fake.lost.add(first.id)
+    else:
+        source.write_bytes(content(MiB, 2))
+    assert apply(world).counts()["completed"] == 1
+    assert first.video == "deleted"
+    finished = [u for u in fake.uploads.values() if u is not first]
+    assert len(finished) == 1 and bytes(finished[0].data) == source.read_bytes()

@@ -19,7 +19,9 @@ Any other exception from a driver is treated as permanent, with its text as the 
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -156,10 +158,32 @@ def resolve_secret(ref: SecretRef | None, what: str) -> str:
         return value.strip()
     assert ref.file is not None
     try:
-        value = Path(ref.file).expanduser().read_text("utf-8")
-        register(value)
-        return value.strip()
+        value = read_secret_file(Path(ref.file).expanduser())
     except OSError as exc:
         raise PermanentError(
             f"{what}: cannot read the secret file {ref.file}: {exc.strerror}"
         ) from None
+    register(value)
+    return value.strip()
+
+
+MAX_SECRET_BYTES = 64 * 1024
+
+
+def read_secret_file(path: Path) -> str:
+    """The text of a small regular file holding a secret, read without blocking (a FIFO
+    swapped in for it raises instead of hanging the run); OSError with a reason otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if st.st_size > MAX_SECRET_BYTES:
+            raise OSError(errno.EFBIG, "too large to hold a secret")
+        data = os.pread(fd, MAX_SECRET_BYTES + 1, 0)
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OSError(errno.EINVAL, "not UTF-8 text") from None

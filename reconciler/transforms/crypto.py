@@ -35,6 +35,7 @@ from typing import BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from reconciler.drivers.base import read_secret_file
 from reconciler.redact import register
 from reconciler.transforms import TransformError
 from reconciler.transforms.recipe import KeyRef
@@ -76,10 +77,11 @@ def load_key(ref: KeyRef, base: Path) -> tuple[bytes, Path | None]:
     if ref.create and not path.exists():
         created = create_key_file(path)
     try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not text"
-        raise TransformError(f"cannot read the encryption key file {path}: {reason}") from None
+        text = read_secret_file(path)
+    except OSError as exc:
+        raise TransformError(
+            f"cannot read the encryption key file {path}: {exc.strerror or exc}"
+        ) from None
     register(text)
     return parse_key(text, f"the key file {path}"), created
 

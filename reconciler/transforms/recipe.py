@@ -9,8 +9,8 @@ two platforms with the same rules share one rendition and a changed rule or chan
 transform code gives a new one.
 
 :func:`recipe_for` is pure; :class:`RecipeBook` resolves the recipes of a whole plan,
-once per (rule, platform, kind), and reads the checksum of each watermark image. Neither
-reads a master or a secret.
+once per (rule, platform, kind), and reads the checksum of each watermark image (safely, as a
+master is read). Neither reads a master or a secret.
 """
 
 from __future__ import annotations
@@ -210,10 +210,14 @@ class RecipeBook:
         if not isinstance(image, str):
             return None
         if image not in self._watermarks:
-            try:
-                data = (Path(self.manifests.media_root) / image).read_bytes()
+            from reconciler.masters import UnsafeMaster, opened_master
+
+            root = str(self.manifests.media_root)
+            try:  # read the one safe way: never through a symlink out of the media root
+                with opened_master(str(Path(root) / image), root) as logo:
+                    data = logo.payload("").pread(logo.size + 1, 0)
                 self._watermarks[image] = hashlib.sha256(data).hexdigest()
-            except OSError:  # validation checked it exists; the render reports the error
+            except (UnsafeMaster, OSError):  # the render reports why it cannot be read
                 self._watermarks[image] = None
         return self._watermarks[image]
 

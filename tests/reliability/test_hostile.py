@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_examples import CASES, expectations
+from test_examples import CASES, expectations, place
 
 from helpers import EXAMPLES, MEDIA
 
@@ -75,7 +75,7 @@ def test_hostile_manifest_changes_nothing(
 ) -> None:
     root = tmp_path / "copy"
     shutil.copytree(applied, root)
-    shutil.copy(example, root / "manifests" / example.name)
+    place(example, root / "manifests")  # a symlink example stays a symlink
     expected = expectations(example)
     state_before = snapshot(root)
     for extra in ([], ["--dry-run"]):
