@@ -234,6 +234,7 @@ class Recorder:
         self._resolved: list[tuple[int, str]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._flushing = threading.Lock()  # one flush at a time: events stay in order
         self.failure: BaseException | None = None
 
     def job(self, job: Job) -> None:
@@ -299,6 +300,15 @@ class Recorder:
         """Write every pending report in one transaction. A busy state file (a reader holding
         it open, longer than ``patience``) keeps the reports for the next flush and returns
         False; it never fails the transfers that made them."""
+        wait = -1 if patience is None else max(patience, 0.0)
+        if not self._flushing.acquire(timeout=wait):
+            return False
+        try:
+            return self._flush(patience)
+        finally:
+            self._flushing.release()
+
+    def _flush(self, patience: float | None) -> bool:
         with self._lock:
             jobs, self._jobs = self._jobs, {}
             placements, self._placements = self._placements, {}

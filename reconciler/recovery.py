@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from reconciler.record import PlacementRecord, record_placements
+from reconciler.redact import redact
 from reconciler.store.db import upsert_rows, utcnow
 from reconciler.store.records import EventRow, insert_events
 
@@ -63,7 +64,8 @@ def recover_jobs(run: Run) -> list[str]:
             try:
                 remote = run.driver(platform).stat(key)
             except Exception as exc:  # recovery must go on
-                remote, reason = None, f"{reason}; checking the platform failed: {exc}"
+                remote = None
+                reason = redact(f"{reason}; checking the platform failed: {exc}")
             if job_type == "delete":
                 landed = remote is None
             elif job_type in ("initial", "update"):
@@ -101,7 +103,7 @@ def recover_jobs(run: Run) -> list[str]:
         try:
             removed = run.driver(platform).cleanup()
         except Exception as exc:
-            notes.append(f"cleaning up {platform} failed: {exc}")
+            notes.append(redact(f"cleaning up {platform} failed: {exc}"))
             continue
         if removed:
             events.append(

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 MARK = "[REDACTED]"
-MIN_LENGTH = 4  # shorter values would blank out ordinary words
+MIN_LENGTH = 6  # shorter values would blank out ordinary words
 
 _lock = threading.Lock()
 _forms: list[str] = []  # longest first

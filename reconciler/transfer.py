@@ -163,7 +163,7 @@ class Transfer:
         recorded, nothing sent), or an object this tool did not make (a foreign_object
         conflict, left alone, unless the rule says source_wins or a person chose to
         replace exactly that object)."""
-        remote = driver.stat(job.key)
+        remote = driver.stat(job.key, size=payload.size)
         if remote is None:
             return False
         action = job.action

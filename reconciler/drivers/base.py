@@ -120,8 +120,10 @@ class Driver(ABC):
         (else :class:`~reconciler.drivers.payload.NotLanded`)."""
 
     @abstractmethod
-    def stat(self, key: str) -> RemoteObject | None:
-        """The object at ``key``, or None when it is missing."""
+    def stat(self, key: str, size: int | None = None) -> RemoteObject | None:
+        """The object at ``key``, or None when it is missing. ``size``: the size the caller
+        compares against, so that a driver that would have to read a whole object to hash it
+        need not when the sizes already differ (its checksum is then None)."""
 
     @abstractmethod
     def delete(self, key: str) -> None:

@@ -182,7 +182,7 @@ class HttpDriver(ApiDriver):
             {"checksum": "reported" if reported else "sent", "remote_id": str(remote_id)},
         )
 
-    def stat(self, key: str) -> RemoteObject | None:
+    def stat(self, key: str, size: int | None = None) -> RemoteObject | None:
         found = self.index(key)
         if found is None:
             return None

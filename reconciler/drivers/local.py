@@ -122,7 +122,7 @@ class LocalDriver(Driver):
             details={"size": size},
         )
 
-    def stat(self, key: str) -> RemoteObject | None:
+    def stat(self, key: str, size: int | None = None) -> RemoteObject | None:
         """What is at ``key``: a regular file, hashed through a descriptor; anything else
         there (a symlink, a folder, a FIFO) is reported as an object of unknown content and
         never followed or read."""
@@ -139,6 +139,8 @@ class LocalDriver(Driver):
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 return RemoteObject(checksum=None, details={"kind": "not a regular file"})
+            if size is not None and st.st_size != size:  # other bytes, whatever they are
+                return RemoteObject(checksum=None, size=st.st_size)
             return RemoteObject(checksum=_digest(fd, size_hint=st.st_size), size=st.st_size)
         except OSError as exc:
             raise os_failure(exc, f"reading {path}") from None

@@ -275,7 +275,7 @@ class S3Driver(Driver):
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
 
     # -- the rest --------------------------------------------------------------------------
-    def stat(self, key: str) -> RemoteObject | None:
+    def stat(self, key: str, size: int | None = None) -> RemoteObject | None:
         """What S3 holds at ``key``, by S3's own checksum, never by metadata anyone can write:
         a single-part object's SHA-256 is the content's; a multipart object's composite
         checksum is matched against the one recorded when this tool put it; anything else
@@ -290,6 +290,7 @@ class S3Driver(Driver):
             raise failure(exc, f"reading {self._where(key)}") from None
         except Exception as exc:
             raise failure(exc, f"reading {self._where(key)}") from None
+        expected_size = size
         size, etag, checksum = (
             head.get("ContentLength"),
             head.get("ETag"),
@@ -307,6 +308,8 @@ class S3Driver(Driver):
             and _same(checksum, known.remote_checksum)
         ):
             return RemoteObject(known.file_sha256, size, details)
+        if expected_size is not None and size != expected_size:
+            return RemoteObject(None, size, details)  # other bytes: no need to read them
         digest = self._read_digest(full)
         if checksum:  # a composite checksum is content-derived: remember what it stands for
             self.keep(Session(key, "s3", "done", digest, int(size or 0), remote_id=etag,

@@ -190,7 +190,7 @@ class VimeoDriver(VideoApiDriver):
         return self._url(remote_id)
 
     # -- the rest --------------------------------------------------------------------------
-    def stat(self, key: str) -> RemoteObject | None:
+    def stat(self, key: str, size: int | None = None) -> RemoteObject | None:
         found = self.index(key)
         if found is None:
             return None

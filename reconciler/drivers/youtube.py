@@ -328,7 +328,7 @@ class YouTubeDriver(VideoApiDriver):
         return items[0] if items else None
 
     # -- the rest --------------------------------------------------------------------------
-    def stat(self, key: str) -> RemoteObject | None:
+    def stat(self, key: str, size: int | None = None) -> RemoteObject | None:
         found = self.index(key)
         if found is None:
             return None
