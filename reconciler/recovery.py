@@ -14,7 +14,7 @@ written.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reconciler.record import PlacementRecord, record_placements
 from reconciler.redact import redact
@@ -48,7 +48,10 @@ def recover_jobs(run: Run) -> list[str]:
     if not stale:
         return []
     now = utcnow()
-    jobs, placements, events, notes = [], [], [], []
+    jobs: list[tuple[Any, ...]] = []
+    placements: list[PlacementRecord] = []
+    events: list[EventRow] = []
+    notes: list[str] = []
     platforms = set()
     cache = run.transformer.cache
     for row in stale:

@@ -339,7 +339,7 @@ class S3Driver(Driver):
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=full)
             kept = dict(head.get("Metadata", {}))
-            kept["asset"] = _ascii(metadata.get("code", kept.get("asset", "")))
+            kept["asset"] = _ascii(str(metadata.get("code") or kept.get("asset") or ""))
             self.client.copy_object(
                 Bucket=self.bucket,
                 Key=full,

@@ -44,17 +44,18 @@ class VideoApiDriver(ApiDriver):
             session = None
         if session is None or session.state == "uploading":
             session = self._send(payload, key, metadata, session, progress)
-        assert session.remote_id is not None
+        remote_id = session.remote_id
+        assert remote_id is not None
         link = self._wait_ready(key, session)
         session = session.moved(state="done", remote_url=link or session.remote_url)
         self.keep(session)
-        if previous is not None and previous[0] != session.remote_id:
+        if previous is not None and previous[0] != remote_id:
             self._remove(previous[0], key)
         return Uploaded(
-            session.remote_id,
-            session.remote_url or self._link(session.remote_id),
+            remote_id,
+            session.remote_url or self._link(remote_id),
             sha256,
-            {"checksum": "sent", self.ID_DETAIL: session.remote_id, self.READY[0]: self.READY[1]},
+            {"checksum": "sent", self.ID_DETAIL: remote_id, self.READY[0]: self.READY[1]},
         )
 
     def _confirm(self, payload: Payload, reader: HashedReader, session: Session) -> None:

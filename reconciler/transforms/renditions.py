@@ -186,7 +186,7 @@ class RenditionCache:
                 path,
                 sha256,
                 size,
-                info["mime"],
+                str(info["mime"]),
                 cached=False,
                 passthrough=passthrough,
                 seconds=time.monotonic() - started,
