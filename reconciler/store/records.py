@@ -184,16 +184,41 @@ def _apply_resolution(
         )
 
 
+# Events the store writes about the file itself; a file holding only these is still empty.
+HOUSEKEEPING_EVENTS = ("state_file_replaced", "lock_takeover")
+
+
 def load_sample(store: StateStore) -> dict[str, int]:
-    """Load the seed's sample rows (Steps 8-13) into an empty state file."""
+    """Load the seed's sample rows (Steps 8-13) into an empty state file.
+
+    The store's own events about the file (a replaced unfinished file, a lock takeover) do
+    not make it non-empty: they are kept, numbered after the sample's events.
+    """
     sql = resources.files("reconciler.store").joinpath("sample_data.sql").read_text("utf-8")
     with store.writing() as con:
+        kept = con.execute(
+            "SELECT event_type, event_status, message, details, event_time FROM "
+            "sync_events_log WHERE list_contains(?::VARCHAR[], event_type) ORDER BY id",
+            [list(HOUSEKEEPING_EVENTS)],
+        ).fetchall()
         existing = {t: n for t, n in table_rows(con).items() if n}
+        if existing.get("sync_events_log") == len(kept):
+            existing.pop("sync_events_log", None)
         if existing:
             held = ", ".join(f"{n} {t}" for t, n in existing.items())
             raise StateError(
                 f"the state file {store.path} already holds data ({held}); load-sample only "
                 "fills an empty one: pass --state with a new path"
             )
+        con.execute("DELETE FROM sync_events_log")
         con.execute(sql)
-        return table_rows(con)
+        loaded = table_rows(con)
+        insert_events(
+            con,
+            [
+                EventRow(kind, status, message, json.loads(details) if details else None,
+                         event_time=when)
+                for kind, status, message, details, when in kept
+            ],
+        )  # fmt: skip
+        return loaded
