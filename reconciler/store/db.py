@@ -297,6 +297,20 @@ def column_types(con: Connection, table: str, need: Sequence[str] = ()) -> dict[
     return types
 
 
+# Tables whose rows move on to a history table, keeping their id: new ids go above both, so
+# that an id that jobs, events or conflicts refer to is never given to another row.
+ID_HISTORY = {"platform_assets": "platform_assets_pruned"}
+
+
+def _last_id(con: Connection, table: str) -> int:
+    sql = f"SELECT coalesce(max(id), 0) FROM {table}"
+    history = ID_HISTORY.get(table)
+    if history is not None:
+        sql = f"SELECT greatest(({sql}), (SELECT coalesce(max(id), 0) FROM {history}))"
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
 def insert_rows(
     con: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> list[int]:
@@ -311,8 +325,7 @@ def insert_rows(
     unknown = [c for c in columns if c not in types]
     if unknown:
         raise ValueError(f"{table} has no column {unknown}")
-    row = con.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()
-    base = int(row[0]) if row else 0
+    base = _last_id(con, table)
     n = len(rows)
     values = [list(col) for col in zip(*rows, strict=True)]
     unnests = ", ".join(f"unnest(?::{types[c]}[]) AS c{i}" for i, c in enumerate(columns))
@@ -394,8 +407,7 @@ def upsert_rows(
         con.execute(f"INSERT INTO {table} ({names}) SELECT {picks} {missing}")
         con.execute(f"DROP TABLE {staged}")
         return {}
-    row = con.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()
-    base = int(row[0]) if row else 0
+    base = _last_id(con, table)
     con.execute(
         f"INSERT INTO {table} (id, {names}) "
         f"SELECT ? + row_number() OVER (ORDER BY i.{key}), {picks} {missing}",

@@ -1,4 +1,5 @@
-"""Writes to the recorded state that are not a sync: events, conflict resolutions, sample data.
+"""Writes to the recorded state that are not a sync: events, conflict resolutions, deleted
+copies moved out of platform_assets, sample data.
 
 Called by the CLI's state and conflicts commands, and by the apply stage for its events. Every
 function takes an open write connection or a :class:`StateStore` and writes in one short
@@ -176,12 +177,43 @@ def _apply_resolution(
         return
     if kind == "remote_deleted" or target is None:  # accept that it is gone
         con.execute("UPDATE platform_assets SET sync_status = 'deleted' WHERE id = ?", [pa_id])
+        retire_deleted(con, now)
     else:  # the platform's bytes become the expected ones
         con.execute(
             "UPDATE platform_assets SET remote_checksum = ?, sync_status = 'synced', "
             "last_verified_at = ? WHERE id = ?",
             [target, now, pa_id],
         )
+
+
+def retire_deleted(con: Connection, now: datetime | None = None) -> int:
+    """Move the copies recorded as deleted out of platform_assets, into
+    platform_assets_pruned with their ids; close their open conflicts. Returns how many.
+
+    The seed's reports count every platform_assets row as a copy on its platform, so a
+    deleted copy must not stay there. Called wherever a copy is recorded as deleted (the
+    placement writes of :mod:`reconciler.record`, and a resolution above).
+    """
+    row = con.execute(
+        "SELECT count(*) FROM platform_assets WHERE sync_status = 'deleted'"
+    ).fetchone()
+    if not row or not row[0]:
+        return 0
+    now = now or utcnow()
+    gone = "(SELECT id FROM platform_assets WHERE sync_status = 'deleted')"
+    con.execute(
+        "UPDATE sync_conflicts SET resolution = 'resolved_by_prune', resolved_by = "
+        "'reconcile', resolved_at = ? WHERE resolution = 'pending' AND platform_asset_id IN "
+        + gone,
+        [now],
+    )
+    con.execute(
+        "INSERT INTO platform_assets_pruned BY NAME SELECT *, ?::TIMESTAMP AS pruned_at "
+        "FROM platform_assets WHERE sync_status = 'deleted'",
+        [now],
+    )
+    con.execute("DELETE FROM platform_assets WHERE sync_status = 'deleted'")
+    return int(row[0])
 
 
 # Events the store writes about the file itself; a file holding only these is still empty.
