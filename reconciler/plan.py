@@ -518,7 +518,13 @@ def make_plan(
         last_runs = dict(
             con.execute("SELECT config_code, last_run_at FROM sync_configurations").fetchall()
         )
-    actions = with_schedules(actions, manifests, last_runs, utcnow(), options.rule)
+        requested = frozenset(
+            pa_id
+            for (pa_id,) in con.execute(
+                "SELECT id FROM platform_assets WHERE resync_requested_at IS NOT NULL"
+            ).fetchall()
+        )
+    actions = with_schedules(actions, manifests, last_runs, utcnow(), options.rule, requested)
     plan = Plan(
         actions=actions,
         state_path=str(store.path),
@@ -536,20 +542,36 @@ def make_plan(
     return plan
 
 
+RESYNC_REASON = "a re-sync was asked for (a conflict resolved with --use source)"
+
+
 def with_schedules(
     actions: list[Action],
     manifests: ManifestSet,
     last_runs: dict[str, datetime | None],
     now: datetime,
     forced_rule: str | None,
+    requested: frozenset[int] = frozenset(),
 ) -> list[Action]:
-    """Mark the changes that wait for their rule's schedule, or for an explicit run."""
+    """Mark the changes that wait for their rule's schedule, or for an explicit run.
+
+    ``requested`` holds the copies (platform_assets ids) a person asked to re-sync, by
+    resolving a conflict with ``--use source``: they do not wait for the schedule.
+    """
     out = []
     for action in actions:
         if action.is_change:
             rule = manifests.rules.get(action.rule or "")
+            asked = action.platform_asset_id in requested
+            if asked:
+                action = replace(action, reason=f"{action.reason}; {RESYNC_REASON}")
             why, when = waiting_reason(
-                action.action, rule, last_runs.get(action.rule or ""), now, forced_rule
+                action.action,
+                rule,
+                last_runs.get(action.rule or ""),
+                now,
+                forced_rule,
+                requested=asked,
             )
             if why is not None:
                 action = replace(

@@ -270,7 +270,7 @@ def update_placements(con: Connection, rows: list[tuple[int, PlacementRecord]]) 
     """Update copies whose platform_assets id is known (apply knows them all), in bulk.
 
     A copy recorded as deleted then leaves platform_assets for platform_assets_pruned (the
-    seed's reports must not count it).
+    seed's reports must not count it); a copy synced again needs no requested re-sync.
     """
     if not rows:
         return
@@ -282,6 +282,11 @@ def update_placements(con: Connection, rows: list[tuple[int, PlacementRecord]]) 
         [(pa_id, *_placement_values(r)) for pa_id, r in rows],
         KEPT_WHEN_NULL,
     )
+    if any(r.sync_status == "synced" for _, r in rows):
+        con.execute(
+            "UPDATE platform_assets SET resync_requested_at = NULL "
+            "WHERE resync_requested_at IS NOT NULL AND sync_status = 'synced'"
+        )
     if any(r.sync_status == "deleted" for _, r in rows):
         retire_deleted(con)
 

@@ -94,6 +94,8 @@ class Resolution:
     notes: str | None
     asset: str | None
     platform: str | None
+    resync: bool = False  # the next reconcile re-syncs the copy, whatever its schedule
+    manual_rule: str | None = None  # ... unless its rule has auto_sync: false: --rule runs it
 
 
 def resolve_conflict(
@@ -136,7 +138,8 @@ def resolve_conflict(
             "WHERE id = ?",
             [value, by, now, note, note, note, conflict_id],
         )
-        _apply_resolution(con, pa_id, value, conflict_id, now)
+        resync = _apply_resolution(con, pa_id, value, conflict_id, now)
+        manual = _manual_rule(con, pa_id) if resync else None
         insert_events(
             con,
             [
@@ -154,36 +157,50 @@ def resolve_conflict(
                 )
             ],
         )
-    return Resolution(conflict_id, value, by, now, note, asset, platform)
+    return Resolution(conflict_id, value, by, now, note, asset, platform, resync, manual)
 
 
 def _apply_resolution(
     con: Connection, pa_id: int | None, resolution: str, conflict_id: int, now: datetime
-) -> None:
-    """What a decision means for the copy: re-sync it, accept it, or leave it."""
+) -> bool:
+    """What a decision means for the copy: re-sync it, accept it, or leave it. Returns
+    whether the copy is now due for a re-sync."""
     if pa_id is None or resolution == "ignored":
-        return
+        return False
     row = con.execute(
         "SELECT conflict_type, target_value FROM sync_conflicts WHERE id = ?", [conflict_id]
     ).fetchone()
     kind, target = row if row else (None, None)
     if resolution == "use_source":
-        # the next apply sends the master again, knowingly replacing what the platform has
-        con.execute(
+        # the next apply sends the master again, knowingly replacing what the platform has,
+        # and does not wait for the rule's schedule: a person asked for it
+        changed = con.execute(
             "UPDATE platform_assets SET sync_status = 'outdated', "
-            "remote_checksum = coalesce(?, remote_checksum) WHERE id = ?",
-            [target, pa_id],
-        )
-        return
+            "remote_checksum = coalesce(?, remote_checksum), resync_requested_at = ? "
+            "WHERE id = ?",
+            [target, now, pa_id],
+        ).fetchone()
+        return bool(changed and changed[0])
     if kind == "remote_deleted" or target is None:  # accept that it is gone
         con.execute("UPDATE platform_assets SET sync_status = 'deleted' WHERE id = ?", [pa_id])
         retire_deleted(con, now)
     else:  # the platform's bytes become the expected ones
         con.execute(
             "UPDATE platform_assets SET remote_checksum = ?, sync_status = 'synced', "
-            "last_verified_at = ? WHERE id = ?",
+            "last_verified_at = ?, resync_requested_at = NULL WHERE id = ?",
             [target, now, pa_id],
         )
+    return False
+
+
+def _manual_rule(con: Connection, pa_id: int | None) -> str | None:
+    """The rule of the copy, when it has auto_sync: false (it never runs by itself)."""
+    row = con.execute(
+        "SELECT sc.config_code FROM platform_assets pa JOIN sync_configurations sc "
+        "ON sc.config_code = pa.rule_code WHERE pa.id = ? AND NOT coalesce(sc.auto_sync, TRUE)",
+        [pa_id],
+    ).fetchone()
+    return str(row[0]) if row else None
 
 
 def retire_deleted(con: Connection, now: datetime | None = None) -> int:
