@@ -422,20 +422,42 @@ def _orphan_action(row: tuple[Any, ...], prune_all: bool) -> Action:
     )
 
 
-FINGERPRINT_SQL = """
-SELECT sha256(coalesce(string_agg(x, chr(10) ORDER BY x), '')) FROM (
-    SELECT concat_ws('|', 'a', asset_code, checksum, version, metadata_hash, status) AS x
-    FROM source_assets
-    UNION ALL
-    SELECT concat_ws('|', 'p', id, source_asset_id, platform_id, sync_status, synced_version,
-                     local_checksum, remote_checksum, metadata_hash, transform_hash)
-    FROM platform_assets
-    UNION ALL
-    SELECT concat_ws('|', 'c', id, platform_asset_id, resolution) FROM sync_conflicts
-    UNION ALL
-    SELECT concat_ws('|', 's', id, platform_code, sync_enabled) FROM sync_platforms
-)
-"""
+# What a plan depends on in the recorded state, per table: a tag and the columns.
+FINGERPRINTED = {
+    "source_assets": ("a", "asset_code", "checksum", "version", "metadata_hash", "status"),
+    "platform_assets": (
+        "p", "id", "source_asset_id", "platform_id", "sync_status", "synced_version",
+        "local_checksum", "remote_checksum", "metadata_hash", "transform_hash",
+        "resync_requested_at IS NOT NULL",
+    ),
+    "sync_conflicts": ("c", "id", "platform_asset_id", "resolution"),
+    "sync_platforms": ("s", "id", "platform_code", "sync_enabled"),
+}  # fmt: skip
+
+
+def _fingerprint_sql() -> str:
+    """A streaming, order-independent hash of every fingerprinted row.
+
+    Each row is encoded without ambiguity (a JSON list: NULL is not '', and no separator can
+    be forged by a value), with its table's tag and its key, so that two rows swapping values
+    change both rows' hashes. The 128-bit MD5 of each encoding is summed exactly in two 64-bit
+    lanes, XORed, and counted: constant memory whatever the row count (string_agg over every
+    row could not spill), and a multiset hash, so duplicated rows count.
+    """
+    parts = []
+    for table, (tag, *columns) in FINGERPRINTED.items():
+        values = ", ".join([f"'{tag}'", *(f"({c})::VARCHAR" for c in columns)])
+        parts.append(f"SELECT md5_number(to_json([{values}])) AS m FROM {table}")
+    low = "(m & 18446744073709551615::UHUGEINT)::UBIGINT"
+    return (
+        "SELECT sha256(concat_ws(':', count(*), coalesce(sum((m >> 64)::UBIGINT), 0), "
+        f"coalesce(sum({low}), 0), coalesce(bit_xor(m), 0))) FROM ("
+        + " UNION ALL ".join(parts)
+        + ")"
+    )
+
+
+FINGERPRINT_SQL = _fingerprint_sql()
 
 
 def state_fingerprint(con: Connection) -> str:
