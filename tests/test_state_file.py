@@ -384,3 +384,40 @@ def test_a_symlinked_state_file_is_created_where_the_link_points(tmp_path: Path)
     assert (real.parent / "state.duckdb.lock").exists()
     assert not (tmp_path / "link.duckdb.lock").exists()
     shutil.rmtree(real.parent)
+
+
+TRY_TO_WRITE = """
+import sys, duckdb
+try:
+    duckdb.connect(sys.argv[1]).close()
+except duckdb.IOException as exc:
+    print("refused" if "Could not set lock" in str(exc) else exc)
+else:
+    print("opened")
+"""
+
+
+def test_releasing_the_run_lock_keeps_duckdbs_own_lock_of_this_process(tmp_path: Path) -> None:
+    """Closing a descriptor of the file would drop every POSIX lock this process holds on it:
+    DuckDB's lock of a connection still open must survive the end of a session."""
+    store = StateStore(tmp_path / "state.duckdb")
+    load_sample(store)
+    with store.session():
+        con = duckdb.connect(str(store.path))  # e.g. a reader in another thread
+    try:
+        other = subprocess.run(
+            [sys.executable, "-c", TRY_TO_WRITE, str(store.path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert other.stdout.strip() == "refused"
+    finally:
+        con.close()
+    with store.session():  # the parked descriptor is closed now that nothing else is open
+        pass
+    assert not [
+        name
+        for name in os.listdir("/proc/self/fd")
+        if os.path.realpath(f"/proc/self/fd/{name}") == str(store.real_path)
+    ]

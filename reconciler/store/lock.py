@@ -88,29 +88,54 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-# One descriptor per state file (device, inode), opened once and kept for the life of the
-# process. Closing a descriptor of a file would drop every POSIX lock this process holds on
-# it, DuckDB's own lock included, so the identity lock is released with LOCK_UN, never close.
-_IDENTITY_FDS: dict[tuple[int, int], int] = {}
-_IDENTITY_GUARD = threading.Lock()
+# Closing any descriptor of a file drops every POSIX lock this process holds on it, DuckDB's
+# own lock included. So the descriptor of the identity lock is closed only while no other
+# descriptor of this process refers to the file; otherwise it is parked until that is so.
+_PARKED: list[tuple[int, tuple[int, int]]] = []
+_PARKED_GUARD = threading.Lock()
 
 
-def _identity_fd(state: Path) -> tuple[int, tuple[int, int]] | None:
-    """A descriptor of the state file itself; None while there is no such file."""
+def _open_identity(state: Path) -> tuple[int, tuple[int, int]] | None:
+    """A new descriptor of the state file itself, and its (device, inode); None while there
+    is no such file."""
     try:
-        info = os.stat(state)
+        fd = os.open(state, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
         return None
-    key = (info.st_dev, info.st_ino)
-    with _IDENTITY_GUARD:
-        fd = _IDENTITY_FDS.get(key)
-        if fd is None:
-            try:
-                fd = os.open(state, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-            except OSError:
-                return None
-            _IDENTITY_FDS[key] = fd
-    return fd, key
+    info = os.fstat(fd)
+    return fd, (info.st_dev, info.st_ino)
+
+
+def _others_open(key: tuple[int, int], ours: set[int]) -> bool:
+    """Whether a descriptor of this process other than ``ours`` refers to the file ``key``
+    (Linux: from /proc/self/fd; elsewhere, assume so)."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return True
+    for name in names:
+        if int(name) in ours:
+            continue
+        try:
+            info = os.stat(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if (info.st_dev, info.st_ino) == key:
+            return True
+    return False
+
+
+def _close_identity(fd: int, key: tuple[int, int]) -> None:
+    """Close the descriptor when that cannot drop a DuckDB lock; else park it. Parked ones
+    whose file is no longer open elsewhere are closed too."""
+    with _PARKED_GUARD:
+        _PARKED.append((fd, key))
+        ours = {parked for parked, _key in _PARKED}
+        for parked in list(_PARKED):
+            if not _others_open(parked[1], ours):
+                os.close(parked[0])
+                _PARKED.remove(parked)
+                ours.discard(parked[0])
 
 
 def flock_holder(key: tuple[int, int]) -> int | None:
@@ -205,12 +230,15 @@ class RunLock:
         has created (or replaced) it."""
         if self.identity is None or self._fd is None:
             return
-        found = _identity_fd(self.identity)
+        try:
+            info = os.stat(self.identity)
+        except OSError:
+            info = None
         if self._identity is not None:
-            if found is not None and found[1] == self._identity[1]:
+            if info is not None and (info.st_dev, info.st_ino) == self._identity[1]:
                 return
-            fcntl.flock(self._identity[0], fcntl.LOCK_UN)  # a file that was replaced
-            self._identity = None
+            self._unbind()  # a file that was replaced
+        found = _open_identity(self.identity) if info is not None else None
         if found is None:
             return
         fd, key = found
@@ -219,13 +247,21 @@ class RunLock:
             pid = flock_holder(key)
             return None if pid is None else f"{describe_pid(pid)} through another name of it"
 
-        _flock(fd, timeout, who)
+        try:
+            _flock(fd, timeout, who)
+        except BaseException:
+            _close_identity(fd, key)
+            raise
         self._identity = found
 
-    def release(self) -> None:
+    def _unbind(self) -> None:
         if self._identity is not None:
-            fcntl.flock(self._identity[0], fcntl.LOCK_UN)  # never closed: see _IDENTITY_FDS
+            fcntl.flock(self._identity[0], fcntl.LOCK_UN)
+            _close_identity(*self._identity)
             self._identity = None
+
+    def release(self) -> None:
+        self._unbind()
         if self._fd is None:
             return
         try:
