@@ -182,6 +182,8 @@ def test_use_source_re_syncs_at_the_next_reconcile_whatever_the_schedule(tmp_pat
 
     said = resolve_source(world, conflict_id)
     assert "resolved: use_source by alice; the next reconcile re-syncs it" in said
+    (cdn,) = reconcile_json("status", "--state", str(world.store.path))["platforms"]
+    assert (cdn["outdated"], cdn["scheduled"], cdn["next_run"]) == (1, 0, None)  # not waiting
     (action,) = reconcile_json("--dry-run", *world.cli_args())["actions"]
     assert action["action"] == "update" and action["waiting"] is None  # not next January
     assert "a re-sync was asked for" in action["reason"]

@@ -62,10 +62,10 @@ SELECT sp.platform_code AS platform_code,
        COUNT(CASE WHEN pa.sync_status = 'syncing' THEN 1 END) AS in_progress,
        COUNT(CASE WHEN pa.sync_status = 'failed' THEN 1 END) AS failed,
        CAST(COALESCE(SUM(oc.open_conflicts), 0) AS BIGINT) AS conflicts,
-       COUNT(CASE WHEN pa.sync_status = 'outdated' AND sc.next_run_at > $now THEN 1 END)
-           AS scheduled,
+       COUNT(CASE WHEN pa.sync_status = 'outdated' AND sc.next_run_at > $now
+                   AND pa.resync_requested_at IS NULL THEN 1 END) AS scheduled,
        MIN(CASE WHEN pa.sync_status = 'outdated' AND sc.next_run_at > $now
-                THEN sc.next_run_at END) AS next_run
+                 AND pa.resync_requested_at IS NULL THEN sc.next_run_at END) AS next_run
  FROM sync_platforms sp
  LEFT JOIN platform_assets pa ON sp.id = pa.platform_id
  LEFT JOIN sync_configurations sc ON sc.config_code = pa.rule_code
