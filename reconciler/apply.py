@@ -320,11 +320,11 @@ class Recorder:
             return True
         try:
             with self.store.writing(patience) as con:
-                update_placements(con, list(placements.items()))
-                if details:
+                if details:  # before the placements: a pruned copy leaves platform_assets
                     upsert_rows(
                         con, "platform_assets", "id", ("id", "metadata"), list(details.items())
                     )
+                update_placements(con, list(placements.items()))
                 upsert_rows(
                     con, "sync_jobs", "id", JOB_UPDATE_COLUMNS, list(jobs.values()), JOB_KEPT
                 )

@@ -133,8 +133,8 @@ def conflicts(
     "--use",
     type=click.Choice(list(records.RESOLUTIONS)),
     required=True,
-    help="source: re-sync the master to the platform; target: accept the "
-    "platform's copy; ignore: close it without action.",
+    help="source: re-sync the master to the platform at the next reconcile, whatever the "
+    "rule's schedule; target: accept the platform's copy; ignore: close it without action.",
 )
 @click.option("--by", "by", metavar="NAME", required=True, help="Who resolves it.")
 @click.option("--note", metavar="TEXT", help="Why, for the record.")
@@ -144,8 +144,18 @@ def resolve(ctx: click.Context, conflict_id: int, use: str, by: str, note: str |
     state, lock_timeout = ctx.obj
     done = records.resolve_conflict(open_store(state, lock_timeout), conflict_id, use, by, note)
     where = f" ({done.asset} on {done.platform})" if done.asset else ""
+    if done.resync and done.manual_rule:
+        then = (
+            f"; its rule {done.manual_rule} has auto_sync: false, so it re-syncs with the "
+            f"next `reconcile --rule {done.manual_rule}`"
+        )
+    elif done.resync:
+        then = "; the next reconcile re-syncs it, whatever its rule's schedule says"
+    else:
+        then = ""
     click.echo(
-        f"conflict {done.conflict_id}{where} resolved: {done.resolution} by {done.resolved_by}"
+        f"conflict {done.conflict_id}{where} resolved: {done.resolution} by "
+        f"{done.resolved_by}{then}"
     )
     return ExitCode.OK
 

@@ -422,20 +422,42 @@ def _orphan_action(row: tuple[Any, ...], prune_all: bool) -> Action:
     )
 
 
-FINGERPRINT_SQL = """
-SELECT sha256(coalesce(string_agg(x, chr(10) ORDER BY x), '')) FROM (
-    SELECT concat_ws('|', 'a', asset_code, checksum, version, metadata_hash, status) AS x
-    FROM source_assets
-    UNION ALL
-    SELECT concat_ws('|', 'p', id, source_asset_id, platform_id, sync_status, synced_version,
-                     local_checksum, remote_checksum, metadata_hash, transform_hash)
-    FROM platform_assets
-    UNION ALL
-    SELECT concat_ws('|', 'c', id, platform_asset_id, resolution) FROM sync_conflicts
-    UNION ALL
-    SELECT concat_ws('|', 's', id, platform_code, sync_enabled) FROM sync_platforms
-)
-"""
+# What a plan depends on in the recorded state, per table: a tag and the columns.
+FINGERPRINTED = {
+    "source_assets": ("a", "asset_code", "checksum", "version", "metadata_hash", "status"),
+    "platform_assets": (
+        "p", "id", "source_asset_id", "platform_id", "sync_status", "synced_version",
+        "local_checksum", "remote_checksum", "metadata_hash", "transform_hash",
+        "resync_requested_at IS NOT NULL",
+    ),
+    "sync_conflicts": ("c", "id", "platform_asset_id", "resolution"),
+    "sync_platforms": ("s", "id", "platform_code", "sync_enabled"),
+}  # fmt: skip
+
+
+def _fingerprint_sql() -> str:
+    """A streaming, order-independent hash of every fingerprinted row.
+
+    Each row is encoded without ambiguity (a JSON list: NULL is not '', and no separator can
+    be forged by a value), with its table's tag and its key, so that two rows swapping values
+    change both rows' hashes. The 128-bit MD5 of each encoding is summed exactly in two 64-bit
+    lanes, XORed, and counted: constant memory whatever the row count (string_agg over every
+    row could not spill), and a multiset hash, so duplicated rows count.
+    """
+    parts = []
+    for table, (tag, *columns) in FINGERPRINTED.items():
+        values = ", ".join([f"'{tag}'", *(f"({c})::VARCHAR" for c in columns)])
+        parts.append(f"SELECT md5_number(to_json([{values}])) AS m FROM {table}")
+    low = "(m & 18446744073709551615::UHUGEINT)::UBIGINT"
+    return (
+        "SELECT sha256(concat_ws(':', count(*), coalesce(sum((m >> 64)::UBIGINT), 0), "
+        f"coalesce(sum({low}), 0), coalesce(bit_xor(m), 0))) FROM ("
+        + " UNION ALL ".join(parts)
+        + ")"
+    )
+
+
+FINGERPRINT_SQL = _fingerprint_sql()
 
 
 def state_fingerprint(con: Connection) -> str:
@@ -520,7 +542,13 @@ def make_plan(
         last_runs = dict(
             con.execute("SELECT config_code, last_run_at FROM sync_configurations").fetchall()
         )
-    actions = with_schedules(actions, manifests, last_runs, utcnow(), options.rule)
+        requested = frozenset(
+            pa_id
+            for (pa_id,) in con.execute(
+                "SELECT id FROM platform_assets WHERE resync_requested_at IS NOT NULL"
+            ).fetchall()
+        )
+    actions = with_schedules(actions, manifests, last_runs, utcnow(), options.rule, requested)
     plan = Plan(
         actions=actions,
         state_path=str(store.path),
@@ -538,20 +566,36 @@ def make_plan(
     return plan
 
 
+RESYNC_REASON = "a re-sync was asked for (a conflict resolved with --use source)"
+
+
 def with_schedules(
     actions: list[Action],
     manifests: ManifestSet,
     last_runs: dict[str, datetime | None],
     now: datetime,
     forced_rule: str | None,
+    requested: frozenset[int] = frozenset(),
 ) -> list[Action]:
-    """Mark the changes that wait for their rule's schedule, or for an explicit run."""
+    """Mark the changes that wait for their rule's schedule, or for an explicit run.
+
+    ``requested`` holds the copies (platform_assets ids) a person asked to re-sync, by
+    resolving a conflict with ``--use source``: they do not wait for the schedule.
+    """
     out = []
     for action in actions:
         if action.is_change:
             rule = manifests.rules.get(action.rule or "")
+            asked = action.platform_asset_id in requested
+            if asked:
+                action = replace(action, reason=f"{action.reason}; {RESYNC_REASON}")
             why, when = waiting_reason(
-                action.action, rule, last_runs.get(action.rule or ""), now, forced_rule
+                action.action,
+                rule,
+                last_runs.get(action.rule or ""),
+                now,
+                forced_rule,
+                requested=asked,
             )
             if why is not None:
                 action = replace(

@@ -3,8 +3,9 @@
 Called by apply inside its short write transactions: :func:`record_objects` mirrors the
 manifests into ``sync_platforms``, ``sync_configurations`` and ``source_assets`` (bumping an
 asset's version when its content checksum changes, never for a metadata change), and
-:func:`record_placements` writes what a transfer left on a platform into ``platform_assets``.
-All writes are bulk statements.
+:func:`record_placements` writes what a transfer left on a platform into ``platform_assets``
+(a copy recorded as deleted moves on to ``platform_assets_pruned``). All writes are bulk
+statements.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from reconciler.desired import BYTES_PER_MB, MetadataHasher, canonical_mime
 from reconciler.models import ManifestSet
 from reconciler.sources import Observation
 from reconciler.store.db import Connection, insert_rows, upsert_rows, utcnow
+from reconciler.store.records import retire_deleted
 
 
 def _listing(values: tuple[str, ...] | None) -> str:
@@ -244,6 +246,8 @@ def record_placements(
     updates, inserts, keys = [], [], []
     for r in records:
         pair = (ids[r.asset], platforms[r.platform])
+        if pair not in existing and r.sync_status == "deleted":
+            continue  # nothing recorded to delete (already moved to platform_assets_pruned)
         values = _placement_values(r)
         keys.append((r.asset, r.platform, pair))
         if pair in existing:
@@ -263,7 +267,13 @@ KEPT_WHEN_NULL = [c for c in PLACEMENT_COLUMNS if c not in ("rule_code", "sync_s
 
 
 def update_placements(con: Connection, rows: list[tuple[int, PlacementRecord]]) -> None:
-    """Update copies whose platform_assets id is known (apply knows them all), in bulk."""
+    """Update copies whose platform_assets id is known (apply knows them all), in bulk.
+
+    A copy recorded as deleted then leaves platform_assets for platform_assets_pruned (the
+    seed's reports must not count it); a copy synced again needs no requested re-sync.
+    """
+    if not rows:
+        return
     upsert_rows(
         con,
         "platform_assets",
@@ -272,6 +282,13 @@ def update_placements(con: Connection, rows: list[tuple[int, PlacementRecord]]) 
         [(pa_id, *_placement_values(r)) for pa_id, r in rows],
         KEPT_WHEN_NULL,
     )
+    if any(r.sync_status == "synced" for _, r in rows):
+        con.execute(
+            "UPDATE platform_assets SET resync_requested_at = NULL "
+            "WHERE resync_requested_at IS NOT NULL AND sync_status = 'synced'"
+        )
+    if any(r.sync_status == "deleted" for _, r in rows):
+        retire_deleted(con)
 
 
 def _placement_values(r: PlacementRecord) -> tuple[Any, ...]:

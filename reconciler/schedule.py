@@ -5,7 +5,9 @@ metadata updates, deletes): they run when the schedule comes due, that is when a
 occurrence has passed since the rule last ran (a rule that never ran is due at once). New
 copies (creates) go out on change, so a new asset reaches its platforms without waiting.
 A rule with ``auto_sync: false`` never runs on its own: only ``reconcile --rule CODE``
-runs it. Cron expressions are parsed by croniter. Used by the planner and by apply.
+runs it. A re-sync that a person asked for (``conflicts resolve --use source``) does not
+wait for the schedule, but it does wait for ``--rule`` when the rule has ``auto_sync: false``.
+Cron expressions are parsed by croniter. Used by the planner and by apply.
 """
 
 from __future__ import annotations
@@ -49,13 +51,17 @@ def waiting_reason(
     now: datetime,
     forced_rule: str | None,
     watching: bool = False,
+    requested: bool = False,
 ) -> tuple[str | None, datetime | None]:
-    """Why a change waits instead of running now, and until when; (None, None) to run."""
+    """Why a change waits instead of running now, and until when; (None, None) to run.
+
+    ``requested``: a person asked for this copy to be re-synced; that wins over the schedule.
+    """
     if rule is None or forced_rule == rule.code:
         return None, None
     if not rule.auto_sync:
         return (f"auto_sync is false: it runs only with `reconcile --rule {rule.code}`", None)
-    if action_kind not in GATED:
+    if action_kind not in GATED or requested:
         return None, None
     when = timing(rule, last_run, now)
     if when.due or when.next_run is None:

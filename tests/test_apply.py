@@ -127,11 +127,11 @@ def test_pruning_deletes_the_copy(world: World) -> None:
         ("VID-B", "delete", "completed")
     }
     assert not (target(world, "CDN") / "vid-b.mp4").exists()
-    assert rows(
-        world,
-        "SELECT DISTINCT sync_status FROM platform_assets pa JOIN "
-        "source_assets sa ON sa.id = pa.source_asset_id WHERE asset_code = 'VID-B'",
-    ) == [("deleted",)]
+    pruned = "SELECT DISTINCT sync_status FROM {} pa JOIN source_assets sa ON sa.id = " + (
+        "pa.source_asset_id WHERE asset_code = 'VID-B'"
+    )
+    assert rows(world, pruned.format("platform_assets_pruned")) == [("deleted",)]
+    assert rows(world, pruned.format("platform_assets")) == []  # no longer counted anywhere
 
 
 def test_narrowing_by_platform_and_rule(world: World) -> None:

@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from planning import World, action_of, kinds
 
-from reconciler.plan import PlanError, make_plan
+from reconciler.plan import PlanError, make_plan, state_fingerprint
 from reconciler.store import hash_cache
+from reconciler.store.db import StateStore
 from reconciler.store.migrations import all_migrations
 
 
@@ -435,3 +436,44 @@ def test_two_assets_sharing_one_file_on_one_platform(world: World) -> None:
     blocked = action_of(plan, "VID-B", "CDN")
     assert blocked.action == "blocked"
     assert "asset VID-A already sends the same file (clip.mp4)" in blocked.reason
+
+
+# -- the state fingerprint --------------------------------------------------------------------
+
+
+def fingerprint_of(rows: list[tuple]) -> str:
+    """The fingerprint of a state file holding these platform_assets rows, in this order."""
+    with tempfile.TemporaryDirectory() as folder:
+        store = StateStore(Path(folder) / "s.duckdb")
+        with store.writing() as con:
+            for row in rows:
+                con.execute(
+                    "INSERT INTO platform_assets (id, source_asset_id, platform_id, "
+                    "sync_status, local_checksum, remote_checksum) VALUES (?, ?, ?, ?, ?, ?)",
+                    list(row),
+                )
+        with store.reading() as con:
+            return state_fingerprint(con)
+
+
+ROWS = [(1, 1, 1, "synced", "aa", "aa"), (2, 2, 1, "synced", "bb", "bb"), (3, 1, 2, None, "", "")]
+
+
+def test_the_fingerprint_ignores_row_order() -> None:
+    assert fingerprint_of(ROWS) == fingerprint_of(list(reversed(ROWS)))
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        [(1, 1, 1, "synced", "bb", "bb"), (2, 2, 1, "synced", "aa", "aa"), ROWS[2]],  # a swap
+        [ROWS[0], ROWS[1], (3, 1, 2, None, None, "")],  # NULL is not ''
+        [ROWS[0], ROWS[1], (3, 1, 2, None, "", None)],  # ...wherever it is
+        [ROWS[0], ROWS[1], (3, 1, 2, "|", "", "")],  # no separator to forge
+        [ROWS[0], ROWS[1]],  # a row fewer
+        [*ROWS, (4, 1, 1, "synced", "aa", "aa")],  # a row more, equal to another but its id
+        [(1, 1, 1, "synced", "aa", "ab"), ROWS[1], ROWS[2]],  # one character
+    ],
+)
+def test_the_fingerprint_sees_every_change(changed: list[tuple]) -> None:
+    assert fingerprint_of(changed) != fingerprint_of(ROWS)

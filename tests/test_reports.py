@@ -7,7 +7,11 @@ import io
 import json
 from pathlib import Path
 
+import duckdb
 import pytest
+import test_store
+from cli_process import reconcile, reconcile_json
+from planning import World
 
 from reconciler.store.migrations import latest_version
 
@@ -195,3 +199,96 @@ def test_state_info(run, sample: str) -> None:
     assert result.exit_code == 0
     assert f"schema version: {latest_version()} " in result.stdout
     assert "lock: free" in result.stdout
+
+
+# -- pruned copies leave the dashboard ---------------------------------------------------------
+
+SEED_STEP_14 = test_store.SEED_STEP_14  # the seed's queries, verbatim
+SEED_STEP_15 = test_store.SEED_STEP_15
+
+
+def two_platforms(root: Path) -> World:
+    world = World(root).platform("CDN").platform("BACKUP")
+    world.rule("R-CDN", "CDN").rule("R-BACKUP", "BACKUP")
+    world.asset("VID-A", b"a" * 100).asset("VID-B", b"b" * 100)
+    world.manifests()
+    return world
+
+
+def seed_reports(state: Path) -> tuple[dict[str, tuple], dict[str, tuple]]:
+    with duckdb.connect(str(state), read_only=True) as con:
+        step14 = {r[0]: r[1:] for r in con.execute(SEED_STEP_14).fetchall()}
+        step15 = {r[0]: r[4:] for r in con.execute(SEED_STEP_15).fetchall()}
+    return step14, step15
+
+
+def test_pruned_copies_are_not_counted_by_status_or_the_seeds_reports(tmp_path: Path) -> None:
+    world = two_platforms(tmp_path)
+    state = world.store.path
+    assert reconcile(*world.cli_args()).returncode == 0
+    world.remove("SyncRule", "R-BACKUP").manifests()
+    pruned = reconcile(*world.cli_args(), "--prune", "--force")
+    assert pruned.returncode == 0, pruned.stderr
+
+    status = {p["platform_code"]: p for p in reconcile_json("status", "--state", str(state))[
+        "platforms"]}  # fmt: skip
+    assert (status["BACKUP"]["synced_assets"], status["BACKUP"]["up_to_date"]) == (0, 0)
+    assert (status["CDN"]["synced_assets"], status["CDN"]["up_to_date"]) == (2, 2)
+    step14, step15 = seed_reports(state)
+    assert step14["Backup"][1:] == (0, 0, 0, 0, 0)
+    assert step14["Cdn"][1:] == (2, 2, 0, 0, 0)
+    assert step15["VID-A"] == (1, 1, 0, "Cdn") and step15["VID-B"] == (1, 1, 0, "Cdn")
+
+    with duckdb.connect(str(state), read_only=True) as con:
+        gone = con.execute(
+            "SELECT id, sync_status, pruned_at IS NOT NULL FROM platform_assets_pruned ORDER BY id"
+        ).fetchall()
+        deletes = con.execute(
+            "SELECT DISTINCT platform_asset_id FROM sync_events_log WHERE event_type = 'delete'"
+        ).fetchall()
+    assert [g[1:] for g in gone] == [("deleted", True)] * 2
+    assert sorted(d[0] for d in deletes) == [g[0] for g in gone]  # events keep their copy's id
+    events = reconcile_json("events", "--state", str(state), "--platform", "BACKUP")["events"]
+    assert {(e["asset"], e["event_type"]) for e in events if e["event_type"] == "delete"} == {
+        ("VID-A", "delete"),
+        ("VID-B", "delete"),
+    }
+
+    # the rule comes back: new copies, under ids never used before
+    world.rule("R-BACKUP", "BACKUP").manifests()
+    assert reconcile(*world.cli_args()).returncode == 0
+    with duckdb.connect(str(state), read_only=True) as con:
+        live = con.execute(
+            "SELECT pa.id FROM platform_assets pa JOIN sync_platforms sp ON sp.id = "
+            "pa.platform_id WHERE sp.platform_code = 'BACKUP'"
+        ).fetchall()
+    assert len(live) == 2 and min(i for (i,) in live) > max(g[0] for g in gone)
+    step14, _ = seed_reports(state)
+    assert step14["Backup"][1:] == (2, 2, 0, 0, 0)
+
+
+def test_accepting_that_a_copy_is_gone_takes_it_off_the_dashboard(tmp_path: Path) -> None:
+    world = World(tmp_path).platform("CDN").rule("R", "CDN").asset("VID-A", b"a" * 100)
+    world.manifests()
+    state = world.store.path
+    assert reconcile(*world.cli_args()).returncode == 0
+    (copy,) = (tmp_path / "out" / "cdn").rglob("*.mp4")
+    copy.unlink()
+    assert reconcile("verify", *world.cli_args()).returncode == 3
+    (conflict,) = reconcile_json("conflicts", "--state", str(state))["conflicts"]
+    assert conflict["conflict_type"] == "remote_deleted"
+
+    done = reconcile(
+        "conflicts", "--state", str(state), "resolve", str(conflict["id"]), "--use", "target",
+        "--by", "alice",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "re-syncs" not in done.stdout
+    (cdn,) = reconcile_json("status", "--state", str(state))["platforms"]
+    assert (cdn["synced_assets"], cdn["up_to_date"], cdn["conflicts"]) == (0, 0, 0)
+    step14, step15 = seed_reports(state)
+    assert step14["Cdn"][1:] == (0, 0, 0, 0, 0) and step15["VID-A"][0] == 0
+    (listed,) = reconcile_json("conflicts", "--all", "--state", str(state))["conflicts"]
+    assert (listed["asset"], listed["platform"]) == ("VID-A", "CDN")  # still named
+    plan = reconcile_json("--dry-run", *world.cli_args())
+    assert plan["summary"]["create"] == 1 and plan["summary"]["held"] == 0

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from cli_process import reconcile, reconcile_json
 from planning import World, action_of
 from test_apply import apply, rows
 
@@ -50,11 +51,18 @@ def test_next_occurrence_and_timing() -> None:
         ("update", True, "R", None),  # named explicitly: runs now
         ("create", False, None, "auto_sync is false"),
         ("create", False, "R", None),
+        ("update", True, "asked", None),  # a re-sync a person asked for wins over the cron
+        ("update", False, "asked", "auto_sync is false"),  # ...but not over auto_sync: false
     ],
 )
 def test_waiting_reason(kind: str, auto_sync: bool, forced: str | None, expected) -> None:
     why, _when = waiting_reason(
-        kind, rule(auto_sync=auto_sync), datetime(2026, 11, 26, 7), NOW, forced
+        kind,
+        rule(auto_sync=auto_sync),
+        datetime(2026, 11, 26, 7),
+        NOW,
+        None if forced == "asked" else forced,
+        requested=forced == "asked",
     )
     if expected is None:
         assert why is None
@@ -135,3 +143,73 @@ def test_jobs_and_events_record_the_git_commit(tmp_path: Path) -> None:
     assert rows(world, "SELECT git_commit, git_dirty FROM sync_jobs ORDER BY id DESC LIMIT 1") == [
         (head, True)
     ]
+
+
+# -- conflicts resolve --use source: a re-sync that does not wait --------------------------------
+
+YEARLY = "0 0 1 1 *"  # due once a year: never during a test
+
+
+def modified_copy(tmp_path: Path, **rule_spec) -> tuple[World, int]:
+    """A synced copy whose bytes someone changed on the platform: a remote_modified conflict,
+    found by `reconcile verify`. Returns the world and the conflict's id."""
+    world = World(tmp_path).platform("CDN").asset("VID-A", b"the master" * 20)
+    world.rule("R", "CDN", schedule_cron=YEARLY, **rule_spec)
+    world.manifests()
+    rule_args = ["--rule", "R"] if rule_spec.get("auto_sync") is False else []
+    assert reconcile(*world.cli_args(), *rule_args).returncode == 0
+    (copy,) = (tmp_path / "out" / "cdn").rglob("*.mp4")
+    copy.write_bytes(b"edited on the platform")
+    assert reconcile("verify", *world.cli_args()).returncode == 3
+    (conflict,) = reconcile_json("conflicts", "--state", str(world.store.path))["conflicts"]
+    assert conflict["conflict_type"] == "remote_modified"
+    return world, conflict["id"]
+
+
+def resolve_source(world: World, conflict_id: int) -> str:
+    done = reconcile(
+        "conflicts", "--state", str(world.store.path), "resolve", str(conflict_id),
+        "--use", "source", "--by", "alice",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_use_source_re_syncs_at_the_next_reconcile_whatever_the_schedule(tmp_path: Path) -> None:
+    world, conflict_id = modified_copy(tmp_path)
+    held = reconcile_json("--dry-run", *world.cli_args())
+    assert held["summary"]["held"] == 1
+
+    said = resolve_source(world, conflict_id)
+    assert "resolved: use_source by alice; the next reconcile re-syncs it" in said
+    (cdn,) = reconcile_json("status", "--state", str(world.store.path))["platforms"]
+    assert (cdn["outdated"], cdn["scheduled"], cdn["next_run"]) == (1, 0, None)  # not waiting
+    (action,) = reconcile_json("--dry-run", *world.cli_args())["actions"]
+    assert action["action"] == "update" and action["waiting"] is None  # not next January
+    assert "a re-sync was asked for" in action["reason"]
+
+    applied = reconcile(*world.cli_args())
+    assert applied.returncode == 0, applied.stderr
+    (copy,) = (tmp_path / "out" / "cdn").rglob("*.mp4")
+    assert copy.read_bytes() == b"the master" * 20
+    assert rows(world, "SELECT sync_status, resync_requested_at FROM platform_assets") == [
+        ("synced", None)  # the request is done with
+    ]
+    world.write_file("vid-a.mp4", b"a new version")  # the schedule applies again
+    (later,) = reconcile_json("--dry-run", *world.cli_args())["actions"]
+    assert later["action"] == "update" and later["waiting"].startswith("scheduled for")
+
+
+def test_use_source_on_a_rule_with_auto_sync_false_waits_for_its_rule(tmp_path: Path) -> None:
+    world, conflict_id = modified_copy(tmp_path, auto_sync=False)
+    said = resolve_source(world, conflict_id)
+    assert "its rule R has auto_sync: false, so it re-syncs with the next `reconcile --rule R`" in (
+        said
+    )
+    plain = reconcile_json(*world.cli_args())
+    assert plain["jobs"] == [] and len(plain["waiting"]) == 1
+    forced = reconcile(*world.cli_args(), "--rule", "R")
+    assert forced.returncode == 0, forced.stderr
+    (copy,) = (tmp_path / "out" / "cdn").rglob("*.mp4")
+    assert copy.read_bytes() == b"the master" * 20
+    assert rows(world, "SELECT resync_requested_at FROM platform_assets") == [(None,)]

@@ -15,6 +15,7 @@ import duckdb
 import pytest
 
 from reconciler.errors import LockTimeout, StateError
+from reconciler.record import PlacementRecord, record_placements, update_placements
 from reconciler.store import migrations
 from reconciler.store.db import SEED_TABLES, StateStore, insert_rows, table_rows
 from reconciler.store.records import load_sample
@@ -349,3 +350,63 @@ def test_two_cli_processes_one_gets_a_clear_lock_message(store: StateStore) -> N
     finally:
         holder.kill()
         holder.wait()
+
+
+# -- copies deleted from their platform ------------------------------------------------------
+
+
+def columns_of(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "ORDER BY ordinal_position",
+            [table],
+        ).fetchall()
+    ]
+
+
+def test_the_history_of_pruned_copies_has_every_column_of_platform_assets(
+    store: StateStore,
+) -> None:
+    with store.writing() as con:
+        live, pruned = columns_of(con, "platform_assets"), columns_of(con, "platform_assets_pruned")
+    assert sorted(pruned) == sorted([*live, "pruned_at"])  # a new column needs adding to both
+
+
+def test_an_older_file_moves_its_deleted_copies_out_on_migration(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v7 = [m for m in migrations.all_migrations() if m.version <= 7]
+    monkeypatch.setattr(migrations, "all_migrations", lambda: tuple(v7))
+    load_sample(store)
+    with store.writing() as con:
+        con.execute("UPDATE platform_assets SET sync_status = 'deleted' WHERE id IN (5, 6)")
+    monkeypatch.undo()
+    with store.writing() as con:
+        live = con.execute("SELECT id FROM platform_assets ORDER BY id").fetchall()
+        gone = con.execute("SELECT id, sync_status FROM platform_assets_pruned").fetchall()
+        conflict = con.execute("SELECT resolution FROM sync_conflicts WHERE id = 1").fetchone()
+        step14 = con.execute(SEED_STEP_14).fetchall()
+    assert live == [(1,), (2,), (3,), (4,)]
+    assert sorted(gone) == [(5, "deleted"), (6, "deleted")]
+    assert conflict == ("resolved_by_prune",)  # the copy it was about is gone
+    assert ("Social Media Hub", "healthy", 0, 0, 0, 0, 0) in step14
+
+
+def test_a_pruned_copys_id_is_never_given_to_a_new_copy(store: StateStore) -> None:
+    load_sample(store)
+    with store.writing() as con:
+        update_placements(con, [(6, PlacementRecord("VID-TESTIMONIAL", "SOCIAL-MEDIA", None,
+                                                    "deleted"))])  # fmt: skip
+        assert con.execute("SELECT max(id) FROM platform_assets").fetchone() == (5,)
+        ids = record_placements(
+            con, [PlacementRecord("VID-TESTIMONIAL", "SOCIAL-MEDIA", None, "pending")]
+        )
+    assert ids == {("VID-TESTIMONIAL", "SOCIAL-MEDIA"): 7}
+    with store.reading() as con:
+        assert con.execute("SELECT id FROM platform_assets_pruned").fetchall() == [(6,)]
+        events = con.execute(
+            "SELECT count(*) FROM sync_events_log WHERE platform_asset_id = 6"
+        ).fetchone()
+    assert events == (3,)  # the seed's events of copy 6 still point at it, and only at it

@@ -10,7 +10,10 @@ holds the file open, even read-only, keeps writers out):
   take the run lock, so ``reconcile status`` answers while an apply is working;
 * whoever finds the file busy retries with backoff until ``--lock-timeout``, then fails with
   a message naming the holder;
-* rows are written in bulk (:func:`insert_rows`), never row by row.
+* rows are written in bulk (:func:`insert_rows`), never row by row;
+* a new file appears in one step, already migrated, and a failure of the file or its disk
+  (full, read-only, truncated) is a :class:`StateError` saying what to do
+  (:mod:`reconciler.store.statefile`).
 
 Every command that reads or writes state goes through :class:`StateStore`.
 """
@@ -32,12 +35,29 @@ from typing import Any
 import duckdb
 
 from reconciler.errors import LockTimeout, StateError
-from reconciler.store.lock import Holder, RunLock, patiently
+from reconciler.store.lock import (
+    Holder,
+    RunLock,
+    alive,
+    describe_pid,
+    lock_path_for,
+    patiently,
+    real_path,
+)
 from reconciler.store.migrations import (
     check_not_newer,
     current_version,
     latest_version,
     migrate,
+)
+from reconciler.store.statefile import (
+    STORAGE_ERRORS,
+    close,
+    create,
+    never_held_data,
+    recognised,
+    rollback,
+    storage_error,
 )
 
 DEFAULT_STATE = Path("state") / "reconciler.duckdb"
@@ -88,14 +108,19 @@ class StateStore:
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
-        self.lock = RunLock(self.path.with_name(self.path.name + ".lock"), self.command)
+        # the lock belongs to the file, whatever name (symlink, .., hard link) reaches it
+        self.real_path = real_path(self.path)
+        self.lock = RunLock(lock_path_for(self.path), self.command, identity=self.real_path)
         self._depth = 0
         # Threads of one run (the recorder, drivers keeping upload sessions) write through
         # this store: one write transaction at a time, and the lock depth kept exactly.
         self._guard = threading.RLock()
 
     def exists(self) -> bool:
-        return self.path.exists()
+        """Whether there is a state file; one that never held data (DuckDB's headers left by
+        a process killed while it created the file) counts as none, and is replaced by the
+        first write."""
+        return self.path.exists() and not never_held_data(self.real_path)
 
     # -- writing -------------------------------------------------------------------------
     @contextmanager
@@ -135,21 +160,47 @@ class StateStore:
             raise Busy(f"the state file {self.path} is being written by another thread")
         try:
             with self.session():
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not self.exists():
+                    self._create()
                 con = self._open(read_only=False, patience=patience)
                 try:
                     migrate(con, str(self.path))
                     con.execute("BEGIN TRANSACTION")
                     try:
                         yield con
-                    except BaseException:
-                        con.execute("ROLLBACK")
+                    except BaseException as exc:
+                        rollback(con)
+                        if isinstance(exc, STORAGE_ERRORS):
+                            raise storage_error(exc, self.path, "writing") from None
                         raise
-                    con.execute("COMMIT")
+                    try:
+                        con.execute("COMMIT")
+                    except duckdb.Error as exc:  # a full disk shows here, as the WAL is written
+                        rollback(con)
+                        raise storage_error(exc, self.path, "writing") from None
                 finally:
-                    con.close()
+                    close(con, self.path)
         finally:
             self._guard.release()
+
+    def _create(self) -> None:
+        """Make the file (under the run lock), migrated, in one step; note in its event log
+        a file that never held data that it replaced."""
+        from reconciler.store.records import EventRow, insert_events
+
+        replaced = self.real_path.stat().st_size if self.real_path.exists() else None
+
+        def prepare(con: Connection) -> None:
+            migrate(con, str(self.path))
+            if replaced is not None:
+                message = (
+                    f"replaced {self.path} ({replaced} bytes: DuckDB's headers and nothing "
+                    "else, left by a process killed while it created the file)"
+                )
+                insert_events(con, [EventRow("state_file_replaced", "success", message)])
+
+        create(self.real_path, prepare, CONNECTION_CONFIG)
+        self.lock.bind_identity(self.lock_timeout)
 
     # -- reading -------------------------------------------------------------------------
     @contextmanager
@@ -160,7 +211,7 @@ class StateStore:
         with ``allow_migrate=False`` (a dry run must not write) it raises
         :class:`OutdatedSchema` instead.
         """
-        if not self.path.exists():
+        if not self.exists():
             yield None
             return
         con = self._open(read_only=True)
@@ -178,8 +229,10 @@ class StateStore:
                     pass
                 con = self._open(read_only=True)
             yield con
+        except STORAGE_ERRORS as exc:  # a truncated file opens, then fails to read
+            raise storage_error(exc, self.path, "reading") from None
         finally:
-            con.close()
+            close(con, self.path)
 
     @contextmanager
     def looking(self) -> Iterator[Connection | None]:
@@ -195,7 +248,7 @@ class StateStore:
             try:
                 yield con
             finally:
-                con.close()
+                close(con, self.path)
 
     def schema_version(self) -> int | None:
         with self.reading() as con:
@@ -221,6 +274,9 @@ class StateStore:
 
     def _unusable(self, exc: Exception) -> StateError:
         first = str(exc).splitlines()[0]
+        found = recognised(exc, self.path)  # full, read-only or truncated: say so
+        if found is not None:
+            return found
         return StateError(
             f"cannot use the state file {self.path}: {first}. Is it a reconcile state file? "
             "Pass --state to choose another"
@@ -228,11 +284,11 @@ class StateStore:
 
     def _busy_message(self, exc: Exception) -> str:
         holder = self.lock.holder()
-        if holder is not None and holder.pid != os.getpid() and _alive(holder.pid):
+        if holder is not None and holder.pid != os.getpid() and alive(holder.pid):
             who = holder.describe()
         else:
             match = _PID.search(str(exc))
-            who = _describe_pid(int(match[1])) if match else "another process"
+            who = describe_pid(int(match[1])) if match else "another process"
         return (
             f"the state file {self.path} is busy: held by {who}; gave up after "
             f"{self.lock_timeout:g} s. Wait for it to finish, or pass a longer --lock-timeout"
@@ -260,25 +316,6 @@ class StateStore:
             )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _describe_pid(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        command = " ".join(part.decode("utf-8", "replace") for part in raw.split(b"\0") if part)
-    except OSError:
-        command = ""
-    return f"pid {pid} ({command})" if command else f"pid {pid}"
-
-
 # -- bulk writes -------------------------------------------------------------------------------
 
 
@@ -299,6 +336,20 @@ def column_types(con: Connection, table: str, need: Sequence[str] = ()) -> dict[
     return types
 
 
+# Tables whose rows move on to a history table, keeping their id: new ids go above both, so
+# that an id that jobs, events or conflicts refer to is never given to another row.
+ID_HISTORY = {"platform_assets": "platform_assets_pruned"}
+
+
+def _last_id(con: Connection, table: str) -> int:
+    sql = f"SELECT coalesce(max(id), 0) FROM {table}"
+    history = ID_HISTORY.get(table)
+    if history is not None:
+        sql = f"SELECT greatest(({sql}), (SELECT coalesce(max(id), 0) FROM {history}))"
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
 def insert_rows(
     con: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> list[int]:
@@ -313,8 +364,7 @@ def insert_rows(
     unknown = [c for c in columns if c not in types]
     if unknown:
         raise ValueError(f"{table} has no column {unknown}")
-    row = con.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()
-    base = int(row[0]) if row else 0
+    base = _last_id(con, table)
     n = len(rows)
     values = [list(col) for col in zip(*rows, strict=True)]
     unnests = ", ".join(f"unnest(?::{types[c]}[]) AS c{i}" for i, c in enumerate(columns))
@@ -396,8 +446,7 @@ def upsert_rows(
         con.execute(f"INSERT INTO {table} ({names}) SELECT {picks} {missing}")
         con.execute(f"DROP TABLE {staged}")
         return {}
-    row = con.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()
-    base = int(row[0]) if row else 0
+    base = _last_id(con, table)
     con.execute(
         f"INSERT INTO {table} (id, {names}) "
         f"SELECT ? + row_number() OVER (ORDER BY i.{key}), {picks} {missing}",

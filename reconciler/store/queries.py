@@ -3,7 +3,9 @@
 Each function takes a read connection (or None when there is no state file yet) and returns a
 :class:`Report`, a plain table that :mod:`reconciler.render` shows as a terminal table, JSON or
 CSV. ``status`` and ``distribution`` are the seed's Step 14 and Step 15 queries, with a
-``failed`` column added and ties broken by name so that the order is stable.
+``failed`` column added and ties broken by name so that the order is stable. Copies deleted
+from their platform are not in ``platform_assets`` (they moved to ``platform_assets_pruned``),
+so neither report counts them; events and conflicts still name their asset and platform.
 """
 
 from __future__ import annotations
@@ -60,10 +62,10 @@ SELECT sp.platform_code AS platform_code,
        COUNT(CASE WHEN pa.sync_status = 'syncing' THEN 1 END) AS in_progress,
        COUNT(CASE WHEN pa.sync_status = 'failed' THEN 1 END) AS failed,
        CAST(COALESCE(SUM(oc.open_conflicts), 0) AS BIGINT) AS conflicts,
-       COUNT(CASE WHEN pa.sync_status = 'outdated' AND sc.next_run_at > $now THEN 1 END)
-           AS scheduled,
+       COUNT(CASE WHEN pa.sync_status = 'outdated' AND sc.next_run_at > $now
+                   AND pa.resync_requested_at IS NULL THEN 1 END) AS scheduled,
        MIN(CASE WHEN pa.sync_status = 'outdated' AND sc.next_run_at > $now
-                THEN sc.next_run_at END) AS next_run
+                 AND pa.resync_requested_at IS NULL THEN sc.next_run_at END) AS next_run
  FROM sync_platforms sp
  LEFT JOIN platform_assets pa ON sp.id = pa.platform_id
  LEFT JOIN sync_configurations sc ON sc.config_code = pa.rule_code
@@ -120,7 +122,9 @@ SELECT e.id AS id,
        e.details AS details
  FROM sync_events_log e
  LEFT JOIN sync_jobs j ON j.id = e.job_id
- LEFT JOIN platform_assets pa ON pa.id = e.platform_asset_id
+ LEFT JOIN (SELECT id, source_asset_id, platform_id FROM platform_assets UNION ALL
+            SELECT id, source_asset_id, platform_id FROM platform_assets_pruned) pa
+        ON pa.id = e.platform_asset_id
  LEFT JOIN source_assets sa ON sa.id = COALESCE(pa.source_asset_id, j.asset_id)
  LEFT JOIN sync_platforms sp ON sp.id = COALESCE(pa.platform_id, j.platform_id)
  WHERE ($asset IS NULL OR sa.asset_code = $asset)
@@ -194,7 +198,9 @@ SELECT c.id AS id,
        c.resolved_at AS resolved_at,
        c.notes AS notes
  FROM sync_conflicts c
- LEFT JOIN platform_assets pa ON pa.id = c.platform_asset_id
+ LEFT JOIN (SELECT id, source_asset_id, platform_id FROM platform_assets UNION ALL
+            SELECT id, source_asset_id, platform_id FROM platform_assets_pruned) pa
+        ON pa.id = c.platform_asset_id
  LEFT JOIN source_assets sa ON sa.id = pa.source_asset_id
  LEFT JOIN sync_platforms sp ON sp.id = pa.platform_id
  WHERE $all OR c.resolution = 'pending'

@@ -1,4 +1,5 @@
-"""Writes to the recorded state that are not a sync: events, conflict resolutions, sample data.
+"""Writes to the recorded state that are not a sync: events, conflict resolutions, deleted
+copies moved out of platform_assets, sample data.
 
 Called by the CLI's state and conflicts commands, and by the apply stage for its events. Every
 function takes an open write connection or a :class:`StateStore` and writes in one short
@@ -93,6 +94,8 @@ class Resolution:
     notes: str | None
     asset: str | None
     platform: str | None
+    resync: bool = False  # the next reconcile re-syncs the copy, whatever its schedule
+    manual_rule: str | None = None  # ... unless its rule has auto_sync: false: --rule runs it
 
 
 def resolve_conflict(
@@ -135,7 +138,8 @@ def resolve_conflict(
             "WHERE id = ?",
             [value, by, now, note, note, note, conflict_id],
         )
-        _apply_resolution(con, pa_id, value, conflict_id, now)
+        resync = _apply_resolution(con, pa_id, value, conflict_id, now)
+        manual = _manual_rule(con, pa_id) if resync else None
         insert_events(
             con,
             [
@@ -153,47 +157,117 @@ def resolve_conflict(
                 )
             ],
         )
-    return Resolution(conflict_id, value, by, now, note, asset, platform)
+    return Resolution(conflict_id, value, by, now, note, asset, platform, resync, manual)
 
 
 def _apply_resolution(
     con: Connection, pa_id: int | None, resolution: str, conflict_id: int, now: datetime
-) -> None:
-    """What a decision means for the copy: re-sync it, accept it, or leave it."""
+) -> bool:
+    """What a decision means for the copy: re-sync it, accept it, or leave it. Returns
+    whether the copy is now due for a re-sync."""
     if pa_id is None or resolution == "ignored":
-        return
+        return False
     row = con.execute(
         "SELECT conflict_type, target_value FROM sync_conflicts WHERE id = ?", [conflict_id]
     ).fetchone()
     kind, target = row if row else (None, None)
     if resolution == "use_source":
-        # the next apply sends the master again, knowingly replacing what the platform has
-        con.execute(
+        # the next apply sends the master again, knowingly replacing what the platform has,
+        # and does not wait for the rule's schedule: a person asked for it
+        changed = con.execute(
             "UPDATE platform_assets SET sync_status = 'outdated', "
-            "remote_checksum = coalesce(?, remote_checksum) WHERE id = ?",
-            [target, pa_id],
-        )
-        return
+            "remote_checksum = coalesce(?, remote_checksum), resync_requested_at = ? "
+            "WHERE id = ?",
+            [target, now, pa_id],
+        ).fetchone()
+        return bool(changed and changed[0])
     if kind == "remote_deleted" or target is None:  # accept that it is gone
         con.execute("UPDATE platform_assets SET sync_status = 'deleted' WHERE id = ?", [pa_id])
+        retire_deleted(con, now)
     else:  # the platform's bytes become the expected ones
         con.execute(
             "UPDATE platform_assets SET remote_checksum = ?, sync_status = 'synced', "
-            "last_verified_at = ? WHERE id = ?",
+            "last_verified_at = ?, resync_requested_at = NULL WHERE id = ?",
             [target, now, pa_id],
         )
+    return False
+
+
+def _manual_rule(con: Connection, pa_id: int | None) -> str | None:
+    """The rule of the copy, when it has auto_sync: false (it never runs by itself)."""
+    row = con.execute(
+        "SELECT sc.config_code FROM platform_assets pa JOIN sync_configurations sc "
+        "ON sc.config_code = pa.rule_code WHERE pa.id = ? AND NOT coalesce(sc.auto_sync, TRUE)",
+        [pa_id],
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def retire_deleted(con: Connection, now: datetime | None = None) -> int:
+    """Move the copies recorded as deleted out of platform_assets, into
+    platform_assets_pruned with their ids; close their open conflicts. Returns how many.
+
+    The seed's reports count every platform_assets row as a copy on its platform, so a
+    deleted copy must not stay there. Called wherever a copy is recorded as deleted (the
+    placement writes of :mod:`reconciler.record`, and a resolution above).
+    """
+    row = con.execute(
+        "SELECT count(*) FROM platform_assets WHERE sync_status = 'deleted'"
+    ).fetchone()
+    if not row or not row[0]:
+        return 0
+    now = now or utcnow()
+    gone = "(SELECT id FROM platform_assets WHERE sync_status = 'deleted')"
+    con.execute(
+        "UPDATE sync_conflicts SET resolution = 'resolved_by_prune', resolved_by = "
+        "'reconcile', resolved_at = ? WHERE resolution = 'pending' AND platform_asset_id IN "
+        + gone,
+        [now],
+    )
+    con.execute(
+        "INSERT INTO platform_assets_pruned BY NAME SELECT *, ?::TIMESTAMP AS pruned_at "
+        "FROM platform_assets WHERE sync_status = 'deleted'",
+        [now],
+    )
+    con.execute("DELETE FROM platform_assets WHERE sync_status = 'deleted'")
+    return int(row[0])
+
+
+# Events the store writes about the file itself; a file holding only these is still empty.
+HOUSEKEEPING_EVENTS = ("state_file_replaced", "lock_takeover")
 
 
 def load_sample(store: StateStore) -> dict[str, int]:
-    """Load the seed's sample rows (Steps 8-13) into an empty state file."""
+    """Load the seed's sample rows (Steps 8-13) into an empty state file.
+
+    The store's own events about the file (a replaced unfinished file, a lock takeover) do
+    not make it non-empty: they are kept, numbered after the sample's events.
+    """
     sql = resources.files("reconciler.store").joinpath("sample_data.sql").read_text("utf-8")
     with store.writing() as con:
+        kept = con.execute(
+            "SELECT event_type, event_status, message, details, event_time FROM "
+            "sync_events_log WHERE list_contains(?::VARCHAR[], event_type) ORDER BY id",
+            [list(HOUSEKEEPING_EVENTS)],
+        ).fetchall()
         existing = {t: n for t, n in table_rows(con).items() if n}
+        if existing.get("sync_events_log") == len(kept):
+            existing.pop("sync_events_log", None)
         if existing:
             held = ", ".join(f"{n} {t}" for t, n in existing.items())
             raise StateError(
                 f"the state file {store.path} already holds data ({held}); load-sample only "
                 "fills an empty one: pass --state with a new path"
             )
+        con.execute("DELETE FROM sync_events_log")
         con.execute(sql)
-        return table_rows(con)
+        loaded = table_rows(con)
+        insert_events(
+            con,
+            [
+                EventRow(kind, status, message, json.loads(details) if details else None,
+                         event_time=when)
+                for kind, status, message, details, when in kept
+            ],
+        )  # fmt: skip
+        return loaded
