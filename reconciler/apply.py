@@ -376,8 +376,9 @@ class ApplyResult:
         deferred and blocked work, and open conflicts."""
         c = self.counts()
         parts = [f"{c[k]} {k}" for k in ("failed", "deferred") if c[k]]
-        if self.blocked:
-            parts.append(f"{len(self.blocked)} blocked")
+        blocked = [a for a in self.blocked if a.blocked_by != "disabled"]  # on purpose: not
+        if blocked:  # work left undone; a master or a format that keeps a copy out is
+            parts.append(f"{len(blocked)} blocked")
         if self.open_conflicts:
             parts.append(f"{self.open_conflicts} open conflicts")
         return parts

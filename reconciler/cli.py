@@ -165,6 +165,7 @@ def run_plan(
         cache,
     )
     plan.actions = narrow(plan.actions, ApplyOptions(rule=rule, platform=platform))
+    plan.rule, plan.platform = rule, platform
     if any(a.rendition_id for a in plan.actions):
         made = RenditionCache(renditions or default_renditions(state)).cached_ids()
         plan.cached_renditions = sorted({a.rendition_id for a in plan.actions} & made)
@@ -219,10 +220,15 @@ def run_apply(
             )
         else:  # a request, not an authority: what runs is planned again and compared
             fresh = make_plan(
-                manifest_set, store, PlanOptions(prune=saved.prune, force=True), cache
+                manifest_set, store, PlanOptions(prune=saved.prune, force=True, rule=saved.rule),
+                cache,
+            )  # fmt: skip
+            fresh.actions = narrow(
+                fresh.actions, ApplyOptions(rule=saved.rule, platform=saved.platform)
             )
             plan = checked_against_saved(saved, fresh)
-            check_guards(plan, PlanOptions())
+            # the guards are the applier's, never the file's: --force and --max-delete here
+            check_guards(plan, PlanOptions(force=force, max_delete=max_delete))
             for note in plan.notes:
                 click.echo(f"note: {note}", err=True)
         result = apply_plan(manifest_set, store, plan, options, observer, recovered)
@@ -350,6 +356,13 @@ def plan_command(**options: Any) -> int:
 @output_option(["text", "json", "jsonl"])
 @parallel_option
 @rendition_options
+@click.option(
+    "--max-delete",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Most deletes allowed per platform. Default: 10% of its copies, at most 50.",
+)
+@click.option("--force", is_flag=True, help="Skip the pruning guards for this plan's deletes.")
 def apply_command(
     plan_file: Path,
     manifests: Path | None,
@@ -360,14 +373,19 @@ def apply_command(
     parallel: int,
     renditions: Path | None,
     renditions_max_size: int,
+    max_delete: int | None,
+    force: bool,
 ) -> int:
     """Apply exactly a plan saved with `reconcile --dry-run --out PLAN.json`.
 
-    Refused (exit 1) when the recorded state has changed since the plan was made.
+    The plan is a request, not an authority: it is planned again from the manifests and the
+    masters, and refused (exit 1, nothing applied) when any of its changes differs now, or
+    when the recorded state has changed since it was made. The pruning guards apply to its
+    deletes unless --force is given here (never because the file says so).
     """
     try:
         saved = Plan.from_dict(json.loads(plan_file.read_text("utf-8")))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{plan_file} is not a saved plan: {exc}") from None
     return run_apply(
         manifests=manifests or Path(saved.manifests_dir),
@@ -379,6 +397,8 @@ def apply_command(
         saved=saved,
         renditions=renditions,
         renditions_max_size=renditions_max_size,
+        max_delete=max_delete,
+        force=force,
     )
 
 

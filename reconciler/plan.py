@@ -76,6 +76,9 @@ class Action:
     rendition_id: str | None = None  # the rendition the platform gets; None: the master
     transforms: str | None = None  # what makes that rendition, in words
     rendition_suffix: str | None = None  # the uploaded object's suffix, when it differs
+    # why a blocked placement is blocked, as a code beside the sentence: unreadable,
+    # shared-file, disabled, format or size
+    blocked_by: str | None = None
 
     @property
     def is_change(self) -> bool:
@@ -98,6 +101,8 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     cached_renditions: list[str] = field(default_factory=list)  # of the plan's rendition ids
     observed: Observed | None = field(default=None, repr=False)  # not serialized
+    rule: str | None = None  # the plan was narrowed to (and runs now) this rule
+    platform: str | None = None  # the plan was narrowed to this platform
 
     @property
     def changes(self) -> list[Action]:
@@ -121,6 +126,8 @@ class Plan:
             "state_exists": self.state_exists,
             "state_fingerprint": self.state_fingerprint,
             "prune": self.prune,
+            "rule": self.rule,
+            "platform": self.platform,
             "notes": self.notes,
             "cached_renditions": self.cached_renditions,
             "summary": self.summary(),
@@ -146,9 +153,17 @@ class Plan:
             media_root=data["media_root"],
             created_at=data["created_at"],
             cached_renditions=list(data.get("cached_renditions", [])),
-            prune=data.get("prune", False),
+            prune=data.get("prune", False) is True,
             notes=list(data.get("notes", [])),
+            rule=_code(data.get("rule"), "rule"),
+            platform=_code(data.get("platform"), "platform"),
         )
+
+
+def _code(value: Any, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise PlanError(f"the plan's {what} is not a code; make the plan again")
 
 
 @dataclass(frozen=True)
@@ -346,6 +361,7 @@ def _desired_action(row: tuple[Any, ...], desired: Desired) -> Action:
         rendition,
         recipe.description if recipe is not None else None,
         _suffix(recipe, asset.file),
+        blocked if kind == "blocked" else None,
     )
 
 

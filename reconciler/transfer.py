@@ -180,7 +180,11 @@ class Transfer:
             record = self.synced(job, remote.checksum, job.key, None, action.rendition_id or "")
             self.recorder.placement(job.pa_id, record, {"adopted": True})
             return True
-        if job.on_conflict == "source_wins" or (
+        if job.on_conflict == "source_wins":
+            return False
+        if remote.checksum is None and remote.size is not None:  # sizes differ: which is it?
+            remote = driver.stat(job.key) or remote
+        if (
             job.previous_remote_checksum is not None
             and remote.checksum == job.previous_remote_checksum  # resolved: use the source
         ):

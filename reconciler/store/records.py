@@ -16,6 +16,7 @@ from typing import Any
 
 from reconciler.errors import StateError
 from reconciler.provenance import Provenance
+from reconciler.redact import redact, redact_value
 from reconciler.store.db import Connection, StateStore, insert_rows, table_rows, utcnow
 
 # --use VALUE -> what sync_conflicts.resolution records
@@ -43,9 +44,10 @@ def insert_events(
     now = utcnow()
     commit = provenance.commit if provenance else None
     dirty = provenance.dirty if provenance else None
-    rows = [
-        (e.job_id, e.platform_asset_id, e.event_type, e.event_status, e.message,
-         None if e.details is None else json.dumps(e.details, sort_keys=True, default=str),
+    rows = [  # redacted here too: no event reaches the state file with a credential in it
+        (e.job_id, e.platform_asset_id, e.event_type, e.event_status, redact(e.message),
+         None if e.details is None
+         else json.dumps(redact_value(e.details), sort_keys=True, default=str),
          e.event_time or now, commit, dirty)
         for e in events
     ]  # fmt: skip
@@ -181,6 +183,9 @@ def _apply_resolution(
             [target, now, pa_id],
         ).fetchone()
         return bool(changed and changed[0])
+    if kind == "foreign_object" and target is not None:  # adopt what is there as the copy
+        _adopt_foreign(con, pa_id, target, now)
+        return False
     if kind == "remote_deleted" or target is None:  # accept that it is gone
         con.execute("UPDATE platform_assets SET sync_status = 'deleted' WHERE id = ?", [pa_id])
         retire_deleted(con, now)
@@ -191,6 +196,24 @@ def _apply_resolution(
             [target, now, pa_id],
         )
     return False
+
+
+def _adopt_foreign(con: Connection, pa_id: int, target: str, now: datetime) -> None:
+    """--use target on a foreign object: the object found at the key becomes the copy, as if
+    the create that found it had synced it (the master and rendition that job was for), but
+    not as this tool's own: it is never pruned."""
+    con.execute(
+        "UPDATE platform_assets SET sync_status = 'synced', remote_checksum = ?, "
+        "local_checksum = j.source_checksum, synced_version = j.source_version, "
+        "rendition_id = coalesce(j.rendition_id, ''), metadata_hash = j.metadata_hash, "
+        "transform_hash = j.transform_hash, remote_key = j.remote_key, managed = FALSE, "
+        "last_synced_at = ?, last_verified_at = ?, resync_requested_at = NULL "
+        "FROM (SELECT j.* FROM sync_jobs j JOIN platform_assets pa "
+        "      ON pa.source_asset_id = j.asset_id AND pa.platform_id = j.platform_id "
+        "      WHERE pa.id = ? ORDER BY j.id DESC LIMIT 1) j "
+        "WHERE platform_assets.id = ?",
+        [target, now, now, pa_id, pa_id],
+    )
 
 
 def _manual_rule(con: Connection, pa_id: int | None) -> str | None:

@@ -89,3 +89,24 @@ def test_a_symlink_at_the_key_is_foreign_and_never_followed(tmp_path: Path) -> N
     assert job.status == "failed" and "did not make" in (job.error or "")
     assert elsewhere.read_bytes() == b"do not touch"
     assert (target(world) / "vid-a.mp4").is_symlink()
+
+
+def test_accepting_the_foreign_object_makes_it_the_copy_but_never_prunes_it(
+    tmp_path: Path, run
+) -> None:
+    world = World(tmp_path).platform("NAS").rule("R", "NAS").asset("VID-A", b"the master")
+    there = target(world) / "vid-a.mp4"
+    there.write_bytes(b"their version, kept on purpose")
+    apply_run(world, FAST)
+    resolved = run(
+        "conflicts", "--state", str(world.store.path), "resolve", "1", "--use", "target",
+        "--by", "ops",
+    )  # fmt: skip
+    assert resolved.exit_code == 0, resolved.output
+    assert {a.action for a in world.plan().actions} == {"noop"}  # accepted as the copy
+    from reconciler.verify import verify
+
+    assert verify(world.manifests(), world.store).ok == 1
+    world.remove("Asset", "VID-A").asset("VID-B", b"another")
+    apply_run(world, FAST, prune=True, force=True)  # not this tool's object: not deleted
+    assert there.read_bytes() == b"their version, kept on purpose"

@@ -387,3 +387,49 @@ def test_blocked_work_exits_3_and_says_so(tmp_path: Path) -> None:
     assert done.returncode == 3, done.stdout
     assert "blocked: VID-A -> NAS" in done.stdout
     assert "Exit 3: not everything was done (1 blocked)" in done.stdout
+
+
+def test_a_disabled_platform_is_not_work_left_undone(tmp_path: Path) -> None:
+    world = World(tmp_path).platform("NAS", sync_enabled=False).rule("R", "NAS")
+    world.platform("CDN").rule("R-CDN", "CDN").asset("VID-A", b"a")
+    world.manifests()
+    done = reconcile(world, *world.cli_args())
+    assert done.returncode == 0, done.stdout  # sync_enabled: false is a decision, not a fault
+    assert "blocked: VID-A -> NAS: the platform has sync_enabled: false" in done.stdout
+
+
+def test_the_pruning_guards_of_a_saved_plan_are_the_appliers_not_the_files(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path).platform("NAS").rule("R", "NAS")
+    for code in ("VID-A", "VID-B", "VID-C"):
+        world.asset(code, code.encode() * 10)
+    apply_run(world, FAST)
+    world.remove("Asset", "VID-A").remove("Asset", "VID-B")
+    world.manifests()
+    plan_file = world.root / "p.json"
+    made = reconcile(world, "--dry-run", *world.cli_args(), "--prune", "--force", "--out",
+                     str(plan_file))  # fmt: skip
+    assert made.returncode == 0 and json.loads(plan_file.read_text())["summary"]["delete"] == 2
+    guarded = reconcile(world, "apply", str(plan_file))
+    assert guarded.returncode == 1 and "refusing to delete 2 of 3 copies" in guarded.stderr
+    assert len(list(out(world, "NAS").iterdir())) == 3  # nothing deleted
+    forced = reconcile(world, "apply", str(plan_file), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert [p.name for p in out(world, "NAS").iterdir()] == ["vid-c.mp4"]
+
+
+def test_a_saved_plan_made_for_one_rule_runs_that_rule_now(tmp_path: Path) -> None:
+    """A plan made with --rule runs its scheduled changes now, as the dry run showed."""
+    world = World(tmp_path).platform("NAS").rule("R", "NAS", schedule_cron="0 9 1 1 *")
+    world.asset("VID-A", b"a" * 10)
+    apply_run(world, FAST)  # a rule that never ran is due at once: now it waits a year
+    world.write_file("vid-a.mp4", b"b" * 10)
+    world.manifests()
+    plan_file = world.root / "p.json"
+    made = reconcile(world, "--dry-run", *world.cli_args(), "--rule", "R", "--out",
+                     str(plan_file))  # fmt: skip
+    assert made.returncode == 0 and json.loads(plan_file.read_text())["rule"] == "R"
+    done = reconcile(world, "apply", str(plan_file))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (out(world, "NAS") / "vid-a.mp4").read_bytes() == b"b" * 10
