@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 
-def reconcile(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run `reconcile ARGS` in a subprocess (it inherits PYTHONPATH and the environment)."""
+def reconcile(
+    *args: str, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `reconcile ARGS` in a subprocess (it inherits PYTHONPATH and the environment); a
+    hang raises TimeoutExpired."""
     return subprocess.run(
         [sys.executable, "-m", "reconciler", *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
         check=False,

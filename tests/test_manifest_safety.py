@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cli_process import reconcile
 
 from reconciler.manifests.validate import ValidationResult, cron_error, validate_tree
 
@@ -44,18 +43,6 @@ metadata: {code: IMAGES}
 spec: {include: "%s", asset_type: image, category: c, code_template: "IMG-{stem}"}
 """
 TOKEN = "tok-0123456789abcdefghijklmnopqrstuvwxyz"  # stands for a credential
-
-
-def reconcile(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`python -m reconciler ARGS` in a subprocess; a hang raises TimeoutExpired."""
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def folder_with(root: Path, files: dict[str, str]) -> Path:

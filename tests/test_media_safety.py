@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_process import reconcile
 
 from reconciler.manifests.validate import validate_tree
 
@@ -42,18 +41,6 @@ kind: Asset
 metadata: {code: %s}
 spec: {title: T, asset_type: image, category: c, file: "%s"}
 """
-
-
-def reconcile(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`python -m reconciler ARGS` in a subprocess; a hang raises TimeoutExpired."""
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def bad_library(root: Path) -> Path:

@@ -9,12 +9,12 @@ import io
 import json
 import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_process import reconcile as run_cli
 from PIL import Image
 from planning import World, apply_run, rows
 
@@ -40,15 +40,8 @@ HERO = jpeg(400, 300, (10, 20, 200))
 OTHER = jpeg(90, 60, (200, 10, 10))  # small enough to pass through a resize unchanged
 
 
-def reconcile(world: World, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [sys.executable, "-m", "reconciler", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        cwd=world.root,
-    )
+def reconcile(world: World, *args: str) -> subprocess.CompletedProcess[str]:
+    done = run_cli(*args, cwd=world.root)
     assert "Traceback" not in done.stderr + done.stdout, done.stderr
     return done
 
