@@ -8,7 +8,6 @@ never click's default 2, because 2 means "changes pending" for ``--dry-run``.
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from pathlib import Path
@@ -32,7 +31,9 @@ from reconciler.cli_options import (
 )
 from reconciler.errors import ExitCode, UsageError
 from reconciler.explain import explain as explain_asset
+from reconciler.manifests.quoting import suggest
 from reconciler.manifests.validate import validate_tree
+from reconciler.models import ManifestSet
 from reconciler.plan import Plan, PlanOptions, check_guards, make_plan
 from reconciler.render import (
     APPLY_RENDERERS,
@@ -42,6 +43,8 @@ from reconciler.render import (
     VERIFY_RENDERERS,
 )
 from reconciler.saved_plan import checked as checked_against_saved
+from reconciler.saved_plan import made_for as check_made_for
+from reconciler.saved_plan import read_saved_plan
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES, RenditionCache
 from reconciler.transforms.runner import default_folder as default_renditions
 from reconciler.units import parse_size
@@ -158,6 +161,7 @@ def run_plan(
         raise click.UsageError("--output jsonl streams an apply; a plan is text, json or markdown")
     cache = Cache(default_folder())
     manifest_set = load_manifests(manifests, media_root, cache)
+    check_narrowing(manifest_set, rule, platform)
     plan = make_plan(
         manifest_set,
         open_store(state, lock_timeout),
@@ -200,6 +204,7 @@ def run_apply(
         raise click.UsageError("--output markdown renders a plan; use it with --dry-run")
     cache = Cache(default_folder())
     manifest_set = load_manifests(manifests, media_root, cache)
+    check_narrowing(manifest_set, rule, platform)
     store = open_store(state, lock_timeout)
     observer = observer_for(output)
     options = ApplyOptions(
@@ -219,10 +224,10 @@ def run_apply(
                 cache,
             )
         else:  # a request, not an authority: what runs is planned again and compared
+            # the applier decides what may run beyond the manifests: --prune, --rule
             fresh = make_plan(
-                manifest_set, store, PlanOptions(prune=saved.prune, force=True, rule=saved.rule),
-                cache,
-            )  # fmt: skip
+                manifest_set, store, PlanOptions(prune=prune, force=True, rule=rule), cache
+            )
             fresh.actions = narrow(
                 fresh.actions, ApplyOptions(rule=saved.rule, platform=saved.platform)
             )
@@ -237,6 +242,21 @@ def run_apply(
     else:
         click.echo(APPLY_RENDERERS["jsonl"](result, False))
     return result.exit_code
+
+
+def check_narrowing(manifest_set: ManifestSet, rule: str | None, platform: str | None) -> None:
+    """--rule and --platform must name what the manifests declare: a typo would narrow a run
+    to nothing and exit 0, with nothing synced."""
+    for option, code, known in (
+        ("--rule", rule, manifest_set.rules),
+        ("--platform", platform, manifest_set.platforms),
+    ):
+        if code is not None and code not in known:
+            names = ", ".join(sorted(known)) or "none"
+            raise UsageError(
+                f"{option} {code}: the manifests declare no such code{suggest(code, known)}; "
+                f"they declare {names}"
+            )
 
 
 def observer_for(output: str) -> Observer:
@@ -331,74 +351,60 @@ def plan_command(**options: Any) -> int:
 @click.argument(
     "plan_file", metavar="PLAN.json", type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
-@click.option(
-    "--manifests",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="The manifests folder. Default: the one the plan was made from.",
-)
+@manifests_option
 @media_root_option
-@click.option(
-    "--state",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    envvar="RECONCILE_STATE",
-    help="The state file. Default: the plan's.",
-)
-@click.option(
-    "--lock-timeout",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    envvar="RECONCILE_LOCK_TIMEOUT",
-    help="Seconds to keep retrying while another process holds the state file.",
-)
+@state_options
 @output_option(["text", "json", "jsonl"])
 @parallel_option
 @rendition_options
+@pruning_options
 @click.option(
-    "--max-delete",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Most deletes allowed per platform. Default: 10% of its copies, at most 50.",
+    "--rule",
+    metavar="CODE",
+    help="Run this rule's changes now, as a plan made with --rule CODE shows them.",
 )
-@click.option("--force", is_flag=True, help="Skip the pruning guards for this plan's deletes.")
 def apply_command(
     plan_file: Path,
-    manifests: Path | None,
+    manifests: Path,
     media_root: Path | None,
-    state: Path | None,
+    state: Path,
     lock_timeout: float,
     output: str,
     parallel: int,
     renditions: Path | None,
     renditions_max_size: int,
+    prune: bool,
     max_delete: int | None,
     force: bool,
+    rule: str | None,
 ) -> int:
     """Apply exactly a plan saved with `reconcile --dry-run --out PLAN.json`.
 
-    The plan is a request, not an authority: it is planned again from the manifests and the
+    The plan is a request, not an authority. It applies to the manifests, media root and
+    state file of this command (its options, environment and defaults, as for `reconcile`),
+    and is refused when it was made for others; it is planned again from those manifests and
     masters, and refused (exit 1, nothing applied) when any of its changes differs now, or
     when the recorded state has changed since it was made. The pruning guards apply to its
-    deletes unless --force is given here (never because the file says so).
+    deletes unless --force is given here; its deletes of copies no longer desired need
+    --prune here, and its changes that wait for a schedule need --rule here (never because
+    the file says so).
     """
-    try:
-        saved = Plan.from_dict(json.loads(plan_file.read_text("utf-8")))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UsageError(f"{plan_file} is not a saved plan: {exc}") from None
+    saved = read_saved_plan(plan_file)
+    check_made_for(saved, manifests, media_root, state)
     return run_apply(
-        manifests=manifests or Path(saved.manifests_dir),
-        media_root=media_root or Path(saved.media_root),
-        state=state or Path(saved.state_path),
+        manifests=manifests,
+        media_root=media_root,
+        state=state,
         lock_timeout=lock_timeout,
         output=output,
         parallel=parallel,
         saved=saved,
         renditions=renditions,
         renditions_max_size=renditions_max_size,
+        prune=prune,
         max_delete=max_delete,
         force=force,
+        rule=rule,
     )
 
 

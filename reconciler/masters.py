@@ -67,6 +67,12 @@ def inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root if root == os.sep else root + os.sep)
 
 
+def below(path: str, root: str) -> bool:
+    """``path`` is strictly below ``root`` (a file is never the root folder itself)."""
+    root = root.rstrip(os.sep)
+    return path.startswith(root + os.sep) and len(path) > len(root) + 1
+
+
 def open_master(path: str, root: str) -> Opened:
     """Open ``path`` for reading if it is a regular file inside ``root`` (a real path), or
     raise :class:`UnsafeMaster` saying why not."""
@@ -77,7 +83,7 @@ def open_master(path: str, root: str) -> Opened:
         if not stat.S_ISREG(st.st_mode):
             raise UnsafeMaster(name, f"is not a regular file ({_kind(st.st_mode)})")
         real = _real_path(fd, path, st)
-        if real is None or not inside(real, root):
+        if real is None or not below(real, root):
             raise UnsafeMaster(name, f"leads outside the media root {root}")
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
@@ -135,7 +141,9 @@ def _real_path(fd: int, path: str, st: os.stat_result) -> str | None:
         except OSError:
             return None
         return real if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino) else None
-    return real.removesuffix(" (deleted)")
+    if st.st_nlink == 0:  # unlinked since it was opened: the kernel says so in the name
+        return real.removesuffix(" (deleted)")
+    return real
 
 
 def _kind(mode: int) -> str:

@@ -204,7 +204,7 @@ class PlacementRecord:
     remote_key: str | None = None
     metadata_hash: str | None = None
     transform_hash: str | None = None
-    managed: bool = True
+    managed: bool | None = None  # None: as recorded; only a sync says whose the copy is
     synced_at: datetime | None = None
     verified_at: datetime | None = None
     rendition_id: str | None = None  # '' when the platform holds the master itself
@@ -263,7 +263,7 @@ def record_placements(
 
 
 # a failed attempt keeps what the last good sync recorded
-KEPT_WHEN_NULL = [c for c in PLACEMENT_COLUMNS if c not in ("rule_code", "sync_status", "managed")]
+KEPT_WHEN_NULL = [c for c in PLACEMENT_COLUMNS if c not in ("rule_code", "sync_status")]
 
 
 def update_placements(con: Connection, rows: list[tuple[int, PlacementRecord]]) -> None:

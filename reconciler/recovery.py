@@ -27,11 +27,15 @@ if TYPE_CHECKING:
 STALE_SQL = """
 SELECT j.id, j.job_code, j.job_type, j.remote_key, j.expected_checksum, j.source_version,
        j.metadata_hash, j.transform_hash, sa.asset_code, sp.platform_code, c.config_code,
-       j.rendition_id, j.source_checksum
+       j.rendition_id, j.source_checksum, j.previous_key, pa.platform_asset_id
 FROM sync_jobs j
 JOIN source_assets sa ON sa.id = j.asset_id
 JOIN sync_platforms sp ON sp.id = j.platform_id
 LEFT JOIN sync_configurations c ON c.id = j.config_id
+LEFT JOIN (SELECT source_asset_id, platform_id, max(id) AS id FROM platform_assets
+           GROUP BY source_asset_id, platform_id) latest
+       ON latest.source_asset_id = j.asset_id AND latest.platform_id = j.platform_id
+LEFT JOIN platform_assets pa ON pa.id = latest.id
 WHERE j.status IN ('pending', 'processing') ORDER BY j.id
 """
 INTERRUPTED = "interrupted: the run doing it stopped before it finished"
@@ -52,18 +56,20 @@ def recover_jobs(run: Run) -> list[str]:
     placements: list[PlacementRecord] = []
     events: list[EventRow] = []
     notes: list[str] = []
-    platforms = set()
     cache = run.transformer.cache
+    # partial uploads first: what stat then finds is only what really landed
+    platforms = sorted({row[9] for row in stale if row[9] in run.manifests.platforms})
+    notes += _clean_up(run, platforms, events)
     for row in stale:
         (job_id, code, job_type, key, expected, version, meta_hash, transform_hash, asset,
-         platform, rule, rendition_id, source_checksum) = row  # fmt: skip
+         platform, rule, rendition_id, source_checksum, previous_key,
+         previous_id) = row  # fmt: skip
         if expected is None and rendition_id:  # made, but not recorded before the kill
             known = cache.expected(rendition_id)
             expected = known[0] if known else None
         landed = False
         reason = INTERRUPTED
         if platform in run.manifests.platforms and key:
-            platforms.add(platform)
             try:
                 remote = run.driver(platform).stat(key)
             except Exception as exc:  # recovery must go on
@@ -87,6 +93,8 @@ def recover_jobs(run: Run) -> list[str]:
                     )
                 )  # fmt: skip
             message = f"job {code} had finished on the platform before the run stopped"
+            if job_type == "update":  # what the finished upload replaced goes, as it would have
+                notes += _remove_replaced(run, platform, key, previous_key, previous_id)
         else:
             jobs.append((job_id, "failed", None, None, now, reason, None, None, None, None, None))
             if job_type in ("initial", "update"):
@@ -102,7 +110,20 @@ def recover_jobs(run: Run) -> list[str]:
             )
         )
         notes.append(message)
-    for platform in sorted(platforms):
+    with run.store.writing() as con:
+        upsert_rows(
+            con, "sync_jobs", "id", JOB_UPDATE_COLUMNS, jobs, keep_when_null=JOB_KEPT_WHEN_NULL
+        )
+        record_placements(con, placements)
+        insert_events(con, events, run.provenance)
+    run.finish_drivers()
+    return notes
+
+
+def _clean_up(run: Run, platforms: list[str], events: list[EventRow]) -> list[str]:
+    """Remove the partial uploads an interrupted run left on these platforms."""
+    notes = []
+    for platform in platforms:
         try:
             removed = run.driver(platform).cleanup()
         except Exception as exc:
@@ -113,11 +134,22 @@ def recover_jobs(run: Run) -> list[str]:
                 EventRow("cleanup", "success", f"removed {removed} partial uploads from {platform}")
             )
             notes.append(f"removed {removed} partial uploads from {platform}")
-    with run.store.writing() as con:
-        upsert_rows(
-            con, "sync_jobs", "id", JOB_UPDATE_COLUMNS, jobs, keep_when_null=JOB_KEPT_WHEN_NULL
-        )
-        record_placements(con, placements)
-        insert_events(con, events, run.provenance)
-    run.finish_drivers()
     return notes
+
+
+def _remove_replaced(
+    run: Run, platform: str, key: str, previous_key: str | None, previous_id: str | None
+) -> list[str]:
+    """An update killed after its new copy landed, before the old one went: the old key
+    (a copy that moved, such as x.mp4 to x.mp4.enc) or the platform's previous object at the
+    same key (a YouTube video) is removed now; a failure is a note, never lost silently."""
+    driver = run.driver(platform)
+    try:
+        if previous_key and previous_key != key:
+            driver.delete(previous_key)
+            return [f"removed {previous_key} from {platform}, which the finished update replaced"]
+        if driver.replaced(key, previous_id):
+            return [f"removed the object {key} on {platform} replaced by the finished update"]
+    except Exception as exc:
+        return [redact(f"could not remove what the finished update replaced on {platform}: {exc}")]
+    return []

@@ -13,7 +13,11 @@ reviewed, and are left for the next run.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 from reconciler.plan import Action, Plan, PlanError
 
@@ -39,6 +43,128 @@ class PlanMismatch(PlanError):
     """The saved plan does not match what the manifests, the masters and the state say now."""
 
 
+MAX_PLAN_BYTES = 256 * 1024 * 1024
+TOP_FIELDS: dict[str, tuple[type, ...]] = {
+    "format_version": (int,),
+    "created_at": (str,),
+    "manifests": (str,),
+    "media_root": (str,),
+    "state": (str,),
+    "state_exists": (bool,),
+    "state_fingerprint": (str,),
+    "actions": (list,),
+}
+OPTIONAL_TOP: dict[str, tuple[type, ...]] = {
+    "prune": (bool,),
+    "rule": (str, type(None)),
+    "platform": (str, type(None)),
+    "notes": (list,),
+    "cached_renditions": (list,),
+}
+
+
+def read_saved_plan(path: Path) -> Plan:
+    """The plan saved in ``path``, or :class:`PlanError` in one line: a file that is not JSON,
+    not a plan's shape, or holds values of the wrong type (checked before anything uses
+    them, so an edited file can only ever be refused, never crash the command)."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_PLAN_BYTES + 1)
+        if len(raw) > MAX_PLAN_BYTES:
+            raise ValueError("it is larger than any plan")
+        data = json.loads(raw.decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise PlanError(f"{path} is not a saved plan: {_why(exc)}") from None
+    problem = _shape_problem(data)
+    if problem is not None:
+        raise PlanError(f"{path} is not a saved plan: {problem}; make the plan again")
+    try:
+        return Plan.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PlanError(f"{path} is not a saved plan: {_why(exc)}") from None
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def _shape_problem(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return "it is not a JSON object"
+    for name in TOP_FIELDS:
+        if name not in data:
+            return f"it has no '{name}'"
+    for name, kinds in {**TOP_FIELDS, **OPTIONAL_TOP}.items():
+        if name in data and not _is(data[name], kinds):
+            return f"'{name}' is not {_names(kinds)}"
+    for field in ("manifests", "media_root", "state"):
+        if "\0" in data[field]:
+            return f"'{field}' holds a NUL byte"
+    for i, action in enumerate(data["actions"]):
+        if not isinstance(action, dict):
+            return f"action {i + 1} is not a JSON object"
+        for name, value in action.items():
+            kinds = ACTION_FIELDS.get(name)
+            if kinds is not None and not _is(value, kinds):
+                return f"action {i + 1}: '{name}' is not {_names(kinds)}"
+            if isinstance(value, str) and "\0" in value:
+                return f"action {i + 1}: '{name}' holds a NUL byte"
+    return None
+
+
+def _is(value: Any, kinds: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in kinds:
+        return False  # JSON true is not a number here
+    return isinstance(value, kinds)
+
+
+def _names(kinds: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "a number", bool: "true or false", list: "a list",
+             dict: "an object", type(None): "null"}  # fmt: skip
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _action_fields() -> dict[str, tuple[type, ...]]:
+    """The JSON types each Action field may hold, from its annotation."""
+    kinds: dict[str, tuple[type, ...]] = {}
+    for name, spec in Action.__dataclass_fields__.items():
+        text = str(spec.type)
+        if text.startswith("dict"):
+            kinds[name] = (dict,)
+            continue
+        found: list[type] = []
+        for word, kind in (("str", str), ("int", int), ("dict", dict), ("None", type(None))):
+            if word in text:
+                found.append(kind)
+        kinds[name] = tuple(found) or (object,)
+    return kinds
+
+
+ACTION_FIELDS = _action_fields()
+
+
+def made_for(saved: Plan, manifests: Path, media_root: Path | None, state: Path) -> None:
+    """Refuse a plan made for other folders than the ones this apply works on: the plan file
+    never chooses which manifests are run, which files may be published or where state is
+    written (an edited plan could otherwise point them anywhere)."""
+    wanted = {
+        "--manifests": (manifests, saved.manifests_dir),
+        "--media-root": (media_root if media_root is not None else manifests, saved.media_root),
+        "--state": (state, saved.state_path),
+    }
+    for option, (given, planned) in wanted.items():
+        if os.path.realpath(given) != os.path.realpath(planned):
+            raise PlanMismatch(
+                f"this plan was made for {option} {planned}, and this apply works on "
+                f"{given}; nothing was applied: apply it with the same {option}, or make "
+                "the plan again"
+            )
+
+
 def checked(saved: Plan, fresh: Plan) -> Plan:
     """The fresh plan, narrowed to the changes the saved plan asks for; or
     :class:`PlanMismatch` naming the differences."""
@@ -50,17 +176,23 @@ def checked(saved: Plan, fresh: Plan) -> Plan:
     now = {(a.asset, a.platform): a for a in fresh.actions}
     differences: list[str] = []
     chosen: list[Action] = []
+    asked_for: set[tuple[str, str]] = set()
     for asked in saved.actions:
         if not asked.is_change:
             continue
+        if (asked.asset, asked.platform) in asked_for:
+            differences.append(f"{asked.asset} on {asked.platform}: asked for more than once")
+            continue
+        asked_for.add((asked.asset, asked.platform))
         current = now.get((asked.asset, asked.platform))
         difference = _difference(asked, current)
         if difference is not None:
             differences.append(difference)
             continue
         assert current is not None
-        # a saved change runs when the saved plan said it runs (made with --rule, say)
-        chosen.append(replace(current, waiting=asked.waiting, scheduled_for=asked.scheduled_for))
+        if asked.waiting is not None and current.waiting is None:  # reviewed as waiting
+            current = replace(current, waiting=asked.waiting, scheduled_for=asked.scheduled_for)
+        chosen.append(current)
     if differences:
         listed = "; ".join(differences[:SHOWN])
         more = f"; and {len(differences) - SHOWN} more" if len(differences) > SHOWN else ""
@@ -89,7 +221,13 @@ def _difference(asked: Action, current: Action | None) -> str | None:
     if current is None:
         return f"{where}: planned {asked.action}, but the manifests no longer declare it"
     if not current.is_change:
-        return f"{where}: planned {asked.action}, but it is {current.action} now"
+        hint = " (pass --prune to apply its deletes)" if asked.action == "delete" else ""
+        return f"{where}: planned {asked.action}, but it is {current.action} now{hint}"
+    if asked.waiting is None and current.waiting is not None:
+        return (
+            f"{where}: planned to run now, but it waits ({current.waiting}); pass --rule "
+            f"{current.rule} to run it now"
+        )
     for name in COMPARED:
         was, now = getattr(asked, name), getattr(current, name)
         if was != now:

@@ -50,7 +50,10 @@ class Transfer:
 
     # -- the three kinds of job ----------------------------------------------------------
     def delete(self, job: Job) -> None:
+        """A prune: the copy goes only if it is still the one this tool recorded."""
         action, driver = job.action, self.run.driver(job.action.platform)
+        if job.on_conflict != "source_wins":
+            self._check_untouched(job, driver)
         driver.delete(job.key)
         self.recorder.placement(
             job.pa_id, PlacementRecord(action.asset, action.platform, action.rule, "deleted")
@@ -58,7 +61,18 @@ class Transfer:
         self._event(job, "delete", "success", f"deleted {job.key} from {action.platform}")
 
     def metadata(self, job: Job) -> None:
+        """New metadata for a copy whose bytes stay: only if they are still the recorded ones
+        (a metadata update must not vouch for an object someone replaced)."""
         action, driver = job.action, self.run.driver(job.action.platform)
+        if job.on_conflict == "source_wins" and self._changed_outside(job, driver):
+            self.recorder.placement(
+                job.pa_id, PlacementRecord(action.asset, action.platform, action.rule, "outdated")
+            )
+            raise PermanentError(
+                "the copy on the platform was changed outside reconcile; the rule says "
+                "source_wins, so the next run sends the master again"
+            )
+        self._check_untouched(job, driver)
         driver.update_metadata(job.key, self._metadata(job))
         self.recorder.placement(job.pa_id, self.synced(job, job.previous_remote_checksum))
         self._event(job, "metadata_update", "success", f"updated the metadata on {action.platform}")
@@ -274,8 +288,15 @@ class Transfer:
             rendition_id=rendition_id,
         )
 
+    def _changed_outside(self, job: Job, driver: Driver) -> bool:
+        if not job.previous_remote_checksum:
+            return False
+        remote = driver.stat(job.previous_key or job.key)
+        return remote is not None and remote.checksum != job.previous_remote_checksum
+
     def _check_untouched(self, job: Job, driver: Driver) -> None:
-        """Before replacing a copy, make sure nobody changed it outside reconcile."""
+        """Before replacing, deleting or re-describing a copy, make sure nobody changed it
+        outside reconcile."""
         if not job.previous_remote_checksum:
             return
         remote = driver.stat(job.previous_key or job.key)

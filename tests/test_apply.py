@@ -330,10 +330,10 @@ def test_saved_plans_apply_exactly_or_are_refused(world: World, run) -> None:
     world.manifests()
     plan_file = world.root / "plan.json"
     assert run("--dry-run", *world.cli_args(), "--out", str(plan_file)).exit_code == 0
-    result = run("apply", str(plan_file), "--output", "json")
+    result = run("apply", str(plan_file), *world.cli_args(), "--output", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["summary"]["completed"] == 4
-    stale = run("apply", str(plan_file))
+    stale = run("apply", str(plan_file), *world.cli_args())
     assert stale.exit_code == 1
     assert "the state has moved on since this plan was made" in stale.stderr
 

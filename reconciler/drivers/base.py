@@ -141,6 +141,13 @@ class Driver(ABC):
         """Remove partial uploads left by an interrupted run; return how many."""
         return 0
 
+    def replaced(self, key: str, previous_id: str | None) -> bool:
+        """After a crash: remove the object an upload at ``key`` replaced, when the platform
+        gave it an id of its own that the key no longer names (a video platform makes a new
+        video per upload); True if one was removed. Drivers that replace in place keep this
+        default."""
+        return False
+
     def finish(self) -> None:
         """Write what the driver keeps in the state file and could not write during its
         transfers (the file was busy); called when a run, verify or recovery ends."""

@@ -100,6 +100,13 @@ class ApiDriver(Driver):
             self._remove(found[0], key)
         self.forget(key)
 
+    def replaced(self, key: str, previous_id: str | None) -> bool:
+        current = self.index(key)
+        if not previous_id or current is None or current[0] == previous_id or previous_id == key:
+            return False
+        self._remove(previous_id, key)
+        return True
+
     @abstractmethod
     def _remove(self, remote_id: str, key: str) -> None:
         """Delete the object with this id from the platform; a missing one is no error."""
@@ -156,9 +163,14 @@ class HttpDriver(ApiDriver):
         if remote_id in (None, ""):
             raise PermanentError(f"{doing}: the response names no object ('{self.id_field}')")
         reported = body.get(self.checksum_field)
+        held = body.get("size")
         made_new = previous is None or previous[0] != str(remote_id)
         try:
             reader.confirm()
+            if isinstance(held, int) and not isinstance(held, bool) and held != size:
+                raise NotLanded(
+                    f"{doing}: the platform says it holds {held} bytes of the {size} sent", None
+                )
             if reported and str(reported) != sha256:
                 raise NotLanded(
                     f"{doing}: the platform reports sha256 {str(reported)[:12]}... for what "
@@ -196,12 +208,17 @@ class HttpDriver(ApiDriver):
             return None
         body = _json(response, doing)
         reported = body.get(self.checksum_field)
-        size = body.get("size")
-        return RemoteObject(
-            str(reported) if reported else sent,
-            int(size) if isinstance(size, int) else None,
-            {"remote_id": remote_id},
-        )
+        held = body.get("size")
+        held = held if isinstance(held, int) and not isinstance(held, bool) else None
+        session = self.state.session(key) if self.state is not None else None
+        if (
+            not reported
+            and held is not None
+            and session is not None
+            and (held != session.file_size)
+        ):
+            sent = None  # it says it holds another size than was sent: not that copy
+        return RemoteObject(str(reported) if reported else sent, held, {"remote_id": remote_id})
 
     def _remove(self, remote_id: str, key: str) -> None:
         web.call(

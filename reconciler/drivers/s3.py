@@ -160,7 +160,11 @@ class S3Driver(Driver):
         except Exception as exc:
             raise failure(exc, doing) from None
         landed = head.get("ChecksumSHA256")
-        if not _same(landed, sent) or head.get("ContentLength") != payload.size:
+        if landed is None:  # a store that reports no checksums: read back what it holds
+            read = self._read_digest(self.full_key(key))
+            if read != payload.expected or head.get("ContentLength") != payload.size:
+                raise NotLanded(f"{doing}: what the store holds now is not what was sent", read)
+        elif not _same(landed, sent) or head.get("ContentLength") != payload.size:
             raise NotLanded(
                 f"{doing}: S3 reports checksum {landed} and {head.get('ContentLength')} bytes "
                 f"for what was sent as {sent} and {payload.size} bytes",
@@ -308,10 +312,20 @@ class S3Driver(Driver):
             and _same(checksum, known.remote_checksum)
         ):
             return RemoteObject(known.file_sha256, size, details)
+        if (  # a store without checksums: the ETag and size recorded when it was put
+            not checksum
+            and known is not None
+            and known.state == "done"
+            and known.remote_checksum is None
+            and (known.remote_id, known.file_size) == (etag, size)
+        ):
+            return RemoteObject(known.file_sha256, size, details)
         if expected_size is not None and size != expected_size:
             return RemoteObject(None, size, details)  # other bytes: no need to read them
         digest = self._read_digest(full)
-        if checksum:  # a composite checksum is content-derived: remember what it stands for
+        if checksum and (known is None or known.state == "done"):  # (an upload in flight
+            # stays recorded: recovery aborts it) a composite checksum is content-derived:
+            # remember what it stands for
             self.keep(Session(key, "s3", "done", digest, int(size or 0), remote_id=etag,
                               remote_url=self.url(key), remote_checksum=checksum))  # fmt: skip
         return RemoteObject(digest, size, details)

@@ -202,8 +202,12 @@ class VimeoDriver(VideoApiDriver):
         if response.status_code == 404:
             return None
         video = _json(response, f"looking up {key}")
-        size = (video.get("upload") or {}).get("size")
-        return RemoteObject(sent, int(size) if isinstance(size, int) else None, {"uri": uri})
+        held = (video.get("upload") or {}).get("size")
+        held = held if isinstance(held, int) and not isinstance(held, bool) else None
+        session = self.state.session(key) if self.state is not None else None
+        if held is not None and session is not None and held != session.file_size:
+            sent = None  # it holds another size than was sent: not that copy
+        return RemoteObject(sent, held, {"uri": uri})
 
     def _remove(self, remote_id: str, key: str) -> None:
         self._call("DELETE", self._url(remote_id), f"deleting {key} from Vimeo", ok=(404,))

@@ -280,11 +280,30 @@ class YouTubeDriver(VideoApiDriver):
         return done
 
     def _abandon(self, session: Session) -> None:
-        """A video made by a finished upload that is not the copy (its bytes were not the
-        expected ones) is deleted; an unfinished session made no video."""
-        if session.remote_id:
-            with contextlib.suppress(DriverError):  # best effort: it must not hide why
-                self._remove(session.remote_id, session.key)
+        """A video made by an upload that is not the copy is deleted: one whose id is known,
+        or one a session finished without the answer reaching us (a run killed after the last
+        chunk): the session URI, asked where it stopped, answers with that video's id. An
+        unfinished session made no video."""
+        with contextlib.suppress(DriverError):  # best effort: it must not hide why
+            video = session.remote_id or self._finished_video(session)
+            if video:
+                self._remove(video, session.key)
+
+    def _finished_video(self, session: Session) -> str | None:
+        if not session.session_url:
+            return None
+        response = self._call(
+            "PUT", session.session_url, f"asking what became of the session of {session.key}",
+            ok=(308, 404, 410), headers={"Content-Range": f"bytes */{session.file_size}"},
+            data=b"",
+        )  # fmt: skip
+        if response.status_code in (308, 404, 410):
+            return None
+        try:
+            found = response.json().get("id")
+        except (ValueError, AttributeError):
+            return None
+        return str(found) if found else None
 
     def _poll(self, key: str, session: Session) -> str | None:
         """One videos.list: processed, still processing, or failed/rejected (permanent)."""

@@ -206,9 +206,18 @@ class _Checker:
         for item in by_kind["SyncRule"]:
             self._check_rule(item)
         rules = {d.code: self._rule(d) for d in valid["SyncRule"]}
+        self._secrets = _secret_files(platforms, rules, self.manifests_dir)
         assets: dict[str, Asset] = {}
         for item in by_kind["Asset"]:
             path = self._check_media_file(item)
+            if path is not None and path in self._secrets:
+                self._report_on(item)(
+                    ("spec", "file"),
+                    "path",
+                    f"{printable(item.spec['file'])} is a credential file (a secret_file the "
+                    "manifests reference); a credential is never published as a master",
+                )
+                continue
             if path is not None and item.valid:
                 assets[item.code] = self._asset(item, path)  # type: ignore[index]
         for item in by_kind["AssetSet"]:
@@ -377,13 +386,15 @@ class _Checker:
             driver=spec["driver"],
             api_endpoint=spec.get("api_endpoint"),
             auth_type=spec.get("auth_type"),
-            auth=_secret(spec.get("auth")),
+            auth=_secret(spec.get("auth"), self.manifests_dir),
             supported_formats=None if formats == "all" else tuple(formats),
             max_file_size_mb=spec.get("max_file_size_mb"),
             rate_limit_per_hour=spec.get("rate_limit_per_hour"),
             sync_enabled=spec.get("sync_enabled", True),
             target=target,
-            driver_config={k: spec[k] for k in DRIVER_SETTINGS if k in spec},
+            driver_config={
+                k: _anchored(spec[k], self.manifests_dir) for k in DRIVER_SETTINGS if k in spec
+            },
             origin=item.origin,
         )
 
@@ -523,6 +534,12 @@ class _Checker:
             report = self._reporter(aset.origin.file, aset.origin.doc_index, "AssetSet", aset.code)
             expansion = assetsets.expand(aset, self.media_root)
             for gen in expansion.files:
+                if gen.path in self._secrets or os.path.realpath(gen.path) in self._secrets:
+                    expansion.warn(
+                        f"{printable(gen.rel)} is a credential file (a secret_file the "
+                        "manifests reference): skipped, never published"
+                    )
+                    continue
                 clash = assets.get(gen.code) or generated.get(gen.code)
                 if clash is not None:
                     expansion.error(
@@ -620,7 +637,42 @@ def cron_error(expression: str, now: datetime | None = None) -> str | None:
     return None
 
 
-def _secret(value: dict | None) -> SecretRef | None:
+def _secret_files(
+    platforms: dict[str, Platform], rules: dict[str, SyncRule], base: FsPath
+) -> set[str]:
+    """Every file the manifests reference as a credential (auth and client secrets,
+    encryption keys, also keys still to be created), as given and resolved: none of them is
+    ever a master."""
+    found: set[str] = set()
+    for platform in platforms.values():
+        refs = [platform.auth.file if platform.auth else None]
+        refs += [
+            value.get("secret_file")
+            for value in platform.driver_config.values()
+            if isinstance(value, dict)
+        ]
+        found.update(r for r in refs if isinstance(r, str))
+    for rule in rules.values():
+        key = dict(rule.transform_rules).get("encryption_key")
+        anchored = _anchored(key, base)
+        if isinstance(anchored, dict) and isinstance(anchored.get("secret_file"), str):
+            found.add(anchored["secret_file"])
+    return found | {os.path.realpath(path) for path in found}
+
+
+def _secret(value: dict | None, base: FsPath) -> SecretRef | None:
+    """A secret reference; a relative ``secret_file`` is relative to the manifests folder,
+    as every path in a manifest is, never to the current directory."""
     if not value:
         return None
-    return SecretRef(env=value.get("secret_env"), file=value.get("secret_file"))
+    anchored = _anchored(value, base)
+    return SecretRef(env=anchored.get("secret_env"), file=anchored.get("secret_file"))
+
+
+def _anchored(value: Any, base: FsPath) -> Any:
+    """A secret reference (``{secret_file: PATH}``) with its path made absolute against
+    ``base``; any other value as it is."""
+    if not isinstance(value, dict) or not isinstance(value.get("secret_file"), str):
+        return value
+    path = os.path.expanduser(value["secret_file"])
+    return {**value, "secret_file": os.path.normpath(os.path.join(base, path))}

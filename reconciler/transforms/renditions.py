@@ -80,14 +80,30 @@ class RenditionCache:
     def _data(self, rid: str, info: dict[str, Any]) -> Path:
         return self.folder / f"{rid}{info.get('suffix', '')}"
 
-    def _cached(self, rid: str, master_sha256: str) -> Rendition | None:
+    def _cached(
+        self, rid: str, master_sha256: str, recipe: Recipe, master_name: str
+    ) -> Rendition | None:
         """A finished rendition made from verified bytes, re-hashed now; None when it is
-        missing, damaged, or was made before masters were verified (made again)."""
+        missing, damaged, was made before masters were verified, or its record contradicts
+        its recipe (an encrypting recipe is never the master itself): it is made again."""
         info = self._info(rid)
         if info is None:
             return None
-        if not info.get("master_verified") or info.get("master_sha256") != master_sha256:
-            self._remove(rid)  # made without proof of what it was made from: not trusted
+        master_suffix = os.path.splitext(master_name)[1]
+        suffix = recipe.suffix(master_suffix)
+        # only a recipe that neither encrypts nor changes the type can leave the master itself
+        may_pass = recipe.encrypt is None and suffix == master_suffix
+        consistent = (
+            bool(info.get("passthrough")) and may_pass
+            if info.get("passthrough")
+            else info.get("suffix") == suffix
+        )
+        if (
+            not info.get("master_verified")
+            or info.get("master_sha256") != master_sha256
+            or not consistent
+        ):
+            self._remove(rid)  # no proof of what it was made from, or not what it says
             return None
         if info.get("passthrough"):
             path, sha256 = None, master_sha256
@@ -145,7 +161,7 @@ class RenditionCache:
         is stored, so a rendition's id always names the bytes it was made from."""
         rid = recipe.rendition_id(master.expected)
         with self._lock(rid):
-            found = self._cached(rid, master.expected)
+            found = self._cached(rid, master.expected, recipe, master_name)
             if found is not None:
                 return found
             started = time.monotonic()

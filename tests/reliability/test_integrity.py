@@ -106,7 +106,7 @@ def test_a_saved_plan_after_the_master_changed_is_refused_and_nothing_is_poisone
     planned = reconcile(world, "--dry-run", *world.cli_args(), "--out", str(plan_file))
     assert planned.returncode == 0, planned.stderr
     world.write_file("hero.jpg", OTHER)
-    refused = reconcile(world, "apply", str(plan_file), "--state", str(world.store.path))
+    refused = reconcile(world, "apply", str(plan_file), *world.cli_args())
     assert refused.returncode == 1
     assert "does not match the manifests and the masters" in refused.stderr
     assert "IMG-HERO on " in refused.stderr and "checksum was" in refused.stderr
@@ -324,7 +324,7 @@ def test_an_edited_plan_cannot_publish_a_file_outside_the_media_root(
         data["actions"][0]["path"] = str(outside)
         data["actions"][0]["checksum"] = sha256_file(outside)
 
-    refused = reconcile(world, "apply", str(edited_plan(world, point_elsewhere)))
+    refused = reconcile(world, "apply", str(edited_plan(world, point_elsewhere)), *world.cli_args())
     assert refused.returncode == 1, refused.stdout
     assert "path was" in refused.stderr and "nothing was applied" in refused.stderr
     assert not out(world, "NAS").exists() or not any(MARKER in d for d in published(world))
@@ -341,7 +341,7 @@ def test_an_injected_delete_of_a_wanted_copy_is_refused(tmp_path: Path) -> None:
         data["prune"] = True
 
     plan_file = edited_plan(world, inject)
-    refused = reconcile(world, "apply", str(plan_file))
+    refused = reconcile(world, "apply", str(plan_file), *world.cli_args())
     assert refused.returncode == 1 and "VID-A on NAS" in refused.stderr
     assert (out(world, "NAS") / "vid-a.mp4").read_bytes() == b"a" * 100
 
@@ -363,7 +363,7 @@ def test_a_saved_plan_after_an_asset_set_lost_a_file_is_refused_in_one_line(
     world.manifests()
     plan_file = edited_plan(world, lambda data: None)
     (world.media / "clips" / "b.mp4").unlink()
-    refused = reconcile(world, "apply", str(plan_file))
+    refused = reconcile(world, "apply", str(plan_file), *world.cli_args())
     assert refused.returncode == 1
     assert refused.stderr.strip().count("\n") == 0, refused.stderr  # one line
     assert "VID-B on NAS" in refused.stderr and "no longer declare" in refused.stderr
@@ -404,16 +404,19 @@ def test_the_pruning_guards_of_a_saved_plan_are_the_appliers_not_the_files(
     made = reconcile(world, "--dry-run", *world.cli_args(), "--prune", "--force", "--out",
                      str(plan_file))  # fmt: skip
     assert made.returncode == 0 and json.loads(plan_file.read_text())["summary"]["delete"] == 2
-    guarded = reconcile(world, "apply", str(plan_file))
+    unasked = reconcile(world, "apply", str(plan_file), *world.cli_args())
+    assert unasked.returncode == 1 and "pass --prune to apply its deletes" in unasked.stderr
+    guarded = reconcile(world, "apply", str(plan_file), *world.cli_args(), "--prune")
     assert guarded.returncode == 1 and "refusing to delete 2 of 3 copies" in guarded.stderr
     assert len(list(out(world, "NAS").iterdir())) == 3  # nothing deleted
-    forced = reconcile(world, "apply", str(plan_file), "--force")
+    forced = reconcile(world, "apply", str(plan_file), *world.cli_args(), "--prune", "--force")
     assert forced.returncode == 0, forced.stderr
     assert [p.name for p in out(world, "NAS").iterdir()] == ["vid-c.mp4"]
 
 
 def test_a_saved_plan_made_for_one_rule_runs_that_rule_now(tmp_path: Path) -> None:
-    """A plan made with --rule runs its scheduled changes now, as the dry run showed."""
+    """A plan made with --rule runs its scheduled changes now, as the dry run showed, when
+    the applier says so too (the file alone cannot make a rule run before its time)."""
     world = World(tmp_path).platform("NAS").rule("R", "NAS", schedule_cron="0 9 1 1 *")
     world.asset("VID-A", b"a" * 10)
     apply_run(world, FAST)  # a rule that never ran is due at once: now it waits a year
@@ -423,6 +426,8 @@ def test_a_saved_plan_made_for_one_rule_runs_that_rule_now(tmp_path: Path) -> No
     made = reconcile(world, "--dry-run", *world.cli_args(), "--rule", "R", "--out",
                      str(plan_file))  # fmt: skip
     assert made.returncode == 0 and json.loads(plan_file.read_text())["rule"] == "R"
-    done = reconcile(world, "apply", str(plan_file))
+    waits = reconcile(world, "apply", str(plan_file), *world.cli_args())
+    assert waits.returncode == 1 and "pass --rule R to run it now" in waits.stderr
+    done = reconcile(world, "apply", str(plan_file), *world.cli_args(), "--rule", "R")
     assert done.returncode == 0, done.stdout + done.stderr
     assert (out(world, "NAS") / "vid-a.mp4").read_bytes() == b"b" * 10
