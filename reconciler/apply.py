@@ -32,7 +32,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Protocol
 
 from tenacity import (
@@ -55,7 +55,7 @@ from reconciler.drivers.base import (
 from reconciler.errors import ExitCode, LockTimeout, StateError
 from reconciler.masters import opened_master
 from reconciler.models import ManifestSet
-from reconciler.plan import Action, Plan
+from reconciler.plan import Action, Plan, remote_key
 from reconciler.provenance import Provenance
 from reconciler.provenance import of as provenance_of
 from reconciler.record import (
@@ -96,17 +96,6 @@ class ApplyOptions:
     grace: float = 7.0  # seconds a transfer in flight may take to finish after a stop
     renditions: Path | None = None  # the rendition cache; default: renditions/ by the state
     renditions_max_bytes: int = DEFAULT_MAX_BYTES
-
-
-def remote_key(action: Action) -> str:
-    """Where a placement lives on its platform: the master's path under the media root, so
-    that a platform mirrors the library's layout (the planner blocks two assets sharing one
-    file on one platform)."""
-    key = action.file or action.asset
-    if action.rendition_suffix:  # a rendition of another type (.mp4, .enc) says so
-        stem = PurePosixPath(key)
-        key = str(stem.with_suffix("")) + action.rendition_suffix if stem.suffix else key
-    return key
 
 
 @dataclass
@@ -246,8 +235,8 @@ class Recorder:
     ) -> None:
         with self._lock:
             self._placements[pa_id] = record
-            if details is not None:
-                self._details[pa_id] = json.dumps(details, sort_keys=True)
+            if details is not None:  # what a platform answered: no credential it echoed
+                self._details[pa_id] = json.dumps(redact_value(details), sort_keys=True)
 
     def event(self, event: EventRow, job: Job | None = None) -> None:
         with self._lock:

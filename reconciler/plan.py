@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import duckdb
@@ -278,6 +278,7 @@ def diff(con: Connection, desired: Desired, prune_all: bool = False) -> list[Act
     actions: list[Action] = []
     while rows := cursor.fetchmany(20_000):  # never all the rows as Python tuples at once
         actions += [_desired_action(row, desired) for row in rows]
+    _block_shared_keys(actions)
     orphans = con.execute(ORPHANS_SQL).fetchall()
     if orphans:
         actions += [_orphan_action(row, prune_all) for row in orphans]
@@ -288,6 +289,39 @@ def diff(con: Connection, desired: Desired, prune_all: bool = False) -> list[Act
 
 
 _HELD = "open conflict{s} on this copy; resolve with `reconcile conflicts resolve`"
+
+
+def remote_key(action: Action) -> str:
+    """Where a placement lives on its platform: the master's path under the media root, so
+    that a platform mirrors the library's layout, with a rendition's own suffix (.mp4, .enc)
+    when it has one."""
+    key = action.file or action.asset
+    if action.rendition_suffix:  # a rendition of another type says so
+        stem = PurePosixPath(key)
+        key = str(stem.with_suffix("")) + action.rendition_suffix if stem.suffix else key
+    return key
+
+
+def _block_shared_keys(actions: list[Action]) -> None:
+    """Two placements whose copies would have the same key on one platform (report.pdf
+    encrypted is report.pdf.enc, which may be another master's name): the one that already
+    has a copy, else the first asset code, keeps the key; the other is blocked, never a
+    conflict of the tool with its own copy."""
+    by_key: dict[tuple[str, str], list[Action]] = {}
+    for action in actions:
+        if action.action != "blocked":
+            by_key.setdefault((action.platform, remote_key(action)), []).append(action)
+    for (_platform, key), sharing in by_key.items():
+        if len(sharing) < 2:
+            continue
+        sharing.sort(key=lambda a: (a.platform_asset_id is None, a.asset))
+        owner = sharing[0]
+        for other in sharing[1:]:
+            other.action, other.blocked_by = "blocked", "shared-key"
+            other.reason = (
+                f"asset {owner.asset} already sends a copy to the same key ({key}) on this "
+                "platform; a platform holds one object per key"
+            )
 
 
 def _desired_action(row: tuple[Any, ...], desired: Desired) -> Action:

@@ -18,6 +18,7 @@ from typing import Any
 
 from reconciler.desired import BYTES_PER_MB, MetadataHasher, canonical_mime
 from reconciler.models import ManifestSet
+from reconciler.redact import redact
 from reconciler.sources import Observation
 from reconciler.store.db import Connection, insert_rows, upsert_rows, utcnow
 from reconciler.store.records import retire_deleted
@@ -298,8 +299,8 @@ def _placement_values(r: PlacementRecord) -> tuple[Any, ...]:
         r.synced_version,
         r.local_checksum,
         r.remote_checksum,
-        r.platform_asset_id,
-        r.platform_url,
+        redact(r.platform_asset_id) if r.platform_asset_id else r.platform_asset_id,
+        redact(r.platform_url) if r.platform_url else r.platform_url,  # a platform's link
         r.remote_key,
         r.metadata_hash,
         r.transform_hash,

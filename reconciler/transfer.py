@@ -20,11 +20,13 @@ bytes, not the plan":
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.desired import asset_metadata
 from reconciler.drivers.base import Driver, PermanentError, TemporaryError
-from reconciler.drivers.payload import NotLanded, Payload, SourceChanged
+from reconciler.drivers.payload import NotLanded, Payload, SourceChanged, stable_copy
 from reconciler.masters import Opened
 from reconciler.record import PlacementRecord
 from reconciler.store.db import utcnow
@@ -87,19 +89,25 @@ class Transfer:
         metadata = self._metadata(job)
         planned = master.payload(action.checksum)
         opened: Opened | None = None
-        try:
+        with ExitStack() as stack:
             payload = planned
             if action.rendition_id:
                 rendition = self._rendition(job, planned)
                 metadata["mime_type"] = rendition.mime
                 if not rendition.passthrough:
                     opened = self.run.transformer.open(rendition)
+                    stack.callback(opened.close)
                     payload = opened.payload(rendition.sha256)
                     payload.kind = "rendition"
                     payload.details["rendition"] = rendition.id
             self._intend(job, payload)
             if job.job_type == "initial" and not job.sent and self._adopted(job, driver, payload):
                 return  # (after an attempt of its own, what is at the key is this job's)
+            if not driver.commits_atomically:  # it keeps what it gets: send a verified copy
+                try:
+                    payload = stack.enter_context(stable_copy(payload, self._scratch()))
+                except SourceChanged:
+                    raise self._changed(job, payload) from None
             job.sent = True
             job.total_bytes = payload.size
             uploaded = self._send(job, driver, payload, metadata)
@@ -110,9 +118,6 @@ class Transfer:
                     f"the platform has {uploaded.remote_checksum[:12]}...)",
                     uploaded.remote_checksum,
                 )
-        finally:
-            if opened is not None:
-                opened.close()
         self._event(
             job, "upload_complete", "success", f"uploaded {job.key} to {action.platform}",
             {"bytes": payload.size},
@@ -135,6 +140,11 @@ class Transfer:
         self.recorder.placement(job.pa_id, record, uploaded.details)
 
     # -- steps ---------------------------------------------------------------------------
+    def _scratch(self) -> Path:
+        """Where private copies for sending go: beside the renditions (the same disk as the
+        state; a folder left by a killed run is swept with the renditions' work folders)."""
+        return self.run.transformer.cache.folder / "tmp"
+
     def _metadata(self, job: Job) -> dict[str, Any]:
         action = job.action
         declared = self.run.manifests.assets.get(action.asset)

@@ -75,6 +75,7 @@ class FakePlatforms:
         self.chunk_delay = 0.0  # seconds each upload chunk takes to arrive
         self.lost: set[str] = set()  # tus upload links the server forgot (the video stays)
         self.echo_key = False  # the REST API answers a rejected key with the key itself
+        self.idempotent: dict[str, str] = {}  # Idempotency-Key -> the object it made
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -206,7 +207,15 @@ def _handler(fake: FakePlatforms) -> type[BaseHTTPRequestHandler]:
                 if len(data) < int(self.headers.get("Content-Length") or 0):
                     self.close_connection = True  # the client went away: no object
                     return None
+                again = fake.idempotent.get(self.headers.get("Idempotency-Key", ""))
+                if self.command == "POST" and again in fake.objects:  # the first answer again
+                    found = fake.objects[again]
+                    body = {"id": again, "url": f"{fake.url}/files/{again}",
+                            "sha256": found["sha256"], "size": found["size"]}  # fmt: skip
+                    return self._send(201, body)
                 oid = f"obj-{fake.next_id()}" if self.command == "POST" else path[8:]
+                if self.headers.get("Idempotency-Key"):
+                    fake.idempotent[self.headers["Idempotency-Key"]] = oid
                 digest = hashlib.sha256(data).hexdigest()
                 fake.objects[oid] = {
                     "id": oid,

@@ -94,7 +94,12 @@ class RemoteObject:
 
 
 class Driver(ABC):
-    """One platform's transport."""
+    """One platform's transport. ``commits_atomically``: the driver can refuse to commit
+    bytes that turn out not to be the expected ones (a local rename, an S3 multipart
+    completion); a driver that cannot (a REST PUT, a resumable video upload) is sent from a
+    private, verified copy of the payload instead."""
+
+    commits_atomically = True
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform

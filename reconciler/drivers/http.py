@@ -23,6 +23,7 @@ Objects are found again by the id kept in the state file (``upload_sessions``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from abc import abstractmethod
@@ -46,13 +47,17 @@ from reconciler.drivers.base import (
 from reconciler.drivers.payload import NotLanded, Payload, SourceChanged
 from reconciler.drivers.state import Session
 from reconciler.models import Platform
+from reconciler.redact import register
 
 INTENT_PATIENCE = 2.0  # seconds a session may wait for a busy state file before bytes go
 
 
 class ApiDriver(Driver):
     """What the API drivers share: a thread-local HTTP session, the state file's index of
-    remote ids, and the platform's credential."""
+    remote ids, and the platform's credential. Their platforms keep what they receive, so
+    they are sent from a verified copy (``commits_atomically`` is False)."""
+
+    commits_atomically = False
 
     def __init__(self, platform: Platform) -> None:
         super().__init__(platform)
@@ -133,6 +138,7 @@ class HttpDriver(ApiDriver):
         if kind == "basic":
             import base64
 
+            register(secret.partition(":")[2])  # the password alone is a secret too
             return {"Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}
         return {"Authorization": f"Bearer {secret}"}
 
@@ -150,6 +156,12 @@ class HttpDriver(ApiDriver):
             "X-Reconcile-Key": quote(key, safe="/"),
             "X-Reconcile-Metadata": json.dumps(metadata, ensure_ascii=True, default=str),
             "X-Content-SHA256": sha256,
+            # the same bytes to the same key are one request, however often they are sent (a
+            # retry, or the next run after a kill before the answer arrived): a platform that
+            # honours the header answers with the object it made the first time
+            "Idempotency-Key": hashlib.sha256(
+                f"{self.platform.code}\0{key}\0{sha256}".encode()
+            ).hexdigest()[:40],
         }
         doing = f"uploading {key} to {self.platform.code}"
         previous = self.index(key) if self.state is not None else None

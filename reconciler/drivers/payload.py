@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from reconciler.drivers.base import PermanentError, TemporaryError
@@ -88,6 +91,30 @@ class Payload:
         exactly the expected bytes."""
         if digest != self.expected or count != self.size:
             raise SourceChanged(self, digest if count == self.size else f"{count} bytes")
+
+
+@contextmanager
+def stable_copy(payload: Payload, folder: Path) -> Iterator[Payload]:
+    """A private copy of the payload's bytes in ``folder``, hashed as it is made and checked
+    against the expected checksum before anything is sent (else :class:`SourceChanged`), for
+    a platform that cannot commit conditionally: every byte it is ever sent, in every attempt
+    and after a resume, comes from a copy that was verified to be the expected bytes. The copy
+    is removed afterwards."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f".send-{secrets.token_hex(8)}"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        reader = payload.reader()
+        while block := reader.read(BLOCK):
+            view = memoryview(block)
+            while view:
+                view = view[os.write(fd, view) :]
+        reader.confirm()
+        yield Payload(fd, reader.tell(), payload.expected, payload.name, payload.kind,
+                      dict(payload.details))  # fmt: skip
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
 
 
 class HashedReader:

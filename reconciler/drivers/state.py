@@ -22,6 +22,7 @@ from datetime import date
 from typing import Any
 
 from reconciler.errors import StateError
+from reconciler.redact import redact
 from reconciler.store.db import StateStore, utcnow
 
 _COLUMNS = (
@@ -69,6 +70,18 @@ class Session:
 
     def moved(self, **changes: Any) -> Session:
         return replace(self, **changes)
+
+
+def _recordable(column: str, value: Any) -> Any:
+    """A session's value as it may be written: a link a platform handed back is redacted
+    (it could carry the credential it was given); a session link that held one is not kept
+    at all (it would not work redacted: that upload starts over after a restart)."""
+    if column not in ("session_url", "remote_url") or not isinstance(value, str):
+        return value
+    clean = redact(value)
+    if clean != value and column == "session_url":
+        return None
+    return clean
 
 
 class DriverState:
@@ -187,7 +200,7 @@ class DriverState:
                             [self.platform, key],
                         )
                     else:
-                        values = [getattr(session, c) for c in _COLUMNS]
+                        values = [_recordable(c, getattr(session, c)) for c in _COLUMNS]
                         con.execute(_UPSERT, [self.platform, key, *values, now, now])
                 for day, (units, exhausted) in spent.items():
                     con.execute(

@@ -27,8 +27,21 @@ USER_AGENT = "media-sync-reconciler"
 BLOCK = 256 * 1024
 
 
+class _Session(requests.Session):
+    """A requests session that never carries a credential to another origin: requests
+    strips only ``Authorization`` on a redirect to another host; any header holding a
+    resolved secret (an API key in ``X-API-Key``, say) is stripped too."""
+
+    def rebuild_auth(self, prepared_request: Any, response: Any) -> None:
+        super().rebuild_auth(prepared_request, response)
+        if self.should_strip_auth(response.request.url, prepared_request.url):
+            for name, value in list(prepared_request.headers.items()):
+                if isinstance(value, str) and redact(value) != value:
+                    del prepared_request.headers[name]
+
+
 def session() -> requests.Session:
-    s = requests.Session()
+    s = _Session()
     s.headers["User-Agent"] = USER_AGENT
     return s
 

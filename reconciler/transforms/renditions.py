@@ -306,8 +306,11 @@ class RenditionCache:
         now = time.time()
         for work in (self.folder / "tmp").glob("*"):
             try:
-                if now - work.stat().st_mtime > STALE_WORK_SECONDS:
-                    shutil.rmtree(work, ignore_errors=True)
+                if now - work.lstat().st_mtime > STALE_WORK_SECONDS:
+                    if work.is_dir() and not work.is_symlink():
+                        shutil.rmtree(work, ignore_errors=True)
+                    else:  # a private copy for sending, left by a killed run
+                        work.unlink(missing_ok=True)
             except OSError:
                 pass
 
