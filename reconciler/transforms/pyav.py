@@ -3,10 +3,16 @@ the ffmpeg and ffprobe commands are not installed, so that ``pip install`` alone
 working video pipeline. It builds the same filter graph as :mod:`reconciler.transforms.video`
 (scale, square pixels, yuv420p, the watermark overlaid) and encodes H.264/AAC MP4 with the
 index at the front; the two give the same kind of rendition from the same recipe.
+
+Every file is opened as the ffmpeg engine opens it (:func:`video.open_options`): the ``file``
+protocol only, a demuxer from :data:`video.CONTAINERS` (forced by name once detected), the mov
+demuxer's data references off; the watermark is decoded from its PNG here, with the PNG
+demuxer only, and fed to the overlay (no ``movie`` filter, which would open files itself).
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from itertools import pairwise
@@ -14,6 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.transforms import TransformError
+from reconciler.transforms.video import (
+    MOV_OPTIONS,
+    WATERMARK_FORMAT,
+    VideoInfo,
+    container_of,
+    open_options,
+    refused,
+    url,
+)
 
 
 def _av() -> Any:
@@ -27,11 +42,11 @@ def _av() -> Any:
     return av
 
 
-def probe(source: Path) -> tuple[int, int, float | None, bool]:
-    """(width, height, duration in seconds, has audio) of the first video stream."""
+def probe(source: Path) -> VideoInfo:
+    """Dimensions, duration, audio and container of the first video stream."""
     av = _av()
     try:
-        with av.open(str(source)) as container:
+        with _open_master(av, source) as container:
             if not container.streams.video:
                 raise TransformError(f"ffmpeg cannot read {source.name}: no video stream")
             stream = container.streams.video[0]
@@ -43,9 +58,30 @@ def probe(source: Path) -> tuple[int, int, float | None, bool]:
                 duration = float(stream.duration * stream.time_base)
             if not width or not height:
                 raise TransformError(f"ffmpeg cannot read {source.name}: no picture size")
-            return width, height, duration, bool(container.streams.audio)
+            audio = bool(container.streams.audio)
+            kind = container_of(container.format.name)
+            assert kind is not None  # _open_master refuses any other
+            return VideoInfo(width, height, duration, audio, kind)
     except av.FFmpegError as exc:
         raise TransformError(f"ffmpeg cannot read {source.name}: {_reason(exc)}") from None
+
+
+def _open_master(av: Any, source: Path, demuxer: str | None = None) -> Any:
+    """``source`` opened for reading with ``demuxer`` (None: the one of
+    :data:`video.CONTAINERS` its bytes are), the ``file`` protocol only and the mov demuxer's
+    data references off; :func:`video.refused` for bytes in any other format."""
+    options = open_options(demuxer) | MOV_OPTIONS  # the mov options, explicit even when detecting
+    try:
+        container = av.open(url(source), format=demuxer, container_options=options)
+    except av.FFmpegError as exc:
+        # with these fixed options, detection's EINVAL is a format off the whitelist
+        if demuxer is None and getattr(exc, "errno", None) == errno.EINVAL:
+            raise refused(source) from None
+        raise
+    if container_of(container.format.name) is None:  # pragma: no cover - the whitelist holds
+        container.close()
+        raise refused(source)
+    return container
 
 
 def transcode(
@@ -54,16 +90,17 @@ def transcode(
     size: tuple[int, int],
     stamp: Path | None,
     encode: dict[str, Any],
-    duration: float | None,
+    info: VideoInfo,
     progress: Callable[[float], None] | None,
 ) -> None:
-    """Scale ``source`` to ``size``, overlay ``stamp`` (an RGBA PNG of that size), and write
-    an MP4 to ``dest``."""
+    """Scale ``source`` (as :func:`probe` found it: ``info``) to ``size``, overlay ``stamp``
+    (an RGBA PNG of that size), and write an MP4 to ``dest``."""
     av = _av()
+    duration = info.duration
     try:
         with (
-            av.open(str(source)) as src,
-            av.open(str(dest), "w", format="mp4", options={"movflags": "+faststart"}) as out,
+            _open_master(av, source, info.container) as src,
+            av.open(url(dest), "w", format="mp4", options={"movflags": "+faststart"}) as out,
         ):
             video_in = src.streams.video[0]
             audio_in = src.streams.audio[0] if src.streams.audio else None
@@ -118,15 +155,37 @@ def _graph(
         graph.add("setsar", "1"),
         graph.add("format", "yuv420p"),
     ]
+    mark, picture = None, None
     if stamp is not None:  # one picture: overlay repeats it to the end
+        picture = _picture(av, stamp)
         steps.append(graph.add("overlay", "0:0:format=auto"))
-        graph.add("movie", filename=str(stamp)).link_to(steps[-1], 0, 1)
+        mark = graph.add_buffer(
+            width=picture.width,
+            height=picture.height,
+            format=picture.format.name,
+            time_base=picture.time_base or Fraction(1, 25),
+        )
+        mark.link_to(steps[-1], 0, 1)
     steps.append(graph.add("buffersink"))
     source.link_to(steps[0])
     for before, after in pairwise(steps):
         before.link_to(after)
     graph.configure()
+    if mark is not None:
+        mark.push(picture)
+        mark.push(None)
     return graph, source.push
+
+
+def _picture(av: Any, stamp: Path) -> Any:
+    """The watermark's one frame, decoded from the PNG with the PNG demuxer only."""
+    with av.open(
+        url(stamp), format=WATERMARK_FORMAT, container_options=open_options(WATERMARK_FORMAT)
+    ) as png:
+        for picture in png.decode(video=0):
+            picture.pts = 0
+            return picture
+    raise TransformError(f"the watermark picture {stamp.name} has no frame")
 
 
 def _pulled(av: Any, graph: Any) -> Iterator[Any]:
