@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tempfile
@@ -93,6 +94,7 @@ def state_options(func: F) -> F:
     func = click.option(
         "--lock-timeout",
         type=click.FloatRange(min=0),
+        callback=_a_number,
         default=30.0,
         show_default=True,
         envvar="RECONCILE_LOCK_TIMEOUT",
@@ -108,6 +110,12 @@ def state_options(func: F) -> F:
         show_envvar=True,
         help="The state file (DuckDB). Created on first use by a command that writes.",
     )(func)
+
+
+def _a_number(_ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if math.isnan(value):
+        raise click.BadParameter("nan is not a number of seconds", param=param)
+    return value
 
 
 def open_store(state: Path, lock_timeout: float) -> StateStore:

@@ -19,7 +19,9 @@ from reconciler.transforms.recipe import DEFAULT_IMAGE_QUALITY
 
 # Formats written back as they came; anything else Pillow can read becomes PNG.
 KEEP_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "GIF": ".gif"}
-MAX_PIXELS = 40_000 * 40_000  # Pillow's bomb check, raised for large masters, still bounded
+# Pillow's bomb check, raised for large print masters (256 megapixels, about 1 GB to decode)
+# and still bounded: a crafted image cannot make a run (on every run) exhaust memory
+MAX_PIXELS = 16_000 * 16_000
 
 
 def render_image(
