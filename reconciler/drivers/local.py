@@ -9,6 +9,11 @@ rewritten during an update never replaces the good copy. A crash leaves at most 
 length fits), which :meth:`LocalDriver.cleanup` removes; never a half-written object under its
 final name.
 
+Nothing below the target is named by its path: folders are opened one component at a time
+from the target's descriptor without following symlinks, and files are made, renamed, read and
+unlinked relative to their folder (:mod:`reconciler.drivers.local_paths`), so a folder that
+someone swapped for a symlink never leads a write, a read or a delete outside the target.
+
 Like cp and rclone, it leaves flushing to disk to the kernel: a killed process loses nothing
 that it wrote. With ``fsync: true`` on the Platform, every file and its folder are flushed
 before the rename is reported, for durability across a power cut (at a large cost in speed).
@@ -16,6 +21,7 @@ before the rename is reported, for durability across a power cut (at a large cos
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -37,6 +43,7 @@ from reconciler.drivers.base import (
     TemporaryError,
     Uploaded,
 )
+from reconciler.drivers.local_paths import TargetFolders, key_parts, remove_empty, remove_files
 from reconciler.drivers.payload import NotLanded, Payload
 from reconciler.models import Platform
 
@@ -66,34 +73,58 @@ def os_failure(exc: OSError, doing: str) -> Exception:
 
 
 class LocalDriver(Driver):
+    """A folder as a platform: the object at ``a/b.mp4`` is the file ``<target>/a/b.mp4``.
+
+    The target is resolved once, when the driver is made (the user may name it through a
+    symlink); below it nothing is reached by path: every folder is opened from the target's
+    descriptor without following symlinks (see :mod:`reconciler.drivers.local_paths`)."""
+
     def __init__(self, platform: Platform) -> None:
         super().__init__(platform)
         assert platform.target is not None, "validation guarantees a local target"
-        self.root = Path(platform.target)
+        self.root = Path(os.path.realpath(platform.target))
         self.fsync = bool(platform.driver_config.get("fsync", False))
-        self._folders: set[Path] = set()  # folders known to exist
-
-    def path_of(self, key: str) -> Path:
-        parts = key.split("/")
-        if key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in key:
-            raise PermanentError(f"the key {key} would leave the target folder")
-        return self.root.joinpath(*parts)
+        self.folders = TargetFolders(self.root)
 
     def upload(
         self, payload: Payload, key: str, metadata: dict[str, Any], progress: Progress | None = None
     ) -> Uploaded:
-        dest = self.path_of(key)
-        if dest.parent not in self._folders:
-            try:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise os_failure(exc, f"cannot create {dest.parent}") from None
-            self._folders.add(dest.parent)
-        # a short name of its own, so that a destination name of any legal length fits
-        part = dest.with_name(f"{PART_MARK}{secrets.token_hex(6)}{PART_SUFFIX}")
-        committed = False
+        parts = key_parts(key)
+        dest = self.root.joinpath(*parts)
         try:
-            out = os.open(part, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            folder = self.folders.hold(parts[:-1], create=True, verb="written")
+        except OSError as exc:
+            raise os_failure(exc, f"cannot create {dest.parent}") from None
+        assert folder is not None, "made when missing"
+        with folder:
+            size, landed = self._write(payload, key, parts, folder.fd, progress)
+        return Uploaded(
+            platform_asset_id=key,
+            url=dest.as_uri(),
+            remote_checksum=landed,
+            details={"size": size},
+        )
+
+    def _write(
+        self,
+        payload: Payload,
+        key: str,
+        parts: tuple[str, ...],
+        folder: int,
+        progress: Progress | None,
+    ) -> tuple[int, str]:
+        """Copy the payload into a part file in ``folder`` (the open descriptor of the key's
+        folder), read it back, and rename it to the key's name only when it holds exactly the
+        expected bytes; returns (size, sha256) of what landed."""
+        dest = self.root.joinpath(*parts)
+        # a short name of its own, so that a destination name of any legal length fits
+        part = f"{PART_MARK}{secrets.token_hex(6)}{PART_SUFFIX}"
+        created = committed = False
+        try:
+            out = os.open(
+                part, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644, dir_fd=folder
+            )
+            created = True
             try:
                 size, landed = _copy_and_read_back(payload.fd, out, progress)
                 if self.fsync:
@@ -106,29 +137,36 @@ class LocalDriver(Driver):
                     f"was sent ({size} bytes, sha256 {landed[:12]}...); it was discarded",
                     landed,
                 )
-            os.replace(part, dest)
+            os.replace(part, parts[-1], src_dir_fd=folder, dst_dir_fd=folder)
             committed = True
             if self.fsync:
-                _fsync_dir(dest.parent)
+                os.fsync(folder)
         except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and not created:  # the folder was removed
+                self.folders.forget(parts[:-1])  # walked again by a retry
             raise os_failure(exc, f"writing {dest}") from None
         finally:
-            if not committed:
-                part.unlink(missing_ok=True)
-        return Uploaded(
-            platform_asset_id=key,
-            url=dest.as_uri(),
-            remote_checksum=landed,
-            details={"size": size},
-        )
+            if created and not committed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(part, dir_fd=folder)
+        return size, landed
 
     def stat(self, key: str, size: int | None = None) -> RemoteObject | None:
         """What is at ``key``: a regular file, hashed through a descriptor; anything else
         there (a symlink, a folder, a FIFO) is reported as an object of unknown content and
-        never followed or read."""
-        path = self.path_of(key)
+        never followed or read. A symlinked folder on the way is a PermanentError."""
+        parts = key_parts(key)
+        path = self.root.joinpath(*parts)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            folder = self.folders.hold(parts[:-1], create=False, verb="read")
+            if folder is None:
+                return None
+            with folder:
+                fd = os.open(
+                    parts[-1],
+                    os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                    dir_fd=folder.fd,
+                )
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -148,14 +186,17 @@ class LocalDriver(Driver):
             os.close(fd)
 
     def delete(self, key: str) -> None:
-        path = self.path_of(key)
+        """Unlink ``key`` (a symlink there is removed itself, never followed) and then the
+        folders it leaves empty, up to the target."""
+        parts = key_parts(key)
+        path = self.root.joinpath(*parts)
         try:
-            path.unlink(missing_ok=True)
-            parent = path.parent
-            while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
-                self._folders.discard(parent)
-                parent = parent.parent
+            folder = self.folders.hold(parts[:-1], create=False, verb="deleted")
+            if folder is None:
+                return
+            with folder, contextlib.suppress(FileNotFoundError):
+                os.unlink(parts[-1], dir_fd=folder.fd)
+            remove_empty(self.folders, parts[:-1], verb="deleted")
         except OSError as exc:
             raise os_failure(exc, f"deleting {path}") from None
 
@@ -171,16 +212,25 @@ class LocalDriver(Driver):
 
     def cleanup(self) -> int:
         """Remove the part files of interrupted uploads (``.reconcile-*.part``, and the
-        ``.NAME.reconcile-*.part`` names earlier versions used)."""
-        removed = 0
-        if not self.root.is_dir():
+        ``.NAME.reconcile-*.part`` names earlier versions used), walking the target by
+        descriptors: a folder swapped for a symlink is not entered."""
+        try:
+            top = self.folders.hold((), create=False, verb="deleted")
+        except NotADirectoryError:
             return 0
-        for dirpath, _, filenames in os.walk(self.root):
-            for name in filenames:
-                if PART_MARK in name and name.endswith(PART_SUFFIX) and name.startswith("."):
-                    Path(dirpath, name).unlink(missing_ok=True)
-                    removed += 1
-        return removed
+        if top is None:
+            return 0
+        with top:
+            return remove_files(top.fd, _is_part)
+
+    def finish(self) -> None:
+        """Close the folder descriptors (they are opened again if the driver is used again)."""
+        self.folders.close()
+        super().finish()
+
+
+def _is_part(name: str) -> bool:
+    return PART_MARK in name and name.endswith(PART_SUFFIX) and name.startswith(".")
 
 
 def _copy(
@@ -284,11 +334,3 @@ def _digest(fd: int, offset: int = 0, digest: Any = None, size_hint: int = CHUNK
             return digest.hexdigest()
         digest.update(block)
         offset += len(block)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
