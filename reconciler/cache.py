@@ -1,9 +1,12 @@
 """Caches kept outside the state file, so that an unchanged library costs little to plan again.
 
-* **hashes**: the sha256 of master files keyed by (path, device, inode, size, mtime_ns), one
-  file per media root. The state file has its own hash cache, written only by commands that
-  may write state; this one is also written by dry runs, which may not, so that a second dry
-  run in CI or on a laptop reads no master twice.
+* **hashes**: the sha256 of master files keyed by (path, device, inode, size, mtime_ns,
+  ctime_ns), one file per media root. The state file has its own hash cache, written only by
+  commands that may write state; this one is also written by dry runs, which may not, so that
+  a second dry run in CI or on a laptop reads no master twice. Entries are the plain tuples of
+  :class:`reconciler.sources.CacheEntry`; an entry of another shape (the 5-tuples without
+  ctime_ns that older versions wrote into the same file) is a miss, and the file is replaced
+  whole the next time a master is hashed.
 * **manifests**: parsed manifest documents by the sha256 of the file's bytes, one folder per
   manifests folder, so that unchanged files are not parsed again.
 
@@ -48,10 +51,15 @@ class Cache:
 
     # -- hashes ---------------------------------------------------------------------------
     def hashes(self, media_root: Path) -> dict[str, CacheEntry]:
+        """The hash cache of this media root as stored, or an empty one. Its entries are not
+        checked here: :func:`reconciler.sources.observe` takes any entry whose shape is not a
+        :class:`~reconciler.sources.CacheEntry` for a miss, which spares a pass over 100,000
+        entries that are almost always right."""
         raw = self._read(self._hash_file(media_root))
         return raw if isinstance(raw, dict) else {}  # observe checks each entry's shape
 
     def save_hashes(self, media_root: Path, entries: dict[str, CacheEntry]) -> None:
+        """Replace this media root's hash cache with ``entries``, atomically."""
         self._write(self._hash_file(media_root), {p: tuple(e) for p, e in entries.items()})
 
     def _hash_file(self, media_root: Path) -> Path | None:

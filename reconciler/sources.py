@@ -2,11 +2,19 @@
 
 Called by :mod:`reconciler.plan` before it plans. A file is read only when the hash cache (the
 state file's ``file_hashes`` table and the cache folder of :mod:`reconciler.cache`) has no
-entry with the same (path, device, inode, size, mtime_ns). Small misses are read in the
-calling thread, large ones in parallel threads (``hashlib.file_digest`` releases the GIL while
-it hashes). An entry whose mtime is within :data:`RACY_SECONDS` of the moment it was hashed is
-not cached, because a write in the same clock tick could change the content without changing
-the mtime (git calls these "racily clean").
+entry with the same (path, device, inode, size, mtime_ns, ctime_ns). Small misses are read in
+the calling thread, large ones in parallel threads (``hashlib.file_digest`` releases the GIL
+while it hashes).
+
+The mtime alone does not vouch for the bytes: anyone may set it back (``touch -r``,
+``cp --preserve``, ``unzip -o`` of a reproducible archive) after rewriting a file in place with
+other bytes of the same size. The inode change time (ctime) cannot be set by a user (short of
+setting the system clock); every write, and every change of the mtime, moves it to the
+present. So any change to a file after it was hashed shows in its ctime, provided the ctime
+then lay in an earlier clock tick than the change. An entry whose mtime or ctime is within
+:data:`RACY_SECONDS` of the moment it was hashed is therefore not cached, because a change in
+the same tick could leave both as they were (git calls these "racily clean"); it is hashed
+again next time.
 """
 
 from __future__ import annotations
@@ -24,17 +32,20 @@ from typing import NamedTuple
 
 from reconciler.masters import UnsafeMaster, open_master
 
-RACY_SECONDS = 2.0
+RACY_SECONDS = 2.0  # no cache entry for a file whose mtime or ctime is this recent
+ENTRY_SIZE = 6  # the length of a cache entry; entries of any other shape are misses
 
 
 class CacheEntry(NamedTuple):
-    """(device, inode, size, mtime_ns, sha256). Caches may hold plain 5-tuples of the same
-    shape: 100,000 of them load faster without building objects."""
+    """(device, inode, size, mtime_ns, ctime_ns, sha256). Caches may hold plain 6-tuples of
+    the same shape: 100,000 of them load faster without building objects. An entry of another
+    shape (the 5-tuples without ctime_ns that caches held before) is a miss."""
 
     device: int
     inode: int
     size: int
     mtime_ns: int
+    ctime_ns: int
     sha256: str
 
 
@@ -49,6 +60,7 @@ class Observation:
     device: int = 0
     inode: int = 0
     mtime_ns: int = 0
+    ctime_ns: int = 0
     cached: bool = False
 
 
@@ -89,37 +101,40 @@ def observe(
         hit = cache.get(path)
         if (
             isinstance(hit, tuple)
-            and len(hit) == 5
-            and hit[:4] == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            and len(hit) == ENTRY_SIZE
+            and hit[:5] == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         ):
             result.files[path] = Observation(
                 path,
                 st.st_size,
-                hit[4],
+                hit[5],
                 None,
                 st.st_dev,
                 st.st_ino,
                 st.st_mtime_ns,
+                st.st_ctime_ns,
                 cached=True,
             )
         else:
             todo.append((path, st))
     if not todo:
         return result
-    now_ns = time.time_ns()
+    # taken before any file is read: a file whose mtime and ctime are both older than this
+    # was not changed in the clock tick in which it is read
+    settled_ns = time.time_ns() - int(RACY_SECONDS * 1e9)
 
     def record(path: str, st: os.stat_result, digest: str | None, error: str | None) -> None:
         if error is not None or digest is None:
             result.files[path] = Observation(path, error=error)
             return
         result.files[path] = Observation(
-            path, st.st_size, digest, None, st.st_dev, st.st_ino, st.st_mtime_ns
+            path, st.st_size, digest, None, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns
         )
         result.hashed_files += 1
         result.hashed_bytes += st.st_size
-        if now_ns - st.st_mtime_ns > RACY_SECONDS * 1e9:
+        if st.st_mtime_ns < settled_ns and st.st_ctime_ns < settled_ns:
             result.new_cache[path] = CacheEntry(
-                st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, digest
+                st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest
             )
 
     # Large files go to threads (hashlib releases the GIL while it hashes big buffers); small
@@ -147,12 +162,15 @@ _CHANGED = "the file changed while it was being read; try again"
 
 
 def _same_file(before: os.stat_result, after: os.stat_result) -> bool:
-    return (before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns) == (
-        after.st_dev,
-        after.st_ino,
-        after.st_size,
-        after.st_mtime_ns,
-    )
+    """Whether nothing about the file changed between two stats, as far as a cache key sees:
+    a rewrite whose mtime was set back still moves the ctime."""
+    return (
+        before.st_dev,
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ctime_ns,
+    ) == (after.st_dev, after.st_ino, after.st_size, after.st_mtime_ns, after.st_ctime_ns)
 
 
 def _hash_small(path: str, st: os.stat_result, root: str) -> tuple[str | None, str | None]:
@@ -198,10 +216,14 @@ def _hash_large(path: str, st: os.stat_result, root: str) -> tuple[str | None, s
 
 
 def cacheable(observed: Observed) -> dict[str, CacheEntry]:
-    """Every observation worth remembering: read successfully and not racily clean."""
-    now_ns = time.time_ns()
-    return {
-        path: CacheEntry(o.device, o.inode, o.size, o.mtime_ns, o.sha256)
+    """Every observation worth remembering: the cache's own entries that were found to hold,
+    and the files hashed now that were not racily clean when they were read
+    (:attr:`Observed.new_cache`). A file judged racily clean at the moment it was read stays
+    out, however long ago that moment is by now."""
+    entries = {
+        path: CacheEntry(o.device, o.inode, o.size, o.mtime_ns, o.ctime_ns, o.sha256)
         for path, o in observed.files.items()
-        if o.sha256 is not None and now_ns - o.mtime_ns > RACY_SECONDS * 1e9
+        if o.cached and o.sha256 is not None
     }
+    entries.update(observed.new_cache)
+    return entries

@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
+import hashlib
+import marshal
+import os
 from pathlib import Path
 
 import pytest
 from planning import World
+from rewrites import rewrite_in_place
 
 import reconciler.manifests.load as load_module
+from reconciler import sources
 from reconciler.cache import Cache
 from reconciler.manifests.validate import validate_tree
 from reconciler.plan import make_plan
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> World:
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
     world = World(tmp_path).platform("CDN").rule("R", "CDN")
     for i in range(5):
         world.asset(f"VID-{i}", f"content {i}".encode())
     world.manifests()
-    for path in world.media.iterdir():  # old enough to be cached (not racily clean)
-        import os
-
+    for path in world.media.iterdir():  # an mtime long ago, as an archive leaves it
         os.utime(path, ns=(10**18, 10**18))
+    # their ctime is now, and no one can set it back: without a racily clean window they are
+    # cached at once instead of RACY_SECONDS from now
+    monkeypatch.setattr(sources, "RACY_SECONDS", 0.0)
     return world
 
 
@@ -44,6 +50,45 @@ def test_a_changed_master_is_read_again(world: World, tmp_path: Path) -> None:
     world.write_file("vid-3.mp4", b"changed content")
     again = make_plan(manifests, world.store, cache=cache)
     assert again.observed.hashed_files == 1
+
+
+def test_a_same_size_rewrite_with_its_mtime_restored_is_read_again(
+    world: World, tmp_path: Path
+) -> None:
+    cache = Cache(tmp_path / "cache")
+    manifests = world.manifests()
+    make_plan(manifests, world.store, cache=cache)
+    rewrite_in_place(world.media / "vid-3.mp4", b"CONTENT 3")
+    again = make_plan(manifests, world.store, cache=cache)
+    assert again.observed.hashed_files == 1
+    (vid3,) = [a for a in again.actions if a.asset == "VID-3"]
+    assert vid3.checksum == hashlib.sha256(b"CONTENT 3").hexdigest()
+    assert make_plan(manifests, world.store, cache=cache).observed.hashed_files == 0
+
+
+def test_hash_entries_from_before_ctime_are_misses(world: World, tmp_path: Path) -> None:
+    """A cache folder written by a version whose entries had no ctime_ns: every entry is a
+    miss (even one that would match and lies about the sha256), and the file is rewritten in
+    the new shape."""
+    cache = Cache(tmp_path / "cache")
+    manifests = world.manifests()
+    old_shape = {}
+    for path in sorted(world.media.iterdir()):
+        st = path.stat()
+        old_shape[str(path)] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "0" * 64)
+    hash_file = cache._hash_file(manifests.media_root)
+    assert hash_file is not None
+    hash_file.parent.mkdir(parents=True)
+    hash_file.write_bytes(marshal.dumps(old_shape))
+    plan = make_plan(manifests, world.store, cache=cache)
+    assert plan.observed.hashed_files == 5
+    assert sorted(a.checksum for a in plan.actions) == sorted(
+        hashlib.sha256(f"content {i}".encode()).hexdigest() for i in range(5)
+    )
+    rewritten = cache.hashes(manifests.media_root)
+    assert set(rewritten) == set(old_shape)
+    assert all(len(entry) == len(sources.CacheEntry._fields) for entry in rewritten.values())
+    assert make_plan(manifests, world.store, cache=cache).observed.hashed_files == 0
 
 
 def test_unchanged_manifests_are_not_parsed_again(

@@ -1,5 +1,11 @@
 """The hash cache in the state file (table ``file_hashes``): read before planning, written
-after hashing by commands that write state (never by a dry run)."""
+after hashing by commands that write state (never by a dry run).
+
+Rows are keyed like :class:`reconciler.sources.CacheEntry`, by (path, device, inode, size,
+mtime_ns, ctime_ns). Rows written before schema version 10 have no ctime_ns (NULL): they are
+not loaded, so their files count as misses and are hashed again; the next command that
+records the new observation replaces the row.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +14,24 @@ from reconciler.store.db import Connection, upsert_rows, utcnow
 
 
 def load(con: Connection | None) -> dict[str, CacheEntry]:
+    """Every usable entry by path; empty without a state file."""
     if con is None:
         return {}
     rows = con.execute(
-        "SELECT path, device, inode, size, mtime_ns, sha256 FROM file_hashes"
+        "SELECT path, device, inode, size, mtime_ns, ctime_ns, sha256 FROM file_hashes "
+        "WHERE ctime_ns IS NOT NULL"
     ).fetchall()
     return {r[0]: r[1:] for r in rows}
 
 
 def save(con: Connection, entries: dict[str, CacheEntry]) -> None:
+    """Insert the entries of new paths and replace those of known ones, in bulk."""
     now = utcnow()
     rows = [(path, *e, now) for path, e in entries.items()]
     upsert_rows(
         con,
         "file_hashes",
         "path",
-        ("path", "device", "inode", "size", "mtime_ns", "sha256", "hashed_at"),
+        ("path", "device", "inode", "size", "mtime_ns", "ctime_ns", "sha256", "hashed_at"),
         rows,
     )
