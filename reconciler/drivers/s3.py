@@ -19,10 +19,8 @@ never trusted, since anyone who can write the object can write it.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -50,12 +48,20 @@ from reconciler.drivers.base import (
     Uploaded,
 )
 from reconciler.drivers.payload import NotLanded, Payload, SourceChanged
+from reconciler.drivers.s3_parts import (
+    PART_SIZE,
+    PART_WORKERS,
+    b64,
+    composite_of,
+    hexed,
+    is_composite,
+    same,
+    send_parts,
+)
 from reconciler.drivers.state import Session
 from reconciler.models import Platform
 from reconciler.redact import register
 
-PART_SIZE = 8 * 1024 * 1024  # above this, a multipart upload of parts this size
-PART_WORKERS = 4  # parts in flight at once
 INTENT_PATIENCE = 2.0  # seconds an upload id may wait for a busy state file
 TEMPORARY_CODES = {
     "SlowDown",
@@ -164,11 +170,11 @@ class S3Driver(Driver):
             read = self._read_digest(self.full_key(key))
             if read != payload.expected or head.get("ContentLength") != payload.size:
                 raise NotLanded(f"{doing}: what the store holds now is not what was sent", read)
-        elif not _same(landed, sent) or head.get("ContentLength") != payload.size:
+        elif not same(landed, sent) or head.get("ContentLength") != payload.size:
             raise NotLanded(
                 f"{doing}: S3 reports checksum {landed} and {head.get('ContentLength')} bytes "
                 f"for what was sent as {sent} and {payload.size} bytes",
-                landed if landed is None or _composite(head) else _hex(landed),
+                landed if landed is None or is_composite(head) else hexed(landed),
             )
         self.keep(
             Session(key, "s3", "done", payload.expected, payload.size, remote_id=head.get("ETag"),
@@ -189,7 +195,7 @@ class S3Driver(Driver):
         reader = payload.reader()
         body = reader.read(payload.size)
         reader.confirm()
-        checksum = _b64(bytes.fromhex(reader.hexdigest))
+        checksum = b64(bytes.fromhex(reader.hexdigest))
         self.client.put_object(
             Bucket=self.bucket, Key=self.full_key(key), Body=body, ChecksumAlgorithm="SHA256",
             ChecksumSHA256=checksum,
@@ -214,11 +220,11 @@ class S3Driver(Driver):
         previous = self.state.session(key) if self.state is not None else None
         self.keep(started, INTENT_PATIENCE)  # recovery must know it: before the first part
         try:
-            parts = self._send_parts(payload, full, upload_id, progress)
+            parts = send_parts(self.client, self.bucket, full, upload_id, payload, progress)
             self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=full, UploadId=upload_id,
                 MultipartUpload={"Parts": [
-                    {"PartNumber": n, "ETag": etag, "ChecksumSHA256": _b64(digest)}
+                    {"PartNumber": n, "ETag": etag, "ChecksumSHA256": b64(digest)}
                     for n, etag, digest in parts
                 ]},
             )  # fmt: skip
@@ -229,50 +235,7 @@ class S3Driver(Driver):
             else:
                 self.forget(key)
             raise
-        composite = hashlib.sha256(b"".join(digest for _, _, digest in parts)).digest()
-        return f"{_b64(composite)}-{len(parts)}"
-
-    def _send_parts(
-        self, payload: Payload, full: str, upload_id: str, progress: Progress | None
-    ) -> list[tuple[int, str, bytes]]:
-        """Read the parts in order (so the whole payload is hashed as it is read) and upload
-        up to PART_WORKERS of them at once."""
-        reader = payload.reader()
-        done: list[tuple[int, str, bytes]] = []
-        sent = 0
-        with ThreadPoolExecutor(max_workers=PART_WORKERS) as pool:
-            running: list[Future[tuple[int, str, bytes, int]]] = []
-            number = 0
-            while reader.tell() < payload.size:
-                body = reader.read(min(PART_SIZE, payload.size - reader.tell()))
-                if not body:
-                    break  # shorter than when opened: confirm() says so
-                number += 1
-                running.append(pool.submit(self._part, full, upload_id, number, body))
-                while len(running) >= PART_WORKERS or (running and running[0].done()):
-                    n, etag, digest, size = running.pop(0).result()
-                    done.append((n, etag, digest))
-                    sent += size
-                    if progress is not None:
-                        progress(sent)
-            reader.confirm()
-            for future in running:
-                n, etag, digest, size = future.result()
-                done.append((n, etag, digest))
-                sent += size
-                if progress is not None:
-                    progress(sent)
-        return sorted(done)
-
-    def _part(
-        self, full: str, upload_id: str, number: int, body: bytes
-    ) -> tuple[int, str, bytes, int]:
-        digest = hashlib.sha256(body).digest()
-        answer = self.client.upload_part(
-            Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=body,
-            ChecksumSHA256=_b64(digest),
-        )  # fmt: skip
-        return number, str(answer["ETag"]), digest, len(body)
+        return composite_of(parts)
 
     def _abort(self, full: str, upload_id: str) -> None:
         with contextlib.suppress(Exception):  # best effort: recovery aborts it otherwise
@@ -301,15 +264,15 @@ class S3Driver(Driver):
             head.get("ChecksumSHA256"),
         )
         details = {"etag": etag, "s3_checksum": checksum}
-        if checksum and not _composite(head):
-            return RemoteObject(_hex(checksum), size, details)
+        if checksum and not is_composite(head):
+            return RemoteObject(hexed(checksum), size, details)
         known = self.state.session(key) if self.state is not None else None
         if (
             checksum
             and known is not None
             and known.state == "done"
             and known.file_size == size
-            and _same(checksum, known.remote_checksum)
+            and same(checksum, known.remote_checksum)
         ):
             return RemoteObject(known.file_sha256, size, details)
         if (  # a store without checksums: the ETag and size recorded when it was put
@@ -405,36 +368,6 @@ class S3Driver(Driver):
     def forget(self, key: str) -> None:
         if self.state is not None:
             self.state.forget(key)
-
-
-def _composite(head: dict[str, Any]) -> bool:
-    """Whether S3's checksum of an object is a checksum of its parts' checksums (a multipart
-    upload): said by ChecksumType, a ``-N`` suffix, or a multipart ETag."""
-    checksum = str(head.get("ChecksumSHA256") or "")
-    etag = str(head.get("ETag") or "").strip('"')
-    return head.get("ChecksumType") == "COMPOSITE" or "-" in checksum or "-" in etag
-
-
-def _same(reported: str | None, expected: str | None) -> bool:
-    """S3's checksum is the expected one; a composite may come with or without its ``-N``."""
-    if not reported or not expected:
-        return False
-    return (
-        reported == expected
-        or reported == expected.rsplit("-", 1)[0]
-        or (expected == reported.rsplit("-", 1)[0])
-    )
-
-
-def _b64(digest: bytes) -> str:
-    return base64.b64encode(digest).decode("ascii")
-
-
-def _hex(checksum: str) -> str:
-    try:
-        return base64.b64decode(checksum).hex()
-    except ValueError:
-        return checksum
 
 
 def _ascii(text: str) -> str:

@@ -156,9 +156,9 @@ def test_an_edited_plan_cannot_swap_in_other_manifests_and_exfiltrate_a_credenti
 def test_an_edited_plan_with_a_duplicated_action_is_refused(tmp_path: Path) -> None:
     """The attacker (or a merge of two plan files) repeats a reviewed create three times.
     Every action must be the very same change as a fresh one *and* each change asked once: a
-    repeated action must refuse the plan (exit 1, nothing applied). Before the fix, three jobs run for
-    one placement: the first uploads, the other two "adopt" the tool's own copy, so the copy
-    is recorded as not made by this tool (managed = false, never pruned), and two phantom
+    repeated action must refuse the plan (exit 1, nothing applied). Before the fix, three
+    jobs ran for one placement: the first uploads, the other two "adopt" the tool's own
+    copy, so the copy is recorded as not made by this tool (managed = false, never pruned), and two phantom
     placement rows are left that later plans count as copies (a prune then plans two deletes
     and an orphan for one file)."""
     world = World(tmp_path).platform("NAS").rule("R", "NAS").asset("VID-A", b"a" * 100)
@@ -686,9 +686,9 @@ MALFORMED = {
 def test_a_malformed_saved_plan_is_one_line_and_exit_1(tmp_path: Path, shape: str) -> None:
     """A plan file edited by hand (or mangled by a broken CI step) into other JSON shapes:
     `reconcile apply p.json` must say in one line that it is not a saved plan, exit 1, and
-    send nothing. Before the fix, most of these shapes end in a Python traceback (AttributeError on a
-    top-level null or list or a non-object action, TypeError on a state or manifests path
-    that is not a string or an unhashable asset code, ValueError on a NUL byte,
+    send nothing. Before the fix, most of these shapes ended in a Python traceback
+    (AttributeError on a top-level null or list or a non-object action, TypeError on a state
+    or manifests path that is not a string or an unhashable asset code, ValueError on a NUL byte,
     RecursionError on deep nesting)."""
     world = World(tmp_path).platform("NAS").rule("R", "NAS").asset("VID-A", b"a" * 100)
     world.manifests()
