@@ -155,12 +155,12 @@ def test_an_edited_plan_cannot_swap_in_other_manifests_and_exfiltrate_a_credenti
 
 def test_an_edited_plan_with_a_duplicated_action_is_refused(tmp_path: Path) -> None:
     """The attacker (or a merge of two plan files) repeats a reviewed create three times.
-    Every action must be the very same change as a fresh one *and* each change asked once: a
-    repeated action must refuse the plan (exit 1, nothing applied). Before the fix, three
-    jobs ran for one placement: the first uploads, the other two "adopt" the tool's own
-    copy, so the copy is recorded as not made by this tool (managed = false, never pruned), and two phantom
-    placement rows are left that later plans count as copies (a prune then plans two deletes
-    and an orphan for one file)."""
+    Every action must be the very same change as a fresh one *and* each change asked once:
+    a repeated action must refuse the plan (exit 1, nothing applied). Before the fix, three
+    jobs ran for one placement: the first uploaded, the other two "adopted" the tool's own
+    copy, so the copy was recorded as not made by this tool (managed = false, never pruned),
+    and two phantom placement rows were left that later plans counted as copies (a prune then
+    planned two deletes and an orphan for one file)."""
     world = World(tmp_path).platform("NAS").rule("R", "NAS").asset("VID-A", b"a" * 100)
     world.manifests()
     plan_file, data = saved_plan(world)
