@@ -124,6 +124,7 @@ class Job:
     total_bytes: int | None = None
     mismatched: bool = False  # a checksum mismatch was recorded during this job
     sent: bool = False  # an attempt of this job has sent bytes
+    intended_checksum: str | None = None  # what the placement's last job set out to write
     expected_checksum: str | None = None  # what must land; a rendition's once it is made
     expected_size: int | None = None  # its size, recorded with it before the first byte
     _progress_step: int = 0
@@ -565,6 +566,20 @@ class Run:
                 "ORDER BY pa.id DESC) = 1"
             ).fetchall()
         }
+        # what the last failed job of each placement set out to write: if the platform holds
+        # exactly that, it is this tool's own write (a run killed when recovery could not
+        # look); completed jobs need no such memory, their bytes are the recorded ones
+        intended = {
+            (asset, platform): expected
+            for asset, platform, expected in con.execute(
+                "SELECT sa.asset_code, sp.platform_code, j.expected_checksum FROM sync_jobs j "
+                "JOIN source_assets sa ON sa.id = j.asset_id "
+                "JOIN sync_platforms sp ON sp.id = j.platform_id "
+                "WHERE j.status = 'failed' AND j.expected_checksum IS NOT NULL "
+                "QUALIFY row_number() OVER (PARTITION BY j.asset_id, j.platform_id "
+                "ORDER BY j.id DESC) = 1"
+            ).fetchall()
+        }
         entries: list[tuple[Action, str, datetime | None, str | None]] = (
             [(a, "pending", None, None) for a in runnable]
             + [(a, "deferred", when, None) for a, when in deferred]
@@ -588,6 +603,7 @@ class Run:
                 key=key,
                 previous_key=old_key if old_key != key else None,
                 previous_remote_checksum=old_sum,
+                intended_checksum=intended.get((action.asset, action.platform)),
                 platform_id=ids["platform"][action.platform],
                 asset_id=ids["asset"][action.asset],
                 config_id=ids["rule"].get(action.rule or "", 0),

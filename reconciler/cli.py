@@ -26,6 +26,7 @@ from reconciler.cli_options import (
     media_root_option,
     open_store,
     output_option,
+    seconds,
     state_options,
     write_atomically,
 )
@@ -47,6 +48,7 @@ from reconciler.saved_plan import made_for as check_made_for
 from reconciler.saved_plan import read_saved_plan
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES, RenditionCache
 from reconciler.transforms.runner import default_folder as default_renditions
+from reconciler.transforms.runner import tool_files
 from reconciler.units import parse_size
 from reconciler.verify import verify as verify_copies
 
@@ -160,7 +162,7 @@ def run_plan(
     if output == "jsonl":
         raise click.UsageError("--output jsonl streams an apply; a plan is text, json or markdown")
     cache = Cache(default_folder())
-    manifest_set = load_manifests(manifests, media_root, cache)
+    manifest_set = load_manifests(manifests, media_root, cache, tool_files(state, renditions))
     check_narrowing(manifest_set, rule, platform)
     plan = make_plan(
         manifest_set,
@@ -203,7 +205,7 @@ def run_apply(
     if output == "markdown":
         raise click.UsageError("--output markdown renders a plan; use it with --dry-run")
     cache = Cache(default_folder())
-    manifest_set = load_manifests(manifests, media_root, cache)
+    manifest_set = load_manifests(manifests, media_root, cache, tool_files(state, renditions))
     check_narrowing(manifest_set, rule, platform)
     store = open_store(state, lock_timeout)
     observer = observer_for(output)
@@ -390,7 +392,9 @@ def apply_command(
     the file says so).
     """
     saved = read_saved_plan(plan_file)
-    check_made_for(saved, manifests, media_root, state)
+    moved = check_made_for(saved, manifests, media_root, state)
+    if moved is not None:
+        click.echo(f"note: {moved}", err=True)
     return run_apply(
         manifests=manifests,
         media_root=media_root,
@@ -428,7 +432,7 @@ def verify(
     conflict (re-synced next time instead when its rule says on_conflict: source_wins).
     Records last_verified_at and each platform's health. Exit 3 when conflicts were found.
     """
-    manifest_set = load_manifests(manifests, media_root)
+    manifest_set = load_manifests(manifests, media_root, private=tool_files(state))
     result = verify_copies(manifest_set, open_store(state, lock_timeout), platform)
     click.echo(VERIFY_RENDERERS[output](result, False))
     return result.exit_code
@@ -458,7 +462,7 @@ def explain(
     (enabled, format, size), the rendition each platform receives (its id, its transforms,
     whether it is cached) and what the state file records about each copy. Read-only.
     """
-    manifest_set = load_manifests(manifests, media_root)
+    manifest_set = load_manifests(manifests, media_root, private=tool_files(state, renditions))
     result = explain_asset(
         manifest_set,
         open_store(state, lock_timeout),
@@ -498,6 +502,7 @@ def validate(manifests: Path, media_root: Path | None, output: str) -> int:
 @click.option(
     "--debounce",
     type=click.FloatRange(min=0),
+    callback=seconds,
     default=1.0,
     show_default=True,
     help="Seconds of quiet after a change before a cycle runs.",
@@ -505,6 +510,7 @@ def validate(manifests: Path, media_root: Path | None, output: str) -> int:
 @click.option(
     "--interval",
     type=click.FloatRange(min=1),
+    callback=seconds,
     default=300.0,
     show_default=True,
     help="Seconds between full cycles, which also verify the platforms.",

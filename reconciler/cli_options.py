@@ -94,7 +94,7 @@ def state_options(func: F) -> F:
     func = click.option(
         "--lock-timeout",
         type=click.FloatRange(min=0),
-        callback=_a_number,
+        callback=seconds,
         default=30.0,
         show_default=True,
         envvar="RECONCILE_LOCK_TIMEOUT",
@@ -112,7 +112,8 @@ def state_options(func: F) -> F:
     )(func)
 
 
-def _a_number(_ctx: click.Context, param: click.Parameter, value: float) -> float:
+def seconds(_ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """A number of seconds: NaN compares false with every bound, so it is refused here."""
     if math.isnan(value):
         raise click.BadParameter("nan is not a number of seconds", param=param)
     return value
@@ -134,10 +135,17 @@ REPORT_FORMATS = ["text", "json", "csv"]
 
 
 def load_manifests(
-    manifests: Path, media_root: Path | None, cache: Cache | None = None
+    manifests: Path,
+    media_root: Path | None,
+    cache: Cache | None = None,
+    private: Sequence[Path] = (),
 ) -> ManifestSet:
-    """Validate the manifests; on problems print them to stderr and stop with exit 1."""
-    result = validate_tree(manifests, media_root, display_root=str(manifests), cache=cache)
+    """Validate the manifests; on problems print them to stderr and stop with exit 1.
+    ``private``: this tool's own files (:func:`reconciler.transforms.runner.tool_files`),
+    never masters."""
+    result = validate_tree(
+        manifests, media_root, display_root=str(manifests), cache=cache, private=private
+    )
     for problem in result.warnings:
         click.echo(problem.format(), err=True)
     if result.manifest_set is None:

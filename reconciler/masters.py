@@ -10,7 +10,9 @@ the checks are made again on the open descriptor, where they cannot be raced:
   root, and its target is opened with ``O_NOFOLLOW`` again);
 * ``O_NONBLOCK``, so that a master swapped for a FIFO cannot hang the open;
 * ``fstat`` on the descriptor must say a regular file;
-* the descriptor's real path (``/proc/self/fd``) must lie inside the media root.
+* the descriptor's real path (``/proc/self/fd``) must lie inside the media root;
+* it must not be a file the manifests reference as a credential, under any name
+  (:mod:`reconciler.credential_files`).
 
 Anything else is :class:`UnsafeMaster`, a permanent failure with a one-line reason; nothing
 outside the media root is ever read.
@@ -26,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from reconciler.credential_files import is_credential
 from reconciler.drivers.base import PermanentError
 from reconciler.drivers.payload import Payload
 
@@ -82,6 +85,8 @@ def open_master(path: str, root: str) -> Opened:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise UnsafeMaster(name, f"is not a regular file ({_kind(st.st_mode)})")
+        if is_credential(st):  # under any name: a link, a symlinked folder
+            raise UnsafeMaster(name, "is a credential file the manifests reference")
         real = _real_path(fd, path, st)
         if real is None or not below(real, root):
             raise UnsafeMaster(name, f"leads outside the media root {root}")

@@ -13,6 +13,8 @@ the pruning guards. A dry run calls it and writes nothing.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import posixpath
 import shutil
@@ -31,7 +33,7 @@ from reconciler.cache import Cache
 from reconciler.desired import BYTES_PER_MB, Desired, DesiredAsset, load_desired
 from reconciler.errors import ReconcilerError
 from reconciler.gcpause import gc_paused
-from reconciler.models import ManifestSet
+from reconciler.models import ManifestSet, Platform
 from reconciler.schedule import waiting_reason
 from reconciler.sources import CacheEntry, Observed, cacheable, observe
 from reconciler.store import hash_cache
@@ -102,6 +104,9 @@ class Plan:
     cached_renditions: list[str] = field(default_factory=list)  # of the plan's rendition ids
     observed: Observed | None = field(default=None, repr=False)  # not serialized
     rule: str | None = None  # the plan was narrowed to (and runs now) this rule
+    # where each platform sends bytes (a hash of its driver settings), so that a saved plan
+    # is never applied to a destination nobody reviewed
+    destinations: dict[str, str] = field(default_factory=dict)
     platform: str | None = None  # the plan was narrowed to this platform
 
     @property
@@ -127,6 +132,7 @@ class Plan:
             "state_fingerprint": self.state_fingerprint,
             "prune": self.prune,
             "rule": self.rule,
+            "destinations": self.destinations,
             "platform": self.platform,
             "notes": self.notes,
             "cached_renditions": self.cached_renditions,
@@ -157,6 +163,7 @@ class Plan:
             notes=list(data.get("notes", [])),
             rule=_code(data.get("rule"), "rule"),
             platform=_code(data.get("platform"), "platform"),
+            destinations={str(k): str(v) for k, v in dict(data.get("destinations") or {}).items()},
         )
 
 
@@ -291,6 +298,21 @@ def diff(con: Connection, desired: Desired, prune_all: bool = False) -> list[Act
 _HELD = "open conflict{s} on this copy; resolve with `reconcile conflicts resolve`"
 
 
+def destination(platform: Platform) -> str:
+    """A fingerprint of where a platform sends bytes and how it authenticates: its driver,
+    target, endpoint, credential reference and driver settings."""
+    settings = {
+        "driver": platform.driver,
+        "target": str(platform.target) if platform.target is not None else None,
+        "api_endpoint": platform.api_endpoint,
+        "auth_type": platform.auth_type,
+        "auth": [platform.auth.env, platform.auth.file] if platform.auth else None,
+        "settings": dict(platform.driver_config),
+    }
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def remote_key(action: Action) -> str:
     """Where a placement lives on its platform: the master's path under the media root, so
     that a platform mirrors the library's layout, with a rendition's own suffix (.mp4, .enc)
@@ -344,7 +366,11 @@ def _desired_action(row: tuple[Any, ...], desired: Desired) -> Action:
     asset = desired.assets[asset_code]
     rule = desired.rules[rule_code]
     book = desired.recipes
-    recipe = book.recipe(rule_code, platform, asset.mime) if book and rule.transform_rules else None
+    recipe = (
+        book.recipe(rule_code, platform, asset.mime, asset.source.asset_type)
+        if book and rule.transform_rules
+        else None
+    )
     rendition = recipe.rendition_id(asset.checksum) if recipe and asset.checksum else None
     if kind in ("noop", "update-metadata") and rendition != recorded_rendition:
         kind = "update"
@@ -609,6 +635,7 @@ def make_plan(
         created_at=utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
         prune=options.prune,
         observed=observed,
+        destinations={code: destination(p) for code, p in manifests.platforms.items()},
     )
     if not exists:
         plan.notes.append(f"no state file at {store.path}: planned against empty recorded state")

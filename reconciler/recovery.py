@@ -45,11 +45,18 @@ def recover_jobs(run: Run) -> list[str]:
     """Close every stale job; returns one note per job and per cleanup."""
     from reconciler.apply import JOB_KEPT_WHEN_NULL, JOB_UPDATE_COLUMNS
 
+    run.transformer.cache.sweep_work(0)  # under the run lock, every work file is a dead run's
     with run.store.reading() as con:
         if con is None:
             return []
         stale = con.execute(STALE_SQL).fetchall()
-    if not stale:
+        aborting = {
+            code for (code,) in con.execute(
+                "SELECT DISTINCT platform_code FROM upload_sessions "
+                "WHERE protocol = 's3' AND state = 'uploading'"
+            ).fetchall()
+        }  # fmt: skip
+    if not stale and not aborting:
         return []
     now = utcnow()
     jobs: list[tuple[Any, ...]] = []
@@ -57,8 +64,9 @@ def recover_jobs(run: Run) -> list[str]:
     events: list[EventRow] = []
     notes: list[str] = []
     cache = run.transformer.cache
-    # partial uploads first: what stat then finds is only what really landed
-    platforms = sorted({row[9] for row in stale if row[9] in run.manifests.platforms})
+    # partial uploads first: what stat then finds is only what really landed (and a multipart
+    # upload a failed cleanup left recorded is tried again, whatever jobs are stale)
+    platforms = sorted(({row[9] for row in stale} | aborting) & set(run.manifests.platforms))
     notes += _clean_up(run, platforms, events)
     for row in stale:
         (job_id, code, job_type, key, expected, version, meta_hash, transform_hash, asset,
@@ -85,10 +93,14 @@ def recover_jobs(run: Run) -> list[str]:
             if job_type == "delete":
                 placements.append(PlacementRecord(asset, platform, rule, "deleted"))
             else:
+                # a job that had a new key (a create, a copy that moved) may have found these
+                # bytes there and adopted them rather than sent them: whose they are cannot be
+                # told, so the copy is never pruned until this tool writes it again
+                ours = job_type == "update" and not previous_key
                 placements.append(
                     PlacementRecord(
                         asset, platform, rule, "synced", version, source_checksum or expected,
-                        expected, key, None, key, meta_hash, transform_hash, True, now, now,
+                        expected, key, None, key, meta_hash, transform_hash, ours, now, now,
                         rendition_id or "",
                     )
                 )  # fmt: skip

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from reconciler.plan import Action, Plan, PlanError
 
-COMPARED = (
+COMPARED = (  # (not the absolute path: another checkout of the same manifests is fine)
     "action",
     "rule",
     "file",
-    "path",
     "checksum",
     "size_bytes",
     "mime_type",
@@ -60,6 +60,7 @@ OPTIONAL_TOP: dict[str, tuple[type, ...]] = {
     "platform": (str, type(None)),
     "notes": (list,),
     "cached_renditions": (list,),
+    "destinations": (dict,),
 }
 
 
@@ -68,8 +69,14 @@ def read_saved_plan(path: Path) -> Plan:
     not a plan's shape, or holds values of the wrong type (checked before anything uses
     them, so an edited file can only ever be refused, never crash the command)."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_PLAN_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO never blocks
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ValueError("it is not a regular file")
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                raw = handle.read(MAX_PLAN_BYTES + 1)
+        finally:
+            os.close(fd)
         if len(raw) > MAX_PLAN_BYTES:
             raise ValueError("it is larger than any plan")
         data = json.loads(raw.decode("utf-8"))
@@ -147,22 +154,24 @@ def _action_fields() -> dict[str, tuple[type, ...]]:
 ACTION_FIELDS = _action_fields()
 
 
-def made_for(saved: Plan, manifests: Path, media_root: Path | None, state: Path) -> None:
-    """Refuse a plan made for other folders than the ones this apply works on: the plan file
-    never chooses which manifests are run, which files may be published or where state is
-    written (an edited plan could otherwise point them anywhere)."""
+def made_for(saved: Plan, manifests: Path, media_root: Path | None, state: Path) -> str | None:
+    """A note when the plan names other folders than the ones this apply works on. The plan
+    file never chooses which manifests run, which files may be published or where state is
+    written: those are always the apply command's own, and every action is checked against a
+    fresh plan made from them (another checkout of the same manifests applies fine)."""
     wanted = {
         "--manifests": (manifests, saved.manifests_dir),
         "--media-root": (media_root if media_root is not None else manifests, saved.media_root),
         "--state": (state, saved.state_path),
     }
-    for option, (given, planned) in wanted.items():
-        if os.path.realpath(given) != os.path.realpath(planned):
-            raise PlanMismatch(
-                f"this plan was made for {option} {planned}, and this apply works on "
-                f"{given}; nothing was applied: apply it with the same {option}, or make "
-                "the plan again"
-            )
+    moved = [
+        f"{option} {given} (the plan names {planned})"
+        for option, (given, planned) in wanted.items()
+        if os.path.realpath(given) != os.path.realpath(planned)
+    ]
+    if not moved:
+        return None
+    return "applied with " + ", ".join(moved) + "; every action was checked against them"
 
 
 def checked(saved: Plan, fresh: Plan) -> Plan:
@@ -186,6 +195,13 @@ def checked(saved: Plan, fresh: Plan) -> Plan:
         asked_for.add((asked.asset, asked.platform))
         current = now.get((asked.asset, asked.platform))
         difference = _difference(asked, current)
+        if difference is None and saved.destinations.get(asked.platform) != (
+            fresh.destinations.get(asked.platform)
+        ):
+            difference = (
+                f"{asked.asset} on {asked.platform}: the platform now sends its bytes "
+                "elsewhere (its driver settings changed since the plan was made)"
+            )
         if difference is not None:
             differences.append(difference)
             continue

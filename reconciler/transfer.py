@@ -101,8 +101,14 @@ class Transfer:
                     payload.kind = "rendition"
                     payload.details["rendition"] = rendition.id
             self._intend(job, payload)
-            if job.job_type == "initial" and not job.sent and self._adopted(job, driver, payload):
-                return  # (after an attempt of its own, what is at the key is this job's)
+            # a key this tool holds no copy at (a create, or an update whose copy moves, as
+            # x.pdf to x.pdf.enc): what is there is looked at first; after an attempt of its
+            # own, what is at the key is this job's
+            new_key = job.job_type == "initial" or job.previous_key is not None
+            if new_key and not job.sent and self._adopted(job, driver, payload):
+                if job.previous_key:
+                    driver.delete(job.previous_key)
+                return
             if not driver.commits_atomically:  # it keeps what it gets: send a verified copy
                 try:
                     payload = stack.enter_context(stable_copy(payload, self._scratch()))
@@ -302,7 +308,16 @@ class Transfer:
         if not job.previous_remote_checksum:
             return False
         remote = driver.stat(job.previous_key or job.key)
-        return remote is not None and remote.checksum != job.previous_remote_checksum
+        return remote is not None and not self._ours(job, remote.checksum)
+
+    @staticmethod
+    def _ours(job: Job, checksum: str | None) -> bool:
+        """The bytes recorded for the copy, or the ones its last job set out to write (a run
+        killed after they landed, whose recovery could not look)."""
+        return checksum is not None and checksum in (
+            job.previous_remote_checksum,
+            job.intended_checksum,
+        )
 
     def _check_untouched(self, job: Job, driver: Driver) -> None:
         """Before replacing, deleting or re-describing a copy, make sure nobody changed it
@@ -310,7 +325,7 @@ class Transfer:
         if not job.previous_remote_checksum:
             return
         remote = driver.stat(job.previous_key or job.key)
-        if remote is not None and remote.checksum != job.previous_remote_checksum:
+        if remote is not None and not self._ours(job, remote.checksum):
             self.recorder.conflict(
                 job.pa_id, "remote_modified", job.previous_remote_checksum, remote.checksum,
                 "changed on the platform outside reconcile; not overwritten",

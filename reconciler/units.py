@@ -31,7 +31,10 @@ def parse_size(text: str) -> int:
     unit = value[len(number) :].strip().lower()
     if unit not in _UNITS or not number:
         raise ValueError(f"'{text}' is not a size such as 500MB, 10GiB or 1048576")
-    size = float(number) * _UNITS[unit]
-    if size < 0 or size != size:
-        raise ValueError(f"'{text}' is not a size such as 500MB, 10GiB or 1048576")
-    return int(size)
+    try:
+        size = float(number) * _UNITS[unit]
+        if size < 0 or size != size or size == float("inf"):
+            raise ValueError
+        return int(size)
+    except (ValueError, OverflowError):
+        raise ValueError(f"'{text}' is not a size such as 500MB, 10GiB or 1048576") from None

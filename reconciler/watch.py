@@ -42,6 +42,7 @@ from reconciler.plan import PlanOptions, make_plan
 from reconciler.redact import redact
 from reconciler.store.db import StateStore, utcnow
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES
+from reconciler.transforms.runner import tool_files
 from reconciler.verify import verify
 
 
@@ -268,8 +269,9 @@ class Watcher:
     def _desired(self) -> ManifestSet | None:
         """The manifests to reconcile: the current ones when valid, else the last good."""
         result = validate_tree(
-            self.manifests_dir, self.media_root, display_root=self.display_root, cache=self.cache
-        )
+            self.manifests_dir, self.media_root, display_root=self.display_root,
+            cache=self.cache, private=tool_files(self.store.path, self.options.renditions),
+        )  # fmt: skip
         if result.manifest_set is not None:
             self.good, self.good_since = result.manifest_set, utcnow()
             self.skip = [str(self.store.path)] + [

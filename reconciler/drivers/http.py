@@ -23,8 +23,8 @@ Objects are found again by the id kept in the state file (``upload_sessions``).
 
 from __future__ import annotations
 
-import hashlib
 import json
+import secrets
 import threading
 from abc import abstractmethod
 from typing import Any
@@ -48,8 +48,6 @@ from reconciler.drivers.payload import NotLanded, Payload, SourceChanged
 from reconciler.drivers.state import Session
 from reconciler.models import Platform
 from reconciler.redact import register
-
-INTENT_PATIENCE = 2.0  # seconds a session may wait for a busy state file before bytes go
 
 
 class ApiDriver(Driver):
@@ -83,10 +81,25 @@ class ApiDriver(Driver):
         return self.state.remote(key)
 
     def keep(self, session: Session, before_sending: bool = False) -> None:
-        """Keep a session in the state file; one that must be there before the first byte
-        is sent waits a little for a busy file."""
-        if self.state is not None:
-            self.state.save(session, INTENT_PATIENCE if before_sending else 0.0)
+        """Keep a session in the state file (written when the file is free). One that must be
+        there before the first byte (to resume or remove it after a kill) waits for a busy
+        file up to the lock timeout; if it is still busy, the upload is not started now: a
+        temporary failure, retried."""
+        if self.state is None:
+            return
+        if not before_sending:
+            self.state.save(session)
+        elif not self.state.record_before_sending(session):
+            self._abandon_unrecorded(session)
+            raise TemporaryError(
+                f"the state file stayed busy, so the upload of {session.key} to "
+                f"{self.platform.code} could not be recorded before its first byte; it waits"
+            )
+
+    def _abandon_unrecorded(self, session: Session) -> None:
+        """What an upload that could not be recorded made on the platform goes (the video a
+        Vimeo upload created); the default has nothing to remove."""
+        self.forget(session.key)
 
     def forget(self, key: str) -> None:
         if self.state is not None:
@@ -156,15 +169,10 @@ class HttpDriver(ApiDriver):
             "X-Reconcile-Key": quote(key, safe="/"),
             "X-Reconcile-Metadata": json.dumps(metadata, ensure_ascii=True, default=str),
             "X-Content-SHA256": sha256,
-            # the same bytes to the same key are one request, however often they are sent (a
-            # retry, or the next run after a kill before the answer arrived): a platform that
-            # honours the header answers with the object it made the first time
-            "Idempotency-Key": hashlib.sha256(
-                f"{self.platform.code}\0{key}\0{sha256}".encode()
-            ).hexdigest()[:40],
         }
         doing = f"uploading {key} to {self.platform.code}"
         previous = self.index(key) if self.state is not None else None
+        headers["Idempotency-Key"] = self._idempotency_key(key, sha256, size)
         reader = payload.reader()
         response = web.call(
             self.http, self.method, url, doing, data=web.Chunk(reader, size, progress),
@@ -205,6 +213,25 @@ class HttpDriver(ApiDriver):
             sha256,
             {"checksum": "reported" if reported else "sent", "remote_id": str(remote_id)},
         )
+
+    def _idempotency_key(self, key: str, sha256: str, size: int) -> str:
+        """One key per intended upload, recorded before its first byte: a retry, or the next
+        run after a kill before the answer arrived, sends the same one, and a platform that
+        honours the header answers with the object it made then; a later upload of the same
+        bytes (a master reverted, a copy deleted on the platform) is a new intent and a new
+        key, so it is really stored again."""
+        session = self.state.session(key) if self.state is not None else None
+        if (
+            session is not None
+            and session.protocol == "http"
+            and session.state == "uploading"
+            and (session.file_sha256, session.file_size) == (sha256, size)
+            and session.session_url
+        ):
+            return session.session_url
+        fresh = secrets.token_hex(20)
+        self.keep(Session(key, "http", "uploading", sha256, size, fresh), before_sending=True)
+        return fresh
 
     def stat(self, key: str, size: int | None = None) -> RemoteObject | None:
         found = self.index(key)

@@ -62,7 +62,6 @@ from reconciler.drivers.state import Session
 from reconciler.models import Platform
 from reconciler.redact import register
 
-INTENT_PATIENCE = 2.0  # seconds an upload id may wait for a busy state file
 TEMPORARY_CODES = {
     "SlowDown",
     "ServiceUnavailable",
@@ -213,12 +212,20 @@ class S3Driver(Driver):
         id is recorded before the first part, so recovery can abort exactly it. Returns the
         composite checksum S3 must report."""
         full = self.full_key(key)
+        previous = self.state.session(key) if self.state is not None else None
+        if previous is not None and previous.state == "uploading" and previous.session_url:
+            self._abort_recorded(previous)  # an earlier one of ours: never left behind
+            previous = None
         upload_id = self.client.create_multipart_upload(
             Bucket=self.bucket, Key=full, ChecksumAlgorithm="SHA256", **extra
         )["UploadId"]
         started = Session(key, "s3", "uploading", payload.expected, payload.size, upload_id)
-        previous = self.state.session(key) if self.state is not None else None
-        self.keep(started, INTENT_PATIENCE)  # recovery must know it: before the first part
+        if self.state is not None and not self.state.record_before_sending(started):
+            self._abort(full, upload_id)  # recovery could not know it: never leave it
+            raise TemporaryError(
+                f"the state file stayed busy, so the upload of {key} could not be recorded "
+                "before its first part; it waits"
+            )
         try:
             parts = send_parts(self.client, self.bucket, full, upload_id, payload, progress)
             self.client.complete_multipart_upload(
@@ -273,14 +280,6 @@ class S3Driver(Driver):
             and known.state == "done"
             and known.file_size == size
             and same(checksum, known.remote_checksum)
-        ):
-            return RemoteObject(known.file_sha256, size, details)
-        if (  # a store without checksums: the ETag and size recorded when it was put
-            not checksum
-            and known is not None
-            and known.state == "done"
-            and known.remote_checksum is None
-            and (known.remote_id, known.file_size) == (etag, size)
         ):
             return RemoteObject(known.file_sha256, size, details)
         if expected_size is not None and size != expected_size:
@@ -344,22 +343,24 @@ class S3Driver(Driver):
             return 0
         mine = [s for s in self.state.sessions().values() if s.state == "uploading"]
         for session in mine:
-            assert session.session_url is not None
-            full = self.full_key(session.key)
-            try:
-                self.client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=full, UploadId=session.session_url
-                )
-            except ClientError as exc:
-                if str(exc.response.get("Error", {}).get("Code", "")) not in (
-                    "NoSuchUpload",
-                    "404",
-                ):
-                    raise failure(exc, f"cleaning up bucket {self.bucket}") from None
-            except Exception as exc:
-                raise failure(exc, f"cleaning up bucket {self.bucket}") from None
-            self.forget(session.key)
+            self._abort_recorded(session)
         return len(mine)
+
+    def _abort_recorded(self, session: Session) -> None:
+        """Abort a multipart upload this tool recorded, and only then forget it: one that
+        cannot be aborted now stays recorded, for the next cleanup (temporary failure)."""
+        assert session.session_url is not None
+        full = self.full_key(session.key)
+        try:
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=full, UploadId=session.session_url
+            )
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) not in ("NoSuchUpload", "404"):
+                raise failure(exc, f"aborting an upload of ours to bucket {self.bucket}") from None
+        except Exception as exc:
+            raise failure(exc, f"aborting an upload of ours to bucket {self.bucket}") from None
+        self.forget(session.key)
 
     def keep(self, session: Session, patience: float = 0.0) -> None:
         if self.state is not None:

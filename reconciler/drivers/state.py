@@ -121,6 +121,15 @@ class DriverState:
             self._unwritten[session.key] = session
         self.flush(patience)
 
+    def record_before_sending(self, session: Session) -> bool:
+        """Keep a session that must be on disk before its first byte goes (what recovery needs
+        to abort or resume it after a kill): wait up to the lock timeout for a busy state
+        file. False when it is still busy; the caller then sends nothing."""
+        with self._lock:
+            self.sessions()[session.key] = session
+            self._unwritten[session.key] = session
+        return self.flush(float(self.store.lock_timeout))
+
     def forget(self, key: str) -> None:
         with self._lock:
             self.sessions().pop(key, None)

@@ -124,6 +124,10 @@ class VimeoDriver(VideoApiDriver):
         self.keep(session)
         return session
 
+    def _abandon_unrecorded(self, session: Session) -> None:
+        self._abandon(session)
+        super()._abandon_unrecorded(session)
+
     def _abandon(self, session: Session) -> None:
         """The video an upload was for, when that upload will not be finished: deleted, so
         that no empty or wrong video is left in the account."""

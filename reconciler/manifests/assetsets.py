@@ -117,12 +117,16 @@ class Expansion:
             self.more_warnings += 1
 
 
-def expand(asset_set: AssetSet, media_root: Path) -> Expansion:
-    """Match the set's globs under ``media_root`` and generate a code and title per file."""
+def expand(asset_set: AssetSet, media_root: Path, private: tuple[str, ...] = ()) -> Expansion:
+    """Match the set's globs under ``media_root`` and generate a code and title per file.
+    Files at or below a ``private`` path (the tool's own state and renditions) are never
+    matched."""
     result = Expansion()
     seen: dict[str, str] = {}
     title_template = asset_set.title_template
     for rel, path, problem in match_files(media_root, asset_set.include, asset_set.exclude):
+        if private and any(path == p or path.startswith(p + os.sep) for p in private):
+            continue
         if problem == ESCAPES:
             result.error(f"{printable(rel)} is a symlink that leads outside the media root")
             continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path as FsPath
@@ -19,6 +19,7 @@ from typing import Any
 
 from croniter import CroniterBadDateError, croniter
 
+from reconciler import credential_files
 from reconciler.cache import Cache
 from reconciler.errors import UsageError
 from reconciler.gcpause import gc_paused
@@ -51,8 +52,15 @@ DRIVER_SETTINGS = (
     *("quota_daily_units", "quota_costs"),
 )
 
-# A fixed extension map, independent of the machine's /etc/mime.types.
+# A fixed extension map, independent of the machine's /etc/mime.types, with the media types
+# Python's own map lacks
 _MIME = mimetypes.MimeTypes(filenames=())
+for _ext, _type in {
+    ".mkv": "video/x-matroska", ".wmv": "video/x-ms-wmv", ".ogv": "video/ogg",
+    ".mts": "video/mp2t", ".m2ts": "video/mp2t", ".flv": "video/x-flv", ".m4v": "video/x-m4v",
+    ".mxf": "application/mxf", ".3gp": "video/3gpp", ".heic": "image/heic",
+}.items():  # fmt: skip
+    _MIME.add_type(_type, _ext, strict=False)
 
 
 _BY_EXTENSION: dict[str, str | None] = {}
@@ -96,12 +104,15 @@ def validate_tree(
     display_root: str | None = None,
     limits: Limits = DEFAULT_LIMITS,
     cache: Cache | None = None,
+    private: Sequence[FsPath] = (),
 ) -> ValidationResult:
     """Validate every manifest under ``manifests_dir``.
 
     ``media_root`` defaults to the manifests folder. ``display_root`` is how the folder is
-    shown in messages (by default as given). Raises :class:`UsageError` when a folder is
-    missing; every problem inside the manifests is returned, never raised.
+    shown in messages (by default as given). ``private``: the tool's own files and folders
+    (the state file and its companions, the rendition cache), never masters even when they
+    lie inside the media root. Raises :class:`UsageError` when a folder is missing; every
+    problem inside the manifests is returned, never raised.
     """
     manifests_dir = FsPath(manifests_dir)
     if not manifests_dir.is_dir():
@@ -128,6 +139,7 @@ def validate_tree(
     if cache is not None:
         cache.keep_manifests(manifests_dir, {f.digest for f in files.values() if f.digest})
     checker = _Checker(files, manifests_dir.resolve(), media_root.resolve(), limits)
+    checker.private = tuple(os.path.realpath(p) for p in private)
     return checker.run()
 
 
@@ -185,6 +197,7 @@ class _Checker:
     media_root: FsPath
     limits: Limits
     findings: list[Finding] = field(default_factory=list)
+    private: tuple[str, ...] = ()  # the tool's own files and folders (real paths)
 
     def __post_init__(self) -> None:
         self.locator = Locator(self.files, self.limits)
@@ -207,9 +220,18 @@ class _Checker:
             self._check_rule(item)
         rules = {d.code: self._rule(d) for d in valid["SyncRule"]}
         self._secrets = _secret_files(platforms, rules, self.manifests_dir)
+        credential_files.forbid(self._secrets)  # refused when opened, under any name
         assets: dict[str, Asset] = {}
         for item in by_kind["Asset"]:
             path = self._check_media_file(item)
+            if path is not None and self._own(path):
+                self._report_on(item)(
+                    ("spec", "file"),
+                    "path",
+                    f"{printable(item.spec['file'])} is one of this tool's own files (the "
+                    "state file or the rendition cache); it is never a master",
+                )
+                continue
             if path is not None and path in self._secrets:
                 self._report_on(item)(
                     ("spec", "file"),
@@ -532,7 +554,8 @@ class _Checker:
                 continue
             assert aset.origin is not None
             report = self._reporter(aset.origin.file, aset.origin.doc_index, "AssetSet", aset.code)
-            expansion = assetsets.expand(aset, self.media_root)
+            # the state file, the renditions: silently the tool's own, never masters
+            expansion = assetsets.expand(aset, self.media_root, self.private)
             for gen in expansion.files:
                 if gen.path in self._secrets or os.path.realpath(gen.path) in self._secrets:
                     expansion.warn(
@@ -586,6 +609,11 @@ class _Checker:
                     severity=WARNING,
                 )
         return generated
+
+    def _own(self, path: str) -> bool:
+        """Whether a file is one of the tool's own (the state file, its lock and journal,
+        a rendition), by the path it was found at."""
+        return any(path == p or path.startswith(p + os.sep) for p in self.private)
 
     def _owner(self, asset: Asset) -> str:
         if asset.asset_set:

@@ -223,7 +223,10 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     """``--since``: an ISO date or date-time (UTC), or an age such as 30m, 2h, 7d."""
     match = _RELATIVE.match(text.strip())
     if match:
-        return (now or utcnow()) - timedelta(**{_UNITS[match[2]]: int(match[1])})
+        try:
+            return (now or utcnow()) - timedelta(**{_UNITS[match[2]]: int(match[1])})
+        except OverflowError:
+            raise UsageError(f"--since '{text}' is further back than dates go") from None
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:

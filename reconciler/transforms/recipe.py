@@ -101,12 +101,27 @@ class Recipe:
         return ", ".join(p for p in parts if p)
 
 
+# video and image types whose MIME type says otherwise: a rule's transforms apply to them
+# too (the media tools then read them, or refuse them with a reason), never silently skipped
+VIDEO_TYPES = frozenset({"application/mxf", "application/ogg", "application/x-matroska"})
+
+
 def media_kind(mime: str) -> str:
     if mime.startswith("image/"):
         return "image"
-    if mime.startswith("video/"):
+    if mime.startswith("video/") or mime in VIDEO_TYPES:
         return "video"
     return "other"
+
+
+def kind_of(mime: str, asset_type: str | None = None) -> str:
+    """What the media steps treat a master as: by its MIME type, else (a type the MIME map
+    does not know) by the asset's declared type, so that a video rule is never silently
+    skipped for a video."""
+    kind = media_kind(mime)
+    if kind == "other" and asset_type in ("video", "image"):
+        return str(asset_type)
+    return kind
 
 
 def recipe_for(
@@ -114,10 +129,12 @@ def recipe_for(
     mime: str,
     platform_type: str | None,
     watermark_sha256: str | None = None,
+    kind: str | None = None,
 ) -> Recipe | None:
-    """The recipe for a master of ``mime`` under ``rules`` on a platform of
-    ``platform_type``; None when nothing applies (the master itself is uploaded)."""
-    kind = media_kind(mime)
+    """The recipe for a master of ``mime`` (treated as ``kind``, by default its MIME type's)
+    under ``rules`` on a platform of ``platform_type``; None when nothing applies (the master
+    itself is uploaded)."""
+    kind = kind or media_kind(mime)
     social = (
         SOCIAL_PRESETS.get(platform_type or "", FALLBACK_PRESET)
         if rules.get("optimize_for_social")
@@ -189,11 +206,14 @@ class RecipeBook:
         self._recipes: dict[tuple[str, str, str], Recipe | None] = {}
         self._watermarks: dict[str, str | None] = {}
 
-    def recipe(self, rule_code: str | None, platform_code: str, mime: str) -> Recipe | None:
+    def recipe(
+        self, rule_code: str | None, platform_code: str, mime: str, asset_type: str | None = None
+    ) -> Recipe | None:
         rule = self.manifests.rules.get(rule_code or "")
         if rule is None or not rule.transform_rules:
             return None
-        key = (rule.code, platform_code, media_kind(mime))
+        kind = kind_of(mime, asset_type)
+        key = (rule.code, platform_code, kind)
         if key not in self._recipes:
             rules = dict(rule.transform_rules)
             platform = self.manifests.platforms.get(platform_code)
@@ -202,6 +222,7 @@ class RecipeBook:
                 mime,
                 platform.platform_type if platform is not None else None,
                 self._watermark_sha256(rules.get("add_watermark")),
+                kind,
             )
         return self._recipes[key]
 

@@ -290,7 +290,7 @@ class RenditionCache:
             self._remove(rid)
             removed.append(rid)
             total -= size
-        self._sweep_work()
+        self.sweep_work()
         return removed
 
     def _remove(self, rid: str) -> None:
@@ -301,12 +301,20 @@ class RenditionCache:
         for leftover in self.folder.glob(f"{rid}.*"):
             leftover.unlink(missing_ok=True)
 
-    def _sweep_work(self) -> None:
-        """Work folders older than an hour were left by a run that was killed."""
+    def sweep_work(self, older_than: float = STALE_WORK_SECONDS) -> None:
+        """Remove work folders, private copies for sending and half-written records older
+        than ``older_than`` seconds: left by a run that was killed (under the run lock, any
+        age will do, as no other run can be using them)."""
         now = time.time()
+        for leftover in self.folder.glob(".*.json.*"):  # a record written when killed
+            try:
+                if now - leftover.lstat().st_mtime >= older_than:
+                    leftover.unlink(missing_ok=True)
+            except OSError:
+                pass
         for work in (self.folder / "tmp").glob("*"):
             try:
-                if now - work.lstat().st_mtime > STALE_WORK_SECONDS:
+                if now - work.lstat().st_mtime >= older_than:
                     if work.is_dir() and not work.is_symlink():
                         shutil.rmtree(work, ignore_errors=True)
                     else:  # a private copy for sending, left by a killed run

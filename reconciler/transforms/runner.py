@@ -27,6 +27,16 @@ def default_folder(state_path: Path) -> Path:
     return Path(state_path).parent / "renditions"
 
 
+def tool_files(state: Path, renditions: Path | None = None) -> list[Path]:
+    """This tool's own files, never masters even inside the media root: the state file with
+    its lock, journal and temporary siblings, and the rendition cache."""
+    state = Path(state)
+    return [
+        *(state.with_name(state.name + suffix) for suffix in ("", ".wal", ".lock", ".tmp")),
+        renditions or default_folder(state),
+    ]
+
+
 class Transformer:
     def __init__(
         self, manifests: ManifestSet, folder: Path, max_bytes: int = DEFAULT_MAX_BYTES
@@ -38,7 +48,13 @@ class Transformer:
 
     def recipe(self, action: Action) -> Recipe:
         """The recipe behind the action's rendition id, checked against the manifests now."""
-        recipe = self.recipes.recipe(action.rule, action.platform, action.mime_type or "")
+        declared = self.manifests.assets.get(action.asset)
+        recipe = self.recipes.recipe(
+            action.rule,
+            action.platform,
+            action.mime_type or "",
+            declared.asset_type if declared is not None else None,
+        )
         if (
             recipe is None
             or action.checksum is None

@@ -37,8 +37,10 @@ BACKENDS = ("ffmpeg", "pyav")
 # opens no other: the formats platforms take and cameras and editors write. Everything else is
 # refused, above all the demuxers that are references to other files (dash, hls, concat,
 # image2 sequences, webm_dash_manifest...) and raw or picture formats no one uploads as video.
-CONTAINERS = ("mov", "matroska", "avi", "mpegts", "flv")
-ACCEPTED = "MP4/MOV, Matroska/WebM, AVI, MPEG-TS or FLV"
+# Self-contained containers: each of these demuxers reads the one file and opens no other
+# (MXF is left out: its OP-Atom form can name essence in other files).
+CONTAINERS = ("mov", "matroska", "avi", "mpegts", "flv", "mpeg", "asf", "ogg")
+ACCEPTED = "MP4/MOV, Matroska/WebM, AVI, MPEG-TS, FLV, MPEG-PS, ASF/WMV or Ogg"
 # The mov demuxer can follow "data references" to media in other files; both options default
 # to off in FFmpeg and are passed anyway, so that no build or future default turns them on.
 MOV_OPTIONS = {"enable_drefs": "0", "use_absolute_path": "0"}

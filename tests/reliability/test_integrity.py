@@ -326,8 +326,16 @@ def test_an_edited_plan_cannot_publish_a_file_outside_the_media_root(
 
     refused = reconcile(world, "apply", str(edited_plan(world, point_elsewhere)), *world.cli_args())
     assert refused.returncode == 1, refused.stdout
-    assert "path was" in refused.stderr and "nothing was applied" in refused.stderr
-    assert not out(world, "NAS").exists() or not any(MARKER in d for d in published(world))
+    assert "checksum was" in refused.stderr and "nothing was applied" in refused.stderr
+    assert not out(world, "NAS").exists()
+
+    def only_the_path(data: dict) -> None:  # the file's path is never taken from the plan
+        data["actions"][0]["path"] = str(outside)
+
+    done = reconcile(world, "apply", str(edited_plan(world, only_the_path)), *world.cli_args())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (out(world, "NAS") / "vid-a.mp4").read_bytes() == b"a" * 100
+    assert not any(MARKER in d for d in published(world))
 
 
 def test_an_injected_delete_of_a_wanted_copy_is_refused(tmp_path: Path) -> None:

@@ -1,0 +1,37 @@
+"""The files the manifests reference as credentials, by identity, so that none is ever read
+as a master.
+
+Validation registers every referenced secret file (auth and client secrets, encryption keys)
+with :func:`forbid`, which records each existing file's (device, inode); the one safe way a
+master is opened (:mod:`reconciler.masters`) refuses a file with such an identity, whatever
+name or link it is reached by: another path, a symlinked folder, a hard link. Kept apart and
+import-light, as validation runs without the rest of the reconciler.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+
+_lock = threading.Lock()
+_identities: set[tuple[int, int]] = set()
+
+
+def forbid(paths: Iterable[str]) -> None:
+    """Remember the identity of every existing file among ``paths``."""
+    found = set()
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):  # not created yet (create: true), or unusable
+            continue
+        found.add((st.st_dev, st.st_ino))
+    with _lock:
+        _identities.update(found)
+
+
+def is_credential(st: os.stat_result) -> bool:
+    """Whether an open file is one the manifests reference as a credential."""
+    with _lock:
+        return (st.st_dev, st.st_ino) in _identities
