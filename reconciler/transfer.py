@@ -109,7 +109,7 @@ class Transfer:
                 if job.previous_key:
                     driver.delete(job.previous_key)
                 return
-            if not driver.commits_atomically:  # it keeps what it gets: send a verified copy
+            if driver.needs_verified_copy:  # it replaces in place: send a checked copy
                 try:
                     payload = stack.enter_context(stable_copy(payload, self._scratch()))
                 except SourceChanged:

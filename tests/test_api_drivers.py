@@ -470,8 +470,9 @@ def test_a_stop_during_an_upload_cancels_it_and_keeps_the_session(
     with pytest.raises(Cancelled):
         driver.upload(payload_of(source), "a.mp4", {"code": "VID-A"}, stop_halfway)
     session = DriverState(world.store, platform).session("a.mp4")
-    if platform == "CDN":
-        assert session is None and fake.objects == {}  # nothing half-made
+    if platform == "CDN":  # nothing half-made; the intent (its idempotency key) is kept
+        assert fake.objects == {}
+        assert session is not None and (session.state, session.remote_id) == ("uploading", None)
     else:
         assert session is not None and session.state == "uploading"
         assert session.bytes_confirmed < MiB

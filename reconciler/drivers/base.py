@@ -94,12 +94,13 @@ class RemoteObject:
 
 
 class Driver(ABC):
-    """One platform's transport. ``commits_atomically``: the driver can refuse to commit
-    bytes that turn out not to be the expected ones (a local rename, an S3 multipart
-    completion); a driver that cannot (a REST PUT, a resumable video upload) is sent from a
-    private, verified copy of the payload instead."""
+    """One platform's transport. ``needs_verified_copy``: the driver replaces an object in
+    place and cannot take bytes back that turn out not to be the expected ones (a REST PUT
+    to the object's own URL); it is then sent from a private copy of the payload, checked
+    before the first byte. Every other driver checks what it sent before it commits (a local
+    rename, an S3 multipart completion) or removes what it made (a new object, a video)."""
 
-    commits_atomically = True
+    needs_verified_copy = False
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform

@@ -52,10 +52,7 @@ from reconciler.redact import register
 
 class ApiDriver(Driver):
     """What the API drivers share: a thread-local HTTP session, the state file's index of
-    remote ids, and the platform's credential. Their platforms keep what they receive, so
-    they are sent from a verified copy (``commits_atomically`` is False)."""
-
-    commits_atomically = False
+    remote ids, and the platform's credential."""
 
     def __init__(self, platform: Platform) -> None:
         super().__init__(platform)
@@ -140,6 +137,8 @@ class HttpDriver(ApiDriver):
         self.id_field = str(self.config.get("id_field", "id"))
         self.url_field = str(self.config.get("url_field", "url"))
         self.checksum_field = str(self.config.get("checksum_field", "sha256"))
+        # a PUT replaces the object in place: it is sent from a copy checked beforehand
+        self.needs_verified_copy = self.method == "PUT"
 
     def _auth(self) -> dict[str, str]:
         kind = self.platform.auth_type or ("api_key" if self.platform.auth else "none")

@@ -100,15 +100,21 @@ def stable_copy(payload: Payload, folder: Path) -> Iterator[Payload]:
     a platform that cannot commit conditionally: every byte it is ever sent, in every attempt
     and after a resume, comes from a copy that was verified to be the expected bytes. The copy
     is removed afterwards."""
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f".send-{secrets.token_hex(8)}"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise _no_copy(payload, folder, exc) from None
     try:
         reader = payload.reader()
-        while block := reader.read(BLOCK):
-            view = memoryview(block)
-            while view:
-                view = view[os.write(fd, view) :]
+        try:
+            while block := reader.read(BLOCK):
+                view = memoryview(block)
+                while view:
+                    view = view[os.write(fd, view) :]
+        except OSError as exc:
+            raise _no_copy(payload, folder, exc) from None
         reader.confirm()
         yield Payload(fd, reader.tell(), payload.expected, payload.name, payload.kind,
                       dict(payload.details))  # fmt: skip
@@ -117,20 +123,68 @@ def stable_copy(payload: Payload, folder: Path) -> Iterator[Payload]:
         path.unlink(missing_ok=True)
 
 
+def _no_copy(payload: Payload, folder: Path, exc: OSError) -> PermanentError:
+    return PermanentError(
+        f"cannot make the checked copy of {payload.name} ({payload.size:,} bytes) that a "
+        f"platform replacing objects in place is sent from, in {folder}: "
+        f"{exc.strerror or exc}; free that much space there, or choose another folder with "
+        "--renditions"
+    )
+
+
 class HashedReader:
     """Reads a payload sequentially through ``pread`` (no shared file position, so a retry
-    or a second reader never disturbs it) and hashes every byte it returns."""
+    or a second reader never disturbs it) and hashes every byte it returns.
+
+    For protocols that resume (a chunk answered with less than was sent, a body sent again),
+    it remembers the hash at every :meth:`mark` (each chunk's start) and the last block it
+    read, so that :meth:`back_to` can go back to an offset with the hash of the bytes that
+    were really sent before it, never re-reading them from a master that may have changed."""
 
     def __init__(self, payload: Payload, start: int = 0) -> None:
         self.payload = payload
+        self._marks: dict[int, Any] = {}
+        self._last: tuple[int, bytes] | None = None  # the last block read: (offset, bytes)
+        self.rewind(start)
+
+    def rewind(self, start: int) -> None:
+        """Start again at ``start``, hashing bytes 0 to ``start`` as they are in the payload
+        now (for a resume: :meth:`back_to` when the bytes were sent in this run)."""
         self._digest = hashlib.sha256()
         self.offset = 0
+        self._marks.clear()
+        self._last = None
         while self.offset < start:  # the part sent before: hashed, not returned
-            block = payload.pread(min(BLOCK, start - self.offset), self.offset)
+            block = self.payload.pread(min(BLOCK, start - self.offset), self.offset)
             if not block:
                 break
             self._digest.update(block)
             self.offset += len(block)
+
+    def mark(self) -> None:
+        """Remember the hash here (a chunk starts)."""
+        self._marks[self.offset] = self._digest.copy()
+
+    def back_to(self, offset: int) -> bool:
+        """Go back to ``offset`` with the hash of what was read (and sent) before it: at a
+        mark, or inside the last block read. False when this reader cannot vouch for it."""
+        if offset == self.offset:
+            return True
+        if offset in self._marks:
+            self._digest = self._marks[offset].copy()
+        elif (
+            self._last is not None
+            and self._last[0] in self._marks
+            and (self._last[0] <= offset <= self._last[0] + len(self._last[1]))
+        ):
+            start, block = self._last
+            self._digest = self._marks[start].copy()
+            self._digest.update(block[: offset - start])
+        else:
+            return False
+        self.offset = offset
+        self._marks = {k: v for k, v in self._marks.items() if k <= offset}
+        return True
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
@@ -140,7 +194,11 @@ class HashedReader:
                 parts.append(block)
             return b"".join(parts)
         block = os.pread(self.payload.fd, size, self.offset)
+        if self.offset not in self._marks and self._marks:
+            self._marks[self.offset] = self._digest.copy()  # a block boundary, within chunks
         self._digest.update(block)
+        if self._marks:  # only a resumable protocol goes back: keep the last block for it
+            self._last = (self.offset, block)
         self.offset += len(block)
         return block
 

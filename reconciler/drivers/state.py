@@ -35,20 +35,23 @@ _COLUMNS = (
     "file_size",
     "bytes_confirmed",
     "remote_checksum",
+    "confirmed_sha256",
 )
 _SELECT = (
     "SELECT remote_key, protocol, state, session_url, remote_id, remote_url, file_sha256, "
-    "file_size, bytes_confirmed, remote_checksum FROM upload_sessions WHERE platform_code = ?"
+    "file_size, bytes_confirmed, remote_checksum, confirmed_sha256 FROM upload_sessions "
+    "WHERE platform_code = ?"
 )
 _UPSERT = (
     "INSERT INTO upload_sessions (platform_code, remote_key, protocol, state, session_url, "
     "remote_id, remote_url, file_sha256, file_size, bytes_confirmed, remote_checksum, "
-    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "confirmed_sha256, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (platform_code, remote_key) DO UPDATE SET protocol = excluded.protocol, "
     "state = excluded.state, session_url = excluded.session_url, "
     "remote_id = excluded.remote_id, remote_url = excluded.remote_url, "
     "file_sha256 = excluded.file_sha256, file_size = excluded.file_size, "
     "bytes_confirmed = excluded.bytes_confirmed, remote_checksum = excluded.remote_checksum, "
+    "confirmed_sha256 = excluded.confirmed_sha256, "
     "updated_at = excluded.updated_at"
 )
 
@@ -67,6 +70,7 @@ class Session:
     remote_url: str | None = None
     bytes_confirmed: int = 0
     remote_checksum: str | None = None  # what the platform itself reported for the object
+    confirmed_sha256: str | None = None  # of the bytes_confirmed bytes, as they were sent
 
     def moved(self, **changes: Any) -> Session:
         return replace(self, **changes)

@@ -58,6 +58,38 @@ class VideoApiDriver(ApiDriver):
             {"checksum": "sent", self.ID_DETAIL: remote_id, self.READY[0]: self.READY[1]},
         )
 
+    def _reader_at(
+        self, payload: Payload, session: Session | None, offset: int
+    ) -> HashedReader | None:
+        """A reader at ``offset`` (where the platform says the upload stands) whose hash
+        covers exactly the bytes the platform holds: the prefix is read from the payload
+        again and must hash to what was recorded when it was sent. None: it cannot be
+        vouched for, and the upload starts over."""
+        if offset == 0:
+            return payload.reader()
+        if session is None or offset != session.bytes_confirmed or not session.confirmed_sha256:
+            return None
+        reader = payload.reader(offset)
+        return reader if reader.hexdigest == session.confirmed_sha256 else None
+
+    def _confirmed(self, session: Session, reader: HashedReader, offset: int) -> Session:
+        """The session once the platform confirmed ``offset``: with the hash of those bytes
+        as they were sent, when the reader can vouch for it (it then stands there)."""
+        vouched = reader.back_to(offset)
+        return session.moved(
+            bytes_confirmed=offset, confirmed_sha256=reader.hexdigest if vouched else None
+        )
+
+    def _start_over(self, session: Session, doing: str) -> TemporaryError:
+        """The platform holds bytes this run cannot vouch for: what it made goes, and the
+        upload starts over on the next attempt."""
+        self._abandon(session)
+        self.forget(session.key)
+        return TemporaryError(
+            f"{doing}: the platform kept bytes that cannot be checked against what was sent; "
+            "the upload starts over"
+        )
+
     def _confirm(self, payload: Payload, reader: HashedReader, session: Session) -> None:
         """All bytes are on the platform: they must be the expected ones, read in this run
         (the part sent by an earlier run is read again). Otherwise the video goes."""

@@ -96,13 +96,21 @@ class VimeoDriver(VideoApiDriver):
                 session = None
             else:
                 offset = asked
+        reader = self._reader_at(payload, session, offset)
+        if session is not None and reader is None:  # what was sent cannot be vouched for
+            self._abandon(session)
+            self.forget(key)
+            session = None
         if session is None:
-            session = self._create(key, metadata, size, payload.expected, doing)
-        assert session.session_url is not None
-        reader = payload.reader(offset)
+            session, offset, reader = (
+                self._create(key, metadata, size, payload.expected, doing),
+                0,
+                payload.reader(),
+            )
+        assert session.session_url is not None and reader is not None
         while offset < size:
-            if reader.tell() != offset:  # the platform kept less than was sent
-                reader = payload.reader(offset)
+            if not reader.back_to(offset):  # the platform kept bytes not vouched for
+                raise self._start_over(session, doing)
             start, length = offset, min(self.chunk, size - offset)
             response = self._call(
                 "PATCH", session.session_url, doing, ok=(404, 409, 410),
@@ -117,7 +125,7 @@ class VimeoDriver(VideoApiDriver):
                 offset = asked if asked is not None else 0
                 continue
             offset = int(response.headers.get("Upload-Offset", start + length))
-            session = session.moved(bytes_confirmed=offset)
+            session = self._confirmed(session, reader, offset)
             self.keep(session)
         session = session.moved(state="uploaded", bytes_confirmed=size)
         self._confirm(payload, reader, session)

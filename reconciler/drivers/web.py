@@ -120,23 +120,23 @@ def _short(exc: Exception) -> str:
 class Chunk:
     """The next ``length`` bytes of a payload, read through its hashing ``reader`` in blocks
     as requests sends them (a chunk is never held whole in memory); ``sent`` is called with
-    the position in the file reached so far, and may raise Cancelled. A body is read once:
-    a second iteration would hash its bytes twice, so it is refused."""
+    the position in the file reached so far, and may raise Cancelled. A body sent again (a
+    307 or 308 redirect keeps it; a request retried with a fresh access token) is read again
+    from its start, the reader rewound so that every byte is hashed once."""
 
     def __init__(
         self, reader: HashedReader, length: int, sent: Callable[[int], None] | None = None
     ) -> None:
         self.reader, self.length, self.sent = reader, length, sent
         self.start = reader.tell()
-        self._read = False
+        reader.mark()
 
     def __len__(self) -> int:
         return self.length
 
     def __iter__(self) -> Iterator[bytes]:
-        if self._read or self.reader.tell() != self.start:
-            raise PermanentError("an upload body was read twice; this is a bug")
-        self._read = True
+        if self.reader.tell() != self.start and not self.reader.back_to(self.start):
+            raise PermanentError("an upload body could not be sent again; this is a bug")
         for block in self.reader.blocks(self.length, BLOCK):
             yield block
             if self.sent is not None:

@@ -185,13 +185,21 @@ class YouTubeDriver(VideoApiDriver):
                 session = None  # the platform forgot the session: start over
             else:
                 offset = asked
+        reader = self._reader_at(payload, session, offset)
+        if session is not None and reader is None:  # what was sent cannot be vouched for
+            self._abandon(session)
+            self.forget(key)
+            session = None
         if session is None:
-            session = self._start(key, metadata, size, payload.expected, doing)
-        assert session.session_url is not None
-        reader = payload.reader(offset)
+            session, offset, reader = (
+                self._start(key, metadata, size, payload.expected, doing),
+                0,
+                payload.reader(),
+            )
+        assert session.session_url is not None and reader is not None
         while True:
-            if reader.tell() != offset:  # the platform kept less than was sent
-                reader = payload.reader(offset)
+            if not reader.back_to(offset):  # the platform kept bytes not vouched for
+                raise self._start_over(session, doing)
             start, end = offset, min(offset + self.chunk, size)
             response = self._put(
                 session.session_url, doing, data=web.Chunk(reader, end - start, progress),
@@ -200,7 +208,7 @@ class YouTubeDriver(VideoApiDriver):
             )  # fmt: skip
             if response.status_code == 308:
                 offset = _next_offset(response)
-                session = session.moved(bytes_confirmed=offset)
+                session = self._confirmed(session, reader, offset)
                 self.keep(session)
                 continue
             return self._uploaded(session, response, doing, payload, reader)
@@ -256,7 +264,14 @@ class YouTubeDriver(VideoApiDriver):
             return None
         if response.status_code == 308:
             return _next_offset(response)
-        return self._uploaded(session, response, doing, payload, payload.reader(size))
+        # finished without its answer reaching us: the part sent before must be vouched for
+        reader = self._reader_at(payload, session, session.bytes_confirmed)
+        if reader is None:
+            video = _json(response, doing).get("id")
+            raise self._start_over(session.moved(remote_id=str(video) if video else None), doing)
+        for _ in reader.blocks(payload.size - reader.tell()):
+            pass  # the rest, sent by the run that stopped, read again
+        return self._uploaded(session, response, doing, payload, reader)
 
     def _uploaded(
         self,
