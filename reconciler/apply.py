@@ -125,6 +125,7 @@ class Job:
     mismatched: bool = False  # a checksum mismatch was recorded during this job
     sent: bool = False  # an attempt of this job has sent bytes
     intended_checksum: str | None = None  # what the placement's last job set out to write
+    replaces: Any = None  # the identity of the object checked at the key ("absent": none)
     expected_checksum: str | None = None  # what must land; a rendition's once it is made
     expected_size: int | None = None  # its size, recorded with it before the first byte
     _progress_step: int = 0

@@ -6,7 +6,10 @@ encryption keys, OAuth2 access tokens, the AWS chain), and each value is registe
 is resolved, with the forms it takes when a platform or a library echoes it back: base64 (a
 basic-auth header), URL encoding, Python's escaping (``'Bearer abc\\ndef'`` in an
 ``InvalidHeader`` error), JSON escaping, and each line of a value that holds a newline.
-:func:`redact` replaces every registered form in a text with ``[REDACTED]``.
+:func:`redact` replaces every registered form in a text with ``[REDACTED]``: a form of six
+characters or more wherever it appears, a shorter one (three to five characters, a short
+password) where it stands as a whole token, so that ordinary words are left alone; a value
+shorter than that is not a credential that could be kept out of messages at all.
 
 It runs where messages are made and where they leave the process: every driver failure
 (:class:`reconciler.drivers.base.DriverError` redacts its own message), every event and job
@@ -17,15 +20,19 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 MARK = "[REDACTED]"
-MIN_LENGTH = 6  # shorter values would blank out ordinary words
+MIN_LENGTH = 6  # a form at least this long is removed wherever it appears
+SHORT_LENGTH = 3  # shorter forms (down to this) only as a whole token: not inside words
 
 _lock = threading.Lock()
 _forms: list[str] = []  # longest first
+_short_forms: set[str] = set()
+_short: re.Pattern[str] | None = None  # the short forms, each between non-word characters
 
 
 def register(value: str | bytes | None) -> None:
@@ -40,12 +47,20 @@ def register(value: str | bytes | None) -> None:
     for line in text.splitlines():
         if len(line.strip()) >= MIN_LENGTH:
             forms |= set(_forms_of(line.strip()))
+    short = {f for f in forms if SHORT_LENGTH <= len(f) < MIN_LENGTH}
     forms = {f for f in forms if len(f) >= MIN_LENGTH}
+    global _short
     with _lock:
         new = forms.difference(_forms)
         if new:
             _forms.extend(new)
             _forms.sort(key=len, reverse=True)
+        if short - _short_forms:
+            _short_forms.update(short)
+            words = sorted(_short_forms, key=len, reverse=True)
+            _short = re.compile(
+                "|".join(rf"(?<![A-Za-z0-9]){re.escape(f)}(?![A-Za-z0-9])" for f in words)
+            )
 
 
 def _forms_of(text: str) -> list[str]:
@@ -68,11 +83,11 @@ def redact(text: str) -> str:
     if not text:
         return text
     with _lock:
-        forms = list(_forms)
+        forms, short = list(_forms), _short
     for form in forms:
         if form in text:
             text = text.replace(form, MARK)
-    return text
+    return short.sub(MARK, text) if short is not None else text
 
 
 def redact_value(value: Any) -> Any:

@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.desired import asset_metadata
 from reconciler.drivers.base import Driver, PermanentError, TemporaryError
-from reconciler.drivers.payload import NotLanded, Payload, SourceChanged, stable_copy
+from reconciler.drivers.payload import (
+    NotLanded,
+    Payload,
+    ReplacedMeanwhile,
+    SourceChanged,
+    stable_copy,
+)
 from reconciler.masters import Opened
 from reconciler.record import PlacementRecord
 from reconciler.store.db import utcnow
@@ -114,6 +120,8 @@ class Transfer:
                     payload = stack.enter_context(stable_copy(payload, self._scratch()))
                 except SourceChanged:
                     raise self._changed(job, payload) from None
+            if job.replaces is not None and not job.sent:  # (a retry: it may be our own)
+                payload.details["replaces"] = job.replaces  # still there when replaced
             job.sent = True
             job.total_bytes = payload.size
             uploaded = self._send(job, driver, payload, metadata)
@@ -149,7 +157,7 @@ class Transfer:
     def _scratch(self) -> Path:
         """Where private copies for sending go: beside the renditions (the same disk as the
         state; a folder left by a killed run is swept with the renditions' work folders)."""
-        return self.run.transformer.cache.folder / "tmp"
+        return self.run.transformer.cache.private_folder() / "tmp"
 
     def _metadata(self, job: Job) -> dict[str, Any]:
         action = job.action
@@ -174,6 +182,11 @@ class Transfer:
             )
         except SourceChanged:
             raise self._changed(job, payload) from None
+        except ReplacedMeanwhile as exc:
+            kind = "foreign_object" if job.replaces == "absent" else "remote_modified"
+            self.recorder.conflict(job.pa_id, kind, job.previous_remote_checksum, None, str(exc))
+            self._event(job, "conflict_detected", "failed", str(exc))
+            raise
         except NotLanded as exc:
             if payload.digest_now() != payload.expected:  # the descriptor's bytes moved
                 raise self._changed(job, payload) from None
@@ -195,6 +208,7 @@ class Transfer:
         replace exactly that object)."""
         remote = driver.stat(job.key, size=payload.size)
         if remote is None:
+            job.replaces = "absent"  # and still nothing there when the copy is put in place
             return False
         action = job.action
         if remote.checksum == payload.expected:
@@ -325,6 +339,13 @@ class Transfer:
         if not job.previous_remote_checksum:
             return
         remote = driver.stat(job.previous_key or job.key)
+        if (
+            remote is not None
+            and self._ours(job, remote.checksum)
+            and not job.previous_key
+            and not job.sent  # after an attempt of its own, what is at the key is this job's
+        ):
+            job.replaces = remote.details.get("identity")  # checked again before the rename
         if remote is not None and not self._ours(job, remote.checksum):
             self.recorder.conflict(
                 job.pa_id, "remote_modified", job.previous_remote_checksum, remote.checksum,

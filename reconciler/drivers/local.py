@@ -44,7 +44,7 @@ from reconciler.drivers.base import (
     Uploaded,
 )
 from reconciler.drivers.local_paths import TargetFolders, key_parts, remove_empty, remove_files
-from reconciler.drivers.payload import NotLanded, Payload
+from reconciler.drivers.payload import NotLanded, Payload, ReplacedMeanwhile
 from reconciler.models import Platform
 
 PART_MARK = ".reconcile-"
@@ -84,7 +84,9 @@ class LocalDriver(Driver):
         assert platform.target is not None, "validation guarantees a local target"
         self.root = Path(os.path.realpath(platform.target))
         self.fsync = bool(platform.driver_config.get("fsync", False))
-        self.folders = TargetFolders(self.root)
+        self.folders = TargetFolders(
+            self.root, follow_symlinks=bool(platform.driver_config.get("follow_symlinks", False))
+        )
 
     def upload(
         self, payload: Payload, key: str, metadata: dict[str, Any], progress: Progress | None = None
@@ -137,6 +139,7 @@ class LocalDriver(Driver):
                     f"was sent ({size} bytes, sha256 {landed[:12]}...); it was discarded",
                     landed,
                 )
+            _still(payload.details.get("replaces"), parts[-1], folder, dest)
             os.replace(part, parts[-1], src_dir_fd=folder, dst_dir_fd=folder)
             committed = True
             if self.fsync:
@@ -179,7 +182,10 @@ class LocalDriver(Driver):
                 return RemoteObject(checksum=None, details={"kind": "not a regular file"})
             if size is not None and st.st_size != size:  # other bytes, whatever they are
                 return RemoteObject(checksum=None, size=st.st_size)
-            return RemoteObject(checksum=_digest(fd, size_hint=st.st_size), size=st.st_size)
+            digest = _digest(fd, size_hint=st.st_size)
+            if identity(os.fstat(fd)) != identity(st):  # written to while it was read
+                return RemoteObject(checksum=None, size=st.st_size)
+            return RemoteObject(digest, st.st_size, {"identity": identity(st)})
         except OSError as exc:
             raise os_failure(exc, f"reading {path}") from None
         finally:
@@ -334,3 +340,25 @@ def _digest(fd: int, offset: int = 0, digest: Any = None, size_hint: int = CHUNK
             return digest.hexdigest()
         digest.update(block)
         offset += len(block)
+
+
+def identity(st: os.stat_result) -> list[int]:
+    """What tells one version of a file from another without reading it."""
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _still(replaces: Any, name: str, folder: int, dest: Path) -> None:
+    """Just before the rename: the object at the key is still the one the job checked when it
+    began (``replaces``: its identity, or "absent"), or :class:`ReplacedMeanwhile`. One that
+    was removed meanwhile is simply made again."""
+    if replaces is None:
+        return
+    try:
+        now: Any = identity(os.stat(name, dir_fd=folder, follow_symlinks=False))
+    except FileNotFoundError:
+        return
+    if now != replaces:
+        raise ReplacedMeanwhile(
+            f"{dest} was changed on the platform while the update was being made; it was "
+            "left as it is"
+        )

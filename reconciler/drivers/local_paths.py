@@ -53,7 +53,10 @@ def key_parts(key: str) -> Parts:
 
 def symlinked(path: Path, verb: str) -> PermanentError:
     """The failure for a symlink found where a folder of the target should be."""
-    return PermanentError(f"{path} on the target is a symlink; nothing was {verb} through it")
+    return PermanentError(
+        f"{path} on the target is a symlink; nothing was {verb} through it (when an "
+        "administrator made it so on purpose, set follow_symlinks: true on the platform)"
+    )
 
 
 class _Entry:
@@ -94,9 +97,12 @@ class Held:
 class TargetFolders:
     """The open folders of one target, safe to share between threads."""
 
-    def __init__(self, root: Path, keep_open: int = KEEP_OPEN) -> None:
+    def __init__(
+        self, root: Path, keep_open: int = KEEP_OPEN, follow_symlinks: bool = False
+    ) -> None:
         self.root = root  # already resolved: the user may name the target through a symlink
         self.keep_open = keep_open
+        self.follow = follow_symlinks  # the platform's owner allows symlinked folders
         self._lock = threading.Lock()
         self._open: OrderedDict[Parts, _Entry] = OrderedDict()
         # closes what is still open if the driver is dropped without finish()
@@ -198,7 +204,7 @@ class TargetFolders:
 
     def _open_child(self, parent: int, parts: Parts, create: bool, verb: str) -> int | None:
         try:
-            return _open_or_make(parts[-1], parent, create)
+            return _open_or_make(parts[-1], parent, create, self.follow)
         except _Symlink:
             raise symlinked(self.root.joinpath(*parts), verb) from None
 
@@ -207,10 +213,18 @@ class _Symlink(Exception):
     """A symlink where a folder was opened."""
 
 
-def _open_or_make(name: str, parent: int | None, create: bool) -> int | None:
+def _open_or_make(name: str, parent: int | None, create: bool, follow: bool = False) -> int | None:
     """Open the folder ``name`` in ``parent`` (or the target, by its resolved path, when
     ``parent`` is None), making it first when it is missing and ``create``; None when it is
-    missing and not ``create``."""
+    missing and not ``create``. ``follow``: a symlinked folder is opened where it leads."""
+    if follow and parent is not None:
+        with contextlib.suppress(FileNotFoundError):
+            return os.open(name, OPEN_FOLDER & ~os.O_NOFOLLOW, dir_fd=parent)
+        if not create:
+            return None
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o777, dir_fd=parent)
+        return os.open(name, OPEN_FOLDER & ~os.O_NOFOLLOW, dir_fd=parent)
     try:
         return _open_folder(name, parent)
     except FileNotFoundError:

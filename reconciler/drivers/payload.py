@@ -40,6 +40,11 @@ class SourceChanged(PermanentError):
         self.found = found
 
 
+class ReplacedMeanwhile(PermanentError):
+    """The object the upload was to replace changed on the platform after it was checked (a
+    colleague's edit during a long transfer): nothing was committed over it."""
+
+
 class NotLanded(TemporaryError):
     """The platform holds other bytes than were sent (``found``: their checksum)."""
 

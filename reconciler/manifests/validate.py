@@ -44,7 +44,7 @@ KINDS = tuple(KIND_SCHEMAS)
 CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 CRON_HORIZON_YEARS = 10  # a schedule must fire within this; croniter itself gives up at 50
 DRIVER_SETTINGS = (
-    *("bucket", "prefix", "region", "endpoint_url", "fsync"),
+    *("bucket", "prefix", "region", "endpoint_url", "fsync", "follow_symlinks"),
     *("upload_method", "upload_path", "health_path", "api_key_header"),
     *("id_field", "url_field", "checksum_field"),
     *("upload_endpoint", "token_url", "client_id", "client_secret", "chunk_size_kib"),

@@ -128,6 +128,17 @@ class RenditionCache:
             details=info.get("details"),
         )
 
+    def private_folder(self) -> Path:
+        """The cache folder, readable by its owner only: what is derived from a master (a
+        resized embargoed picture) is never more readable than a private master."""
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            if self.folder.stat().st_uid == os.getuid() and self.folder.stat().st_mode & 0o077:
+                self.folder.chmod(0o700)
+        except OSError:
+            pass
+        return self.folder
+
     def expected(self, rid: str) -> tuple[str, int] | None:
         """(sha256, size) of a finished rendition, from its record alone (no hashing): what a
         job about to upload it will send, recorded before its first byte."""
@@ -166,6 +177,7 @@ class RenditionCache:
                 return found
             started = time.monotonic()
             work = self.folder / "tmp" / f"{rid[:16]}-{uuid.uuid4().hex[:8]}"
+            self.private_folder()
             work.mkdir(parents=True, exist_ok=True)
             try:
                 output, details, key_created = self._render(
