@@ -115,9 +115,9 @@ def _shape_problem(data: Any) -> str | None:
         if not isinstance(action, dict):
             return f"action {i + 1} is not a JSON object"
         for name, value in action.items():
-            kinds = ACTION_FIELDS.get(name)
-            if kinds is not None and not _is(value, kinds):
-                return f"action {i + 1}: '{name}' is not {_names(kinds)}"
+            allowed = ACTION_FIELDS.get(name)
+            if allowed is not None and not _is(value, allowed):
+                return f"action {i + 1}: '{name}' is not {_names(allowed)}"
             if isinstance(value, str) and "\0" in value:
                 return f"action {i + 1}: '{name}' holds a NUL byte"
     return None

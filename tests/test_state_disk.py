@@ -92,7 +92,8 @@ def test_a_full_disk_is_a_one_line_error_and_nothing_is_half_written(tmp_path: P
     with tmpfs(tmp_path / "small", "32m") as folder:
         state = folder / "reconciler.duckdb"
         load_sample(StateStore(state))
-        args = [*world.cli_args()[:4], "--state", str(state), "--renditions", str(tmp_path)]
+        renditions = str(tmp_path / "renditions")  # off the small disk
+        args = [*world.cli_args()[:4], "--state", str(state), "--renditions", renditions]
         filler = fill(folder, leave=4096)  # a page for the lock record, none for a commit
         before = state.read_bytes()
 

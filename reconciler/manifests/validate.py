@@ -229,7 +229,8 @@ class _Checker:
                     ("spec", "file"),
                     "path",
                     f"{printable(item.spec['file'])} is one of this tool's own files (the "
-                    "state file or the rendition cache); it is never a master",
+                    "state file, or inside the rendition cache folder); it is never a master: "
+                    "keep --state and --renditions apart from the masters",
                 )
                 continue
             if path is not None and path in self._secrets:
