@@ -4,7 +4,7 @@ a platform that follows its protocol to the letter or a kill -9 does, and what m
 hold. Real files, real subprocesses of `python -m reconciler` where the defect shows on the
 CLI, loopback platforms speaking HTTP, and the loopback S3 server.
 
-Each docstring tells the attack, what the product does, and what must hold."""
+Each docstring tells the attack, what the product did before it was fixed, and what must hold."""
 
 from __future__ import annotations
 
