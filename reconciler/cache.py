@@ -4,7 +4,7 @@
   ctime_ns), one file per media root. The state file has its own hash cache, written only by
   commands that may write state; this one is also written by dry runs, which may not, so that
   a second dry run in CI or on a laptop reads no master twice. Entries are the plain tuples of
-  :class:`reconciler.sources.CacheEntry`; an entry of another shape (the 5-tuples without
+  :class:`reconciler.observe.sources.CacheEntry`; an entry of another shape (the 5-tuples without
   ctime_ns that older versions wrote into the same file) is a miss, and the file is replaced
   whole the next time a master is hashed.
 * **manifests**: parsed manifest documents by the sha256 of the file's bytes, one folder per
@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from reconciler.sources import CacheEntry
+from reconciler.observe.sources import CacheEntry
 
 FORMAT = "v1"
 
@@ -52,8 +52,9 @@ class Cache:
     # -- hashes ---------------------------------------------------------------------------
     def hashes(self, media_root: Path) -> dict[str, CacheEntry]:
         """The hash cache of this media root as stored, or an empty one. Its entries are not
-        checked here: :func:`reconciler.sources.observe` takes any entry whose shape is not a
-        :class:`~reconciler.sources.CacheEntry` for a miss, which spares a pass over 100,000
+        checked here:
+        :func:`~reconciler.observe.sources.observe` takes any entry whose shape is not a
+        :class:`~reconciler.observe.sources.CacheEntry` for a miss, which spares a pass over 100,000
         entries that are almost always right."""
         raw = self._read(self._hash_file(media_root))
         return raw if isinstance(raw, dict) else {}  # observe checks each entry's shape

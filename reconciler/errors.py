@@ -7,7 +7,10 @@ only place that turns these into process exit codes (see :data:`ExitCode`).
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import IntEnum
+
+from reconciler.redact import redact
 
 
 class ExitCode(IntEnum):
@@ -43,3 +46,39 @@ class StateError(ReconcilerError):
 
 class LockTimeout(StateError):
     """Another process kept the state file longer than --lock-timeout."""
+
+
+# -- Failures of a transfer, raised by drivers and by reading a master (see drivers.base).
+
+
+class DriverError(Exception):
+    """Root of driver failures. Its message is redacted as it is made: a platform that echoes
+    a rejected credential in its answer cannot carry it into an event, a job row or a
+    terminal (see :mod:`reconciler.redact`)."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(redact(message))
+
+
+class TemporaryError(DriverError):
+    """A failure worth retrying, perhaps after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(DriverError):
+    """A failure that retrying cannot fix."""
+
+
+class Deferred(DriverError):
+    """The platform accepts no more work before ``until`` (UTC); not worth retrying now."""
+
+    def __init__(self, message: str, until: datetime) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+class Cancelled(Exception):
+    """Raised by a progress callback to stop a transfer; drivers must let it through."""

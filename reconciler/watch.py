@@ -33,17 +33,17 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from reconciler.apply import ApplyOptions, ApplyResult, Job, NullObserver, apply_plan, recover
+from reconciler.apply.renditions import tool_files
+from reconciler.apply.run import ApplyOptions, ApplyResult, Job, NullObserver, apply_plan, recover
+from reconciler.apply.verify import verify
 from reconciler.cache import Cache, default_folder
 from reconciler.errors import ReconcilerError
 from reconciler.manifests.validate import validate_tree
-from reconciler.models import ManifestSet
-from reconciler.plan import PlanOptions, make_plan
+from reconciler.model import ManifestSet
+from reconciler.plan.diff import PlanOptions, make_plan
 from reconciler.redact import redact
 from reconciler.store.db import StateStore, utcnow
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES
-from reconciler.transforms.runner import tool_files
-from reconciler.verify import verify
 
 
 @dataclass(frozen=True)

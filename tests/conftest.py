@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from reconciler.cli import cli
+from reconciler.cli.main import cli
 
 Run = Callable[..., Result]
 

@@ -7,7 +7,7 @@ import os
 import weakref
 from pathlib import Path
 
-from reconciler.drivers.payload import Payload
+from reconciler.observe.payload import Payload
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

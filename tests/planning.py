@@ -8,12 +8,12 @@ from typing import Any
 
 import yaml
 
-from reconciler.apply import ApplyOptions, ApplyResult, apply_plan, recover
-from reconciler.desired import fingerprint
+from reconciler.apply.recorder import PlacementRecord, record_objects, record_placements
+from reconciler.apply.run import ApplyOptions, ApplyResult, apply_plan, recover
 from reconciler.manifests.validate import validate_tree
-from reconciler.models import ManifestSet
-from reconciler.plan import Action, Plan, PlanOptions, make_plan
-from reconciler.record import PlacementRecord, record_objects, record_placements
+from reconciler.model import ManifestSet
+from reconciler.plan.desired import fingerprint
+from reconciler.plan.diff import Action, Plan, PlanOptions, make_plan
 from reconciler.store.db import StateStore, utcnow
 
 

@@ -22,8 +22,8 @@ import yaml
 from apiservers import API_KEY, REFRESH_TOKEN, VIMEO_TOKEN, FakePlatforms
 from planning import World, apply_run, rows
 
-from reconciler.apply import ApplyOptions
-from reconciler.verify import verify
+from reconciler.apply.run import ApplyOptions
+from reconciler.apply.verify import verify
 
 from helpers import payload_of
 

@@ -10,13 +10,13 @@ from typing import Any, ClassVar
 import pytest
 from planning import World, apply_run, rows
 
-import reconciler.apply as apply_module
-from reconciler.apply import ApplyOptions, apply_plan
+import reconciler.apply.run as apply_module
+from reconciler.apply.run import ApplyOptions, apply_plan
 from reconciler.drivers.base import PermanentError, TemporaryError, Uploaded
 from reconciler.drivers.local import LocalDriver
-from reconciler.drivers.payload import Payload
-from reconciler.plan import make_plan
-from reconciler.sources import sha256_file
+from reconciler.observe.payload import Payload
+from reconciler.observe.sources import sha256_file
+from reconciler.plan.diff import make_plan
 
 from helpers import SHIPPED_MANIFESTS
 
@@ -101,7 +101,7 @@ def test_outdated_shows_in_status_until_applied(world: World, run) -> None:
     world.write_file("vid-b.mp4", b"B2")
     manifests = world.manifests()
     plan = make_plan(manifests, world.store)
-    from reconciler.record import record_objects
+    from reconciler.apply.recorder import record_objects
 
     with world.store.writing() as con:  # what watch or an apply records first
         record_objects(con, manifests, plan.observed.files)
@@ -301,7 +301,7 @@ def test_verify_with_source_wins_resyncs_instead_of_a_conflict(world: World) -> 
     apply(world)
     copy = target(world, "CDN") / "vid-a.mp4"
     copy.write_bytes(b"tampered")
-    from reconciler.verify import verify
+    from reconciler.apply.verify import verify
 
     result = verify(world.manifests(), world.store)
     assert result.conflicts == [] and len(result.resynced) == 1
@@ -312,7 +312,7 @@ def test_verify_with_source_wins_resyncs_instead_of_a_conflict(world: World) -> 
 def test_resolving_with_the_target_accepts_the_platforms_copy(world: World, run) -> None:
     apply(world)
     (target(world, "CDN") / "vid-a.mp4").write_bytes(b"the platform's version")
-    from reconciler.verify import verify
+    from reconciler.apply.verify import verify
 
     verify(world.manifests(), world.store)
     state = str(world.store.path)

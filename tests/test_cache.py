@@ -12,10 +12,10 @@ from planning import World
 from rewrites import rewrite_in_place
 
 import reconciler.manifests.load as load_module
-from reconciler import sources
 from reconciler.cache import Cache
 from reconciler.manifests.validate import validate_tree
-from reconciler.plan import make_plan
+from reconciler.observe import sources
+from reconciler.plan.diff import make_plan
 
 
 @pytest.fixture

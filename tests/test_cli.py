@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from reconciler.cli import cli
+from reconciler.cli.main import cli
 
 from helpers import EXAMPLES, MEDIA, REPO, SHIPPED_MANIFESTS
 

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from reconciler.apply import Job
+from reconciler.apply.run import Job
 from reconciler.drivers import driver_for
 from reconciler.drivers.base import Cancelled, PermanentError, resolve_secret
 from reconciler.drivers.local import CHUNK, LocalDriver
-from reconciler.drivers.payload import Payload
-from reconciler.masters import open_master
-from reconciler.models import Platform, SecretRef
-from reconciler.plan import Action
-from reconciler.progress import LiveProgress, PlainLines
+from reconciler.model import Platform, SecretRef
+from reconciler.observe.masters import open_master
+from reconciler.observe.payload import Payload
+from reconciler.plan.diff import Action
+from reconciler.render.progress import LiveProgress, PlainLines
 
 from helpers import payload_of
 

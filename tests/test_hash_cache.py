@@ -11,8 +11,8 @@ import pytest
 from planning import World, action_of, rows
 from rewrites import rewrite_in_place
 
-from reconciler import sources
-from reconciler.sources import CacheEntry
+from reconciler.observe import sources
+from reconciler.observe.sources import CacheEntry
 from reconciler.store import hash_cache, migrations
 
 OLD = 10**18  # an mtime long ago, as an archive or `cp --preserve` leaves it

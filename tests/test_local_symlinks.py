@@ -19,8 +19,8 @@ from reconciler.drivers import driver_for
 from reconciler.drivers.base import PermanentError
 from reconciler.drivers.local import LocalDriver
 from reconciler.drivers.local_paths import remove_files
-from reconciler.drivers.payload import Payload
-from reconciler.models import Platform
+from reconciler.model import Platform
+from reconciler.observe.payload import Payload
 
 from helpers import payload_of
 

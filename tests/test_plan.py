@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from planning import World, action_of, kinds
 
-from reconciler import sources
-from reconciler.plan import PlanError, make_plan, state_fingerprint
+from reconciler.observe import sources
+from reconciler.plan.diff import PlanError, make_plan, state_fingerprint
 from reconciler.store import hash_cache
 from reconciler.store.db import StateStore
 from reconciler.store.migrations import all_migrations

@@ -13,7 +13,7 @@ import pytest
 from planning import World
 from test_apply import apply, rows
 
-from reconciler.verify import verify
+from reconciler.apply.verify import verify
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from cli_process import reconcile, reconcile_json
 from planning import World, action_of
 from test_apply import apply, rows
 
-from reconciler.apply import ApplyOptions
-from reconciler.models import SyncRule
-from reconciler.schedule import next_occurrence, timing, waiting_reason
+from reconciler.apply.run import ApplyOptions
+from reconciler.model import SyncRule
+from reconciler.plan.schedule import next_occurrence, timing, waiting_reason
 
 NOW = datetime(2026, 11, 26, 7, 30)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from rewrites import rewrite_in_place
 
-from reconciler import sources
-from reconciler.sources import (
+from reconciler.observe import sources
+from reconciler.observe.sources import (
     SMALL_FILE,
     CacheEntry,
     _hash_large,

@@ -14,8 +14,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from reconciler.apply.recorder import PlacementRecord, record_placements, update_placements
 from reconciler.errors import LockTimeout, StateError
-from reconciler.record import PlacementRecord, record_placements, update_placements
 from reconciler.store import migrations
 from reconciler.store.db import SEED_TABLES, StateStore, insert_rows, table_rows
 from reconciler.store.records import load_sample

@@ -18,8 +18,8 @@ from PIL import Image, ImageStat
 from planning import World, action_of, apply_run
 
 import reconciler.transforms.video as video_module
-from reconciler.apply import ApplyOptions
-from reconciler.sources import sha256_file
+from reconciler.apply.run import ApplyOptions
+from reconciler.observe.sources import sha256_file
 from reconciler.transforms import TransformError
 from reconciler.transforms.crypto import CHUNK, decrypt_file, encrypt_file, parse_key
 from reconciler.transforms.images import render_image

@@ -18,7 +18,7 @@ import yaml
 from planning import World
 from test_apply import rows
 
-from reconciler.sources import sha256_file
+from reconciler.observe.sources import sha256_file
 
 
 class Watch:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 
 from reconciler.drivers.base import Driver, PermanentError
-from reconciler.models import Platform
+from reconciler.model import Platform
 from reconciler.store.db import StateStore
 
 DRIVERS = {

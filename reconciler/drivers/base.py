@@ -19,59 +19,42 @@ Any other exception from a driver is treated as permanent, with its text as the 
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.models import Platform, SecretRef
-from reconciler.redact import redact, register
+from reconciler.errors import (
+    Cancelled,
+    Deferred,
+    DriverError,
+    PermanentError,
+    TemporaryError,
+)
+from reconciler.model import Platform, SecretRef
+from reconciler.observe.credentials import read_secret_file
+from reconciler.redact import register
 
 if TYPE_CHECKING:
-    from reconciler.drivers.payload import Payload
     from reconciler.drivers.state import DriverState
+    from reconciler.observe.payload import Payload
+
+__all__ = [
+    "Cancelled",
+    "Deferred",
+    "Driver",
+    "DriverError",
+    "PermanentError",
+    "RemoteObject",
+    "TemporaryError",
+    "Uploaded",
+]
 
 Progress = Callable[[int], None]  # called with the number of bytes sent so far
 
 HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
-
-
-class DriverError(Exception):
-    """Root of driver failures. Its message is redacted as it is made: a platform that echoes
-    a rejected credential in its answer cannot carry it into an event, a job row or a
-    terminal (see :mod:`reconciler.redact`)."""
-
-    def __init__(self, message: str = "") -> None:
-        super().__init__(redact(message))
-
-
-class TemporaryError(DriverError):
-    """A failure worth retrying, perhaps after ``retry_after`` seconds."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class PermanentError(DriverError):
-    """A failure that retrying cannot fix."""
-
-
-class Deferred(DriverError):
-    """The platform accepts no more work before ``until`` (UTC); not worth retrying now."""
-
-    def __init__(self, message: str, until: datetime) -> None:
-        super().__init__(message)
-        self.until = until
-
-
-class Cancelled(Exception):
-    """Raised by a progress callback to stop a transfer; drivers must let it through."""
 
 
 @dataclass(frozen=True)
@@ -121,9 +104,9 @@ class Driver(ABC):
         """Put the payload's bytes at ``key``, atomically: a reader sees the old object or the
         whole new one, never half of it. Every byte is read from the payload (never from a
         path) and hashed as it is read; nothing is committed under ``key`` unless those bytes
-        are the expected ones (else :class:`~reconciler.drivers.payload.SourceChanged`), and
+        are the expected ones (else :class:`~reconciler.observe.payload.SourceChanged`), and
         the checksum returned is of what the platform holds, as far as the platform can tell
-        (else :class:`~reconciler.drivers.payload.NotLanded`)."""
+        (else :class:`~reconciler.observe.payload.NotLanded`)."""
 
     @abstractmethod
     def stat(self, key: str, size: int | None = None) -> RemoteObject | None:
@@ -180,25 +163,3 @@ def resolve_secret(ref: SecretRef | None, what: str) -> str:
         ) from None
     register(value)
     return value.strip()
-
-
-MAX_SECRET_BYTES = 64 * 1024
-
-
-def read_secret_file(path: Path) -> str:
-    """The text of a small regular file holding a secret, read without blocking (a FIFO
-    swapped in for it raises instead of hanging the run); OSError with a reason otherwise."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        if st.st_size > MAX_SECRET_BYTES:
-            raise OSError(errno.EFBIG, "too large to hold a secret")
-        data = os.pread(fd, MAX_SECRET_BYTES + 1, 0)
-    finally:
-        os.close(fd)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise OSError(errno.EINVAL, "not UTF-8 text") from None

@@ -44,9 +44,9 @@ from reconciler.drivers.base import (
     Uploaded,
     resolve_secret,
 )
-from reconciler.drivers.payload import NotLanded, Payload, SourceChanged
 from reconciler.drivers.state import Session
-from reconciler.models import Platform
+from reconciler.model import Platform
+from reconciler.observe.payload import NotLanded, Payload, SourceChanged
 from reconciler.redact import register
 
 

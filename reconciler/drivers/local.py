@@ -44,8 +44,8 @@ from reconciler.drivers.base import (
     Uploaded,
 )
 from reconciler.drivers.local_paths import TargetFolders, key_parts, remove_empty, remove_files
-from reconciler.drivers.payload import NotLanded, Payload, ReplacedMeanwhile
-from reconciler.models import Platform
+from reconciler.model import Platform
+from reconciler.observe.payload import NotLanded, Payload, ReplacedMeanwhile
 
 PART_MARK = ".reconcile-"
 PART_SUFFIX = ".part"

@@ -47,7 +47,6 @@ from reconciler.drivers.base import (
     TemporaryError,
     Uploaded,
 )
-from reconciler.drivers.payload import NotLanded, Payload, SourceChanged
 from reconciler.drivers.s3_parts import (
     PART_SIZE,
     PART_WORKERS,
@@ -59,7 +58,8 @@ from reconciler.drivers.s3_parts import (
     send_parts,
 )
 from reconciler.drivers.state import Session
-from reconciler.models import Platform
+from reconciler.model import Platform
+from reconciler.observe.payload import NotLanded, Payload, SourceChanged
 from reconciler.redact import register
 
 TEMPORARY_CODES = {

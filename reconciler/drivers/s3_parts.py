@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from reconciler.drivers.base import Progress
-from reconciler.drivers.payload import Payload
+from reconciler.observe.payload import Payload
 
 PART_SIZE = 8 * 1024 * 1024  # above this, a multipart upload of parts this size
 PART_WORKERS = 4  # parts in flight at once

@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 from reconciler.drivers.base import Progress, TemporaryError, Uploaded
 from reconciler.drivers.http import ApiDriver
-from reconciler.drivers.payload import HashedReader, Payload, SourceChanged
 from reconciler.drivers.state import Session
-from reconciler.models import Platform
+from reconciler.model import Platform
+from reconciler.observe.payload import HashedReader, Payload, SourceChanged
 
 
 class VideoApiDriver(ApiDriver):

@@ -34,10 +34,10 @@ from reconciler.drivers.base import (
     TemporaryError,
 )
 from reconciler.drivers.http import _json
-from reconciler.drivers.payload import Payload
 from reconciler.drivers.state import Session
 from reconciler.drivers.videoapi import VideoApiDriver
-from reconciler.models import Platform
+from reconciler.model import Platform
+from reconciler.observe.payload import Payload
 
 ACCEPT = "application/vnd.vimeo.*+json;version=3.4"
 TUS = {"Tus-Resumable": "1.0.0"}

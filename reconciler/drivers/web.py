@@ -18,7 +18,7 @@ from typing import Any
 import requests
 
 from reconciler.drivers.base import Cancelled, PermanentError, TemporaryError
-from reconciler.drivers.payload import HashedReader, SourceChanged
+from reconciler.observe.payload import HashedReader, SourceChanged
 from reconciler.redact import redact
 
 TIMEOUT = (10.0, 120.0)  # connect, read

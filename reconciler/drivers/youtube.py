@@ -42,10 +42,10 @@ from reconciler.drivers.base import (
     resolve_secret,
 )
 from reconciler.drivers.http import _json
-from reconciler.drivers.payload import HashedReader, Payload
 from reconciler.drivers.state import Session
 from reconciler.drivers.videoapi import VideoApiDriver
-from reconciler.models import Platform, SecretRef
+from reconciler.model import Platform, SecretRef
+from reconciler.observe.payload import HashedReader, Payload
 from reconciler.redact import register
 
 UNIT = 256 * 1024  # chunks are multiples of this

@@ -26,7 +26,7 @@ from wcmatch import glob as wcglob
 
 from reconciler.manifests.files import inside, kind_of
 from reconciler.manifests.quoting import printable, quote
-from reconciler.models import AssetSet
+from reconciler.model import AssetSet
 
 PLACEHOLDERS = ("stem", "name", "ext", "dir", "path")
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")

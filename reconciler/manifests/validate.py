@@ -1,4 +1,4 @@
-"""Manifest folder -> validated :class:`~reconciler.models.ManifestSet`, or every problem in it.
+"""Manifest folder -> validated :class:`~reconciler.model.ManifestSet`, or every problem in it.
 
 This is the core behind ``reconcile validate`` and the first stage of every reconcile: it loads
 each ``*.yaml``/``*.yml`` file under the manifests folder, checks each document against its
@@ -19,7 +19,6 @@ from typing import Any
 
 from croniter import CroniterBadDateError, croniter
 
-from reconciler import credential_files
 from reconciler.cache import Cache
 from reconciler.errors import UsageError
 from reconciler.gcpause import gc_paused
@@ -30,7 +29,7 @@ from reconciler.manifests.locate import Locator
 from reconciler.manifests.problems import ERROR, WARNING, Finding, Path, Problem
 from reconciler.manifests.quoting import describe, printable, quote, suggest
 from reconciler.manifests.schema import API_VERSION, KIND_SCHEMAS, schema_errors
-from reconciler.models import (
+from reconciler.model import (
     Asset,
     AssetSet,
     ManifestSet,
@@ -39,6 +38,7 @@ from reconciler.models import (
     SecretRef,
     SyncRule,
 )
+from reconciler.observe import credentials as credential_files
 
 KINDS = tuple(KIND_SCHEMAS)
 CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}

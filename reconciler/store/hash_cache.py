@@ -1,7 +1,7 @@
 """The hash cache in the state file (table ``file_hashes``): read before planning, written
 after hashing by commands that write state (never by a dry run).
 
-Rows are keyed like :class:`reconciler.sources.CacheEntry`, by (path, device, inode, size,
+Rows are keyed like :class:`reconciler.observe.sources.CacheEntry`, by (path, device, inode, size,
 mtime_ns, ctime_ns). Rows written before schema version 10 have no ctime_ns (NULL): they are
 not loaded, so their files count as misses and are hashed again; the next command that
 records the new observation replaces the row.
@@ -9,7 +9,7 @@ records the new observation replaces the row.
 
 from __future__ import annotations
 
-from reconciler.sources import CacheEntry
+from reconciler.observe.sources import CacheEntry
 from reconciler.store.db import Connection, upsert_rows, utcnow
 
 

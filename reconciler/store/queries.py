@@ -1,7 +1,8 @@
 """Read-only reports over the state file: status, distribution, events, jobs, conflicts.
 
 Each function takes a read connection (or None when there is no state file yet) and returns a
-:class:`Report`, a plain table that :mod:`reconciler.render` shows as a terminal table, JSON or
+:class:`Report`, a plain table that :mod:`~reconciler.render.formats`
+shows as a terminal table, JSON or
 CSV. ``status`` and ``distribution`` are the seed's Step 14 and Step 15 queries, with a
 ``failed`` column added and ties broken by name so that the order is stable. Copies deleted
 from their platform are not in ``platform_assets`` (they moved to ``platform_assets_pruned``),

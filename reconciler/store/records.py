@@ -232,7 +232,7 @@ def retire_deleted(con: Connection, now: datetime | None = None) -> int:
 
     The seed's reports count every platform_assets row as a copy on its platform, so a
     deleted copy must not stay there. Called wherever a copy is recorded as deleted (the
-    placement writes of :mod:`reconciler.record`, and a resolution above).
+    placement writes of :mod:`reconciler.apply.recorder`, and a resolution above).
     """
     row = con.execute(
         "SELECT count(*) FROM platform_assets WHERE sync_status = 'deleted'"

@@ -35,7 +35,7 @@ from typing import BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from reconciler.drivers.base import read_secret_file
+from reconciler.observe.credentials import read_secret_file
 from reconciler.redact import register
 from reconciler.transforms import TransformError
 from reconciler.transforms.recipe import KeyRef

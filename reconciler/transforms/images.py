@@ -119,7 +119,7 @@ def _logo(mark: dict[str, Any], media_root: Path) -> Image.Image:
     """The watermark image, read safely from the media root (never through a symlink out of
     it), and only if it is still the image the recipe, and so the rendition id, was made
     with."""
-    from reconciler.masters import UnsafeMaster, opened_master
+    from reconciler.observe.masters import UnsafeMaster, opened_master
 
     relative = str(mark["image"])
     try:

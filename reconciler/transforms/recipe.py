@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from reconciler.models import ManifestSet
+from reconciler.model import ManifestSet
 
 # Bump when a change to the transform code changes what a recipe produces: every rendition
 # gets a new id, so every transformed placement is re-rendered and re-uploaded.
@@ -231,7 +231,7 @@ class RecipeBook:
         if not isinstance(image, str):
             return None
         if image not in self._watermarks:
-            from reconciler.masters import UnsafeMaster, opened_master
+            from reconciler.observe.masters import UnsafeMaster, opened_master
 
             root = str(self.manifests.media_root)
             try:  # read the one safe way: never through a symlink out of the media root

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.drivers.payload import Payload
-from reconciler.sources import sha256_file
+from reconciler.observe.payload import Payload
+from reconciler.observe.sources import sha256_file
 from reconciler.transforms import TransformError
 from reconciler.transforms.crypto import encrypt_file, encrypt_stream, load_key
 from reconciler.transforms.recipe import Recipe

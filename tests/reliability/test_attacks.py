@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import pytest
 from planning import World, apply_run, rows
 
-from reconciler.apply import ApplyOptions
+from reconciler.apply.run import ApplyOptions
 
 FAST = ApplyOptions(parallel=2, backoff_base=0.001, backoff_max=0.01)
 MARKER = b"OUTSIDE-THE-MEDIA-ROOT-"
@@ -277,7 +277,7 @@ def test_a_resumed_upload_never_vouches_for_a_prefix_it_did_not_send(
     for a resumed upload covers the bytes that were actually sent before the resume (keep the
     running hash of what was sent, or a digest of the confirmed prefix in the session, and
     start over when the re-read prefix differs); otherwise the job fails or starts over."""
-    from reconciler.apply import apply_plan, recover
+    from reconciler.apply.run import apply_plan, recover
 
     master_bytes = os.urandom(1024 * 1024)
     world = World(tmp_path).platform("VIDS", **api_platform(fake, kind)).rule("R", "VIDS")
@@ -333,7 +333,7 @@ def test_a_torn_put_update_on_an_http_platform_never_replaces_the_good_copy(
     the tool's own write. What must hold (the local driver's rule, defect 4 of issue 14): a
     torn update never replaces the good copy (send to a new key or id and swap, or use a
     conditional/verified PUT), and no conflict is ever raised against the tool's own write."""
-    from reconciler.apply import apply_plan
+    from reconciler.apply.run import apply_plan
 
     first, second = os.urandom(2 * 1024 * 1024), os.urandom(2 * 1024 * 1024)
     torn = os.urandom(2 * 1024 * 1024)
@@ -774,8 +774,8 @@ def test_a_file_named_like_a_deleted_media_root_is_outside_it(tmp_path: Path) ->
     publishes it. What must hold: only a descriptor that really is unlinked (fstat
     st_nlink == 0) may have the suffix stripped, and a regular file is never "inside" by
     being equal to the root."""
-    from reconciler.apply import apply_plan
-    from reconciler.plan import make_plan
+    from reconciler.apply.run import apply_plan
+    from reconciler.plan.diff import make_plan
 
     world = World(tmp_path).platform("NAS").rule("R", "NAS")
     world.asset("DOC-A", b"inside", file="sub/media (deleted)", asset_type="document",
@@ -1104,7 +1104,7 @@ def test_an_adopted_copy_stays_not_ours_after_a_failed_update(tmp_path: Path) ->
     counts as the tool's own: when the asset is later dropped with --prune, it is deleted.
     What must hold: only a successful upload by this tool makes a copy managed; a prune never
     deletes an adopted object."""
-    from reconciler.apply import apply_plan
+    from reconciler.apply.run import apply_plan
 
     world = World(tmp_path).platform("NAS").rule("R", "NAS")
     world.asset("VID-A", b"a" * 100).asset("VID-B", b"b" * 100)

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import pytest
 from planning import World, rows
 
-from reconciler.apply import ApplyOptions
+from reconciler.apply.run import ApplyOptions
 
 FAST = ApplyOptions(parallel=2, backoff_base=0.001, backoff_max=0.01)
 
@@ -1181,7 +1181,7 @@ def test_a_copy_edited_on_the_platform_during_a_long_update_is_not_silently_repl
     the edit comes before the job."""
     from planning import apply_run
 
-    from reconciler.apply import apply_plan
+    from reconciler.apply.run import apply_plan
 
     first, second = os.urandom(20 * 1024 * 1024), os.urandom(20 * 1024 * 1024)
     world = World(tmp_path).platform("NAS").rule("R", "NAS").asset("VID-A", first)

@@ -17,7 +17,7 @@ import pytest
 from planning import World
 from test_apply import rows
 
-from reconciler.sources import sha256_file
+from reconciler.observe.sources import sha256_file
 
 FILES = 16
 SIZE = 3 * 1024 * 1024

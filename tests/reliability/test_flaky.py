@@ -15,12 +15,12 @@ import pytest
 from planning import World
 from test_apply import apply, rows
 
-import reconciler.apply as apply_module
-from reconciler.apply import ApplyOptions
+import reconciler.apply.run as apply_module
+from reconciler.apply.run import ApplyOptions
 from reconciler.drivers.base import PermanentError, TemporaryError, Uploaded
 from reconciler.drivers.local import LocalDriver
-from reconciler.drivers.payload import Payload
-from reconciler.sources import sha256_file
+from reconciler.observe.payload import Payload
+from reconciler.observe.sources import sha256_file
 
 SEED = 2026
 ASSETS = 40

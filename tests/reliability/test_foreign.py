@@ -104,7 +104,7 @@ def test_accepting_the_foreign_object_makes_it_the_copy_but_never_prunes_it(
     )  # fmt: skip
     assert resolved.exit_code == 0, resolved.output
     assert {a.action for a in world.plan().actions} == {"noop"}  # accepted as the copy
-    from reconciler.verify import verify
+    from reconciler.apply.verify import verify
 
     assert verify(world.manifests(), world.store).ok == 1
     world.remove("Asset", "VID-A").asset("VID-B", b"another")

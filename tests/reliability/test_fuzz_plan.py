@@ -15,7 +15,7 @@ from test_fuzz import documents
 
 from reconciler.manifests.schema import schema_errors
 from reconciler.manifests.validate import validate_tree
-from reconciler.plan import PlanError, make_plan
+from reconciler.plan.diff import PlanError, make_plan
 from reconciler.store.db import StateStore
 
 from helpers import MEDIA

@@ -36,7 +36,7 @@ def applied(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with manifests, a state file and a platform target, after one apply."""
     from click.testing import CliRunner
 
-    from reconciler.cli import cli
+    from reconciler.cli.main import cli
 
     root = tmp_path_factory.mktemp("applied")
     (root / "manifests").mkdir()

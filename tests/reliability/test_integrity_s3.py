@@ -20,9 +20,9 @@ import pytest
 from planning import World, apply_run, rows
 from test_integrity import FAST, Rewriter
 
-from reconciler.apply import apply_plan
-from reconciler.plan import make_plan
-from reconciler.verify import verify
+from reconciler.apply.run import apply_plan
+from reconciler.apply.verify import verify
+from reconciler.plan.diff import make_plan
 
 BIG = 20 * 1024 * 1024 + 5  # three parts
 LONG = 6 * 8 * 1024 * 1024 + 5  # seven parts: more than are read ahead of the first upload

@@ -19,7 +19,7 @@ import pytest
 from planning import World
 from test_apply import FAST, apply, rows
 
-from reconciler.sources import sha256_file
+from reconciler.observe.sources import sha256_file
 
 
 @contextmanager

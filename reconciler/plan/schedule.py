@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from croniter import croniter
 
-from reconciler.models import SyncRule
+from reconciler.model import SyncRule
 
 GATED = frozenset({"update", "update-metadata", "delete"})  # creates are never held back
 

@@ -1,6 +1,6 @@
 """Desired state: validated manifests and observed files, as the tables the planner joins.
 
-Called by :mod:`reconciler.plan`. It writes four temporary tables into the planning
+Called by :mod:`reconciler.plan.diff`. It writes four temporary tables into the planning
 connection, one row per object, in bulk:
 
 * ``d_assets``: every asset (declared or generated) with its measured checksum and size;
@@ -18,8 +18,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.models import Asset, ManifestSet
-from reconciler.sources import Observation
+from reconciler.model import Asset, ManifestSet
+from reconciler.observe.sources import Observation
 from reconciler.store.db import Connection, temp_table
 from reconciler.transforms.recipe import RecipeBook
 

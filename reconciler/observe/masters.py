@@ -12,7 +12,7 @@ the checks are made again on the open descriptor, where they cannot be raced:
 * ``fstat`` on the descriptor must say a regular file;
 * the descriptor's real path (``/proc/self/fd``) must lie inside the media root;
 * it must not be a file the manifests reference as a credential, under any name
-  (:mod:`reconciler.credential_files`).
+  (:mod:`reconciler.observe.credentials`).
 
 Anything else is :class:`UnsafeMaster`, a permanent failure with a one-line reason; nothing
 outside the media root is ever read.
@@ -28,9 +28,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from reconciler.credential_files import is_credential
-from reconciler.drivers.base import PermanentError
-from reconciler.drivers.payload import Payload
+from reconciler.errors import PermanentError
+from reconciler.observe.credentials import is_credential
+from reconciler.observe.payload import Payload
 
 FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 

@@ -1,6 +1,7 @@
 """What a job sends to a platform: one open descriptor, read in one pass that hashes it.
 
-A :class:`Payload` is the master (opened safely once per job by :mod:`reconciler.masters`) or a
+A :class:`Payload` is the master (opened safely once per job by
+:mod:`~reconciler.observe.masters`) or a
 rendition from the cache, together with the sha256 its bytes must have. Drivers never open a
 path: they read the payload through :meth:`Payload.reader` (or ``pread``), and the reader
 hashes exactly the bytes it hands out. Before anything is committed under the final name or
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.drivers.base import PermanentError, TemporaryError
+from reconciler.errors import PermanentError, TemporaryError
 
 BLOCK = 1024 * 1024
 

@@ -43,6 +43,15 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from reconciler.apply.recorder import (
+    PlacementRecord,
+    record_objects,
+    record_placements,
+    update_placements,
+)
+from reconciler.apply.renditions import Transformer
+from reconciler.apply.renditions import default_folder as default_renditions
+from reconciler.apply.transfer import Transfer
 from reconciler.drivers import driver_for
 from reconciler.drivers.base import (
     DOWN,
@@ -53,26 +62,17 @@ from reconciler.drivers.base import (
     TemporaryError,
 )
 from reconciler.errors import ExitCode, LockTimeout, StateError
-from reconciler.masters import opened_master
-from reconciler.models import ManifestSet
-from reconciler.plan import Action, Plan, remote_key
+from reconciler.model import ManifestSet
+from reconciler.observe.masters import opened_master
+from reconciler.plan.diff import Action, Plan, remote_key
+from reconciler.plan.schedule import next_occurrence, timing
 from reconciler.provenance import Provenance
 from reconciler.provenance import of as provenance_of
-from reconciler.record import (
-    PlacementRecord,
-    record_objects,
-    record_placements,
-    update_placements,
-)
 from reconciler.redact import redact, redact_value
-from reconciler.schedule import next_occurrence, timing
 from reconciler.store import hash_cache
 from reconciler.store.db import Connection, StateStore, insert_rows, upsert_rows, utcnow
 from reconciler.store.records import EventRow, insert_events, open_conflicts
-from reconciler.transfer import Transfer
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES
-from reconciler.transforms.runner import Transformer
-from reconciler.transforms.runner import default_folder as default_renditions
 
 JOB_TYPES = {
     "create": "initial",
@@ -432,7 +432,7 @@ class Run:
     # 1. recover ---------------------------------------------------------------------------
     def recover(self) -> list[str]:
         """Close the jobs an interrupted run left open, checking what actually landed."""
-        from reconciler.recovery import recover_jobs
+        from reconciler.apply.recovery import recover_jobs
 
         return recover_jobs(self)
 

@@ -1,7 +1,8 @@
 """The ``reconcile`` command line: a thin click layer over the core.
 
 Each command parses its options, calls a core function that returns data, renders that data with
-:mod:`reconciler.render`, and returns an exit code (see :class:`reconciler.errors.ExitCode`).
+:mod:`~reconciler.render.formats`,
+and returns an exit code (see :class:`reconciler.errors.ExitCode`).
 Errors from the core are printed as one ``error: ...`` line on stderr; bad arguments exit 1,
 never click's default 2, because 2 means "changes pending" for ``--dry-run``.
 """
@@ -15,10 +16,14 @@ from typing import Any
 
 import click
 
-from reconciler import __version__, cli_reports
-from reconciler.apply import ApplyOptions, NullObserver, Observer, apply_plan, narrow, recover
+from reconciler import __version__
+from reconciler.apply.renditions import default_folder as default_renditions
+from reconciler.apply.renditions import tool_files
+from reconciler.apply.run import ApplyOptions, NullObserver, Observer, apply_plan, narrow, recover
+from reconciler.apply.verify import verify as verify_copies
 from reconciler.cache import Cache, default_folder
-from reconciler.cli_options import (
+from reconciler.cli import reports as cli_reports
+from reconciler.cli.options import (
     F,
     ReconcileGroup,
     load_manifests,
@@ -31,26 +36,23 @@ from reconciler.cli_options import (
     write_atomically,
 )
 from reconciler.errors import ExitCode, UsageError
-from reconciler.explain import explain as explain_asset
 from reconciler.manifests.quoting import suggest
 from reconciler.manifests.validate import validate_tree
-from reconciler.models import ManifestSet
-from reconciler.plan import Plan, PlanOptions, check_guards, make_plan
-from reconciler.render import (
+from reconciler.model import ManifestSet
+from reconciler.plan.diff import Plan, PlanOptions, check_guards, make_plan
+from reconciler.plan.explain import explain as explain_asset
+from reconciler.plan.saved import checked as checked_against_saved
+from reconciler.plan.saved import made_for as check_made_for
+from reconciler.plan.saved import read_saved_plan
+from reconciler.render.formats import (
     APPLY_RENDERERS,
     EXPLAIN_RENDERERS,
     PLAN_RENDERERS,
     VALIDATION_RENDERERS,
     VERIFY_RENDERERS,
 )
-from reconciler.saved_plan import checked as checked_against_saved
-from reconciler.saved_plan import made_for as check_made_for
-from reconciler.saved_plan import read_saved_plan
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES, RenditionCache
-from reconciler.transforms.runner import default_folder as default_renditions
-from reconciler.transforms.runner import tool_files
 from reconciler.units import parse_size
-from reconciler.verify import verify as verify_copies
 
 
 def narrowing_options(func: F) -> F:
@@ -262,7 +264,7 @@ def check_narrowing(manifest_set: ManifestSet, rule: str | None, platform: str |
 
 
 def observer_for(output: str) -> Observer:
-    from reconciler.progress import JsonLines, LiveProgress, PlainLines  # rich: only here
+    from reconciler.render.progress import JsonLines, LiveProgress, PlainLines  # rich: only here
 
     if output == "jsonl":
         return JsonLines(click.echo)

@@ -18,7 +18,7 @@ from typing import Any
 from reconciler.drivers import driver_for
 from reconciler.drivers.base import DOWN, Driver, RemoteObject
 from reconciler.errors import UsageError
-from reconciler.models import ManifestSet
+from reconciler.model import ManifestSet
 from reconciler.redact import redact
 from reconciler.store.db import StateStore, upsert_rows, utcnow
 from reconciler.store.records import EventRow, insert_events, open_conflicts

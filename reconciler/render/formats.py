@@ -18,13 +18,13 @@ from typing import Any
 
 import click
 
-from reconciler.apply import ApplyResult
-from reconciler.explain import Explanation
+from reconciler.apply.run import ApplyResult
+from reconciler.apply.verify import VerifyResult
 from reconciler.manifests.validate import ValidationResult
-from reconciler.plan import Action, Plan
+from reconciler.plan.diff import Action, Plan
+from reconciler.plan.explain import Explanation
 from reconciler.store.queries import Report
 from reconciler.units import human_size
-from reconciler.verify import VerifyResult
 
 JSON_FORMAT_VERSION = 1
 

@@ -1,4 +1,4 @@
-"""Options and helpers shared by the ``reconcile`` commands (see :mod:`reconciler.cli`)."""
+"""Options and helpers shared by the ``reconcile`` commands (see :mod:`reconciler.cli.main`)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import click
 from reconciler.cache import Cache
 from reconciler.errors import ExitCode, ManifestError, ReconcilerError
 from reconciler.manifests.validate import validate_tree
-from reconciler.models import ManifestSet
+from reconciler.model import ManifestSet
 from reconciler.redact import redact
-from reconciler.render import REPORT_RENDERERS, validation_summary
+from reconciler.render.formats import REPORT_RENDERERS, validation_summary
 from reconciler.store.db import DEFAULT_STATE, StateStore
 from reconciler.store.queries import Report
 
@@ -141,7 +141,7 @@ def load_manifests(
     private: Sequence[Path] = (),
 ) -> ManifestSet:
     """Validate the manifests; on problems print them to stderr and stop with exit 1.
-    ``private``: this tool's own files (:func:`reconciler.transforms.runner.tool_files`),
+    ``private``: this tool's own files (:func:`reconciler.apply.renditions.tool_files`),
     never masters."""
     result = validate_tree(
         manifests, media_root, display_root=str(manifests), cache=cache, private=private

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from reconciler.desired import BYTES_PER_MB, MetadataHasher, canonical_mime
-from reconciler.models import ManifestSet
+from reconciler.model import ManifestSet
+from reconciler.observe.sources import Observation
+from reconciler.plan.desired import BYTES_PER_MB, MetadataHasher, canonical_mime
 from reconciler.redact import redact
-from reconciler.sources import Observation
 from reconciler.store.db import Connection, insert_rows, upsert_rows, utcnow
 from reconciler.store.records import retire_deleted
 

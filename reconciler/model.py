@@ -9,8 +9,112 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+# -- The vocabularies of the state: every kind and state is one of these, never a bare string.
+# Each is a StrEnum, so a member is equal to (and is stored as) its seed value.
+
+
+class ActionKind(StrEnum):
+    """What a plan does to one (asset, platform) placement."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    UPDATE_METADATA = "update-metadata"
+    DELETE = "delete"
+    NOOP = "noop"
+    BLOCKED = "blocked"
+    HELD = "held"
+    ORPHAN = "orphan"
+
+
+class JobType(StrEnum):
+    """``sync_jobs.job_type``: the kind of work one job row stands for."""
+
+    INITIAL = "initial"
+    UPDATE = "update"
+    METADATA = "metadata"
+    DELETE = "delete"
+    ADOPT = "adopt"
+
+
+class JobStatus(StrEnum):
+    """``sync_jobs.status``."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DEFERRED = "deferred"
+
+
+class SyncStatus(StrEnum):
+    """``platform_assets.sync_status``: what the record says of one platform copy."""
+
+    PENDING = "pending"
+    SYNCING = "syncing"
+    SYNCED = "synced"
+    OUTDATED = "outdated"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+class EventStatus(StrEnum):
+    """``sync_events_log.event_status``."""
+
+    SUCCESS = "success"
+    ERROR = "error"
+    DEFERRED = "deferred"
+
+
+class EventType(StrEnum):
+    """``sync_events_log.event_type``: what one event records."""
+
+    UPLOAD_START = "upload_start"
+    UPLOAD_COMPLETE = "upload_complete"
+    DELETE_START = "delete_start"
+    DELETE = "delete"
+    METADATA_START = "metadata_start"
+    METADATA_UPDATE = "metadata_update"
+    TRANSFORM_START = "transform_start"
+    TRANSFORM_COMPLETE = "transform_complete"
+    KEY_CREATED = "key_created"
+    VERIFICATION = "verification"
+    CONFLICT_DETECTED = "conflict_detected"
+    CONFLICT_RESOLVED = "conflict_resolved"
+    DEFERRED = "deferred"
+    RETRY = "retry"
+    RECOVERED = "recovered"
+    ADOPTED = "adopted"
+    LOCK_TAKEOVER = "lock_takeover"
+
+
+class ConflictType(StrEnum):
+    """``sync_conflicts.conflict_type``: how a platform copy disagrees with the record."""
+
+    REMOTE_MODIFIED = "remote_modified"
+    REMOTE_DELETED = "remote_deleted"
+    FOREIGN_OBJECT = "foreign_object"
+    CHECKSUM_MISMATCH = "checksum_mismatch"
+
+
+class Resolution(StrEnum):
+    """``sync_conflicts.resolution``: open (pending) or how a person closed it."""
+
+    PENDING = "pending"
+    USE_SOURCE = "use_source"
+    USE_TARGET = "use_target"
+    IGNORED = "ignored"
+
+
+class HealthStatus(StrEnum):
+    """``sync_platforms.health_status``."""
+
+    UNKNOWN = "unknown"
+    HEALTHY = "healthy"
+    DOWN = "down"
 
 
 @dataclass(slots=True)  # not frozen: frozen __init__ is 8x slower per object

@@ -1,6 +1,6 @@
 """How an apply run shows itself while it works.
 
-Three observers of :class:`reconciler.apply.Run`, picked by the CLI:
+Three observers of :class:`reconciler.apply.run.Run`, picked by the CLI:
 
 * :class:`LiveProgress` on a terminal: an overall bar (jobs, bytes, rate, ETA) and one bar per
   transfer in flight, drawn by rich;
@@ -28,7 +28,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from reconciler.apply import Job, NullObserver
+from reconciler.apply.run import Job, NullObserver
 from reconciler.store.records import EventRow
 from reconciler.units import human_size
 

@@ -1,7 +1,7 @@
 """Recovery: close the jobs an interrupted run (a crash, a ``kill -9``) left pending or
 processing, by what the platform really holds.
 
-Called first by every apply (:meth:`reconciler.apply.Run.recover`), under the run lock. Each
+Called first by every apply (:meth:`reconciler.apply.run.Run.recover`), under the run lock. Each
 stale job recorded, before its first byte, what it was about to write: the sha256 of the
 master, or its rendition id, and once the rendition was made its sha256 and size. When the
 rendition's sha256 did not reach the state file (it is written as soon as the file is free),
@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from reconciler.record import PlacementRecord, record_placements
+from reconciler.apply.recorder import PlacementRecord, record_placements
 from reconciler.redact import redact
 from reconciler.store.db import upsert_rows, utcnow
 from reconciler.store.records import EventRow, insert_events
 
 if TYPE_CHECKING:
-    from reconciler.apply import Run
+    from reconciler.apply.run import Run
 
 STALE_SQL = """
 SELECT j.id, j.job_code, j.job_type, j.remote_key, j.expected_checksum, j.source_version,
@@ -43,7 +43,7 @@ INTERRUPTED = "interrupted: the run doing it stopped before it finished"
 
 def recover_jobs(run: Run) -> list[str]:
     """Close every stale job; returns one note per job and per cleanup."""
-    from reconciler.apply import JOB_KEPT_WHEN_NULL, JOB_UPDATE_COLUMNS
+    from reconciler.apply.run import JOB_KEPT_WHEN_NULL, JOB_UPDATE_COLUMNS
 
     run.transformer.cache.sweep_work(0)  # under the run lock, every work file is a dead run's
     with run.store.reading() as con:

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reconciler.plan import Action, Plan, PlanError
+from reconciler.plan.diff import Action, Plan, PlanError
 
 COMPARED = (  # (not the absolute path: another checkout of the same manifests is fine)
     "action",

@@ -1,6 +1,6 @@
 """The renditions side of an apply run: which rendition a job uploads, made or found in the
 cache, and the cache's bound kept when the run ends. Events are recorded by
-:mod:`reconciler.apply`, which owns the job."""
+:mod:`reconciler.apply.run`, which owns the job."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from reconciler.drivers.payload import Payload
-from reconciler.masters import Opened, open_master
-from reconciler.models import ManifestSet
+from reconciler.model import ManifestSet
+from reconciler.observe.masters import Opened, open_master
+from reconciler.observe.payload import Payload
 from reconciler.transforms import TransformError
 from reconciler.transforms.recipe import Recipe, RecipeBook
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES, Rendition, RenditionCache
 
 if TYPE_CHECKING:
-    from reconciler.plan import Action
+    from reconciler.plan.diff import Action
 
 ProgressFn = Callable[[float], None]
 

@@ -1,6 +1,6 @@
 """`reconcile explain ASSET`: why each placement of one asset is planned as it is.
 
-It runs the very same planner (:func:`reconciler.plan.diff`) on a desired state reduced to the
+It runs the very same planner (:func:`reconciler.plan.diff.diff`) on a desired state reduced to the
 one asset, then reads the planner's own ``rule_matches`` table for the reasons: which rules
 matched and which won, which constraints were checked, what the state file records, and which
 rendition each platform receives and whether the rendition cache already holds it.
@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.desired import BYTES_PER_MB, canonical_mime, load_desired
 from reconciler.errors import UsageError
 from reconciler.manifests.schema import suggest
-from reconciler.models import ManifestSet
-from reconciler.plan import Action, diff, planning_connection, read_cache
-from reconciler.sources import observe
+from reconciler.model import ManifestSet
+from reconciler.observe.sources import observe
+from reconciler.plan.desired import BYTES_PER_MB, canonical_mime, load_desired
+from reconciler.plan.diff import Action, diff, planning_connection, read_cache
 from reconciler.store.db import StateStore
 from reconciler.transforms.renditions import RenditionCache
 from reconciler.units import human_size

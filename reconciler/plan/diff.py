@@ -1,7 +1,7 @@
 """Plan: desired placements x recorded state -> one action per (asset, platform).
 
 :func:`diff` is the heart of the reconciler and is pure: it reads the desired tables that
-:mod:`reconciler.desired` made and the recorded tables of the state file, in one DuckDB
+:mod:`reconciler.plan.desired` made and the recorded tables of the state file, in one DuckDB
 connection, and returns actions; it touches no file and no platform. It is set-based: rule
 matching, priority resolution, constraints and the comparison with the recorded state are
 joins, never a Python loop over pairs.
@@ -30,12 +30,12 @@ from typing import Any
 import duckdb
 
 from reconciler.cache import Cache
-from reconciler.desired import BYTES_PER_MB, Desired, DesiredAsset, load_desired
 from reconciler.errors import ReconcilerError
 from reconciler.gcpause import gc_paused
-from reconciler.models import ManifestSet, Platform
-from reconciler.schedule import waiting_reason
-from reconciler.sources import CacheEntry, Observed, cacheable, observe
+from reconciler.model import ManifestSet, Platform
+from reconciler.observe.sources import CacheEntry, Observed, cacheable, observe
+from reconciler.plan.desired import BYTES_PER_MB, Desired, DesiredAsset, load_desired
+from reconciler.plan.schedule import waiting_reason
 from reconciler.store import hash_cache
 from reconciler.store.db import Connection, OutdatedSchema, StateStore, utcnow
 from reconciler.store.migrations import migrate

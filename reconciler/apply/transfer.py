@@ -1,14 +1,14 @@
 """One job's transfer: what an upload, a delete or a metadata update does on the platform.
 
-Called by :class:`reconciler.apply.Run` for each job, inside its retry loop; events,
+Called by :class:`reconciler.apply.run.Run` for each job, inside its retry loop; events,
 placements and conflicts go to the run's recorder. The upload course follows "trust the
 bytes, not the plan":
 
 1. an update first checks that the copy on the platform is still the one recorded
    (otherwise a ``remote_modified`` conflict, unless the rule says ``source_wins``);
-2. the master was opened once for the job (:mod:`reconciler.masters`); its rendition is made
+2. the master was opened once for the job (:mod:`reconciler.observe.masters`); its rendition is made
    from that descriptor or found in the cache, and what will be sent (the master or the
-   rendition) is a :class:`~reconciler.drivers.payload.Payload` with the checksum it must have;
+   rendition) is a :class:`~reconciler.observe.payload.Payload` with the checksum it must have;
 3. what the job is about to write (its sha256 and size) is recorded before the first byte,
    so recovery after a kill can recognise its own upload;
 4. a create first looks at the key: identical bytes already there are adopted (job_type
@@ -24,23 +24,23 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.desired import asset_metadata
+from reconciler.apply.recorder import PlacementRecord
 from reconciler.drivers.base import Driver, PermanentError, TemporaryError
-from reconciler.drivers.payload import (
+from reconciler.observe.masters import Opened
+from reconciler.observe.payload import (
     NotLanded,
     Payload,
     ReplacedMeanwhile,
     SourceChanged,
     stable_copy,
 )
-from reconciler.masters import Opened
-from reconciler.record import PlacementRecord
+from reconciler.plan.desired import asset_metadata
 from reconciler.store.db import utcnow
 from reconciler.transforms import TransformError
 from reconciler.transforms.renditions import Rendition
 
 if TYPE_CHECKING:
-    from reconciler.apply import Job, Run
+    from reconciler.apply.run import Job, Run
 
 CHANGED = (
     "the master file changed after it was planned; nothing was kept, and the next run "

@@ -1,6 +1,6 @@
 """Report and state commands: status, report distribution, events, jobs, conflicts, state.
 
-Registered on the ``reconcile`` group by :mod:`reconciler.cli`. All but ``conflicts resolve``
+Registered on the ``reconcile`` group by :mod:`reconciler.cli.main`. All but ``conflicts resolve``
 and ``state load-sample`` only read the state file, without its run lock.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli_options import (
+from reconciler.cli.options import (
     REPORT_FORMATS,
     open_store,
     output_option,

@@ -1,6 +1,6 @@
 """Source observation: the sha256, size and identity of every master file, with a hash cache.
 
-Called by :mod:`reconciler.plan` before it plans. A file is read only when the hash cache (the
+Called by :mod:`reconciler.plan.diff` before it plans. A file is read only when the hash cache (the
 state file's ``file_hashes`` table and the cache folder of :mod:`reconciler.cache`) has no
 entry with the same (path, device, inode, size, mtime_ns, ctime_ns). Small misses are read in
 the calling thread, large ones in parallel threads (``hashlib.file_digest`` releases the GIL
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from reconciler.masters import UnsafeMaster, open_master
+from reconciler.observe.masters import UnsafeMaster, open_master
 
 RACY_SECONDS = 2.0  # no cache entry for a file whose mtime or ctime is this recent
 ENTRY_SIZE = 6  # the length of a cache entry; entries of any other shape are misses
@@ -85,7 +85,7 @@ def observe(
     workers: int | None = None,
 ) -> Observed:
     """Stat every path; hash those the cache cannot vouch for. Files are read only through
-    :func:`reconciler.masters.open_master`: regular files inside ``root`` (the media root's
+    :func:`reconciler.observe.masters.open_master`: regular files inside ``root`` (the media root's
     real path), never through a symlink that leaves it."""
     result = Observed()
     todo: list[tuple[str, os.stat_result]] = []
