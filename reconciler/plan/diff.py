@@ -17,7 +17,7 @@ import posixpath
 from collections.abc import Iterable
 from typing import Any
 
-from reconciler.model import ActionKind
+from reconciler.model import ActionKind, SyncStatus
 from reconciler.plan.actions import KINDS, Action, Reason, remote_key
 from reconciler.plan.desired import BYTES_PER_MB, Desired, DesiredAsset
 from reconciler.transforms.recipe import Recipe
@@ -167,7 +167,7 @@ def _recorded_reason(
     if kind == ActionKind.NOOP:
         return Reason.IN_SYNC, "in sync"
     if kind == ActionKind.CREATE:
-        if pa_id is None or status == "deleted":
+        if pa_id is None or status == SyncStatus.DELETED:
             return Reason.NOT_ON_PLATFORM, "not on the platform yet"
         return Reason.SYNC_INCOMPLETE, f"the last sync did not complete (status {status})"
     if kind == ActionKind.UPDATE:

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, get_args, get_origin, get_type_hints
 
+from reconciler.model import ActionKind
 from reconciler.plan.actions import Action, Plan, PlanError
 
 COMPARED = (  # (not the absolute path: another checkout of the same manifests is fine)
@@ -249,7 +250,7 @@ def _difference(asked: Action, current: Action | None) -> str | None:
     if current is None:
         return f"{where}: planned {asked.action}, but the manifests no longer declare it"
     if not current.is_change:
-        hint = " (pass --prune to apply its deletes)" if asked.action == "delete" else ""
+        hint = " (pass --prune to apply its deletes)" if asked.action == ActionKind.DELETE else ""
         return f"{where}: planned {asked.action}, but it is {current.action} now{hint}"
     if asked.waiting is None and current.waiting is not None:
         return (
