@@ -40,7 +40,7 @@ from reconciler.cache import Cache, default_folder
 from reconciler.errors import ReconcilerError
 from reconciler.manifests.validate import validate_tree
 from reconciler.model import ManifestSet
-from reconciler.plan.diff import PlanOptions, make_plan
+from reconciler.plan.planner import PlanOptions, make_plan
 from reconciler.redact import redact
 from reconciler.store.db import StateStore, utcnow
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES

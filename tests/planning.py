@@ -12,8 +12,9 @@ from reconciler.apply.recorder import PlacementRecord, record_objects, record_pl
 from reconciler.apply.run import ApplyOptions, ApplyResult, apply_plan, recover
 from reconciler.manifests.validate import validate_tree
 from reconciler.model import ManifestSet
+from reconciler.plan.actions import Action, Plan
 from reconciler.plan.desired import fingerprint
-from reconciler.plan.diff import Action, Plan, PlanOptions, make_plan
+from reconciler.plan.planner import PlanOptions, make_plan
 from reconciler.store.db import StateStore, utcnow
 
 

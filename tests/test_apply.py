@@ -16,7 +16,7 @@ from reconciler.drivers.base import PermanentError, TemporaryError, Uploaded
 from reconciler.drivers.local import LocalDriver
 from reconciler.observe.payload import Payload
 from reconciler.observe.sources import sha256_file
-from reconciler.plan.diff import make_plan
+from reconciler.plan.planner import make_plan
 
 from helpers import SHIPPED_MANIFESTS
 

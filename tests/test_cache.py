@@ -15,7 +15,7 @@ import reconciler.manifests.load as load_module
 from reconciler.cache import Cache
 from reconciler.manifests.validate import validate_tree
 from reconciler.observe import sources
-from reconciler.plan.diff import make_plan
+from reconciler.plan.planner import make_plan
 
 
 @pytest.fixture

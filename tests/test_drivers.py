@@ -18,7 +18,7 @@ from reconciler.drivers.local import CHUNK, LocalDriver
 from reconciler.model import Platform, SecretRef
 from reconciler.observe.masters import open_master
 from reconciler.observe.payload import Payload
-from reconciler.plan.diff import Action
+from reconciler.plan.actions import Action
 from reconciler.render.progress import LiveProgress, PlainLines
 
 from helpers import payload_of

@@ -11,7 +11,7 @@ import pytest
 from planning import pretend_applied
 
 from reconciler.manifests.validate import validate_tree
-from reconciler.plan.diff import make_plan
+from reconciler.plan.planner import make_plan
 from reconciler.store.db import StateStore
 
 from helpers import SHIPPED_MANIFESTS

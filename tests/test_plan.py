@@ -14,10 +14,12 @@ from hypothesis import strategies as st
 from planning import World, action_of, kinds
 
 from reconciler.observe import sources
-from reconciler.plan.diff import PlanError, make_plan, state_fingerprint
+from reconciler.plan.actions import PlanError
+from reconciler.plan.planner import make_plan
 from reconciler.store import hash_cache
 from reconciler.store.db import StateStore
 from reconciler.store.migrations import all_migrations
+from reconciler.store.planning import state_fingerprint
 
 
 @pytest.fixture

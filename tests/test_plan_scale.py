@@ -17,7 +17,7 @@ import duckdb
 import pytest
 from planning import World
 
-from reconciler.plan.diff import PLANNING_MEMORY
+from reconciler.store.planning import PLANNING_MEMORY
 
 ASSETS = 300
 PLACEMENTS = 1_000_000

@@ -17,7 +17,7 @@ from reconciler.transforms.recipe import Recipe, RecipeBook
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES, Rendition, RenditionCache
 
 if TYPE_CHECKING:
-    from reconciler.plan.diff import Action
+    from reconciler.plan.actions import Action
 
 ProgressFn = Callable[[float], None]
 

@@ -64,7 +64,7 @@ from reconciler.drivers.base import (
 from reconciler.errors import ExitCode, LockTimeout, StateError
 from reconciler.model import ManifestSet
 from reconciler.observe.masters import opened_master
-from reconciler.plan.diff import Action, Plan, remote_key
+from reconciler.plan.actions import Action, Plan, remote_key
 from reconciler.plan.schedule import next_occurrence, timing
 from reconciler.provenance import Provenance
 from reconciler.provenance import of as provenance_of

@@ -39,8 +39,9 @@ from reconciler.errors import ExitCode, UsageError
 from reconciler.manifests.quoting import suggest
 from reconciler.manifests.validate import validate_tree
 from reconciler.model import ManifestSet
-from reconciler.plan.diff import Plan, PlanOptions, check_guards, make_plan
+from reconciler.plan.actions import Plan
 from reconciler.plan.explain import explain as explain_asset
+from reconciler.plan.planner import PlanOptions, check_guards, make_plan
 from reconciler.plan.saved import checked as checked_against_saved
 from reconciler.plan.saved import made_for as check_made_for
 from reconciler.plan.saved import read_saved_plan

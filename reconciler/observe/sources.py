@@ -1,10 +1,10 @@
 """Source observation: the sha256, size and identity of every master file, with a hash cache.
 
-Called by :mod:`reconciler.plan.diff` before it plans. A file is read only when the hash cache (the
-state file's ``file_hashes`` table and the cache folder of :mod:`reconciler.cache`) has no
-entry with the same (path, device, inode, size, mtime_ns, ctime_ns). Small misses are read in
-the calling thread, large ones in parallel threads (``hashlib.file_digest`` releases the GIL
-while it hashes).
+Called by :mod:`reconciler.plan.planner` before it plans (and by explain, for one asset). A
+file is read only when the hash cache (the state file's ``file_hashes`` table and the cache
+folder of :mod:`reconciler.cache`) has no entry with the same (path, device, inode, size,
+mtime_ns, ctime_ns). Small misses are read in the calling thread, large ones in parallel
+threads (``hashlib.file_digest`` releases the GIL while it hashes).
 
 The mtime alone does not vouch for the bytes: anyone may set it back (``touch -r``,
 ``cp --preserve``, ``unzip -o`` of a reproducible archive) after rewriting a file in place with

@@ -1,14 +1,17 @@
 """Desired state: validated manifests and observed files, as the tables the planner joins.
 
-Called by :mod:`reconciler.plan.diff`. It writes four temporary tables into the planning
-connection, one row per object, in bulk:
+Called by :mod:`reconciler.plan.planner` and :mod:`reconciler.plan.explain`. It hands the
+store (:func:`reconciler.store.planning.write_desired`) the rows of four temporary tables of
+the planning connection, one row per object, in the order of the store's column lists:
 
 * ``d_assets``: every asset (declared or generated) with its measured checksum and size;
 * ``d_rules`` and ``d_rule_patterns``: every sync rule, and its selective include/exclude
   patterns one per row (so matching is a join, not a Python loop);
 * ``d_platforms``: every platform with the constraints that can block a placement.
 
-It also defines the fingerprints that tell a metadata change from a content change.
+It also defines the fingerprints that tell a metadata change from a content change
+(:class:`MetadataHasher`, used by apply's recorder too), and :func:`asset_metadata`, what
+apply sends to a platform besides the bytes.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.model import Asset, ManifestSet
+from reconciler.model import Asset, ManifestSet, Platform
 from reconciler.observe.sources import Observation
-from reconciler.store.db import Connection, temp_table
+from reconciler.store.db import Connection
+from reconciler.store.planning import write_desired
 from reconciler.transforms.recipe import RecipeBook
 
 # Non-standard names found in the wild (the seed's own `video/mov`), mapped to IANA names.
@@ -39,6 +43,13 @@ def canonical_mime(mime: str | None) -> str:
         return UNKNOWN_MIME
     lowered = mime.strip().lower()
     return MIME_ALIASES.get(lowered, lowered)
+
+
+def accepted_formats(platform: Platform) -> list[str] | None:
+    """The MIME types a platform accepts, canonical and sorted; None: every format."""
+    if platform.supported_formats is None:
+        return None
+    return sorted({canonical_mime(f) for f in platform.supported_formats})
 
 
 def fingerprint(value: Any) -> str:
@@ -87,44 +98,6 @@ def asset_metadata(asset: Asset) -> dict[str, Any]:
     }
 
 
-ASSET_COLUMNS = [  # only what the planner's SQL reads; the rest is joined back in Python
-    ("code", "VARCHAR"),
-    ("asset_type", "VARCHAR"),
-    ("category", "VARCHAR"),
-    ("status", "VARCHAR"),
-    ("file", "VARCHAR"),
-    ("mime", "VARCHAR"),
-    ("size_bytes", "BIGINT"),
-    ("checksum", "VARCHAR"),
-    ("metadata_hash", "VARCHAR"),
-]
-RULE_COLUMNS = [
-    ("code", "VARCHAR"),
-    ("platform", "VARCHAR"),
-    ("categories", "VARCHAR[]"),
-    ("types", "VARCHAR[]"),
-    ("sync_mode", "VARCHAR"),
-    ("has_include", "BOOLEAN"),
-    ("priority", "INTEGER"),
-    ("is_active", "BOOLEAN"),
-    ("auto_sync", "BOOLEAN"),
-    ("schedule_cron", "VARCHAR"),
-    ("transform_hash", "VARCHAR"),
-    ("prune", "BOOLEAN"),
-    ("rank_key", "BIGINT"),  # higher wins: priority first, then the earlier code
-]
-PATTERN_COLUMNS = [("rule", "VARCHAR"), ("kind", "VARCHAR"), ("pattern", "VARCHAR")]
-PLATFORM_COLUMNS = [
-    ("code", "VARCHAR"),
-    ("name", "VARCHAR"),
-    ("sync_enabled", "BOOLEAN"),
-    ("formats", "VARCHAR[]"),
-    ("max_bytes", "BIGINT"),
-    ("max_file_size_mb", "DOUBLE"),
-    ("driver", "VARCHAR"),
-]
-
-
 @dataclass(slots=True)  # not frozen: frozen __init__ is 8x slower per object
 class DesiredAsset:
     """An asset as the planner sees it: declared, and measured."""
@@ -145,7 +118,6 @@ class DesiredRule:
     code: str
     transform_rules: dict[str, Any]
     transform_hash: str
-    prune: bool
 
 
 @dataclass
@@ -187,13 +159,12 @@ def load_desired(
             asset.code, asset.asset_type, asset.category, asset.status, asset.file, item.mime,
             item.size_bytes, item.checksum, item.metadata_hash,
         ))  # fmt: skip
-    temp_table(con, "d_assets", ASSET_COLUMNS, assets)
 
     rules, patterns = [], []
     order = {code: n for n, code in enumerate(sorted(manifests.rules))}
     for rule in manifests.rules.values():
         transform = dict(rule.transform_rules)
-        item_rule = DesiredRule(rule.code, transform, fingerprint(transform), rule.prune)
+        item_rule = DesiredRule(rule.code, transform, fingerprint(transform))
         desired.rules[rule.code] = item_rule
         rules.append((
             rule.code, rule.platform,
@@ -207,14 +178,10 @@ def load_desired(
         if rule.sync_mode == "selective":
             patterns += [(rule.code, "include", p) for p in rule.include]
             patterns += [(rule.code, "exclude", p) for p in rule.exclude]
-    temp_table(con, "d_rules", RULE_COLUMNS, rules)
-    temp_table(con, "d_rule_patterns", PATTERN_COLUMNS, patterns)
 
     platforms = []
     for p in manifests.platforms.values():
-        formats = None
-        if p.supported_formats is not None:
-            formats = sorted({canonical_mime(f) for f in p.supported_formats})
+        formats = accepted_formats(p)
         limit = p.max_file_size_mb
         desired.formats[p.code] = formats
         desired.max_file_size_mb[p.code] = limit
@@ -222,5 +189,5 @@ def load_desired(
         platforms.append(
             (p.code, p.platform_name, p.sync_enabled, formats, max_bytes, limit, p.driver)
         )
-    temp_table(con, "d_platforms", PLATFORM_COLUMNS, platforms)
+    write_desired(con, assets, rules, patterns, platforms)
     return desired

@@ -1,10 +1,11 @@
 """`reconcile explain ASSET`: why each placement of one asset is planned as it is.
 
-It runs the very same planner (:func:`reconciler.plan.diff.diff`) on a desired state reduced to the
-one asset, then reads the planner's own ``rule_matches`` table for the reasons: which rules
-matched and which won, which constraints were checked, what the state file records, and which
-rendition each platform receives and whether the rendition cache already holds it.
-Nothing is written.
+Called by the ``explain`` command. It runs the very same planner
+(:func:`reconciler.plan.planner.recorded_diff`) on a desired state reduced to the one asset,
+then reads the planner's own ``rule_matches`` view for the reasons (through
+:mod:`reconciler.store.planning`): which rules matched and which won, which constraints were
+checked, what the state file records, and which rendition each platform receives and whether
+the rendition cache already holds it. Nothing is written.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from reconciler.errors import UsageError
 from reconciler.manifests.schema import suggest
 from reconciler.model import ManifestSet
 from reconciler.observe.sources import observe
-from reconciler.plan.desired import BYTES_PER_MB, canonical_mime, load_desired
-from reconciler.plan.diff import Action, diff, planning_connection, read_cache
+from reconciler.plan.actions import Action
+from reconciler.plan.desired import BYTES_PER_MB, accepted_formats, canonical_mime, load_desired
+from reconciler.plan.planner import recorded_diff
+from reconciler.store import planning
 from reconciler.store.db import StateStore
 from reconciler.transforms.renditions import RenditionCache
 from reconciler.units import human_size
@@ -77,22 +80,15 @@ def explain(
             f"{suggest(platform, manifests.platforms)}"
         )
     only = dataclasses.replace(manifests, assets={code: asset})
-    observed = observe([str(asset.path)], read_cache(store), str(manifests.media_root))
+    observed = observe([str(asset.path)], planning.cached_hashes(store), str(manifests.media_root))
     seen = observed.files[str(asset.path)]
-    with planning_connection(store) as (con, _exists):
+    with planning.planning_connection(store) as (con, _exists):
         desired = load_desired(con, only, observed.files)
-        actions = {a.platform: a for a in diff(con, desired) if a.asset == code}
+        actions = {a.platform: a for a in recorded_diff(con, desired) if a.asset == code}
         verdicts = _verdicts(
-            con.execute(
-                "SELECT rule, platform, priority, asset_active, rule_active, category_ok, type_ok, "
-                "included, excluded FROM rule_matches WHERE asset = ? ORDER BY priority DESC, rule",
-                [code],
-            ).fetchall(),
-            manifests,
-            asset.category,
-            asset.asset_type,
+            planning.rule_match_rows(con, code), manifests, asset.category, asset.asset_type
         )
-        recorded = _recorded(con, code)
+        recorded = planning.recorded_placements(con, code)
     by_platform: dict[str, list[RuleVerdict]] = {}
     for verdict in verdicts:
         by_platform.setdefault(verdict.platform, []).append(verdict)
@@ -188,10 +184,10 @@ def _checks(
 ) -> list[tuple[str, bool]]:
     p = manifests.platforms[code]
     checks = [(f"sync_enabled: {str(p.sync_enabled).lower()}", p.sync_enabled)]
-    if p.supported_formats is None:
+    formats = accepted_formats(p)
+    if formats is None:
         checks.append((f"{mime}: the platform accepts all formats", True))
     else:
-        formats = sorted({canonical_mime(f) for f in p.supported_formats})
         ok = mime in formats
         checks.append(
             (f"{mime} {'is' if ok else 'is not'} in supported_formats ({', '.join(formats)})", ok)
@@ -218,26 +214,3 @@ def _rendition(
         "cached": action.rendition_id in made,
         "recorded_id": recorded_id,
     }
-
-
-def _recorded(con: Any, code: str) -> dict[str, dict[str, Any]]:
-    cursor = con.execute(
-        "SELECT sp.platform_code, pa.id, pa.sync_status, pa.synced_version, pa.local_checksum, "
-        "pa.remote_checksum, pa.platform_asset_id, pa.platform_url, pa.last_synced_at, "
-        "pa.last_verified_at, pa.rule_code, coalesce(pa.managed, FALSE) AS managed, "
-        "pa.rendition_id, "
-        "(SELECT count(*) FROM sync_conflicts c WHERE c.platform_asset_id = pa.id "
-        " AND c.resolution = 'pending') AS open_conflicts "
-        "FROM platform_assets pa JOIN source_assets sa ON sa.id = pa.source_asset_id "
-        "JOIN sync_platforms sp ON sp.id = pa.platform_id WHERE sa.asset_code = ? "
-        "ORDER BY pa.id",
-        [code],
-    )
-    names = [d[0] for d in cursor.description]
-    out = {}
-    for row in cursor.fetchall():
-        record = dict(zip(names, row, strict=True))
-        out[record.pop("platform_code")] = {
-            k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in record.items()
-        }
-    return out

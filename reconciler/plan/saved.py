@@ -18,9 +18,11 @@ import os
 import stat
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, get_args, get_origin, get_type_hints
 
-from reconciler.plan.diff import Action, Plan, PlanError
+from reconciler.model import ActionKind
+from reconciler.plan.actions import Action, Plan, PlanError
 
 COMPARED = (  # (not the absolute path: another checkout of the same manifests is fine)
     "action",
@@ -102,6 +104,15 @@ def _why(exc: BaseException) -> str:
 def _shape_problem(data: Any) -> str | None:
     if not isinstance(data, dict):
         return "it is not a JSON object"
+    problem = _top_problem(data)
+    for i, action in enumerate(data["actions"] if problem is None else []):
+        problem = _action_problem(i, action)
+        if problem is not None:
+            break
+    return problem
+
+
+def _top_problem(data: dict[str, Any]) -> str | None:
     for name in TOP_FIELDS:
         if name not in data:
             return f"it has no '{name}'"
@@ -111,15 +122,18 @@ def _shape_problem(data: Any) -> str | None:
     for field in ("manifests", "media_root", "state"):
         if "\0" in data[field]:
             return f"'{field}' holds a NUL byte"
-    for i, action in enumerate(data["actions"]):
-        if not isinstance(action, dict):
-            return f"action {i + 1} is not a JSON object"
-        for name, value in action.items():
-            allowed = ACTION_FIELDS.get(name)
-            if allowed is not None and not _is(value, allowed):
-                return f"action {i + 1}: '{name}' is not {_names(allowed)}"
-            if isinstance(value, str) and "\0" in value:
-                return f"action {i + 1}: '{name}' holds a NUL byte"
+    return None
+
+
+def _action_problem(i: int, action: Any) -> str | None:
+    if not isinstance(action, dict):
+        return f"action {i + 1} is not a JSON object"
+    for name, value in action.items():
+        allowed = ACTION_FIELDS.get(name)
+        if allowed is not None and not _is(value, allowed):
+            return f"action {i + 1}: '{name}' is not {_names(allowed)}"
+        if isinstance(value, str) and "\0" in value:
+            return f"action {i + 1}: '{name}' holds a NUL byte"
     return None
 
 
@@ -136,18 +150,17 @@ def _names(kinds: tuple[type, ...]) -> str:
 
 
 def _action_fields() -> dict[str, tuple[type, ...]]:
-    """The JSON types each Action field may hold, from its annotation."""
+    """The JSON types each Action field may hold, from its annotation (a StrEnum is a
+    string in JSON)."""
     kinds: dict[str, tuple[type, ...]] = {}
-    for name, spec in Action.__dataclass_fields__.items():
-        text = str(spec.type)
-        if text.startswith("dict"):
-            kinds[name] = (dict,)
-            continue
+    for name, hint in get_type_hints(Action).items():
         found: list[type] = []
-        for word, kind in (("str", str), ("int", int), ("dict", dict), ("None", type(None))):
-            if word in text:
-                found.append(kind)
-        kinds[name] = tuple(found) or (object,)
+        for part in get_args(hint) if get_origin(hint) is UnionType else (hint,):
+            kind = get_origin(part) or part
+            json_kind = next((k for k in (bool, int, str, dict) if issubclass(kind, k)), kind)
+            if json_kind not in found:
+                found.append(json_kind)
+        kinds[name] = tuple(found)
     return kinds
 
 
@@ -237,7 +250,7 @@ def _difference(asked: Action, current: Action | None) -> str | None:
     if current is None:
         return f"{where}: planned {asked.action}, but the manifests no longer declare it"
     if not current.is_change:
-        hint = " (pass --prune to apply its deletes)" if asked.action == "delete" else ""
+        hint = " (pass --prune to apply its deletes)" if asked.action == ActionKind.DELETE else ""
         return f"{where}: planned {asked.action}, but it is {current.action} now{hint}"
     if asked.waiting is None and current.waiting is not None:
         return (

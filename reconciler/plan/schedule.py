@@ -7,7 +7,13 @@ copies (creates) go out on change, so a new asset reaches its platforms without 
 A rule with ``auto_sync: false`` never runs on its own: only ``reconcile --rule CODE``
 runs it. A re-sync that a person asked for (``conflicts resolve --use source``) does not
 wait for the schedule, but it does wait for ``--rule`` when the rule has ``auto_sync: false``.
-Cron expressions are parsed by croniter. Used by the planner and by apply.
+Cron expressions are parsed by croniter.
+
+Used by the planner (:func:`waiting_reason`, through
+:func:`reconciler.plan.planner.with_schedules`, marks each change that waits) and by apply
+(:func:`timing` and :func:`next_occurrence`: after a run, apply resets the clock of each due
+scheduled rule that ran and records when it runs next, for ``reconcile status``). Apply
+also decides, from the ``waiting`` mark and ``--rule``, which changes run now.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ from datetime import UTC, datetime
 
 from croniter import croniter
 
-from reconciler.model import SyncRule
+from reconciler.model import ActionKind, SyncRule
 
-GATED = frozenset({"update", "update-metadata", "delete"})  # creates are never held back
+# creates are never held back
+GATED = frozenset({ActionKind.UPDATE, ActionKind.UPDATE_METADATA, ActionKind.DELETE})
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,6 @@ def waiting_reason(
     last_run: datetime | None,
     now: datetime,
     forced_rule: str | None,
-    watching: bool = False,
     requested: bool = False,
 ) -> tuple[str | None, datetime | None]:
     """Why a change waits instead of running now, and until when; (None, None) to run.

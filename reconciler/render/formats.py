@@ -21,7 +21,7 @@ import click
 from reconciler.apply.run import ApplyResult
 from reconciler.apply.verify import VerifyResult
 from reconciler.manifests.validate import ValidationResult
-from reconciler.plan.diff import Action, Plan
+from reconciler.plan.actions import Action, Plan
 from reconciler.plan.explain import Explanation
 from reconciler.store.queries import Report
 from reconciler.units import human_size

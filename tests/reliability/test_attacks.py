@@ -775,7 +775,7 @@ def test_a_file_named_like_a_deleted_media_root_is_outside_it(tmp_path: Path) ->
     st_nlink == 0) may have the suffix stripped, and a regular file is never "inside" by
     being equal to the root."""
     from reconciler.apply.run import apply_plan
-    from reconciler.plan.diff import make_plan
+    from reconciler.plan.planner import make_plan
 
     world = World(tmp_path).platform("NAS").rule("R", "NAS")
     world.asset("DOC-A", b"inside", file="sub/media (deleted)", asset_type="document",

@@ -15,7 +15,8 @@ from test_fuzz import documents
 
 from reconciler.manifests.schema import schema_errors
 from reconciler.manifests.validate import validate_tree
-from reconciler.plan.diff import PlanError, make_plan
+from reconciler.plan.actions import PlanError
+from reconciler.plan.planner import make_plan
 from reconciler.store.db import StateStore
 
 from helpers import MEDIA

@@ -20,7 +20,7 @@ from planning import World, apply_run, rows
 
 from reconciler.apply.run import ApplyOptions, Job, NullObserver, apply_plan
 from reconciler.observe.sources import sha256_file
-from reconciler.plan.diff import make_plan
+from reconciler.plan.planner import make_plan
 from reconciler.transforms.crypto import decrypt_file
 
 FAST = ApplyOptions(parallel=2, backoff_base=0.001, backoff_max=0.01)

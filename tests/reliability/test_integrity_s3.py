@@ -22,7 +22,7 @@ from test_integrity import FAST, Rewriter
 
 from reconciler.apply.run import apply_plan
 from reconciler.apply.verify import verify
-from reconciler.plan.diff import make_plan
+from reconciler.plan.planner import make_plan
 
 BIG = 20 * 1024 * 1024 + 5  # three parts
 LONG = 6 * 8 * 1024 * 1024 + 5  # seven parts: more than are read ahead of the first upload
