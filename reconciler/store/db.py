@@ -9,92 +9,79 @@ holds the file open, even read-only, keeps writers out):
 * readers (reports, dry runs) open it read-only inside :meth:`StateStore.reading` and never
   take the run lock, so ``reconcile status`` answers while an apply is working;
 * whoever finds the file busy retries with backoff until ``--lock-timeout``, then fails with
-  a message naming the holder;
-* rows are written in bulk (:func:`insert_rows`), never row by row;
+  a message naming the holder (:mod:`reconciler.store.connection`);
+* rows are written in bulk (:mod:`reconciler.store.bulk`), never row by row;
 * a new file appears in one step, already migrated, and a failure of the file or its disk
   (full, read-only, truncated) is a :class:`StateError` saying what to do
   (:mod:`reconciler.store.statefile`).
 
-Every command that reads or writes state goes through :class:`StateStore`.
+Every command that reads or writes state goes through :class:`StateStore`; the stages reach
+it through the operations of :mod:`reconciler.store.backend`. The names the stages have
+always imported from here (:data:`Connection`, :func:`insert_rows`, :func:`utcnow`, ...) stay
+importable from here.
 """
 
 from __future__ import annotations
 
-import csv
-import os
-import re
-import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
 from reconciler.errors import LockTimeout, StateError
-from reconciler.store.lock import (
-    Holder,
-    RunLock,
-    alive,
-    describe_pid,
-    lock_path_for,
-    patiently,
-    real_path,
+from reconciler.model import EventStatus, EventType
+from reconciler.store.bulk import (
+    SEED_TABLES,
+    column_types,
+    insert_rows,
+    table_rows,
+    temp_table,
+    upsert_rows,
 )
+from reconciler.store.connection import (
+    CONNECTION_CONFIG,
+    Busy,
+    Connection,
+    busy_message,
+    connect,
+    transaction,
+    utcnow,
+)
+from reconciler.store.events import STATE_FILE_REPLACED, EventRow, insert_events
+from reconciler.store.lock import Holder, RunLock, lock_path_for, real_path
 from reconciler.store.migrations import (
     check_not_newer,
     current_version,
     latest_version,
     migrate,
 )
-from reconciler.store.statefile import (
-    STORAGE_ERRORS,
-    close,
-    create,
-    never_held_data,
-    recognised,
-    rollback,
-    storage_error,
-)
+from reconciler.store.statefile import STORAGE_ERRORS, close, create, never_held_data, storage_error
+
+# Where the store's callers have always found these; they live in .connection and .bulk.
+__all__ = [
+    "CONNECTION_CONFIG",
+    "DEFAULT_STATE",
+    "SEED_TABLES",
+    "Busy",
+    "Connection",
+    "OutdatedSchema",
+    "StateStore",
+    "column_types",
+    "insert_rows",
+    "table_rows",
+    "temp_table",
+    "upsert_rows",
+    "utcnow",
+]
 
 DEFAULT_STATE = Path("state") / "reconciler.duckdb"
-SEED_TABLES = (
-    "source_assets",
-    "sync_platforms",
-    "sync_configurations",
-    "sync_jobs",
-    "platform_assets",
-    "sync_conflicts",
-    "sync_events_log",
-)
-_BUSY = "Could not set lock on file"
-_PID = re.compile(r"\(PID (\d+)\)")
-
-Connection = duckdb.DuckDBPyConnection
-
-# Our transactions are short and small: one DuckDB thread avoids starting a pool of threads on
-# every open (a run opens the file many times) and the lock traffic that comes with them.
-CONNECTION_CONFIG = {"threads": 1}
-
-
-class Busy(LockTimeout):
-    """The state file cannot be written this instant (a write that was asked not to wait)."""
 
 
 class OutdatedSchema(StateError):
     """The state file needs a migration that the caller may not run (a dry run)."""
-
-
-def utcnow() -> datetime:
-    """Now, as the naive UTC timestamp the state file stores."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _is_busy(exc: BaseException) -> bool:
-    return isinstance(exc, duckdb.IOException) and _BUSY in str(exc)
 
 
 @dataclass
@@ -165,19 +152,8 @@ class StateStore:
                 con = self._open(read_only=False, patience=patience)
                 try:
                     migrate(con, str(self.path))
-                    con.execute("BEGIN TRANSACTION")
-                    try:
+                    with transaction(con, self.path):
                         yield con
-                    except BaseException as exc:
-                        rollback(con)
-                        if isinstance(exc, STORAGE_ERRORS):
-                            raise storage_error(exc, self.path, "writing") from None
-                        raise
-                    try:
-                        con.execute("COMMIT")
-                    except duckdb.Error as exc:  # a full disk shows here, as the WAL is written
-                        rollback(con)
-                        raise storage_error(exc, self.path, "writing") from None
                 finally:
                     close(con, self.path)
         finally:
@@ -186,8 +162,6 @@ class StateStore:
     def _create(self) -> None:
         """Make the file (under the run lock), migrated, in one step; note in its event log
         a file that never held data that it replaced."""
-        from reconciler.store.records import EventRow, insert_events
-
         replaced = self.real_path.stat().st_size if self.real_path.exists() else None
 
         def prepare(con: Connection) -> None:
@@ -197,7 +171,7 @@ class StateStore:
                     f"replaced {self.path} ({replaced} bytes: DuckDB's headers and nothing "
                     "else, left by a process killed while it created the file)"
                 )
-                insert_events(con, [EventRow("state_file_replaced", "success", message)])
+                insert_events(con, [EventRow(STATE_FILE_REPLACED, EventStatus.SUCCESS, message)])
 
         create(self.real_path, prepare, CONNECTION_CONFIG)
         self.lock.bind_identity(self.lock_timeout)
@@ -258,52 +232,21 @@ class StateStore:
     def _open(self, read_only: bool, patience: float | None = None) -> Connection:
         wait = self.lock_timeout if patience is None else patience
         try:
-            con = patiently(wait, _is_busy)(
-                duckdb.connect, str(self.path), read_only=read_only, config=CONNECTION_CONFIG
-            )
-        except duckdb.IOException as exc:
-            if _is_busy(exc):
-                if patience == 0:
-                    raise Busy(f"the state file {self.path} is busy") from None
-                raise LockTimeout(self._busy_message(exc)) from None
-            raise self._unusable(exc) from None
-        except duckdb.Error as exc:
-            raise self._unusable(exc) from None
-        con.execute("SET TimeZone = 'UTC'")
-        return con
-
-    def _unusable(self, exc: Exception) -> StateError:
-        first = str(exc).splitlines()[0]
-        found = recognised(exc, self.path)  # full, read-only or truncated: say so
-        if found is not None:
-            return found
-        return StateError(
-            f"cannot use the state file {self.path}: {first}. Is it a reconcile state file? "
-            "Pass --state to choose another"
-        )
-
-    def _busy_message(self, exc: Exception) -> str:
-        holder = self.lock.holder()
-        if holder is not None and holder.pid != os.getpid() and alive(holder.pid):
-            who = holder.describe()
-        else:
-            match = _PID.search(str(exc))
-            who = describe_pid(int(match[1])) if match else "another process"
-        return (
-            f"the state file {self.path} is busy: held by {who}; gave up after "
-            f"{self.lock_timeout:g} s. Wait for it to finish, or pass a longer --lock-timeout"
-        )
+            return connect(self.path, read_only, wait)
+        except duckdb.IOException as exc:  # still busy after ``wait``
+            if patience == 0:
+                raise Busy(f"the state file {self.path} is busy") from None
+            message = busy_message(self.path, exc, self.lock.holder(), self.lock_timeout)
+            raise LockTimeout(message) from None
 
     def _record_takeover(self, dead: Holder) -> None:
-        from reconciler.store.records import EventRow, insert_events
-
         with self.writing() as con:
             insert_events(
                 con,
                 [
                     EventRow(
-                        event_type="lock_takeover",
-                        event_status="success",
+                        event_type=EventType.LOCK_TAKEOVER,
+                        event_status=EventStatus.SUCCESS,
                         message=f"took over the run lock of {dead.describe()}, which had died",
                         details={
                             "pid": dead.pid,
@@ -314,157 +257,3 @@ class StateStore:
                     )
                 ],
             )
-
-
-# -- bulk writes -------------------------------------------------------------------------------
-
-
-_TYPES: dict[str, dict[str, str]] = {}
-
-
-def column_types(con: Connection, table: str, need: Sequence[str] = ()) -> dict[str, str]:
-    """The DuckDB type of each column of a table. Cached: the schema only grows (by
-    migration), so a cached answer lacking a needed column is simply asked again."""
-    cached = _TYPES.get(table)
-    if cached is not None and all(c in cached for c in need):
-        return cached
-    rows = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
-        [table],
-    ).fetchall()
-    _TYPES[table] = types = {name: dtype for name, dtype in rows}
-    return types
-
-
-# Tables whose rows move on to a history table, keeping their id: new ids go above both, so
-# that an id that jobs, events or conflicts refer to is never given to another row.
-ID_HISTORY = {"platform_assets": "platform_assets_pruned"}
-
-
-def _last_id(con: Connection, table: str) -> int:
-    sql = f"SELECT coalesce(max(id), 0) FROM {table}"
-    history = ID_HISTORY.get(table)
-    if history is not None:
-        sql = f"SELECT greatest(({sql}), (SELECT coalesce(max(id), 0) FROM {history}))"
-    row = con.execute(sql).fetchone()
-    return int(row[0]) if row else 0
-
-
-def insert_rows(
-    con: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
-) -> list[int]:
-    """Insert many rows in one statement, with new ids (max(id) + 1, + 2, ...).
-
-    One ``unnest`` of a Python list per column is a single statement whatever the row count:
-    10,000 rows take milliseconds, where row-by-row inserts take seconds.
-    """
-    if not rows:
-        return []
-    types = column_types(con, table, columns)
-    unknown = [c for c in columns if c not in types]
-    if unknown:
-        raise ValueError(f"{table} has no column {unknown}")
-    base = _last_id(con, table)
-    n = len(rows)
-    values = [list(col) for col in zip(*rows, strict=True)]
-    unnests = ", ".join(f"unnest(?::{types[c]}[]) AS c{i}" for i, c in enumerate(columns))
-    picks = ", ".join(f"c{i}" for i in range(len(columns)))
-    con.execute(
-        f"INSERT INTO {table} (id, {', '.join(columns)}) "
-        f"SELECT ? + ord, {picks} FROM (SELECT unnest(?::BIGINT[]) AS ord, {unnests})",
-        [base, list(range(1, n + 1)), *values],
-    )
-    return list(range(base + 1, base + n + 1))
-
-
-def temp_table(
-    con: Connection, name: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
-) -> None:
-    """(Re)create a temporary table from Python rows in one statement; columns are
-    (name, DuckDB type) pairs."""
-    if not rows:
-        spec = ", ".join(f"{c} {t}" for c, t in columns)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({spec})")
-        return
-    if len(rows) > CSV_ROWS and not any(t.endswith("]") for _, t in columns):
-        _temp_table_from_csv(con, name, columns, rows)
-        return
-    unnests = ", ".join(f"unnest(?::{t}[]) AS {c}" for c, t in columns)
-    values = [list(col) for col in zip(*rows, strict=True)]
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {unnests}", values)
-
-
-CSV_ROWS = 20_000  # above this, rows travel through a temporary CSV file
-
-
-def _temp_table_from_csv(
-    con: Connection, name: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
-) -> None:
-    """Large tables: a CSV file that DuckDB reads itself costs half the memory of handing
-    it millions of Python values (None is written as an empty field, read back as NULL)."""
-    with tempfile.TemporaryDirectory(prefix="reconcile-rows-") as folder:
-        path = os.path.join(folder, "rows.csv")
-        with open(path, "w", newline="", encoding="utf-8") as handle:
-            csv.writer(handle, lineterminator="\n").writerows(rows)
-        spec = ", ".join(f"'{c}': '{t}'" for c, t in columns)
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM read_csv(?, header = false, "
-            f"delim = ',', quote = '\"', escape = '\"', columns = {{{spec}}})",
-            [path],
-        )
-
-
-def upsert_rows(
-    con: Connection,
-    table: str,
-    key: str,
-    columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    keep_when_null: Sequence[str] = (),
-) -> dict[Any, int]:
-    """Update rows whose ``key`` exists, insert the others with new ids; all in bulk.
-
-    ``columns`` must include ``key``; a column in ``keep_when_null`` keeps its old value
-    when the new one is NULL. Returns the id of every row by key.
-    """
-    if not rows:
-        return {}
-    types = column_types(con, table, columns)
-    staged = f"_incoming_{table}"
-    temp_table(con, staged, [(c, types[c]) for c in columns], rows)
-    others = [c for c in columns if c != key]
-    if others:
-        sets = ", ".join(
-            f"{c} = coalesce(i.{c}, {table}.{c})" if c in keep_when_null else f"{c} = i.{c}"
-            for c in others
-        )
-        con.execute(f"UPDATE {table} SET {sets} FROM {staged} i WHERE {table}.{key} = i.{key}")
-    names = ", ".join(columns)
-    picks = ", ".join(f"i.{c}" for c in columns)
-    missing = f"FROM {staged} i WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{key} = i.{key})"
-    if key == "id" or "id" not in types:  # the rows bring their own key
-        con.execute(f"INSERT INTO {table} ({names}) SELECT {picks} {missing}")
-        con.execute(f"DROP TABLE {staged}")
-        return {}
-    base = _last_id(con, table)
-    con.execute(
-        f"INSERT INTO {table} (id, {names}) "
-        f"SELECT ? + row_number() OVER (ORDER BY i.{key}), {picks} {missing}",
-        [base],
-    )
-    con.execute(f"DROP TABLE {staged}")
-    ids = con.execute(
-        f"SELECT t.{key}, t.id FROM {table} t JOIN (SELECT unnest(?::{types[key]}[]) AS k) "
-        f"ON t.{key} = k",
-        [[r[columns.index(key)] for r in rows]],
-    ).fetchall()
-    return dict(ids)
-
-
-def table_rows(con: Connection) -> dict[str, int]:
-    """Row count of each of the seed's tables."""
-    out = {}
-    for table in SEED_TABLES:
-        row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
-        out[table] = int(row[0]) if row else 0
-    return out

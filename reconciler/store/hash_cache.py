@@ -1,5 +1,6 @@
 """The hash cache in the state file (table ``file_hashes``): read before planning, written
-after hashing by commands that write state (never by a dry run).
+after hashing by commands that write state (never by a dry run). Called by planning
+(:mod:`reconciler.plan.diff`) and by the apply stage (:mod:`reconciler.apply.run`).
 
 Rows are keyed like :class:`reconciler.observe.sources.CacheEntry`, by (path, device, inode, size,
 mtime_ns, ctime_ns). Rows written before schema version 10 have no ctime_ns (NULL): they are
@@ -10,7 +11,8 @@ records the new observation replaces the row.
 from __future__ import annotations
 
 from reconciler.observe.sources import CacheEntry
-from reconciler.store.db import Connection, upsert_rows, utcnow
+from reconciler.store.bulk import upsert_rows
+from reconciler.store.connection import Connection, utcnow
 
 
 def load(con: Connection | None) -> dict[str, CacheEntry]:
@@ -21,7 +23,7 @@ def load(con: Connection | None) -> dict[str, CacheEntry]:
         "SELECT path, device, inode, size, mtime_ns, ctime_ns, sha256 FROM file_hashes "
         "WHERE ctime_ns IS NOT NULL"
     ).fetchall()
-    return {r[0]: r[1:] for r in rows}
+    return {r[0]: CacheEntry._make(r[1:]) for r in rows}
 
 
 def save(con: Connection, entries: dict[str, CacheEntry]) -> None:

@@ -14,7 +14,8 @@ commands keep the file open for short transactions only, so DuckDB's own lock ca
   anyone. Its record stays in the file, though: the next holder sees it, takes the lock over,
   and reports the takeover so that it can be logged as an event.
 
-Used by :class:`reconciler.store.db.StateStore`; readers never take it.
+Used by :class:`reconciler.store.db.StateStore` (and its retry helper :func:`patiently` by
+:mod:`reconciler.store.connection`); readers never take it.
 """
 
 from __future__ import annotations
@@ -192,10 +193,6 @@ class RunLock:
         self._fd: int | None = None
         self._identity: tuple[int, tuple[int, int]] | None = None  # the state file's, locked
         self.taken_over: Holder | None = None  # a dead holder whose lock we took
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
 
     def acquire(self, timeout: float) -> None:
         try:

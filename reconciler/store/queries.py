@@ -17,9 +17,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.errors import UsageError
-from reconciler.store.db import Connection, utcnow
+from reconciler.model import JobStatus, Resolution, SyncStatus
+from reconciler.store.connection import Connection, utcnow
 
-JOB_STATUSES = ("pending", "processing", "completed", "failed", "deferred")
+# ``reconcile jobs --status``: sync_jobs.status as the apply stage writes it. A job under way is
+# "processing" there, a value JobStatus does not have.
+JOB_STATUSES = (
+    JobStatus.PENDING.value,
+    "processing",
+    JobStatus.COMPLETED.value,
+    JobStatus.FAILED.value,
+    JobStatus.DEFERRED.value,
+)
+OPEN = Resolution.PENDING
 
 
 @dataclass
@@ -37,14 +47,27 @@ class Report:
 
 
 def _run(
-    con: Connection | None, name: str, sql: str, params: list[Any] | dict[str, Any], empty: str
+    con: Connection | None,
+    name: str,
+    sql: str,
+    params: list[Any] | dict[str, Any],
+    empty: str,
+    empty_without_state: str | None = None,
+    oldest_first: bool = False,
 ) -> Report:
+    """Run one report's SELECT. Without a state file: its columns, no rows, and
+    ``empty_without_state`` (default ``empty``) to say so. ``oldest_first`` reverses rows that
+    the SELECT picked newest first (to keep the newest ``limit``)."""
     if con is None:
         columns = _columns_of(sql)
-        return Report(name, columns, [], empty, ["no state file yet: nothing has been synced"])
+        notes = ["no state file yet: nothing has been synced"]
+        return Report(name, columns, [], empty_without_state or empty, notes)
     cursor = con.execute(sql, params)
     columns = [d[0] for d in cursor.description]
-    return Report(name, columns, [tuple(r) for r in cursor.fetchall()], empty)
+    rows = [tuple(r) for r in cursor.fetchall()]
+    if oldest_first:
+        rows.reverse()
+    return Report(name, columns, rows, empty)
 
 
 def _columns_of(sql: str) -> list[str]:
@@ -53,25 +76,25 @@ def _columns_of(sql: str) -> list[str]:
     return re.findall(r"\bAS (\w+)", head)
 
 
-STATUS_SQL = """
+STATUS_SQL = f"""
 SELECT sp.platform_code AS platform_code,
        sp.platform_name AS platform_name,
        sp.health_status AS health_status,
        COUNT(DISTINCT pa.source_asset_id) AS synced_assets,
-       COUNT(CASE WHEN pa.sync_status = 'synced' THEN 1 END) AS up_to_date,
-       COUNT(CASE WHEN pa.sync_status = 'outdated' THEN 1 END) AS outdated,
-       COUNT(CASE WHEN pa.sync_status = 'syncing' THEN 1 END) AS in_progress,
-       COUNT(CASE WHEN pa.sync_status = 'failed' THEN 1 END) AS failed,
+       COUNT(CASE WHEN pa.sync_status = '{SyncStatus.SYNCED}' THEN 1 END) AS up_to_date,
+       COUNT(CASE WHEN pa.sync_status = '{SyncStatus.OUTDATED}' THEN 1 END) AS outdated,
+       COUNT(CASE WHEN pa.sync_status = '{SyncStatus.SYNCING}' THEN 1 END) AS in_progress,
+       COUNT(CASE WHEN pa.sync_status = '{SyncStatus.FAILED}' THEN 1 END) AS failed,
        CAST(COALESCE(SUM(oc.open_conflicts), 0) AS BIGINT) AS conflicts,
-       COUNT(CASE WHEN pa.sync_status = 'outdated' AND sc.next_run_at > $now
+       COUNT(CASE WHEN pa.sync_status = '{SyncStatus.OUTDATED}' AND sc.next_run_at > $now
                    AND pa.resync_requested_at IS NULL THEN 1 END) AS scheduled,
-       MIN(CASE WHEN pa.sync_status = 'outdated' AND sc.next_run_at > $now
+       MIN(CASE WHEN pa.sync_status = '{SyncStatus.OUTDATED}' AND sc.next_run_at > $now
                  AND pa.resync_requested_at IS NULL THEN sc.next_run_at END) AS next_run
  FROM sync_platforms sp
  LEFT JOIN platform_assets pa ON sp.id = pa.platform_id
  LEFT JOIN sync_configurations sc ON sc.config_code = pa.rule_code
  LEFT JOIN (SELECT platform_asset_id, COUNT(*) AS open_conflicts FROM sync_conflicts
-            WHERE resolution = 'pending' GROUP BY platform_asset_id) oc
+            WHERE resolution = '{OPEN}' GROUP BY platform_asset_id) oc
         ON pa.id = oc.platform_asset_id
  WHERE sp.sync_enabled = TRUE
  GROUP BY sp.id, sp.platform_code, sp.platform_name, sp.health_status
@@ -146,14 +169,8 @@ def events(
     limit: int = 100,
 ) -> Report:
     """The most recent ``limit`` events matching the filters, oldest first."""
-    if con is None:
-        return _run(None, "events", EVENTS_SQL, [], "no events")
     params = {"asset": asset, "platform": platform, "job": job, "since": since, "limit": limit}
-    cursor = con.execute(EVENTS_SQL, params)
-    columns = [d[0] for d in cursor.description]
-    rows = [tuple(r) for r in cursor.fetchall()]
-    rows.reverse()
-    return Report("events", columns, rows, "no events match")
+    return _run(con, "events", EVENTS_SQL, params, "no events match", "no events", True)
 
 
 JOBS_SQL = """
@@ -181,12 +198,11 @@ SELECT j.job_code AS job_code,
 
 
 def jobs(con: Connection | None, status_filter: str | None = None) -> Report:
-    if con is None:
-        return _run(None, "jobs", JOBS_SQL, [], "no jobs")
-    return _run(con, "jobs", JOBS_SQL, {"status": status_filter}, "no jobs match")
+    """Every job, oldest first; only those in ``status_filter`` when given."""
+    return _run(con, "jobs", JOBS_SQL, {"status": status_filter}, "no jobs match", "no jobs")
 
 
-CONFLICTS_SQL = """
+CONFLICTS_SQL = f"""
 SELECT c.id AS id,
        sa.asset_code AS asset,
        sp.platform_code AS platform,
@@ -204,15 +220,14 @@ SELECT c.id AS id,
         ON pa.id = c.platform_asset_id
  LEFT JOIN source_assets sa ON sa.id = pa.source_asset_id
  LEFT JOIN sync_platforms sp ON sp.id = pa.platform_id
- WHERE $all OR c.resolution = 'pending'
+ WHERE $all OR c.resolution = '{OPEN}'
  ORDER BY c.detected_at, c.id
 """
 
 
 def conflicts(con: Connection | None, include_resolved: bool = False) -> Report:
+    """The open conflicts, oldest first; the resolved ones too with ``include_resolved``."""
     empty = "no conflicts" if include_resolved else "no open conflicts"
-    if con is None:
-        return _run(None, "conflicts", CONFLICTS_SQL, [], empty)
     return _run(con, "conflicts", CONFLICTS_SQL, {"all": include_resolved}, empty)
 
 

@@ -1,9 +1,10 @@
-"""Writes to the recorded state that are not a sync: events, conflict resolutions, deleted
-copies moved out of platform_assets, sample data.
+"""Writes to the recorded state that are not a sync: conflicts opened and resolved, deleted
+copies moved out of platform_assets, sample data (and, re-exported from :mod:`.events`, the
+event log).
 
-Called by the CLI's state and conflicts commands, and by the apply stage for its events. Every
-function takes an open write connection or a :class:`StateStore` and writes in one short
-transaction.
+Called by the CLI's state and conflicts commands, and by the apply stage for its events,
+conflicts and deleted copies. Every function takes an open write connection or a
+:class:`StateStore` and writes in one short transaction.
 """
 
 from __future__ import annotations
@@ -15,45 +16,36 @@ from importlib import resources
 from typing import Any
 
 from reconciler.errors import StateError
-from reconciler.provenance import Provenance
-from reconciler.redact import redact, redact_value
-from reconciler.store.db import Connection, StateStore, insert_rows, table_rows, utcnow
+from reconciler.model import ConflictType, EventStatus, EventType, Resolution, SyncStatus
+from reconciler.store.bulk import insert_rows, table_rows
+from reconciler.store.connection import Connection, utcnow
+from reconciler.store.db import StateStore
+from reconciler.store.events import HOUSEKEEPING_EVENTS, EventRow, insert_events
+
+# EventRow and insert_events live in .events (the store writes events about the file itself,
+# below this module); the apply stage has always imported them from here.
+__all__ = [
+    "CONFLICT_COLUMNS",
+    "RESOLUTIONS",
+    "EventRow",
+    "Resolved",
+    "insert_events",
+    "load_sample",
+    "open_conflicts",
+    "resolve_conflict",
+    "retire_deleted",
+]
 
 # --use VALUE -> what sync_conflicts.resolution records
-RESOLUTIONS = {"source": "use_source", "target": "use_target", "ignore": "ignored"}
-OPEN = "pending"
-
-
-@dataclass(frozen=True)
-class EventRow:
-    """One row for sync_events_log."""
-
-    event_type: str
-    event_status: str
-    message: str
-    details: dict[str, Any] | None = None
-    job_id: int | None = None
-    platform_asset_id: int | None = None
-    event_time: datetime | None = None
-
-
-def insert_events(
-    con: Connection, events: list[EventRow], provenance: Provenance | None = None
-) -> list[int]:
-    """Append events in one statement; ``provenance`` stamps the git commit on each."""
-    now = utcnow()
-    commit = provenance.commit if provenance else None
-    dirty = provenance.dirty if provenance else None
-    rows = [  # redacted here too: no event reaches the state file with a credential in it
-        (e.job_id, e.platform_asset_id, e.event_type, e.event_status, redact(e.message),
-         None if e.details is None
-         else json.dumps(redact_value(e.details), sort_keys=True, default=str),
-         e.event_time or now, commit, dirty)
-        for e in events
-    ]  # fmt: skip
-    columns = ("job_id", "platform_asset_id", "event_type", "event_status", "message",
-               "details", "event_time", "git_commit", "git_dirty")  # fmt: skip
-    return insert_rows(con, "sync_events_log", columns, rows)
+RESOLUTIONS = {
+    "source": Resolution.USE_SOURCE,
+    "target": Resolution.USE_TARGET,
+    "ignore": Resolution.IGNORED,
+}
+# Not in Resolution: how the store closes the open conflicts of a copy it retires.
+RESOLVED_BY_PRUNE = "resolved_by_prune"
+OPEN = Resolution.PENDING
+DELETED = SyncStatus.DELETED
 
 
 CONFLICT_COLUMNS = (
@@ -75,7 +67,7 @@ def open_conflicts(con: Connection, rows: list[tuple[Any, ...]]) -> int:
     already = set(
         con.execute(
             "SELECT platform_asset_id, conflict_type FROM sync_conflicts "
-            "WHERE resolution = 'pending'"
+            f"WHERE resolution = '{OPEN}'"
         ).fetchall()
     )
     fresh = []
@@ -88,7 +80,9 @@ def open_conflicts(con: Connection, rows: list[tuple[Any, ...]]) -> int:
 
 
 @dataclass(frozen=True)
-class Resolution:
+class Resolved:
+    """What :func:`resolve_conflict` recorded, for the CLI to report."""
+
     conflict_id: int
     resolution: str
     resolved_by: str
@@ -102,7 +96,7 @@ class Resolution:
 
 def resolve_conflict(
     store: StateStore, conflict_id: int, use: str, by: str, note: str | None = None
-) -> Resolution:
+) -> Resolved:
     """Close an open conflict: record the decision and who made it, and log an event."""
     if use not in RESOLUTIONS:
         raise StateError(f"--use must be one of {', '.join(RESOLUTIONS)}")
@@ -146,8 +140,8 @@ def resolve_conflict(
             con,
             [
                 EventRow(
-                    event_type="conflict_resolved",
-                    event_status="success",
+                    event_type=EventType.CONFLICT_RESOLVED,
+                    event_status=EventStatus.SUCCESS,
                     message=f"conflict {conflict_id} resolved: use {use} (by {by})",
                     details={
                         "conflict_id": conflict_id,
@@ -159,7 +153,7 @@ def resolve_conflict(
                 )
             ],
         )
-    return Resolution(conflict_id, value, by, now, note, asset, platform, resync, manual)
+    return Resolved(conflict_id, value, by, now, note, asset, platform, resync, manual)
 
 
 def _apply_resolution(
@@ -167,31 +161,33 @@ def _apply_resolution(
 ) -> bool:
     """What a decision means for the copy: re-sync it, accept it, or leave it. Returns
     whether the copy is now due for a re-sync."""
-    if pa_id is None or resolution == "ignored":
+    if pa_id is None or resolution == Resolution.IGNORED:
         return False
     row = con.execute(
         "SELECT conflict_type, target_value FROM sync_conflicts WHERE id = ?", [conflict_id]
     ).fetchone()
     kind, target = row if row else (None, None)
-    if resolution == "use_source":
+    if resolution == Resolution.USE_SOURCE:
         # the next apply sends the master again, knowingly replacing what the platform has,
         # and does not wait for the rule's schedule: a person asked for it
         changed = con.execute(
-            "UPDATE platform_assets SET sync_status = 'outdated', "
+            f"UPDATE platform_assets SET sync_status = '{SyncStatus.OUTDATED}', "
             "remote_checksum = coalesce(?, remote_checksum), resync_requested_at = ? "
             "WHERE id = ?",
             [target, now, pa_id],
         ).fetchone()
         return bool(changed and changed[0])
-    if kind == "foreign_object" and target is not None:  # adopt what is there as the copy
+    if (
+        kind == ConflictType.FOREIGN_OBJECT and target is not None
+    ):  # adopt what is there as the copy
         _adopt_foreign(con, pa_id, target, now)
         return False
-    if kind == "remote_deleted" or target is None:  # accept that it is gone
-        con.execute("UPDATE platform_assets SET sync_status = 'deleted' WHERE id = ?", [pa_id])
+    if kind == ConflictType.REMOTE_DELETED or target is None:  # accept that it is gone
+        con.execute(f"UPDATE platform_assets SET sync_status = '{DELETED}' WHERE id = ?", [pa_id])
         retire_deleted(con, now)
     else:  # the platform's bytes become the expected ones
         con.execute(
-            "UPDATE platform_assets SET remote_checksum = ?, sync_status = 'synced', "
+            f"UPDATE platform_assets SET remote_checksum = ?, sync_status = '{SyncStatus.SYNCED}', "
             "last_verified_at = ?, resync_requested_at = NULL WHERE id = ?",
             [target, now, pa_id],
         )
@@ -203,7 +199,7 @@ def _adopt_foreign(con: Connection, pa_id: int, target: str, now: datetime) -> N
     the create that found it had synced it (the master and rendition that job was for), but
     not as this tool's own: it is never pruned."""
     con.execute(
-        "UPDATE platform_assets SET sync_status = 'synced', remote_checksum = ?, "
+        f"UPDATE platform_assets SET sync_status = '{SyncStatus.SYNCED}', remote_checksum = ?, "
         "local_checksum = j.source_checksum, synced_version = j.source_version, "
         "rendition_id = coalesce(j.rendition_id, ''), metadata_hash = j.metadata_hash, "
         "transform_hash = j.transform_hash, remote_key = j.remote_key, managed = FALSE, "
@@ -235,29 +231,25 @@ def retire_deleted(con: Connection, now: datetime | None = None) -> int:
     placement writes of :mod:`reconciler.apply.recorder`, and a resolution above).
     """
     row = con.execute(
-        "SELECT count(*) FROM platform_assets WHERE sync_status = 'deleted'"
+        f"SELECT count(*) FROM platform_assets WHERE sync_status = '{DELETED}'"
     ).fetchone()
     if not row or not row[0]:
         return 0
     now = now or utcnow()
-    gone = "(SELECT id FROM platform_assets WHERE sync_status = 'deleted')"
+    gone = f"(SELECT id FROM platform_assets WHERE sync_status = '{DELETED}')"
     con.execute(
-        "UPDATE sync_conflicts SET resolution = 'resolved_by_prune', resolved_by = "
-        "'reconcile', resolved_at = ? WHERE resolution = 'pending' AND platform_asset_id IN "
+        f"UPDATE sync_conflicts SET resolution = '{RESOLVED_BY_PRUNE}', resolved_by = "
+        f"'reconcile', resolved_at = ? WHERE resolution = '{OPEN}' AND platform_asset_id IN "
         + gone,
         [now],
     )
     con.execute(
         "INSERT INTO platform_assets_pruned BY NAME SELECT *, ?::TIMESTAMP AS pruned_at "
-        "FROM platform_assets WHERE sync_status = 'deleted'",
+        f"FROM platform_assets WHERE sync_status = '{DELETED}'",
         [now],
     )
-    con.execute("DELETE FROM platform_assets WHERE sync_status = 'deleted'")
+    con.execute(f"DELETE FROM platform_assets WHERE sync_status = '{DELETED}'")
     return int(row[0])
-
-
-# Events the store writes about the file itself; a file holding only these is still empty.
-HOUSEKEEPING_EVENTS = ("state_file_replaced", "lock_takeover")
 
 
 def load_sample(store: StateStore) -> dict[str, int]:

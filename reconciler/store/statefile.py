@@ -1,6 +1,7 @@
 """The state file on disk: making a new one safely, and what a broken one means to a person.
 
-:class:`reconciler.store.db.StateStore` calls these; nothing else needs them.
+:class:`reconciler.store.db.StateStore` and :mod:`reconciler.store.connection` call these;
+nothing outside the store needs them.
 
 * A new state file is made under a temporary name beside its real path, migrated, checkpointed,
   flushed to disk and only then renamed into place (:func:`create`). A process killed while
@@ -34,6 +35,9 @@ HEADER_BLOCK = 4096
 HEADERS_BYTES = 3 * HEADER_BLOCK
 _MAGIC = b"DUCK"
 _DATABASE_HEADER = struct.Struct("<QqqqQ")  # checksum, iteration, meta block, free list, count
+
+# Settings for duckdb.connect(config=...)
+DuckDBConfig = dict[str, str | bool | int | float | list[str]]
 
 # DuckDB errors that come from the file or its disk, not from the SQL that was run
 STORAGE_ERRORS: tuple[type[duckdb.Error], ...] = (
@@ -81,7 +85,7 @@ def never_held_data(path: Path) -> bool:
 
 
 def create(
-    path: Path, prepare: Callable[[duckdb.DuckDBPyConnection], None], config: dict[str, object]
+    path: Path, prepare: Callable[[duckdb.DuckDBPyConnection], None], config: DuckDBConfig
 ) -> None:
     """Make a new state file at ``path`` (a real path) in one step that a kill cannot split.
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 
 import duckdb
 
 from reconciler.errors import StateError
+from reconciler.store.connection import utcnow
 
 _NAME = re.compile(r"^v(\d{3})_([a-z0-9_]+)\.sql$")
 
@@ -81,7 +81,7 @@ def migrate(con: duckdb.DuckDBPyConnection, where: str) -> list[int]:
             con.execute(migration.sql)
             con.execute(
                 "INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                [migration.version, migration.name, datetime.now(UTC).replace(tzinfo=None)],
+                [migration.version, migration.name, utcnow()],
             )
             con.execute("COMMIT")
         except duckdb.Error as exc:
