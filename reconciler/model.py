@@ -44,7 +44,7 @@ class JobStatus(StrEnum):
     """``sync_jobs.status``."""
 
     PENDING = "pending"
-    RUNNING = "running"
+    PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
     DEFERRED = "deferred"
@@ -89,6 +89,7 @@ class EventType(StrEnum):
     RECOVERED = "recovered"
     ADOPTED = "adopted"
     LOCK_TAKEOVER = "lock_takeover"
+    STATE_FILE_REPLACED = "state_file_replaced"
 
 
 class ConflictType(StrEnum):
@@ -107,6 +108,7 @@ class Resolution(StrEnum):
     USE_SOURCE = "use_source"
     USE_TARGET = "use_target"
     IGNORED = "ignored"
+    RESOLVED_BY_PRUNE = "resolved_by_prune"  # the copy was pruned while the conflict was open
 
 
 class HealthStatus(StrEnum):

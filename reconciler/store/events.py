@@ -21,7 +21,7 @@ from reconciler.store.bulk import insert_rows
 from reconciler.store.connection import Connection, utcnow
 
 # Not in EventType: the store's own event about the file, written before any run.
-STATE_FILE_REPLACED = "state_file_replaced"
+STATE_FILE_REPLACED = EventType.STATE_FILE_REPLACED
 # Events the store writes about the file itself; a file holding only these is still empty.
 HOUSEKEEPING_EVENTS = (STATE_FILE_REPLACED, EventType.LOCK_TAKEOVER.value)
 

@@ -20,15 +20,8 @@ from reconciler.errors import UsageError
 from reconciler.model import JobStatus, Resolution, SyncStatus
 from reconciler.store.connection import Connection, utcnow
 
-# ``reconcile jobs --status``: sync_jobs.status as the apply stage writes it. A job under way is
-# "processing" there, a value JobStatus does not have.
-JOB_STATUSES = (
-    JobStatus.PENDING.value,
-    "processing",
-    JobStatus.COMPLETED.value,
-    JobStatus.FAILED.value,
-    JobStatus.DEFERRED.value,
-)
+# ``reconcile jobs --status``: sync_jobs.status as the apply stage writes it.
+JOB_STATUSES = tuple(status.value for status in JobStatus)
 OPEN = Resolution.PENDING
 
 

@@ -42,8 +42,8 @@ RESOLUTIONS = {
     "target": Resolution.USE_TARGET,
     "ignore": Resolution.IGNORED,
 }
-# Not in Resolution: how the store closes the open conflicts of a copy it retires.
-RESOLVED_BY_PRUNE = "resolved_by_prune"
+# How the store closes the open conflicts of a copy it retires (never a --use value).
+RESOLVED_BY_PRUNE = Resolution.RESOLVED_BY_PRUNE
 OPEN = Resolution.PENDING
 DELETED = SyncStatus.DELETED
 
