@@ -33,7 +33,7 @@ from reconciler.errors import (
     PermanentError,
     TemporaryError,
 )
-from reconciler.model import Platform, SecretRef
+from reconciler.model import HealthStatus, Platform, SecretRef
 from reconciler.observe.credentials import read_secret_file
 from reconciler.redact import register
 
@@ -53,8 +53,6 @@ __all__ = [
 ]
 
 Progress = Callable[[int], None]  # called with the number of bytes sent so far
-
-HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
 
 
 @dataclass(frozen=True)
@@ -87,10 +85,10 @@ class Driver(ABC):
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
-        self.state: DriverState | None = None  # set by apply for drivers that keep state
+        self.state: DriverState | None = None  # set by driver_for, for drivers that keep state
 
     def attach(self, state: DriverState) -> None:
-        """Give the driver its place in the state file (upload sessions, remote ids, quota)."""
+        """Give the driver what it persists (upload sessions, remote ids, quota)."""
         self.state = state
 
     @abstractmethod
@@ -119,8 +117,8 @@ class Driver(ABC):
         """Remove the object at ``key``; a missing object is not an error."""
 
     @abstractmethod
-    def health_check(self) -> tuple[str, str]:
-        """(healthy | degraded | down, a short explanation)."""
+    def health_check(self) -> tuple[HealthStatus, str]:
+        """(healthy or down, a short explanation)."""
 
     def update_metadata(self, key: str, metadata: dict[str, Any]) -> None:  # noqa: B027
         """Change the metadata of the object at ``key`` without sending the bytes again.

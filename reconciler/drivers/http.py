@@ -34,8 +34,6 @@ import requests
 
 from reconciler.drivers import web
 from reconciler.drivers.base import (
-    DOWN,
-    HEALTHY,
     Driver,
     PermanentError,
     Progress,
@@ -45,7 +43,7 @@ from reconciler.drivers.base import (
     resolve_secret,
 )
 from reconciler.drivers.state import Session
-from reconciler.model import Platform
+from reconciler.model import HealthStatus, Platform
 from reconciler.observe.payload import NotLanded, Payload, SourceChanged
 from reconciler.redact import register
 
@@ -271,12 +269,12 @@ class HttpDriver(ApiDriver):
             json=metadata, headers=self._auth(),
         )  # fmt: skip
 
-    def health_check(self) -> tuple[str, str]:
+    def health_check(self) -> tuple[HealthStatus, str]:
         try:
             web.call(self.http, "GET", self.health_url, "health check", headers=self._auth())
         except (TemporaryError, PermanentError) as exc:
-            return DOWN, str(exc)
-        return HEALTHY, f"{self.health_url} answered"
+            return HealthStatus.DOWN, str(exc)
+        return HealthStatus.HEALTHY, f"{self.health_url} answered"
 
 
 def _json(response: requests.Response, doing: str) -> dict[str, Any]:

@@ -37,8 +37,6 @@ from botocore.exceptions import (
 )
 
 from reconciler.drivers.base import (
-    DOWN,
-    HEALTHY,
     Cancelled,
     Driver,
     PermanentError,
@@ -58,7 +56,7 @@ from reconciler.drivers.s3_parts import (
     send_parts,
 )
 from reconciler.drivers.state import Session
-from reconciler.model import Platform
+from reconciler.model import HealthStatus, Platform
 from reconciler.observe.payload import NotLanded, Payload, SourceChanged
 from reconciler.redact import register
 
@@ -329,12 +327,12 @@ class S3Driver(Driver):
         except Exception as exc:
             raise failure(exc, f"updating the metadata of s3://{self.bucket}/{full}") from None
 
-    def health_check(self) -> tuple[str, str]:
+    def health_check(self) -> tuple[HealthStatus, str]:
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as exc:
-            return DOWN, str(failure(exc, f"bucket {self.bucket}"))
-        return HEALTHY, f"bucket {self.bucket} answers"
+            return HealthStatus.DOWN, str(failure(exc, f"bucket {self.bucket}"))
+        return HealthStatus.HEALTHY, f"bucket {self.bucket} answers"
 
     def cleanup(self) -> int:
         """Abort the multipart uploads this tool started and recorded, and only those: other

@@ -25,8 +25,6 @@ import requests
 
 from reconciler.drivers import web
 from reconciler.drivers.base import (
-    DOWN,
-    HEALTHY,
     DriverError,
     PermanentError,
     Progress,
@@ -36,7 +34,7 @@ from reconciler.drivers.base import (
 from reconciler.drivers.http import _json
 from reconciler.drivers.state import Session
 from reconciler.drivers.videoapi import VideoApiDriver
-from reconciler.model import Platform
+from reconciler.model import HealthStatus, Platform
 from reconciler.observe.payload import Payload
 
 ACCEPT = "application/vnd.vimeo.*+json;version=3.4"
@@ -233,12 +231,12 @@ class VimeoDriver(VideoApiDriver):
         self._call("PATCH", self._url(uri), f"updating the metadata of {key} on Vimeo",
                    json=body)  # fmt: skip
 
-    def health_check(self) -> tuple[str, str]:
+    def health_check(self) -> tuple[HealthStatus, str]:
         try:
             self._call("GET", f"{self.base}/me", "health check", params={"fields": "uri"})
         except (TemporaryError, PermanentError) as exc:
-            return DOWN, str(exc)
-        return HEALTHY, "the account answered"
+            return HealthStatus.DOWN, str(exc)
+        return HealthStatus.HEALTHY, "the account answered"
 
 
 def _reset_in(response: requests.Response) -> float | None:

@@ -31,8 +31,6 @@ import requests
 
 from reconciler.drivers import web
 from reconciler.drivers.base import (
-    DOWN,
-    HEALTHY,
     Deferred,
     DriverError,
     PermanentError,
@@ -44,7 +42,7 @@ from reconciler.drivers.base import (
 from reconciler.drivers.http import _json
 from reconciler.drivers.state import Session
 from reconciler.drivers.videoapi import VideoApiDriver
-from reconciler.model import Platform, SecretRef
+from reconciler.model import HealthStatus, Platform, SecretRef
 from reconciler.observe.payload import HashedReader, Payload
 from reconciler.redact import register
 
@@ -394,12 +392,12 @@ class YouTubeDriver(VideoApiDriver):
             cost="update", params={"part": "snippet"}, json=body,
         )  # fmt: skip
 
-    def health_check(self) -> tuple[str, str]:
+    def health_check(self) -> tuple[HealthStatus, str]:
         try:
             self._access()
         except (TemporaryError, PermanentError) as exc:
-            return DOWN, str(exc)
-        return HEALTHY, "an OAuth2 access token was obtained"
+            return HealthStatus.DOWN, str(exc)
+        return HealthStatus.HEALTHY, "an OAuth2 access token was obtained"
 
 
 def _next_offset(response: requests.Response) -> int:
