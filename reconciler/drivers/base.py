@@ -33,12 +33,12 @@ from reconciler.errors import (
     PermanentError,
     TemporaryError,
 )
-from reconciler.model import HealthStatus, Platform, SecretRef
+from reconciler.model import Platform, SecretRef
 from reconciler.observe.credentials import read_secret_file
 from reconciler.redact import register
 
 if TYPE_CHECKING:
-    from reconciler.drivers.state import DriverState
+    from reconciler.drivers.state import DriverState, Session
     from reconciler.observe.payload import Payload
 
 __all__ = [
@@ -91,6 +91,10 @@ class Driver(ABC):
         """Give the driver what it persists (upload sessions, remote ids, quota)."""
         self.state = state
 
+    def kept(self, key: str) -> Session | None:
+        """The session kept for ``key``; None when there is none, or no state."""
+        return self.state.session(key) if self.state is not None else None
+
     @abstractmethod
     def upload(
         self,
@@ -117,8 +121,8 @@ class Driver(ABC):
         """Remove the object at ``key``; a missing object is not an error."""
 
     @abstractmethod
-    def health_check(self) -> tuple[HealthStatus, str]:
-        """(healthy or down, a short explanation)."""
+    def health_check(self) -> tuple[str, str]:
+        """(a :class:`~reconciler.model.HealthStatus`: healthy or down, a short explanation)."""
 
     def update_metadata(self, key: str, metadata: dict[str, Any]) -> None:  # noqa: B027
         """Change the metadata of the object at ``key`` without sending the bytes again.

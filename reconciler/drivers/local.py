@@ -204,7 +204,7 @@ class LocalDriver(Driver):
         except OSError as exc:
             raise os_failure(exc, f"deleting {path}") from None
 
-    def health_check(self) -> tuple[HealthStatus, str]:
+    def health_check(self) -> tuple[str, str]:
         probe = self.root
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent

@@ -66,6 +66,7 @@ class Session:
         after a restart)."""
         fields = asdict(self)
         del fields["key"]
+        fields["state"] = str(self.state)  # a SessionState is kept as its plain value
         for name in ("session_url", "remote_url"):
             value = fields[name]
             if isinstance(value, str) and redact(value) != value:
@@ -187,11 +188,6 @@ class DriverState:
         self.flush(0.0)
 
     # -- writing -------------------------------------------------------------------------
-    @property
-    def unwritten(self) -> int:
-        with self._lock:
-            return len(self._unwritten) + len(self._spent)
-
     def flush(self, patience: float | None = None) -> bool:
         """Write what is not written yet, waiting for a busy state file up to ``patience``
         seconds (None: the lock timeout, then it raises). Returns whether everything is
