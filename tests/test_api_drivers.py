@@ -454,6 +454,7 @@ def test_a_stop_during_an_upload_cancels_it_and_keeps_the_session(
     from reconciler.drivers import driver_for
     from reconciler.drivers.base import Cancelled
     from reconciler.drivers.state import DriverState
+    from reconciler.store.sessions import StoredSessions
 
     world = world_for(tmp_path, fake, platform).asset("VID-A", b"", file="a.mp4")
     source = world.media / "a.mp4"
@@ -461,7 +462,7 @@ def test_a_stop_during_an_upload_cancels_it_and_keeps_the_session(
     manifests = world.manifests()
     with world.store.writing():
         pass  # the state file, migrated
-    driver = driver_for(manifests.platforms[platform], world.store)
+    driver = driver_for(manifests.platforms[platform], StoredSessions(world.store))
 
     def stop_halfway(sent: int) -> None:
         if sent >= MiB // 2:
@@ -469,7 +470,7 @@ def test_a_stop_during_an_upload_cancels_it_and_keeps_the_session(
 
     with pytest.raises(Cancelled):
         driver.upload(payload_of(source), "a.mp4", {"code": "VID-A"}, stop_halfway)
-    session = DriverState(world.store, platform).session("a.mp4")
+    session = DriverState(StoredSessions(world.store), platform).session("a.mp4")
     if platform == "CDN":  # nothing half-made; the intent (its idempotency key) is kept
         assert fake.objects == {}
         assert session is not None and (session.state, session.remote_id) == ("uploading", None)
@@ -486,6 +487,7 @@ def test_vimeo_deletes_the_video_of_an_upload_it_starts_over(
     gets a new video, and the old, empty one is deleted, not left in the account."""
     from reconciler.drivers import driver_for
     from reconciler.drivers.base import Cancelled
+    from reconciler.store.sessions import StoredSessions
 
     world = world_for(tmp_path, fake, "VIMEO").asset("VID-A", b"", file="a.mp4")
     source = world.media / "a.mp4"
@@ -493,7 +495,7 @@ def test_vimeo_deletes_the_video_of_an_upload_it_starts_over(
     manifests = world.manifests()
     with world.store.writing():
         pass
-    driver = driver_for(manifests.platforms["VIMEO"], world.store)
+    driver = driver_for(manifests.platforms["VIMEO"], StoredSessions(world.store))
 
     def stop_halfway(sent: int) -> None:
         if sent >= MiB // 2:

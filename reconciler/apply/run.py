@@ -54,7 +54,6 @@ from reconciler.apply.renditions import default_folder as default_renditions
 from reconciler.apply.transfer import Transfer
 from reconciler.drivers import driver_for
 from reconciler.drivers.base import (
-    DOWN,
     Cancelled,
     Deferred,
     Driver,
@@ -62,7 +61,7 @@ from reconciler.drivers.base import (
     TemporaryError,
 )
 from reconciler.errors import ExitCode, LockTimeout, StateError
-from reconciler.model import ManifestSet
+from reconciler.model import HealthStatus, ManifestSet
 from reconciler.observe.masters import opened_master
 from reconciler.plan.actions import Action, Plan, remote_key
 from reconciler.plan.schedule import next_occurrence, timing
@@ -72,6 +71,7 @@ from reconciler.redact import redact, redact_value
 from reconciler.store import hash_cache
 from reconciler.store.db import Connection, StateStore, insert_rows, upsert_rows, utcnow
 from reconciler.store.records import EventRow, insert_events, open_conflicts
+from reconciler.store.sessions import StoredSessions
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES
 
 JOB_TYPES = {
@@ -421,7 +421,9 @@ class Run:
 
     def driver(self, platform: str) -> Driver:
         if platform not in self.drivers:
-            self.drivers[platform] = driver_for(self.manifests.platforms[platform], self.store)
+            self.drivers[platform] = driver_for(
+                self.manifests.platforms[platform], StoredSessions(self.store)
+            )
         return self.drivers[platform]
 
     def finish_drivers(self) -> None:
@@ -445,7 +447,7 @@ class Run:
             try:
                 health[platform] = self.driver(platform).health_check()
             except Exception as exc:  # a broken check means down
-                health[platform] = (DOWN, redact(str(exc)))
+                health[platform] = (HealthStatus.DOWN, redact(str(exc)))
         observed = plan.observed
         with self.store.writing() as con:
             record_objects(con, self.manifests, observed.files if observed else {})
@@ -527,7 +529,7 @@ class Run:
         down: list[Action] = []
         spent: Counter[str] = Counter()
         for action in changes:  # in plan order: highest priority first
-            if health.get(action.platform, ("healthy", ""))[0] == DOWN:
+            if health.get(action.platform, ("healthy", ""))[0] == HealthStatus.DOWN:
                 down.append(action)
                 continue
             limit = self.manifests.platforms[action.platform].rate_limit_per_hour
@@ -694,7 +696,7 @@ class Run:
         events = [
             EventRow(
                 "health_check",
-                "success" if status != DOWN else "failed",
+                "success" if status != HealthStatus.DOWN else "failed",
                 f"{platform} is {status}: {detail}",
                 {"platform": platform},
             )

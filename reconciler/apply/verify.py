@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.drivers import driver_for
-from reconciler.drivers.base import DOWN, Driver, RemoteObject
+from reconciler.drivers.base import Driver, RemoteObject
 from reconciler.errors import UsageError
-from reconciler.model import ManifestSet
+from reconciler.model import HealthStatus, ManifestSet
 from reconciler.redact import redact
 from reconciler.store.db import StateStore, upsert_rows, utcnow
 from reconciler.store.records import EventRow, insert_events, open_conflicts
+from reconciler.store.sessions import StoredSessions
 
 
 @dataclass
@@ -64,12 +65,16 @@ def verify(
         codes = [platform] if platform else sorted(manifests.platforms)
         drivers: dict[str, Driver] = {}
         for code in codes:
-            drivers[code] = driver_for(manifests.platforms[code], store if rows else None)
+            drivers[code] = driver_for(
+                manifests.platforms[code], StoredSessions(store) if rows else None
+            )
             try:
                 result.health[code] = drivers[code].health_check()
             except Exception as exc:  # a failing check means the platform is down
-                result.health[code] = (DOWN, redact(str(exc)))
-        checkable = [r for r in rows if r[2] in drivers and result.health[r[2]][0] != DOWN]
+                result.health[code] = (HealthStatus.DOWN, redact(str(exc)))
+        checkable = [
+            r for r in rows if r[2] in drivers and result.health[r[2]][0] != HealthStatus.DOWN
+        ]
 
         def look(row: tuple[Any, ...]) -> tuple[tuple[Any, ...], RemoteObject | None, str | None]:
             try:
@@ -145,7 +150,7 @@ def _record(
         events.append(
             EventRow(
                 "health_check",
-                "failed" if status == DOWN else "success",
+                "failed" if status == HealthStatus.DOWN else "success",
                 f"{platform} is {status}: {detail}",
                 {"platform": platform},
             )

@@ -2,7 +2,9 @@
 
 :func:`driver_for` builds the driver a Platform names. The interface and the two error types
 are in :mod:`.base`; each driver lives in its own module, imported only when a platform uses
-it (boto3 costs time to import).
+it (boto3 costs time to import). What a driver persists (upload sessions, remote ids,
+quota) comes through the :class:`~reconciler.drivers.state.SessionRecords` its caller passes
+in; drivers never import the store. Apply, verify and recovery call :func:`driver_for`.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 from importlib import import_module
 
 from reconciler.drivers.base import Driver, PermanentError
+from reconciler.drivers.state import DriverState, SessionRecords
 from reconciler.model import Platform
-from reconciler.store.db import StateStore
 
 DRIVERS = {
     "local": ("reconciler.drivers.local", "LocalDriver"),
@@ -22,16 +24,14 @@ DRIVERS = {
 }
 
 
-def driver_for(platform: Platform, store: StateStore | None = None) -> Driver:
-    """The driver of ``platform``; with ``store``, attached to its place in the state file
+def driver_for(platform: Platform, records: SessionRecords | None = None) -> Driver:
+    """The driver of ``platform``; with ``records``, attached to what it persists there
     (upload sessions, remote ids, quota)."""
     try:
         module, name = DRIVERS[platform.driver]
     except KeyError:
         raise PermanentError(f"no driver named {platform.driver}") from None
     driver = getattr(import_module(module), name)(platform)
-    if store is not None:
-        from reconciler.drivers.state import DriverState
-
-        driver.attach(DriverState(store, platform.code))
+    if records is not None:
+        driver.attach(DriverState(records, platform.code))
     return driver

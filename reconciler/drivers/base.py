@@ -38,7 +38,7 @@ from reconciler.observe.credentials import read_secret_file
 from reconciler.redact import register
 
 if TYPE_CHECKING:
-    from reconciler.drivers.state import DriverState
+    from reconciler.drivers.state import DriverState, Session
     from reconciler.observe.payload import Payload
 
 __all__ = [
@@ -53,8 +53,6 @@ __all__ = [
 ]
 
 Progress = Callable[[int], None]  # called with the number of bytes sent so far
-
-HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
 
 
 @dataclass(frozen=True)
@@ -87,11 +85,15 @@ class Driver(ABC):
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
-        self.state: DriverState | None = None  # set by apply for drivers that keep state
+        self.state: DriverState | None = None  # set by driver_for, for drivers that keep state
 
     def attach(self, state: DriverState) -> None:
-        """Give the driver its place in the state file (upload sessions, remote ids, quota)."""
+        """Give the driver what it persists (upload sessions, remote ids, quota)."""
         self.state = state
+
+    def kept(self, key: str) -> Session | None:
+        """The session kept for ``key``; None when there is none, or no state."""
+        return self.state.session(key) if self.state is not None else None
 
     @abstractmethod
     def upload(
@@ -120,7 +122,7 @@ class Driver(ABC):
 
     @abstractmethod
     def health_check(self) -> tuple[str, str]:
-        """(healthy | degraded | down, a short explanation)."""
+        """(a :class:`~reconciler.model.HealthStatus`: healthy or down, a short explanation)."""
 
     def update_metadata(self, key: str, metadata: dict[str, Any]) -> None:  # noqa: B027
         """Change the metadata of the object at ``key`` without sending the bytes again.

@@ -34,8 +34,6 @@ import requests
 
 from reconciler.drivers import web
 from reconciler.drivers.base import (
-    DOWN,
-    HEALTHY,
     Driver,
     PermanentError,
     Progress,
@@ -44,15 +42,15 @@ from reconciler.drivers.base import (
     Uploaded,
     resolve_secret,
 )
-from reconciler.drivers.state import Session
-from reconciler.model import Platform
+from reconciler.drivers.state import Session, SessionState
+from reconciler.model import HealthStatus, Platform
 from reconciler.observe.payload import NotLanded, Payload, SourceChanged
 from reconciler.redact import register
 
 
 class ApiDriver(Driver):
-    """What the API drivers share: a thread-local HTTP session, the state file's index of
-    remote ids, and the platform's credential."""
+    """What the API drivers share: a thread-local HTTP session, the one way of calling the
+    platform (:meth:`_call`), the state file's index of remote ids, and the credential."""
 
     def __init__(self, platform: Platform) -> None:
         super().__init__(platform)
@@ -70,6 +68,40 @@ class ApiDriver(Driver):
 
     def secret(self) -> str:
         return resolve_secret(self.platform.auth, f"platform {self.platform.code}")
+
+    def _call(
+        self, method: str, url: str, doing: str, ok: tuple[int, ...] = (), **kw: Any
+    ) -> requests.Response:
+        """The one way an API driver calls its platform: with its credentials
+        (:meth:`_auth`, renewed once on a 401 when :meth:`_renew` can), the platform's own
+        refusals raised (:meth:`_refused`), then the failure rule of :func:`web.check`; a
+        success is paced (:meth:`_pace`)."""
+        extra = kw.pop("headers", {})
+        for attempt in (1, 2):
+            auth = self._auth()
+            headers = {**auth, **extra}
+            response = web.request(self.http, method, url, doing, headers=headers, **kw)
+            if response.status_code == 401 and attempt == 1 and self._renew(auth):
+                continue
+            self._refused(response, doing)
+            checked = web.check(response, doing, ok)
+            self._pace(response)
+            return checked
+        raise AssertionError("unreachable")
+
+    def _auth(self) -> dict[str, str]:
+        """The headers that carry the platform's credential (and any it always wants)."""
+        return {}
+
+    def _renew(self, auth: dict[str, str]) -> bool:
+        """After a 401 to ``auth``: whether a fresh credential was obtained to try again."""
+        return False
+
+    def _refused(self, response: requests.Response, doing: str) -> None:
+        """Raise for an answer the platform means in its own way (a spent quota)."""
+
+    def _pace(self, response: requests.Response) -> None:
+        """Wait, after a success, when the platform said the next call would be refused."""
 
     def index(self, key: str) -> tuple[str, str | None, str | None] | None:
         """(remote id, url, sha256 sent) of the object at ``key``, from the state file."""
@@ -162,8 +194,8 @@ class HttpDriver(ApiDriver):
     ) -> Uploaded:
         size, sha256 = payload.size, payload.expected
         url = self.collection if self.method == "POST" else self._object_url(key)
+        self._auth()  # a credential that cannot be read fails before anything is recorded
         headers = {
-            **self._auth(),
             "Content-Type": str(metadata.get("mime_type") or "application/octet-stream"),
             "X-Reconcile-Key": quote(key, safe="/"),
             "X-Reconcile-Metadata": json.dumps(metadata, ensure_ascii=True, default=str),
@@ -173,20 +205,19 @@ class HttpDriver(ApiDriver):
         previous = self.index(key) if self.state is not None else None
         headers["Idempotency-Key"] = self._idempotency_key(key, sha256, size)
         reader = payload.reader()
-        response = web.call(
-            self.http, self.method, url, doing, data=web.Chunk(reader, size, progress),
-            headers=headers,
-        )  # fmt: skip
-        body = _json(response, doing)
+        response = self._call(
+            self.method, url, doing, data=web.Chunk(reader, size, progress), headers=headers
+        )
+        body = web.json_object(response, doing)
         remote_id = body.get(self.id_field)
         if remote_id in (None, ""):
             raise PermanentError(f"{doing}: the response names no object ('{self.id_field}')")
         reported = body.get(self.checksum_field)
-        held = body.get("size")
+        held = web.byte_count(body.get("size"))
         made_new = previous is None or previous[0] != str(remote_id)
         try:
             reader.confirm()
-            if isinstance(held, int) and not isinstance(held, bool) and held != size:
+            if held is not None and held != size:
                 raise NotLanded(
                     f"{doing}: the platform says it holds {held} bytes of the {size} sent", None
                 )
@@ -202,7 +233,7 @@ class HttpDriver(ApiDriver):
             raise
         link = str(body.get(self.url_field) or self._object_url(str(remote_id)))
         self.keep(
-            Session(key, "http", "done", sha256, size, None, str(remote_id), link, size)
+            Session(key, "http", SessionState.DONE, sha256, size, None, str(remote_id), link, size)
         )  # fmt: skip
         if previous is not None and made_new:  # a POST made a new one
             self._remove(previous[0], key)
@@ -219,17 +250,19 @@ class HttpDriver(ApiDriver):
         honours the header answers with the object it made then; a later upload of the same
         bytes (a master reverted, a copy deleted on the platform) is a new intent and a new
         key, so it is really stored again."""
-        session = self.state.session(key) if self.state is not None else None
+        session = self.kept(key)
         if (
             session is not None
             and session.protocol == "http"
-            and session.state == "uploading"
+            and session.state == SessionState.UPLOADING
             and (session.file_sha256, session.file_size) == (sha256, size)
             and session.session_url
         ):
             return session.session_url
         fresh = secrets.token_hex(20)
-        self.keep(Session(key, "http", "uploading", sha256, size, fresh), before_sending=True)
+        self.keep(
+            Session(key, "http", SessionState.UPLOADING, sha256, size, fresh), before_sending=True
+        )
         return fresh
 
     def stat(self, key: str, size: int | None = None) -> RemoteObject | None:
@@ -238,17 +271,13 @@ class HttpDriver(ApiDriver):
             return None
         remote_id, _, sent = found
         doing = f"looking up {key} on {self.platform.code}"
-        response = web.call(
-            self.http, "GET", self._object_url(remote_id), doing, ok=(404, 410),
-            headers=self._auth(),
-        )  # fmt: skip
+        response = self._call("GET", self._object_url(remote_id), doing, ok=(404, 410))
         if response.status_code in (404, 410):
             return None
-        body = _json(response, doing)
+        body = web.json_object(response, doing)
         reported = body.get(self.checksum_field)
-        held = body.get("size")
-        held = held if isinstance(held, int) and not isinstance(held, bool) else None
-        session = self.state.session(key) if self.state is not None else None
+        held = web.byte_count(body.get("size"))
+        session = self.kept(key)
         if (
             not reported
             and held is not None
@@ -259,31 +288,20 @@ class HttpDriver(ApiDriver):
         return RemoteObject(str(reported) if reported else sent, held, {"remote_id": remote_id})
 
     def _remove(self, remote_id: str, key: str) -> None:
-        web.call(
-            self.http, "DELETE", self._object_url(remote_id),
-            f"deleting {key} from {self.platform.code}", ok=(404, 410), headers=self._auth(),
+        self._call(
+            "DELETE", self._object_url(remote_id), f"deleting {key} from {self.platform.code}",
+            ok=(404, 410),
         )  # fmt: skip
 
     def update_metadata(self, key: str, metadata: dict[str, Any]) -> None:
-        web.call(
-            self.http, "PATCH", self._object_url(self.known(key)),
-            f"updating the metadata of {key} on {self.platform.code}",
-            json=metadata, headers=self._auth(),
+        self._call(
+            "PATCH", self._object_url(self.known(key)),
+            f"updating the metadata of {key} on {self.platform.code}", json=metadata,
         )  # fmt: skip
 
     def health_check(self) -> tuple[str, str]:
         try:
-            web.call(self.http, "GET", self.health_url, "health check", headers=self._auth())
+            self._call("GET", self.health_url, "health check")
         except (TemporaryError, PermanentError) as exc:
-            return DOWN, str(exc)
-        return HEALTHY, f"{self.health_url} answered"
-
-
-def _json(response: requests.Response, doing: str) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        raise PermanentError(f"{doing}: the platform did not answer JSON") from None
-    if not isinstance(body, dict):
-        raise PermanentError(f"{doing}: the platform's answer is not a JSON object")
-    return body
+            return HealthStatus.DOWN, str(exc)
+        return HealthStatus.HEALTHY, f"{self.health_url} answered"

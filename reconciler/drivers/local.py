@@ -34,8 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.drivers.base import (
-    DOWN,
-    HEALTHY,
     Driver,
     PermanentError,
     Progress,
@@ -44,7 +42,7 @@ from reconciler.drivers.base import (
     Uploaded,
 )
 from reconciler.drivers.local_paths import TargetFolders, key_parts, remove_empty, remove_files
-from reconciler.model import Platform
+from reconciler.model import HealthStatus, Platform
 from reconciler.observe.payload import NotLanded, Payload, ReplacedMeanwhile
 
 PART_MARK = ".reconcile-"
@@ -211,10 +209,10 @@ class LocalDriver(Driver):
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
         if not probe.is_dir():
-            return DOWN, f"{probe} is not a folder"
+            return HealthStatus.DOWN, f"{probe} is not a folder"
         if not os.access(probe, os.W_OK | os.X_OK):
-            return DOWN, f"{probe} is not writable"
-        return HEALTHY, f"{self.root} is writable"
+            return HealthStatus.DOWN, f"{probe} is not writable"
+        return HealthStatus.HEALTHY, f"{self.root} is writable"
 
     def cleanup(self) -> int:
         """Remove the part files of interrupted uploads (``.reconcile-*.part``, and the

@@ -37,8 +37,6 @@ from botocore.exceptions import (
 )
 
 from reconciler.drivers.base import (
-    DOWN,
-    HEALTHY,
     Cancelled,
     Driver,
     PermanentError,
@@ -57,8 +55,8 @@ from reconciler.drivers.s3_parts import (
     same,
     send_parts,
 )
-from reconciler.drivers.state import Session
-from reconciler.model import Platform
+from reconciler.drivers.state import Session, SessionState
+from reconciler.model import HealthStatus, Platform
 from reconciler.observe.payload import NotLanded, Payload, SourceChanged
 from reconciler.redact import register
 
@@ -176,8 +174,8 @@ class S3Driver(Driver):
                 landed if landed is None or is_composite(head) else hexed(landed),
             )
         self.keep(
-            Session(key, "s3", "done", payload.expected, payload.size, remote_id=head.get("ETag"),
-                    remote_url=self.url(key), remote_checksum=landed)
+            Session(key, "s3", SessionState.DONE, payload.expected, payload.size,
+                    remote_id=head.get("ETag"), remote_url=self.url(key), remote_checksum=landed)
         )  # fmt: skip
         return Uploaded(
             platform_asset_id=self._where(key),
@@ -212,14 +210,20 @@ class S3Driver(Driver):
         id is recorded before the first part, so recovery can abort exactly it. Returns the
         composite checksum S3 must report."""
         full = self.full_key(key)
-        previous = self.state.session(key) if self.state is not None else None
-        if previous is not None and previous.state == "uploading" and previous.session_url:
+        previous = self.kept(key)
+        if (
+            previous is not None
+            and previous.state == SessionState.UPLOADING
+            and previous.session_url
+        ):
             self._abort_recorded(previous)  # an earlier one of ours: never left behind
             previous = None
         upload_id = self.client.create_multipart_upload(
             Bucket=self.bucket, Key=full, ChecksumAlgorithm="SHA256", **extra
         )["UploadId"]
-        started = Session(key, "s3", "uploading", payload.expected, payload.size, upload_id)
+        started = Session(
+            key, "s3", SessionState.UPLOADING, payload.expected, payload.size, upload_id
+        )
         if self.state is not None and not self.state.record_before_sending(started):
             self._abort(full, upload_id)  # recovery could not know it: never leave it
             raise TemporaryError(
@@ -237,7 +241,7 @@ class S3Driver(Driver):
             )  # fmt: skip
         except BaseException:
             self._abort(full, upload_id)
-            if previous is not None and previous.state == "done":
+            if previous is not None and previous.state == SessionState.DONE:
                 self.keep(previous)  # the object there is still the one it describes
             else:
                 self.forget(key)
@@ -273,11 +277,11 @@ class S3Driver(Driver):
         details = {"etag": etag, "s3_checksum": checksum}
         if checksum and not is_composite(head):
             return RemoteObject(hexed(checksum), size, details)
-        known = self.state.session(key) if self.state is not None else None
+        known = self.kept(key)
         if (
             checksum
             and known is not None
-            and known.state == "done"
+            and known.state == SessionState.DONE
             and known.file_size == size
             and same(checksum, known.remote_checksum)
         ):
@@ -285,10 +289,10 @@ class S3Driver(Driver):
         if expected_size is not None and size != expected_size:
             return RemoteObject(None, size, details)  # other bytes: no need to read them
         digest = self._read_digest(full)
-        if checksum and (known is None or known.state == "done"):  # (an upload in flight
+        if checksum and (known is None or known.state == SessionState.DONE):  # (an upload in flight
             # stays recorded: recovery aborts it) a composite checksum is content-derived:
             # remember what it stands for
-            self.keep(Session(key, "s3", "done", digest, int(size or 0), remote_id=etag,
+            self.keep(Session(key, "s3", SessionState.DONE, digest, int(size or 0), remote_id=etag,
                               remote_url=self.url(key), remote_checksum=checksum))  # fmt: skip
         return RemoteObject(digest, size, details)
 
@@ -333,15 +337,15 @@ class S3Driver(Driver):
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as exc:
-            return DOWN, str(failure(exc, f"bucket {self.bucket}"))
-        return HEALTHY, f"bucket {self.bucket} answers"
+            return HealthStatus.DOWN, str(failure(exc, f"bucket {self.bucket}"))
+        return HealthStatus.HEALTHY, f"bucket {self.bucket} answers"
 
     def cleanup(self) -> int:
         """Abort the multipart uploads this tool started and recorded, and only those: other
         writers' uploads under the same bucket or prefix are not ours to touch."""
         if self.state is None:
             return 0
-        mine = [s for s in self.state.sessions().values() if s.state == "uploading"]
+        mine = [s for s in self.state.sessions().values() if s.state == SessionState.UPLOADING]
         for session in mine:
             self._abort_recorded(session)
         return len(mine)

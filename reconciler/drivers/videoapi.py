@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from reconciler.drivers.base import Progress, TemporaryError, Uploaded
 from reconciler.drivers.http import ApiDriver
-from reconciler.drivers.state import Session
+from reconciler.drivers.state import Session, SessionState
 from reconciler.model import Platform
 from reconciler.observe.payload import HashedReader, Payload, SourceChanged
 
@@ -37,17 +37,17 @@ class VideoApiDriver(ApiDriver):
     ) -> Uploaded:
         size, sha256 = payload.size, payload.expected
         previous = self.index(key)  # the finished video at this key now: replaced once up
-        session = self.state.session(key) if self.state is not None else None
+        session = self.kept(key)
         if session is not None and (session.file_sha256, session.file_size) != (sha256, size):
-            if session.state != "done":
+            if session.state != SessionState.DONE:
                 self._abandon(session)  # another file: its half-sent video goes
             session = None
-        if session is None or session.state == "uploading":
+        if session is None or session.state == SessionState.UPLOADING:
             session = self._send(payload, key, metadata, session, progress)
         remote_id = session.remote_id
         assert remote_id is not None
         link = self._wait_ready(key, session)
-        session = session.moved(state="done", remote_url=link or session.remote_url)
+        session = session.moved(state=SessionState.DONE, remote_url=link or session.remote_url)
         self.keep(session)
         if previous is not None and previous[0] != remote_id:
             self._remove(previous[0], key)
@@ -145,3 +145,12 @@ class VideoApiDriver(ApiDriver):
     @abstractmethod
     def _link(self, remote_id: str) -> str:
         """The video's URL when the platform gave none."""
+
+
+def title_of(key: str, metadata: dict[str, Any]) -> str:
+    """A video's title: the asset's, else its code, else the remote key (uncut)."""
+    return str(metadata.get("title") or metadata.get("code") or key)
+
+
+def description_of(metadata: dict[str, Any]) -> str:
+    return str(metadata.get("description") or "")

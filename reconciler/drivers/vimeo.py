@@ -25,18 +25,15 @@ import requests
 
 from reconciler.drivers import web
 from reconciler.drivers.base import (
-    DOWN,
-    HEALTHY,
     DriverError,
     PermanentError,
     Progress,
     RemoteObject,
     TemporaryError,
 )
-from reconciler.drivers.http import _json
-from reconciler.drivers.state import Session
-from reconciler.drivers.videoapi import VideoApiDriver
-from reconciler.model import Platform
+from reconciler.drivers.state import Session, SessionState
+from reconciler.drivers.videoapi import VideoApiDriver, description_of, title_of
+from reconciler.model import HealthStatus, Platform
 from reconciler.observe.payload import Payload
 
 ACCEPT = "application/vnd.vimeo.*+json;version=3.4"
@@ -53,25 +50,21 @@ class VimeoDriver(VideoApiDriver):
         super().__init__(platform)
         self.chunk = max(1, int(self.config.get("chunk_size_kib", 8192))) * 1024
 
-    def _call(
-        self, method: str, url: str, doing: str, ok: tuple[int, ...] = (), **kw: Any
-    ) -> requests.Response:
-        headers = {"Authorization": f"bearer {self.secret()}", "Accept": ACCEPT}
-        headers.update(kw.pop("headers", {}))
-        try:
-            response = self.http.request(method, url, headers=headers, timeout=web.TIMEOUT, **kw)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise TemporaryError(f"{doing}: {type(exc).__name__}") from None
-        reset = _reset_in(response)
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"bearer {self.secret()}", "Accept": ACCEPT}
+
+    def _refused(self, response: requests.Response, doing: str) -> None:
         if response.status_code == 429:
             wait = web.retry_after(response.headers.get("Retry-After"))
             raise TemporaryError(
-                f"{doing}: HTTP 429 rate limited by Vimeo", wait if wait is not None else reset
+                f"{doing}: HTTP 429 rate limited by Vimeo",
+                wait if wait is not None else _reset_in(response),
             )
-        checked = web.check(response, doing, ok)
+
+    def _pace(self, response: requests.Response) -> None:
+        reset = _reset_in(response)
         if response.headers.get("X-RateLimit-Remaining") == "0" and reset:
             time.sleep(min(reset, MAX_RATE_WAIT))  # the next call would be refused
-        return checked
 
     def _url(self, uri: str) -> str:
         return uri if uri.startswith("http") else f"{self.base}{uri}"
@@ -127,7 +120,7 @@ class VimeoDriver(VideoApiDriver):
             offset = int(response.headers.get("Upload-Offset", start + length))
             session = self._confirmed(session, reader, offset)
             self.keep(session)
-        session = session.moved(state="uploaded", bytes_confirmed=size)
+        session = session.moved(state=SessionState.UPLOADED, bytes_confirmed=size)
         self._confirm(payload, reader, session)
         self.keep(session)
         return session
@@ -146,19 +139,15 @@ class VimeoDriver(VideoApiDriver):
     def _create(
         self, key: str, metadata: dict[str, Any], size: int, sha256: str, doing: str
     ) -> Session:
-        body = {
-            "upload": {"approach": "tus", "size": size},
-            "name": str(metadata.get("title") or metadata.get("code") or key)[:128],
-            "description": str(metadata.get("description") or ""),
-        }
+        body = {"upload": {"approach": "tus", "size": size}, **_naming(key, metadata)}
         response = self._call("POST", f"{self.base}/me/videos", f"{doing}: creating the video",
                                json=body)  # fmt: skip
-        video = _json(response, doing)
+        video = web.json_object(response, doing)
         uri = video.get("uri")
         link = (video.get("upload") or {}).get("upload_link")
         if not uri or not link:
             raise PermanentError(f"{doing}: the platform gave no video uri or upload_link")
-        session = Session(key, "vimeo", "uploading", sha256, size, str(link), str(uri),
+        session = Session(key, "vimeo", SessionState.UPLOADING, sha256, size, str(link), str(uri),
                           video.get("link"))  # fmt: skip
         self.keep(session, before_sending=True)  # on disk before the first byte goes
         return session
@@ -184,7 +173,7 @@ class VimeoDriver(VideoApiDriver):
         if response.status_code == 404:
             self.forget(key)
             raise TemporaryError(f"{doing}: the uploaded video is gone; sending it again")
-        video = _json(response, doing)
+        video = web.json_object(response, doing)
         upload = (video.get("upload") or {}).get("status")
         transcode = (video.get("transcode") or {}).get("status")
         if upload == "error" or transcode == "error":
@@ -213,10 +202,9 @@ class VimeoDriver(VideoApiDriver):
         )  # fmt: skip
         if response.status_code == 404:
             return None
-        video = _json(response, f"looking up {key}")
-        held = (video.get("upload") or {}).get("size")
-        held = held if isinstance(held, int) and not isinstance(held, bool) else None
-        session = self.state.session(key) if self.state is not None else None
+        video = web.json_object(response, f"looking up {key}")
+        held = web.byte_count((video.get("upload") or {}).get("size"))
+        session = self.kept(key)
         if held is not None and session is not None and held != session.file_size:
             sent = None  # it holds another size than was sent: not that copy
         return RemoteObject(sent, held, {"uri": uri})
@@ -226,19 +214,20 @@ class VimeoDriver(VideoApiDriver):
 
     def update_metadata(self, key: str, metadata: dict[str, Any]) -> None:
         uri = self.known(key)
-        body = {
-            "name": str(metadata.get("title") or metadata.get("code") or key)[:128],
-            "description": str(metadata.get("description") or ""),
-        }
         self._call("PATCH", self._url(uri), f"updating the metadata of {key} on Vimeo",
-                   json=body)  # fmt: skip
+                   json=_naming(key, metadata))  # fmt: skip
 
     def health_check(self) -> tuple[str, str]:
         try:
             self._call("GET", f"{self.base}/me", "health check", params={"fields": "uri"})
         except (TemporaryError, PermanentError) as exc:
-            return DOWN, str(exc)
-        return HEALTHY, "the account answered"
+            return HealthStatus.DOWN, str(exc)
+        return HealthStatus.HEALTHY, "the account answered"
+
+
+def _naming(key: str, metadata: dict[str, Any]) -> dict[str, str]:
+    """The video's name and description, as Vimeo takes them."""
+    return {"name": title_of(key, metadata)[:128], "description": description_of(metadata)}
 
 
 def _reset_in(response: requests.Response) -> float | None:

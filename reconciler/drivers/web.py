@@ -1,10 +1,13 @@
 """HTTP plumbing shared by the API drivers (``http``, ``youtube``, ``vimeo``), over requests.
 
+:func:`request` is the one place a request is sent and its transport failure classified: a
+connection error or timeout is temporary, a request that cannot be made permanent.
 :func:`check` turns a response into a driver failure by the one rule every driver follows:
 429 and 5xx are temporary (``Retry-After`` honoured, in seconds or as an HTTP date), any other
-4xx is permanent, and a connection error or timeout is temporary. :class:`Chunk` streams a
-slice of a payload with progress through its hashing reader, so that a chunk is never held
-whole in memory and every byte sent is hashed.
+4xx is permanent. :func:`call` is both; :meth:`reconciler.drivers.http.ApiDriver._call` adds a
+platform's credentials and its own answers to them. :func:`json_object` reads an answer's
+body. :class:`Chunk` streams a slice of a payload with progress through its hashing reader,
+so that a chunk is never held whole in memory and every byte sent is hashed.
 """
 
 from __future__ import annotations
@@ -97,19 +100,41 @@ def check(response: requests.Response, doing: str, ok: tuple[int, ...] = ()) -> 
     raise PermanentError(message)
 
 
-def call(
-    http: requests.Session, method: str, url: str, doing: str, ok: tuple[int, ...] = (), **kw: Any
+def request(
+    http: requests.Session, method: str, url: str, doing: str, **kw: Any
 ) -> requests.Response:
-    """One request, its failure classified; connection trouble is temporary."""
+    """One request, whatever its status; connection trouble is temporary."""
     try:
-        response = http.request(method, url, timeout=kw.pop("timeout", TIMEOUT), **kw)
+        return http.request(method, url, timeout=kw.pop("timeout", TIMEOUT), **kw)
     except Cancelled:
         raise
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise TemporaryError(f"{doing}: {type(exc).__name__}: {_short(exc)}") from None
     except requests.RequestException as exc:
         raise PermanentError(f"{doing}: {_short(exc)}") from None
-    return check(response, doing, ok)
+
+
+def call(
+    http: requests.Session, method: str, url: str, doing: str, ok: tuple[int, ...] = (), **kw: Any
+) -> requests.Response:
+    """One request, its failure classified (:func:`request`, then :func:`check`)."""
+    return check(request(http, method, url, doing, **kw), doing, ok)
+
+
+def json_object(response: requests.Response, doing: str) -> dict[str, Any]:
+    """The answer's body, which must be a JSON object."""
+    try:
+        body = response.json()
+    except ValueError:
+        raise PermanentError(f"{doing}: the platform did not answer JSON") from None
+    if not isinstance(body, dict):
+        raise PermanentError(f"{doing}: the platform's answer is not a JSON object")
+    return body
+
+
+def byte_count(value: Any) -> int | None:
+    """A size a platform reported, when it is a whole number (not a flag or a text)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _short(exc: Exception) -> str:

@@ -16,24 +16,20 @@ OAuth2: the platform's ``auth`` references a refresh token; ``client_id`` and
 and fetched again on a 401. The daily quota (``quota_daily_units``, default 10,000) and the
 cost of each operation (``quota_costs``) are configuration; units are counted in the state
 file per quota day (midnight Pacific time), and when the quota is spent — counted, or said so
-by a ``quotaExceeded`` answer — jobs are deferred until it resets.
+by a ``quotaExceeded`` answer — jobs are deferred until it resets
+(:mod:`reconciler.drivers.youtube_quota`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 
 from reconciler.drivers import web
 from reconciler.drivers.base import (
-    DOWN,
-    HEALTHY,
-    Deferred,
     DriverError,
     PermanentError,
     Progress,
@@ -41,27 +37,17 @@ from reconciler.drivers.base import (
     TemporaryError,
     resolve_secret,
 )
-from reconciler.drivers.http import _json
-from reconciler.drivers.state import Session
-from reconciler.drivers.videoapi import VideoApiDriver
-from reconciler.model import Platform, SecretRef
+from reconciler.drivers.state import Session, SessionState
+from reconciler.drivers.videoapi import VideoApiDriver, description_of, title_of
+from reconciler.drivers.youtube_quota import DailyQuota, says_spent
+from reconciler.model import HealthStatus, Platform, SecretRef
 from reconciler.observe.payload import HashedReader, Payload
 from reconciler.redact import register
 
 UNIT = 256 * 1024  # chunks are multiples of this
-DEFAULT_COSTS = {"upload": 1600, "update": 50, "list": 1, "delete": 50}
 TOKEN_URL = "https://oauth2.googleapis.com/token"
 FAILED_UPLOAD = {"failed", "rejected", "deleted"}
 FAILED_PROCESSING = {"failed", "terminated"}
-
-
-def _pacific() -> Any:
-    try:
-        return ZoneInfo("America/Los_Angeles")
-    except ZoneInfoNotFoundError:  # no time zone data: Pacific standard time
-        from datetime import timezone
-
-        return timezone(timedelta(hours=-8))
 
 
 class YouTubeDriver(VideoApiDriver):
@@ -77,8 +63,7 @@ class YouTubeDriver(VideoApiDriver):
         self.chunk = max(1, int(c.get("chunk_size_kib", 8192)) // 256) * UNIT
         self.privacy = str(c.get("privacy_status", "private"))
         self.category = str(c.get("category_id", "22"))
-        self.daily_units = int(c.get("quota_daily_units", 10_000))
-        self.costs = {**DEFAULT_COSTS, **dict(c.get("quota_costs") or {})}
+        self.quota = DailyQuota(platform.code, c)
         self._token: str | None = None
         self._token_lock = threading.Lock()
 
@@ -95,7 +80,7 @@ class YouTubeDriver(VideoApiDriver):
             response = web.call(self.http, "POST", self.token_url, doing, data=form)
         except PermanentError as exc:
             raise PermanentError(f"{exc}; the refresh token may be revoked") from None
-        token = _json(response, doing).get("access_token")
+        token = web.json_object(response, doing).get("access_token")
         if not token:
             raise PermanentError(f"{doing}: the answer holds no access_token")
         register(str(token))  # a credential too: never recorded or printed
@@ -108,62 +93,24 @@ class YouTubeDriver(VideoApiDriver):
             return self._token
 
     def _call(
-        self, method: str, url: str, doing: str, cost: str | None = None,
-        ok: tuple[int, ...] = (), **kw: Any,
+        self, method: str, url: str, doing: str, ok: tuple[int, ...] = (),
+        cost: str | None = None, **kw: Any,
     ) -> requests.Response:  # fmt: skip
-        """A request with the access token: refreshed once on a 401, quota counted."""
+        """A request with the access token (refreshed once on a 401), its quota counted."""
         if cost is not None:
-            self._spend(cost)
-        headers = dict(kw.pop("headers", {}))
-        token = self._access()
-        for attempt in (1, 2):
-            headers["Authorization"] = f"Bearer {token}"
-            try:
-                response = self.http.request(
-                    method, url, headers=headers, timeout=web.TIMEOUT, **kw
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise TemporaryError(f"{doing}: {type(exc).__name__}") from None
-            if response.status_code == 401 and attempt == 1:
-                token = self._access(stale=token)
-                continue
-            if response.status_code in (403, 429) and _quota_reason(response):
-                self._spent_out()
-            return web.check(response, doing, ok)
-        raise AssertionError("unreachable")
+            self.quota.spend(self.state, cost)
+        return super()._call(method, url, doing, ok, **kw)
 
-    # -- quota -----------------------------------------------------------------------------
-    def _day(self) -> tuple[date, datetime]:
-        """The quota day now, and when the next one starts (UTC)."""
-        zone = _pacific()
-        local = datetime.now(zone)
-        midnight = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-        return local.date(), midnight.astimezone(UTC).replace(tzinfo=None)
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._access()}"}
 
-    def _spend(self, operation: str) -> None:
-        if self.state is None:
-            return
-        day, reset = self._day()
-        used, exhausted = self.state.quota(day)
-        cost = int(self.costs.get(operation, 1))
-        if exhausted or used + cost > self.daily_units:
-            raise Deferred(
-                f"the daily API quota of {self.platform.code} is spent ({used} of "
-                f"{self.daily_units} units used; {operation} costs {cost}); deferred until it "
-                f"resets at {reset:%Y-%m-%d %H:%M} UTC",
-                reset,
-            )
-        self.state.spend(day, cost)
+    def _renew(self, auth: dict[str, str]) -> bool:
+        self._access(stale=auth["Authorization"].removeprefix("Bearer "))
+        return True
 
-    def _spent_out(self) -> None:
-        day, reset = self._day()
-        if self.state is not None:
-            self.state.spend(day, 0, exhausted=True)
-        raise Deferred(
-            f"YouTube says the daily quota of {self.platform.code} is spent; deferred until "
-            f"it resets at {reset:%Y-%m-%d %H:%M} UTC",
-            reset,
-        )
+    def _refused(self, response: requests.Response, doing: str) -> None:
+        if says_spent(response):
+            self.quota.spent_out(self.state)
 
     # -- upload ----------------------------------------------------------------------------
     def _send(
@@ -217,11 +164,7 @@ class YouTubeDriver(VideoApiDriver):
         self, key: str, metadata: dict[str, Any], size: int, sha256: str, doing: str
     ) -> Session:
         body = {
-            "snippet": {
-                "title": str(metadata.get("title") or metadata.get("code") or key)[:100],
-                "description": str(metadata.get("description") or "")[:5000],
-                "categoryId": self.category,
-            },
+            "snippet": self._snippet(key, metadata),
             "status": {"privacyStatus": self.privacy},
         }
         response = self._call(
@@ -238,9 +181,19 @@ class YouTubeDriver(VideoApiDriver):
         location = response.headers.get("Location")
         if not location:
             raise PermanentError(f"{doing}: the platform gave no session URI (Location)")
-        session = Session(key, "youtube", "uploading", sha256, size, session_url=location)
+        session = Session(
+            key, "youtube", SessionState.UPLOADING, sha256, size, session_url=location
+        )
         self.keep(session, before_sending=True)  # on disk before the first byte goes
         return session
+
+    def _snippet(self, key: str, metadata: dict[str, Any]) -> dict[str, str]:
+        """The video's title, description and category, as videos.insert/update take them."""
+        return {
+            "title": title_of(key, metadata)[:100],
+            "description": description_of(metadata)[:5000],
+            "categoryId": self.category,
+        }
 
     def _put(self, url: str, doing: str, **kw: Any) -> requests.Response:
         """One PUT to the session URI; 404/410 mean the session is gone."""
@@ -267,7 +220,7 @@ class YouTubeDriver(VideoApiDriver):
         # finished without its answer reaching us: the part sent before must be vouched for
         reader = self._reader_at(payload, session, session.bytes_confirmed)
         if reader is None:
-            video = _json(response, doing).get("id")
+            video = web.json_object(response, doing).get("id")
             raise self._start_over(session.moved(remote_id=str(video) if video else None), doing)
         for _ in reader.blocks(payload.size - reader.tell()):
             pass  # the rest, sent by the run that stopped, read again
@@ -281,11 +234,11 @@ class YouTubeDriver(VideoApiDriver):
         payload: Payload,
         reader: HashedReader,
     ) -> Session:
-        video_id = _json(response, doing).get("id")
+        video_id = web.json_object(response, doing).get("id")
         if not video_id:
             raise PermanentError(f"{doing}: the finished upload names no video id")
         done = session.moved(
-            state="uploaded",
+            state=SessionState.UPLOADED,
             remote_id=str(video_id),
             remote_url=_watch_url(str(video_id)),
             bytes_confirmed=payload.size,
@@ -358,7 +311,7 @@ class YouTubeDriver(VideoApiDriver):
             "GET", f"{self.base}/videos", doing, cost="list",
             params={"part": parts, "id": video_id},
         )  # fmt: skip
-        items = _json(response, doing).get("items") or []
+        items = web.json_object(response, doing).get("items") or []
         return items[0] if items else None
 
     # -- the rest --------------------------------------------------------------------------
@@ -383,11 +336,7 @@ class YouTubeDriver(VideoApiDriver):
     def update_metadata(self, key: str, metadata: dict[str, Any]) -> None:
         body = {
             "id": self.known(key),
-            "snippet": {
-                "title": str(metadata.get("title") or metadata.get("code") or key)[:100],
-                "description": str(metadata.get("description") or "")[:5000],
-                "categoryId": self.category,
-            },
+            "snippet": self._snippet(key, metadata),
         }
         self._call(
             "PUT", f"{self.base}/videos", f"updating the metadata of {key} on YouTube",
@@ -398,8 +347,8 @@ class YouTubeDriver(VideoApiDriver):
         try:
             self._access()
         except (TemporaryError, PermanentError) as exc:
-            return DOWN, str(exc)
-        return HEALTHY, "an OAuth2 access token was obtained"
+            return HealthStatus.DOWN, str(exc)
+        return HealthStatus.HEALTHY, "an OAuth2 access token was obtained"
 
 
 def _next_offset(response: requests.Response) -> int:
@@ -408,14 +357,6 @@ def _next_offset(response: requests.Response) -> int:
     if "-" not in header:
         return 0
     return int(header.rsplit("-", 1)[1]) + 1
-
-
-def _quota_reason(response: requests.Response) -> bool:
-    try:
-        errors = (response.json().get("error") or {}).get("errors") or []
-    except (ValueError, AttributeError):
-        return False
-    return any(e.get("reason") in ("quotaExceeded", "dailyLimitExceeded") for e in errors)
 
 
 def _watch_url(video_id: str) -> str:

@@ -26,15 +26,13 @@ import binascii
 import os
 import secrets
 import struct
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from reconciler.atomic import atomic_file
 from reconciler.observe.credentials import read_secret_file
 from reconciler.redact import register
 from reconciler.transforms import TransformError
@@ -124,7 +122,7 @@ def encrypt_stream(
     cipher = AESGCM(key)
     header = HEADER.pack(MAGIC, CHUNK, secrets.token_bytes(7))
     prefix = header[12:]
-    with _atomic(dest) as out:
+    with atomic_file(dest) as out:
         out.write(header)
         current = _read_full(read, CHUNK)
         counter, done = 0, 0
@@ -155,7 +153,7 @@ def decrypt_file(source: Path, dest: Path, key: bytes) -> int:
     """Decrypt ``source`` into ``dest``; returns the plaintext size. Raises
     :class:`TransformError` (and writes nothing) unless every chunk authenticates."""
     cipher = AESGCM(key)
-    with open(source, "rb") as src, _atomic(dest) as out:
+    with open(source, "rb") as src, atomic_file(dest) as out:
         header = src.read(HEADER.size)
         if len(header) < HEADER.size or header[:8] != MAGIC:
             raise TransformError(f"{source} is not a file encrypted by reconcile")
@@ -180,17 +178,3 @@ def decrypt_file(source: Path, dest: Path, key: bytes) -> int:
             if last:
                 return total
             current, counter = following, counter + 1
-
-
-@contextmanager
-def _atomic(dest: Path) -> Iterator[BinaryIO]:
-    """A file written under a temporary name and renamed into place only on success."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-        os.replace(temporary, dest)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -100,7 +100,7 @@ def badge(width: int, height: int, mark: dict[str, Any], media_root: Path) -> Im
         size = max(8, min(width, height) // 8)
         font = ImageFont.load_default(size=size)
         text = str(mark.get("text", "©"))
-        left, top, right, bottom = font.getbbox(text)
+        left, top, right, bottom = (int(v) for v in font.getbbox(text))
         pad = max(2, size // 4)
         stamp = Image.new("RGBA", (right - left + 2 * pad, bottom - top + 2 * pad))
         draw = ImageDraw.Draw(stamp)

@@ -124,6 +124,9 @@ def kind_of(mime: str, asset_type: str | None = None) -> str:
     return kind
 
 
+Step = tuple[str, dict[str, Any]]  # (operation, its parameters), as the recipe id hashes it
+
+
 def recipe_for(
     rules: dict[str, Any],
     mime: str,
@@ -142,49 +145,11 @@ def recipe_for(
     )
     mark = _watermark(rules.get("add_watermark"), watermark_sha256)
     quality = rules.get("quality")
-    steps: list[tuple[str, dict[str, Any]]] = []
+    steps: list[Step] = []
     if kind == "image":
-        limits = []
-        if rules.get("resize_images"):
-            limits.append(int(rules.get("max_dimension", DEFAULT_MAX_DIMENSION)))
-        if social is not None:
-            limits.append(social.image_max)
-        if limits:
-            steps.append(("fit", {"max_side": min(limits)}))
-        if isinstance(quality, str):  # a video height: at most that many rows
-            steps.append(("fit", {"max_height": _height(quality)}))
-        if mark is not None:
-            steps.append(("watermark", mark))
-        if steps or isinstance(quality, int):
-            image_quality = quality if isinstance(quality, int) else None
-            if image_quality is None and social is not None:
-                image_quality = social.image_quality
-            # quality None: re-encode at DEFAULT_IMAGE_QUALITY only if a pixel changed
-            steps.append(
-                ("encode", {"quality": image_quality, "strip_metadata": social is not None})
-            )
+        steps = _image_steps(rules, quality, social, mark)
     elif kind == "video":
-        heights = [_height(quality)] if isinstance(quality, str) else []
-        if social is not None:
-            heights.append(social.video_height)
-        if heights:
-            steps.append(("scale", {"max_height": min(heights)}))
-        if mark is not None:
-            steps.append(("watermark", mark))
-        if steps:
-            steps.append(
-                (
-                    "encode",
-                    {
-                        "codec": "h264",
-                        "crf": social.video_crf if social is not None else DEFAULT_VIDEO_CRF,
-                        "audio_kbps": social.audio_kbps if social is not None else 128,
-                        "faststart": True,
-                        # social presets re-encode even a video already small enough
-                        "always": social is not None,
-                    },
-                )
-            )
+        steps = _video_steps(quality, social, mark)
     key = _key_ref(rules) if rules.get("encrypt") else None
     if not steps and key is None:
         return None
@@ -282,3 +247,50 @@ def _describe_step(name: str, params: dict[str, Any]) -> str:
         quality = params["quality"] or f"{DEFAULT_IMAGE_QUALITY} if re-encoded"
         return f"quality {quality}{stripped}"
     return name
+
+
+def _image_steps(
+    rules: dict[str, Any], quality: Any, social: Preset | None, mark: dict[str, Any] | None
+) -> list[Step]:
+    """An image's steps: fit within the limits asked for, watermark, encode."""
+    steps: list[Step] = []
+    limits = []
+    if rules.get("resize_images"):
+        limits.append(int(rules.get("max_dimension", DEFAULT_MAX_DIMENSION)))
+    if social is not None:
+        limits.append(social.image_max)
+    if limits:
+        steps.append(("fit", {"max_side": min(limits)}))
+    if isinstance(quality, str):  # a video height: at most that many rows
+        steps.append(("fit", {"max_height": _height(quality)}))
+    if mark is not None:
+        steps.append(("watermark", mark))
+    if steps or isinstance(quality, int):
+        image_quality = quality if isinstance(quality, int) else None
+        if image_quality is None and social is not None:
+            image_quality = social.image_quality
+        # quality None: re-encode at DEFAULT_IMAGE_QUALITY only if a pixel changed
+        steps.append(("encode", {"quality": image_quality, "strip_metadata": social is not None}))
+    return steps
+
+
+def _video_steps(quality: Any, social: Preset | None, mark: dict[str, Any] | None) -> list[Step]:
+    """A video's steps: scale down to the height asked for, watermark, encode in H.264."""
+    steps: list[Step] = []
+    heights = [_height(quality)] if isinstance(quality, str) else []
+    if social is not None:
+        heights.append(social.video_height)
+    if heights:
+        steps.append(("scale", {"max_height": min(heights)}))
+    if mark is not None:
+        steps.append(("watermark", mark))
+    if steps:
+        encode = {
+            "codec": "h264",
+            "crf": social.video_crf if social is not None else DEFAULT_VIDEO_CRF,
+            "audio_kbps": social.audio_kbps if social is not None else 128,
+            "faststart": True,
+            "always": social is not None,  # social presets re-encode even a small enough video
+        }
+        steps.append(("encode", encode))
+    return steps

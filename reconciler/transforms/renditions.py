@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.atomic import write_atomically
 from reconciler.observe.payload import Payload
 from reconciler.observe.sources import sha256_file
 from reconciler.transforms import TransformError
@@ -206,7 +207,9 @@ class RenditionCache:
                     "seconds": round(time.monotonic() - started, 3),
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 }
-                _write_json(self.folder / f"{rid}.json", info)
+                write_atomically(
+                    self.folder / f"{rid}.json", json.dumps(info, indent=1, sort_keys=True) + "\n"
+                )
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             return Rendition(
@@ -344,9 +347,3 @@ def _snapshot(master: Payload, dest: Path) -> None:
         while block := reader.read(1024 * 1024):
             out.write(block)
     reader.confirm()
-
-
-def _write_json(path: Path, value: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    temporary.write_text(json.dumps(value, indent=1, sort_keys=True) + "\n", "utf-8")
-    os.replace(temporary, path)

@@ -30,7 +30,7 @@ from reconciler.transforms import TransformError
 from reconciler.transforms.images import badge
 
 MISSING = "ffmpeg is not installed; video transforms need it (Debian: apt-get install ffmpeg)"
-BACKENDS = ("ffmpeg", "pyav")
+BACKENDS = ("ffmpeg", "pyav")  # the engines probe() and render_video() take
 
 # The demuxers a master may be read with (FFmpeg's short names; ``mov`` is the one for MP4,
 # MOV, M4V, 3GP and 3G2, ``matroska`` the one for MKV and WebM). Each reads a single file and
@@ -170,10 +170,11 @@ def _ffprobe(opened: list[str], entries: str) -> tuple[subprocess.CompletedProce
 
 def output_size(info: VideoInfo, max_height: int | None) -> tuple[int, int]:
     """The rendition's size: at most ``max_height`` rows, aspect kept, both sides even."""
-    width, height = info.width, info.height
+    width: float = info.width
+    height = info.height
     if max_height is not None and height > max_height:
         width, height = width * max_height / height, max_height
-    return max(2, int(width) // 2 * 2), max(2, int(height) // 2 * 2)
+    return max(2, int(width) // 2 * 2), max(2, height // 2 * 2)
 
 
 def render_video(
