@@ -8,7 +8,6 @@ renders the result and returns the exit code.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -20,6 +19,7 @@ from reconciler.cli.options import (
     media_root_option,
     output_option,
     renditions_option,
+    show,
     state_options,
     workspace,
 )
@@ -40,8 +40,7 @@ def validate_command(manifests: Path, media_root: Path | None, output: str) -> i
     globs. Exits 0 when valid, 1 when not. Writes nothing anywhere.
     """
     result = ops.validate(manifests, media_root)
-    color = output == "text" and sys.stdout.isatty()
-    click.echo(VALIDATION_RENDERERS[output](result, color), color=color)
+    show(VALIDATION_RENDERERS, output, result)
     return ExitCode.OK if result.ok else ExitCode.ERROR
 
 
@@ -67,7 +66,7 @@ def verify_command(
     """
     where = workspace(manifests, media_root, state, lock_timeout)
     result = ops.verify(load_manifests(where), where, platform)
-    click.echo(VERIFY_RENDERERS[output](result, False))
+    show(VERIFY_RENDERERS, output, result, colored=False)
     return result.exit_code
 
 
@@ -97,8 +96,7 @@ def explain_command(
     """
     where = workspace(manifests, media_root, state, lock_timeout, renditions)
     result = ops.explain(load_manifests(where), where, asset, platform)
-    color = output == "text" and sys.stdout.isatty()
-    click.echo(EXPLAIN_RENDERERS[output](result, color), color=color)
+    show(EXPLAIN_RENDERERS, output, result)
     return ExitCode.OK
 
 

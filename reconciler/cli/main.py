@@ -34,6 +34,7 @@ from reconciler.cli.options import (
     parallel_option,
     pruning_options,
     rendition_options,
+    show,
     state_options,
     workspace,
     write_atomically,
@@ -84,8 +85,7 @@ def run_plan(
         prune=prune, max_delete=max_delete, force=force, rule=rule, platform=platform
     )
     plan = ops.plan(manifest_set, where, options, cache)
-    color = output == "text" and sys.stdout.isatty()
-    click.echo(PLAN_RENDERERS[output](plan, color), color=color)
+    show(PLAN_RENDERERS, output, plan)
     if out is not None:
         write_atomically(out, PLAN_RENDERERS["json"](plan, False) + "\n")
     if detailed_exitcode and plan.changes:
@@ -139,8 +139,7 @@ def run_apply(
     else:
         notes = _SavedPlanNotes()
         done = ops.apply_saved(saved, manifest_set, where, options, observer, notes, cache)
-    render = APPLY_RENDERERS[output if output in ("text", "json") else "jsonl"]
-    click.echo(render(done.applied, False))
+    show(APPLY_RENDERERS, output, done.applied, colored=False)
     return done.exit_code
 
 

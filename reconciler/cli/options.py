@@ -12,7 +12,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +31,7 @@ from reconciler.store.queries import Report
 from reconciler.units import parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")  # a result, as a renderer takes it
 
 
 class ReconcileGroup(click.Group):
@@ -225,11 +226,22 @@ def open_store(state: Path, lock_timeout: float) -> StateStore:
     return StateStore(state, lock_timeout=lock_timeout, command=command)
 
 
+def show(
+    renderers: Mapping[str, Callable[[R, bool], str]],
+    output: str,
+    result: R,
+    colored: bool = True,
+) -> None:
+    """Echo ``result`` in the format ``output``; text is coloured on a terminal, unless the
+    result has no colours (``colored=False``)."""
+    color = colored and output == "text" and sys.stdout.isatty()
+    click.echo(renderers[output](result, color), color=color)
+
+
 def show_report(report: Report, output: str) -> None:
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
-    color = output == "text" and sys.stdout.isatty()
-    click.echo(REPORT_RENDERERS[output](report, color), color=color)
+    show(REPORT_RENDERERS, output, report)
 
 
 REPORT_FORMATS = ["text", "json", "csv"]
