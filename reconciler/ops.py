@@ -1,0 +1,289 @@
+"""The use cases: validate, plan, reconcile, apply a saved plan, verify, explain, resolve.
+
+This is the layer every front end calls: the CLI (:mod:`reconciler.cli`) parses its options,
+calls one function here, renders the result and picks the exit code; ``reconcile watch``
+(:mod:`reconciler.watch`) calls :func:`reconcile` in its loop; workers and the web server are
+to call the same functions. Each takes plain data (a :class:`Workspace` saying which files,
+an :class:`Options` saying how) and returns a result object. Nothing here imports click or
+prints: what a caller shows while a run is under way reaches it through the apply's
+:class:`~reconciler.apply.run.Observer` and a :class:`Listener` passed in.
+
+Loading the manifests is a step of its own (:func:`load`), so that each caller decides what to
+do with their problems: the CLI prints them and stops, the watcher logs them and keeps the last
+good manifests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from reconciler.apply.renditions import default_folder as default_renditions
+from reconciler.apply.renditions import tool_files
+from reconciler.apply.run import ApplyOptions, ApplyResult, Observer, apply_plan, narrow, recover
+from reconciler.apply.verify import VerifyResult
+from reconciler.apply.verify import verify as verify_copies
+from reconciler.cache import Cache
+from reconciler.errors import ExitCode, UsageError
+from reconciler.manifests.quoting import suggest
+from reconciler.manifests.validate import ValidationResult, validate_tree
+from reconciler.model import ManifestSet
+from reconciler.plan.actions import Plan
+from reconciler.plan.explain import Explanation
+from reconciler.plan.explain import explain as explain_asset
+from reconciler.plan.planner import PlanOptions, check_guards, make_plan
+from reconciler.plan.saved import checked, made_for, read_saved_plan
+from reconciler.store import records
+from reconciler.store.db import DEFAULT_STATE, StateStore
+from reconciler.transforms.renditions import DEFAULT_MAX_BYTES, RenditionCache
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The files a use case works on: manifests, media root, state file, rendition cache."""
+
+    manifests: Path = Path("manifests")
+    media_root: Path | None = None  # None: the manifests folder
+    state: Path = DEFAULT_STATE
+    lock_timeout: float = 30.0  # seconds to keep retrying while another process holds it
+    renditions: Path | None = None  # the rendition cache; None: renditions/ by the state file
+    command: str = "reconcile"  # who holds the run lock, as `reconcile state info` says
+
+    @cached_property
+    def store(self) -> StateStore:
+        """The state file (opened only when a use case reads or writes it)."""
+        return StateStore(self.state, lock_timeout=self.lock_timeout, command=self.command)
+
+    @property
+    def rendition_folder(self) -> Path:
+        return self.renditions or default_renditions(self.state)
+
+    def tool_files(self) -> list[Path]:
+        """This tool's own files, never masters even inside the media root."""
+        return tool_files(self.state, self.renditions)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to plan and apply: the flags of ``reconcile``, ``reconcile plan`` and ``apply``."""
+
+    prune: bool = False  # delete copies this tool made that are no longer desired
+    max_delete: int | None = None  # most deletes per platform; None: the default guard
+    force: bool = False  # skip the pruning guards
+    rule: str | None = None  # only this rule's placements (and run them now)
+    platform: str | None = None  # only this platform's placements
+    parallel: int = 4  # transfers at once
+    renditions_max_bytes: int = DEFAULT_MAX_BYTES
+    verify: bool = False  # after applying, check the recorded copies (watch's full cycles)
+    stop: threading.Event | None = field(default=None, compare=False)  # set to stop a run
+
+    def planning(self) -> PlanOptions:
+        return PlanOptions(
+            prune=self.prune, max_delete=self.max_delete, force=self.force, rule=self.rule
+        )
+
+    def applying(self, where: Workspace) -> ApplyOptions:
+        return ApplyOptions(
+            parallel=self.parallel,
+            rule=self.rule,
+            platform=self.platform,
+            stop=self.stop,
+            renditions=where.renditions,
+            renditions_max_bytes=self.renditions_max_bytes,
+        )
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+
+class Listener:
+    """What a run tells its caller between its steps, before the apply's own progress (which
+    goes to its Observer). Subclass and override what you show; these do nothing."""
+
+    def recovered(self, notes: list[str]) -> None:
+        """Recovery closed what an interrupted run left open; one note per job."""
+
+    def planned(self, plan: Plan) -> None:
+        """The plan about to be carried out (for a saved plan: the one checked against it)."""
+
+
+@dataclass
+class Reconciled:
+    """What one reconcile did: the plan it carried out, the run, and a verify when asked."""
+
+    plan: Plan
+    applied: ApplyResult
+    verified: VerifyResult | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.applied.exit_code
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    """A plan file as read: the plan, and a note when it was made for other paths that lead to
+    the same files."""
+
+    plan: Plan
+    moved: str | None = None
+
+
+# -- the use cases ------------------------------------------------------------------------------
+
+
+def validate(manifests: Path, media_root: Path | None = None) -> ValidationResult:
+    """Check every manifest; every problem is returned, none raised. Writes nothing."""
+    return validate_tree(manifests, media_root, display_root=str(manifests))
+
+
+def load(where: Workspace, cache: Cache | None = None) -> ValidationResult:
+    """Validate the manifests for a use case that goes on with them: the tool's own files
+    (state, rendition cache) are never taken for masters."""
+    return validate_tree(
+        where.manifests,
+        where.media_root,
+        display_root=str(where.manifests),
+        cache=cache,
+        private=where.tool_files(),
+    )
+
+
+def check_narrowing(manifest_set: ManifestSet, rule: str | None, platform: str | None) -> None:
+    """--rule and --platform must name what the manifests declare: a typo would narrow a run
+    to nothing and exit 0, with nothing synced."""
+    for option, code, known in (
+        ("--rule", rule, manifest_set.rules),
+        ("--platform", platform, manifest_set.platforms),
+    ):
+        if code is not None and code not in known:
+            names = ", ".join(sorted(known)) or "none"
+            raise UsageError(
+                f"{option} {code}: the manifests declare no such code{suggest(code, known)}; "
+                f"they declare {names}"
+            )
+
+
+def plan(
+    manifest_set: ManifestSet,
+    where: Workspace,
+    options: Options | None = None,
+    cache: Cache | None = None,
+) -> Plan:
+    """What would change, narrowed to --rule / --platform. Strictly read-only."""
+    options = options or Options()
+    check_narrowing(manifest_set, options.rule, options.platform)
+    made = make_plan(manifest_set, where.store, options.planning(), cache)
+    made.actions = narrow(made.actions, options.applying(where))
+    made.rule, made.platform = options.rule, options.platform
+    wanted = {a.rendition_id for a in made.actions if a.rendition_id}
+    if wanted:
+        cached = RenditionCache(where.rendition_folder).cached_ids()
+        made.cached_renditions = sorted(wanted & cached)
+    return made
+
+
+def reconcile(
+    manifest_set: ManifestSet,
+    where: Workspace,
+    options: Options | None = None,
+    observer: Observer | None = None,
+    listener: Listener | None = None,
+    cache: Cache | None = None,
+) -> Reconciled:
+    """Under the run lock: recover what an interrupted run left open, plan, apply (and verify,
+    when ``options.verify``)."""
+    options = options or Options()
+    check_narrowing(manifest_set, options.rule, options.platform)
+
+    def fresh(store: StateStore) -> Plan:
+        return make_plan(manifest_set, store, options.planning(), cache)
+
+    return _run(manifest_set, where, options, fresh, observer, listener)
+
+
+def read_saved(plan_file: Path, where: Workspace) -> SavedPlan:
+    """Read a plan file and check that it was made for these manifests, media root and state
+    file (refused when it was not)."""
+    saved = read_saved_plan(plan_file)
+    return SavedPlan(saved, made_for(saved, where.manifests, where.media_root, where.state))
+
+
+def apply_saved(
+    saved: Plan,
+    manifest_set: ManifestSet,
+    where: Workspace,
+    options: Options | None = None,
+    observer: Observer | None = None,
+    listener: Listener | None = None,
+    cache: Cache | None = None,
+) -> Reconciled:
+    """Apply exactly a saved plan. It is a request, not an authority: what runs is planned
+    again and compared with it (refused when any change differs), and what may run beyond
+    the manifests is the applier's to say (``options.prune``, ``options.rule``), as are the
+    pruning guards (``options.force``, ``options.max_delete``), never the file's."""
+    options = options or Options()
+    check_narrowing(manifest_set, options.rule, options.platform)
+
+    def compared(store: StateStore) -> Plan:
+        again = PlanOptions(prune=options.prune, force=True, rule=options.rule)
+        fresh = make_plan(manifest_set, store, again, cache)
+        fresh.actions = narrow(
+            fresh.actions, ApplyOptions(rule=saved.rule, platform=saved.platform)
+        )
+        confirmed = checked(saved, fresh)
+        check_guards(confirmed, PlanOptions(force=options.force, max_delete=options.max_delete))
+        return confirmed
+
+    return _run(manifest_set, where, options, compared, observer, listener)
+
+
+def _run(
+    manifest_set: ManifestSet,
+    where: Workspace,
+    options: Options,
+    planner: Callable[[StateStore], Plan],
+    observer: Observer | None,
+    listener: Listener | None,
+) -> Reconciled:
+    """Lock, recover, plan (with ``planner``), apply, and verify when asked."""
+    listener = listener or Listener()
+    store = where.store
+    with store.session():
+        recovered = recover(manifest_set, store)
+        listener.recovered(recovered)
+        planned = planner(store)
+        listener.planned(planned)
+        applied = apply_plan(
+            manifest_set, store, planned, options.applying(where), observer, recovered
+        )
+        verified = None
+        if options.verify and not options.stopped:
+            verified = verify_copies(manifest_set, store)
+    return Reconciled(planned, applied, verified)
+
+
+def verify(
+    manifest_set: ManifestSet, where: Workspace, platform: str | None = None
+) -> VerifyResult:
+    """Check the recorded copies against what the platforms hold now; records conflicts,
+    last_verified_at and each platform's health."""
+    return verify_copies(manifest_set, where.store, platform)
+
+
+def explain(
+    manifest_set: ManifestSet, where: Workspace, asset: str, platform: str | None = None
+) -> Explanation:
+    """Why each placement of ``asset`` is planned as it is. Read-only."""
+    return explain_asset(manifest_set, where.store, asset, platform, where.rendition_folder)
+
+
+def resolve(
+    where: Workspace, conflict_id: int, use: str, by: str, note: str | None = None
+) -> records.Resolved:
+    """Close an open conflict: record the decision, who made it and when, and log an event."""
+    return records.resolve_conflict(where.store, conflict_id, use, by, note)

@@ -15,6 +15,10 @@ The run lock is held only during a cycle, so other commands (verify, conflicts r
 manual reconcile) can run between cycles; readers never wait for it. :meth:`Watcher.stop`
 (SIGINT, SIGTERM) stops it: jobs not yet started are deferred, a transfer in flight gets a
 few seconds to finish and is otherwise interrupted and recorded, and the lock is released.
+
+Started by :mod:`reconciler.cli.watch`. A cycle is the very use case ``reconcile`` runs
+(:func:`reconciler.ops.reconcile`: lock, recover, plan, apply); what is particular to the
+watcher is only the loop, the fallback to the last good manifests, and the log.
 """
 
 from __future__ import annotations
@@ -33,16 +37,15 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from reconciler.apply.renditions import tool_files
-from reconciler.apply.run import ApplyOptions, ApplyResult, Job, NullObserver, apply_plan, recover
-from reconciler.apply.verify import verify
+from reconciler import ops
+from reconciler.apply.run import ApplyResult, Job, NullObserver
 from reconciler.cache import Cache, default_folder
 from reconciler.errors import ReconcilerError
-from reconciler.manifests.validate import validate_tree
-from reconciler.model import ManifestSet
-from reconciler.plan.planner import PlanOptions, make_plan
+from reconciler.model import JobStatus, ManifestSet
+from reconciler.ops import Workspace
+from reconciler.plan.actions import Plan
 from reconciler.redact import redact
-from reconciler.store.db import StateStore, utcnow
+from reconciler.store.db import utcnow
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES
 
 
@@ -52,7 +55,6 @@ class WatchOptions:
     interval: float = 300.0  # seconds between full cycles (with verify)
     parallel: int = 4
     log_format: str = "text"  # or json
-    renditions: Path | None = None  # the rendition cache folder; default by the state file
     renditions_max_bytes: int = DEFAULT_MAX_BYTES
 
 
@@ -90,7 +92,7 @@ class LogObserver(NullObserver):
         self.log(
             "job",
             f"{job.status} {job.job_type} {a.asset} -> {a.platform}",
-            "info" if job.status == "completed" else "error",
+            "info" if job.status == JobStatus.COMPLETED else "error",
             job=job.code,
             asset=a.asset,
             platform=a.platform,
@@ -114,20 +116,32 @@ class _Handler(FileSystemEventHandler):
         self.watcher.touched()
 
 
+class _CycleSteps(ops.Listener):
+    """Logs what recovery closed, and notes when the next scheduled change comes due."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        self.watcher = watcher
+
+    def recovered(self, notes: list[str]) -> None:
+        for note in notes:
+            self.watcher.log("recovered", note)
+
+    def planned(self, plan: Plan) -> None:
+        waiting = [a.scheduled_for for a in plan.waiting if a.scheduled_for]
+        self.watcher.next_due = (
+            datetime.strptime(min(waiting), "%Y-%m-%dT%H:%M:%SZ") if waiting else None
+        )
+
+
 class Watcher:
-    def __init__(
-        self,
-        manifests_dir: Path,
-        media_root: Path | None,
-        store: StateStore,
-        options: WatchOptions,
-        log: Log,
-        display_root: str | None = None,
-    ) -> None:
-        self.manifests_dir = Path(manifests_dir)
-        self.media_root = Path(media_root) if media_root is not None else self.manifests_dir
-        self.display_root = display_root or str(manifests_dir)
-        self.store = store
+    """The loop of `reconcile watch`, started by :mod:`reconciler.cli.watch`: one
+    :func:`reconciler.ops.reconcile` per cycle, a cycle on change, on schedule and on
+    interval."""
+
+    def __init__(self, where: Workspace, options: WatchOptions, log: Log) -> None:
+        self.where = where
+        self.manifests_dir = Path(where.manifests)
+        self.media_root = Path(where.media_root or self.manifests_dir)
         self.options = options
         self.log = log
         self.stop_event = threading.Event()
@@ -137,7 +151,7 @@ class Watcher:
         self.good: ManifestSet | None = None
         self.good_since: datetime | None = None
         self.next_due: datetime | None = None
-        self.skip: list[str] = [str(store.path)]
+        self.skip: list[str] = [str(where.state)]
         self.cache = Cache(default_folder())
 
     # -- events -------------------------------------------------------------------------------
@@ -160,13 +174,18 @@ class Watcher:
         self.wake.set()
 
     # -- the loop -----------------------------------------------------------------------------
-    def run(self) -> int:
-        observer = Observer()
-        handler = _Handler(self)
+    def _watched(self) -> list[Path]:
+        """The manifests folder, and the media root unless it lies inside it."""
         watched = [self.manifests_dir.resolve()]
         root = self.media_root.resolve()
         if not any(root == w or w in root.parents for w in watched):
             watched.append(root)
+        return watched
+
+    def run(self) -> int:
+        observer = Observer()
+        handler = _Handler(self)
+        watched = self._watched()
         for folder in watched:
             observer.schedule(handler, str(folder), recursive=True)
         observer.start()
@@ -176,84 +195,66 @@ class Watcher:
             debounce=self.options.debounce,
             interval=self.options.interval,
         )
-        next_full = time.monotonic() + self.options.interval
         try:
-            self.cycle("start", full=False)
-            while not self.stop_event.is_set():
-                now = time.monotonic()
-                deadlines = [next_full]
-                if self.pending:
-                    deadlines.append(self.last_event + self.options.debounce)
-                if self.next_due is not None:
-                    until_due = (self.next_due - utcnow()).total_seconds()
-                    deadlines.append(now + max(until_due, 0.0))
-                self.wake.wait(max(0.0, min(deadlines) - now))
-                self.wake.clear()
-                if self.stop_event.is_set():
-                    break
-                now = time.monotonic()
-                if self.pending and now - self.last_event >= self.options.debounce:
-                    self.pending = False
-                    self.cycle("change")
-                elif now >= next_full:
-                    next_full = now + self.options.interval
-                    self.cycle("interval", full=True)
-                elif self.next_due is not None and utcnow() >= self.next_due:
-                    self.cycle("schedule")
+            self._loop()
         finally:
             observer.stop()
             observer.join(timeout=5)
             self.log("watch", "stopped")
         return 0
 
+    def _loop(self) -> None:
+        """Cycle at start, then on change (after the debounce), on interval and on schedule,
+        until stopped."""
+        next_full = time.monotonic() + self.options.interval
+        self.cycle("start", full=False)
+        while not self.stop_event.is_set():
+            now = time.monotonic()
+            deadlines = [next_full]
+            if self.pending:
+                deadlines.append(self.last_event + self.options.debounce)
+            if self.next_due is not None:
+                until_due = (self.next_due - utcnow()).total_seconds()
+                deadlines.append(now + max(until_due, 0.0))
+            self.wake.wait(max(0.0, min(deadlines) - now))
+            self.wake.clear()
+            if self.stop_event.is_set():
+                break
+            now = time.monotonic()
+            if self.pending and now - self.last_event >= self.options.debounce:
+                self.pending = False
+                self.cycle("change")
+            elif now >= next_full:
+                next_full = now + self.options.interval
+                self.cycle("interval", full=True)
+            elif self.next_due is not None and utcnow() >= self.next_due:
+                self.cycle("schedule")
+
     def cycle(self, reason: str, full: bool = False) -> ApplyResult | None:
-        """Validate, plan and apply once; never raises."""
+        """Validate, plan and apply once (and verify, when ``full``); never raises."""
         started = time.monotonic()
         try:
             manifests = self._desired()
             if manifests is None:
                 return None
-            with self.store.session():
-                recovered = recover(manifests, self.store)
-                for note in recovered:
-                    self.log("recovered", note)
-                plan = make_plan(manifests, self.store, PlanOptions(), self.cache)
-                waiting = [a.scheduled_for for a in plan.waiting if a.scheduled_for]
-                self.next_due = (
-                    datetime.strptime(min(waiting), "%Y-%m-%dT%H:%M:%SZ") if waiting else None
-                )
-                options = ApplyOptions(
-                    parallel=self.options.parallel,
-                    stop=self.stop_event,
-                    renditions=self.options.renditions,
-                    renditions_max_bytes=self.options.renditions_max_bytes,
-                )
-                result = apply_plan(
-                    manifests, self.store, plan, options, LogObserver(self.log), recovered
-                )
-                if full and not self.stop_event.is_set():
-                    checked = verify(manifests, self.store)
-                    for conflict in checked.conflicts:
-                        self.log(
-                            "conflict",
-                            f"{conflict['conflict_type']}: {conflict['asset']} "
-                            f"on {conflict['platform']}",
-                            "warn",
-                            **conflict,
-                        )
-            counts = result.counts()
-            self.log(
-                "cycle",
-                f"{reason}: {counts['completed']} completed, {counts['failed']} "
-                f"failed, {counts['deferred']} deferred, {len(result.waiting)} waiting, "
-                f"{len(result.held)} held",
-                "info" if not counts["failed"] else "warn",
-                reason=reason,
-                seconds=round(time.monotonic() - started, 3),
-                next_scheduled=f"{self.next_due:%Y-%m-%dT%H:%M:%SZ}" if self.next_due else None,
-                **counts,
+            options = ops.Options(
+                parallel=self.options.parallel,
+                renditions_max_bytes=self.options.renditions_max_bytes,
+                verify=full,
+                stop=self.stop_event,
             )
-            return result
+            done = ops.reconcile(
+                manifests, self.where, options, LogObserver(self.log), _CycleSteps(self), self.cache
+            )
+            for conflict in done.verified.conflicts if done.verified else []:
+                self.log(
+                    "conflict",
+                    f"{conflict['conflict_type']}: {conflict['asset']} on {conflict['platform']}",
+                    "warn",
+                    **conflict,
+                )
+            self._log_cycle(reason, done.applied, time.monotonic() - started)
+            return done.applied
         except ReconcilerError as exc:
             self.log("error", str(exc), "error", reason=reason)
         except Exception as exc:  # a daemon logs and goes on
@@ -266,15 +267,26 @@ class Watcher:
             )
         return None
 
+    def _log_cycle(self, reason: str, result: ApplyResult, took: float) -> None:
+        counts = result.counts()
+        self.log(
+            "cycle",
+            f"{reason}: {counts['completed']} completed, {counts['failed']} "
+            f"failed, {counts['deferred']} deferred, {len(result.waiting)} waiting, "
+            f"{len(result.held)} held",
+            "info" if not counts["failed"] else "warn",
+            reason=reason,
+            seconds=round(took, 3),
+            next_scheduled=f"{self.next_due:%Y-%m-%dT%H:%M:%SZ}" if self.next_due else None,
+            **counts,
+        )
+
     def _desired(self) -> ManifestSet | None:
         """The manifests to reconcile: the current ones when valid, else the last good."""
-        result = validate_tree(
-            self.manifests_dir, self.media_root, display_root=self.display_root,
-            cache=self.cache, private=tool_files(self.store.path, self.options.renditions),
-        )  # fmt: skip
+        result = ops.load(self.where, self.cache)
         if result.manifest_set is not None:
             self.good, self.good_since = result.manifest_set, utcnow()
-            self.skip = [str(self.store.path)] + [
+            self.skip = [str(self.where.state)] + [
                 str(p.target) for p in self.good.platforms.values() if p.target is not None
             ]
             return self.good

@@ -1,135 +1,48 @@
-"""The ``reconcile`` command line: a thin click layer over the core.
+"""The ``reconcile`` command line: the group, bare ``reconcile``, ``plan`` and ``apply``.
 
-Each command parses its options, calls a core function that returns data, renders that data with
-:mod:`~reconciler.render.formats`,
-and returns an exit code (see :class:`reconciler.errors.ExitCode`).
-Errors from the core are printed as one ``error: ...`` line on stderr; bad arguments exit 1,
-never click's default 2, because 2 means "changes pending" for ``--dry-run``.
+The console script and ``python -m reconciler`` call :func:`main`. Each command parses its
+options, calls a use case of :mod:`reconciler.ops`, renders the result with
+:mod:`reconciler.render.formats` and returns an exit code (see
+:class:`reconciler.errors.ExitCode`). The other commands live beside this module (inspect,
+watch, reports) and are registered on the group here. Errors from the core are printed as one
+``error: ...`` line on stderr; bad arguments exit 1, never click's default 2, because 2 means
+"changes pending" for ``--dry-run``.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from reconciler import __version__
-from reconciler.apply.renditions import default_folder as default_renditions
-from reconciler.apply.renditions import tool_files
-from reconciler.apply.run import ApplyOptions, NullObserver, Observer, apply_plan, narrow, recover
-from reconciler.apply.verify import verify as verify_copies
+from reconciler import __version__, ops
+from reconciler.apply.run import NullObserver, Observer
 from reconciler.cache import Cache, default_folder
+from reconciler.cli import inspect as cli_inspect
 from reconciler.cli import reports as cli_reports
+from reconciler.cli import watch as cli_watch
 from reconciler.cli.options import (
     F,
     ReconcileGroup,
     load_manifests,
     manifests_option,
     media_root_option,
-    open_store,
+    narrowing_options,
     output_option,
-    seconds,
+    parallel_option,
+    pruning_options,
+    rendition_options,
+    show,
     state_options,
+    workspace,
     write_atomically,
 )
-from reconciler.errors import ExitCode, UsageError
-from reconciler.manifests.quoting import suggest
-from reconciler.manifests.validate import validate_tree
-from reconciler.model import ManifestSet
+from reconciler.errors import ExitCode
 from reconciler.plan.actions import Plan
-from reconciler.plan.explain import explain as explain_asset
-from reconciler.plan.planner import PlanOptions, check_guards, make_plan
-from reconciler.plan.saved import checked as checked_against_saved
-from reconciler.plan.saved import made_for as check_made_for
-from reconciler.plan.saved import read_saved_plan
-from reconciler.render.formats import (
-    APPLY_RENDERERS,
-    EXPLAIN_RENDERERS,
-    PLAN_RENDERERS,
-    VALIDATION_RENDERERS,
-    VERIFY_RENDERERS,
-)
-from reconciler.transforms.renditions import DEFAULT_MAX_BYTES, RenditionCache
-from reconciler.units import parse_size
-
-
-def narrowing_options(func: F) -> F:
-    func = click.option("--platform", metavar="CODE", help="Only placements on this platform.")(
-        func
-    )
-    return click.option("--rule", metavar="CODE", help="Only placements this rule decides.")(func)
-
-
-def pruning_options(func: F) -> F:
-    decorators = [
-        click.option(
-            "--prune",
-            is_flag=True,
-            help="Delete copies this tool made that are no longer desired, for every "
-            "rule (rules may also say prune: true).",
-        ),
-        click.option(
-            "--max-delete",
-            type=click.IntRange(min=0),
-            default=None,
-            help="Most deletes allowed per platform. Default: 10% of its copies, at most 50.",
-        ),
-        click.option(
-            "--force",
-            is_flag=True,
-            help="Skip the pruning guards (empty desired set, --max-delete).",
-        ),
-    ]
-    for decorate in reversed(decorators):
-        func = decorate(func)
-    return func
-
-
-def parallel_option(func: F) -> F:
-    return click.option(
-        "--parallel",
-        type=click.IntRange(min=1, max=64),
-        default=4,
-        show_default=True,
-        help="Transfers at once.",
-    )(func)
-
-
-def _size(_ctx: click.Context, _param: click.Parameter, value: str | int) -> int:
-    if isinstance(value, int):
-        return value
-    try:
-        return parse_size(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-renditions_option = click.option(
-    "--renditions",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    envvar="RECONCILE_RENDITIONS",
-    help="Folder of the rendition cache. Default: renditions/ next to the state file.",
-)
-
-
-def rendition_options(func: F) -> F:
-    """--renditions and --renditions-max-size, for every command that uploads."""
-    func = click.option(
-        "--renditions-max-size",
-        "renditions_max_size",
-        default="10GiB",
-        show_default=True,
-        metavar="SIZE",
-        envvar="RECONCILE_RENDITIONS_MAX_SIZE",
-        callback=_size,
-        help="Bound of the rendition cache, such as 500MB or 10GiB; after a run the least "
-        "recently used renditions beyond it are removed (never the run's own).",
-    )(func)
-    return renditions_option(func)
+from reconciler.render.formats import APPLY_RENDERERS, PLAN_RENDERERS
+from reconciler.transforms.renditions import DEFAULT_MAX_BYTES
 
 
 def plan_only_options(func: F) -> F:
@@ -162,29 +75,30 @@ def run_plan(
     renditions: Path | None = None,
     **_: Any,
 ) -> int:
+    """Plan, show the plan, and save it with --out."""
     if output == "jsonl":
         raise click.UsageError("--output jsonl streams an apply; a plan is text, json or markdown")
+    where = workspace(manifests, media_root, state, lock_timeout, renditions)
     cache = Cache(default_folder())
-    manifest_set = load_manifests(manifests, media_root, cache, tool_files(state, renditions))
-    check_narrowing(manifest_set, rule, platform)
-    plan = make_plan(
-        manifest_set,
-        open_store(state, lock_timeout),
-        PlanOptions(prune=prune, max_delete=max_delete, force=force, rule=rule),
-        cache,
+    manifest_set = load_manifests(where, cache)
+    options = ops.Options(
+        prune=prune, max_delete=max_delete, force=force, rule=rule, platform=platform
     )
-    plan.actions = narrow(plan.actions, ApplyOptions(rule=rule, platform=platform))
-    plan.rule, plan.platform = rule, platform
-    if any(a.rendition_id for a in plan.actions):
-        made = RenditionCache(renditions or default_renditions(state)).cached_ids()
-        plan.cached_renditions = sorted({a.rendition_id for a in plan.actions} & made)
-    color = output == "text" and sys.stdout.isatty()
-    click.echo(PLAN_RENDERERS[output](plan, color), color=color)
+    plan = ops.plan(manifest_set, where, options, cache)
+    show(PLAN_RENDERERS, output, plan)
     if out is not None:
         write_atomically(out, PLAN_RENDERERS["json"](plan, False) + "\n")
     if detailed_exitcode and plan.changes:
         return ExitCode.CHANGES_PENDING
     return ExitCode.OK
+
+
+class _SavedPlanNotes(ops.Listener):
+    """Prints the notes of a saved plan, as checked, before it is carried out."""
+
+    def planned(self, plan: Plan) -> None:
+        for note in plan.notes:
+            click.echo(f"note: {note}", err=True)
 
 
 def run_apply(
@@ -207,64 +121,30 @@ def run_apply(
     """Plan (or take a saved plan) and carry it out, under the run lock."""
     if output == "markdown":
         raise click.UsageError("--output markdown renders a plan; use it with --dry-run")
+    where = workspace(manifests, media_root, state, lock_timeout, renditions)
     cache = Cache(default_folder())
-    manifest_set = load_manifests(manifests, media_root, cache, tool_files(state, renditions))
-    check_narrowing(manifest_set, rule, platform)
-    store = open_store(state, lock_timeout)
-    observer = observer_for(output)
-    options = ApplyOptions(
-        parallel=parallel,
+    manifest_set = load_manifests(where, cache)
+    options = ops.Options(
+        prune=prune,
+        max_delete=max_delete,
+        force=force,
         rule=rule,
         platform=platform,
-        renditions=renditions,
+        parallel=parallel,
         renditions_max_bytes=renditions_max_size,
     )
-    with store.session():
-        recovered = recover(manifest_set, store)
-        if saved is None:
-            plan = make_plan(
-                manifest_set,
-                store,
-                PlanOptions(prune=prune, max_delete=max_delete, force=force, rule=rule),
-                cache,
-            )
-        else:  # a request, not an authority: what runs is planned again and compared
-            # the applier decides what may run beyond the manifests: --prune, --rule
-            fresh = make_plan(
-                manifest_set, store, PlanOptions(prune=prune, force=True, rule=rule), cache
-            )
-            fresh.actions = narrow(
-                fresh.actions, ApplyOptions(rule=saved.rule, platform=saved.platform)
-            )
-            plan = checked_against_saved(saved, fresh)
-            # the guards are the applier's, never the file's: --force and --max-delete here
-            check_guards(plan, PlanOptions(force=force, max_delete=max_delete))
-            for note in plan.notes:
-                click.echo(f"note: {note}", err=True)
-        result = apply_plan(manifest_set, store, plan, options, observer, recovered)
-    if output in ("text", "json"):
-        click.echo(APPLY_RENDERERS[output](result, False))
+    observer = observer_for(output)
+    if saved is None:
+        done = ops.reconcile(manifest_set, where, options, observer, cache=cache)
     else:
-        click.echo(APPLY_RENDERERS["jsonl"](result, False))
-    return result.exit_code
-
-
-def check_narrowing(manifest_set: ManifestSet, rule: str | None, platform: str | None) -> None:
-    """--rule and --platform must name what the manifests declare: a typo would narrow a run
-    to nothing and exit 0, with nothing synced."""
-    for option, code, known in (
-        ("--rule", rule, manifest_set.rules),
-        ("--platform", platform, manifest_set.platforms),
-    ):
-        if code is not None and code not in known:
-            names = ", ".join(sorted(known)) or "none"
-            raise UsageError(
-                f"{option} {code}: the manifests declare no such code{suggest(code, known)}; "
-                f"they declare {names}"
-            )
+        notes = _SavedPlanNotes()
+        done = ops.apply_saved(saved, manifest_set, where, options, observer, notes, cache)
+    show(APPLY_RENDERERS, output, done.applied, colored=False)
+    return done.exit_code
 
 
 def observer_for(output: str) -> Observer:
+    """How the run shows its progress: live bars on a terminal, lines in a pipe, JSON lines."""
     from reconciler.render.progress import JsonLines, LiveProgress, PlainLines  # rich: only here
 
     if output == "jsonl":
@@ -310,7 +190,8 @@ def cli(ctx: click.Context, dry_run: bool, **options: Any) -> int:
       0  success; for --dry-run --detailed-exitcode: no changes
       1  error: invalid manifests, unusable state, lock timeout, bad arguments
       2  --dry-run --detailed-exitcode: changes pending
-      3  apply ran, but some jobs failed or were deferred, or conflicts are open
+      3  apply ran, but some jobs failed or were deferred, placements were blocked,
+         or conflicts are open
     """
     if ctx.invoked_subcommand is not None:
         given = [
@@ -368,21 +249,7 @@ def plan_command(**options: Any) -> int:
     metavar="CODE",
     help="Run this rule's changes now, as a plan made with --rule CODE shows them.",
 )
-def apply_command(
-    plan_file: Path,
-    manifests: Path,
-    media_root: Path | None,
-    state: Path,
-    lock_timeout: float,
-    output: str,
-    parallel: int,
-    renditions: Path | None,
-    renditions_max_size: int,
-    prune: bool,
-    max_delete: int | None,
-    force: bool,
-    rule: str | None,
-) -> int:
+def apply_command(plan_file: Path, **options: Any) -> int:
     """Apply exactly a plan saved with `reconcile --dry-run --out PLAN.json`.
 
     The plan is a request, not an authority. It applies to the manifests, media root and
@@ -394,223 +261,14 @@ def apply_command(
     --prune here, and its changes that wait for a schedule need --rule here (never because
     the file says so).
     """
-    saved = read_saved_plan(plan_file)
-    moved = check_made_for(saved, manifests, media_root, state)
-    if moved is not None:
-        click.echo(f"note: {moved}", err=True)
-    return run_apply(
-        manifests=manifests,
-        media_root=media_root,
-        state=state,
-        lock_timeout=lock_timeout,
-        output=output,
-        parallel=parallel,
-        saved=saved,
-        renditions=renditions,
-        renditions_max_size=renditions_max_size,
-        prune=prune,
-        max_delete=max_delete,
-        force=force,
-        rule=rule,
-    )
+    where = workspace(options["manifests"], options["media_root"], options["state"])
+    saved = ops.read_saved(plan_file, where)
+    if saved.moved is not None:
+        click.echo(f"note: {saved.moved}", err=True)
+    return run_apply(saved=saved.plan, **options)
 
 
-@cli.command()
-@manifests_option
-@media_root_option
-@state_options
-@click.option("--platform", metavar="CODE", help="Only this platform.")
-@output_option(["text", "json"])
-def verify(
-    manifests: Path,
-    media_root: Path | None,
-    state: Path,
-    lock_timeout: float,
-    platform: str | None,
-    output: str,
-) -> int:
-    """Check the recorded copies against what the platforms hold now.
-
-    A copy that is gone is a remote_deleted conflict, one that changed a remote_modified
-    conflict (re-synced next time instead when its rule says on_conflict: source_wins).
-    Records last_verified_at and each platform's health. Exit 3 when conflicts were found.
-    """
-    manifest_set = load_manifests(manifests, media_root, private=tool_files(state))
-    result = verify_copies(manifest_set, open_store(state, lock_timeout), platform)
-    click.echo(VERIFY_RENDERERS[output](result, False))
-    return result.exit_code
-
-
-@cli.command()
-@click.argument("asset", metavar="ASSET")
-@click.option("--platform", metavar="CODE", help="Explain only this platform.")
-@manifests_option
-@media_root_option
-@state_options
-@renditions_option
-@output_option(["text", "json"])
-def explain(
-    asset: str,
-    platform: str | None,
-    manifests: Path,
-    media_root: Path | None,
-    state: Path,
-    lock_timeout: float,
-    renditions: Path | None,
-    output: str,
-) -> int:
-    """Why each placement of ASSET is planned as it is.
-
-    Shows the rules that matched and the one that won, the platform constraints checked
-    (enabled, format, size), the rendition each platform receives (its id, its transforms,
-    whether it is cached) and what the state file records about each copy. Read-only.
-    """
-    manifest_set = load_manifests(manifests, media_root, private=tool_files(state, renditions))
-    result = explain_asset(
-        manifest_set,
-        open_store(state, lock_timeout),
-        asset,
-        platform,
-        renditions or default_renditions(state),
-    )
-    color = output == "text" and sys.stdout.isatty()
-    click.echo(EXPLAIN_RENDERERS[output](result, color), color=color)
-    return ExitCode.OK
-
-
-@cli.command()
-@manifests_option
-@media_root_option
-@output_option(["text", "json"])
-def validate(manifests: Path, media_root: Path | None, output: str) -> int:
-    """Check every manifest and report every problem, each as FILE:LINE:COL.
-
-    Checks YAML syntax and safety (duplicate keys, size, nesting and alias limits, UTF-8),
-    each document against its kind's JSON Schema, duplicate codes across files, references
-    (a rule's platform), asset files inside the media root, cron expressions and AssetSet
-    globs. Exits 0 when valid, 1 when not. Writes nothing anywhere.
-    """
-    result = validate_tree(manifests, media_root, display_root=str(manifests))
-    color = output == "text" and sys.stdout.isatty()
-    click.echo(VALIDATION_RENDERERS[output](result, color), color=color)
-    return ExitCode.OK if result.ok else ExitCode.ERROR
-
-
-@cli.command()
-@manifests_option
-@media_root_option
-@state_options
-@parallel_option
-@rendition_options
-@click.option(
-    "--debounce",
-    type=click.FloatRange(min=0),
-    callback=seconds,
-    default=1.0,
-    show_default=True,
-    help="Seconds of quiet after a change before a cycle runs.",
-)
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=1),
-    callback=seconds,
-    default=300.0,
-    show_default=True,
-    help="Seconds between full cycles, which also verify the platforms.",
-)
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="json: one JSON object per line.",
-)
-def watch(
-    manifests: Path,
-    media_root: Path | None,
-    state: Path,
-    lock_timeout: float,
-    parallel: int,
-    debounce: float,
-    interval: float,
-    log_format: str,
-    renditions: Path | None,
-    renditions_max_size: int,
-) -> int:
-    """Keep the platforms in sync continuously: reconcile on every change, on schedule, and
-    every --interval seconds (with verify).
-
-    A broken manifest is logged with file and line and changes nothing: the last good
-    manifests stay in force until the file is fixed. SIGINT or SIGTERM stops it within
-    10 s, recording the transfer in flight and releasing the lock; it then exits 0.
-    """
-    from reconciler.watch import Log, Watcher, WatchOptions  # watchdog: only for watch
-
-    if not manifests.is_dir():
-        raise UsageError(f"manifests folder '{manifests}' not found; pass --manifests DIR")
-    log = Log(lambda line: click.echo(line), log_format)
-    watcher = Watcher(
-        manifests,
-        media_root,
-        open_store(state, lock_timeout),
-        WatchOptions(
-            debounce=debounce,
-            interval=interval,
-            parallel=parallel,
-            log_format=log_format,
-            renditions=renditions,
-            renditions_max_bytes=renditions_max_size,
-        ),
-        log,
-        display_root=str(manifests),
-    )
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: watcher.stop())
-    return watcher.run()
-
-
-@cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the decrypted file. Default: FILE without its .enc suffix.",
-)
-@click.option(
-    "--key-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The key file the rule's encryption_key names (64 hex digits or base64).",
-)
-@click.option("--key-env", metavar="NAME", help="The environment variable holding the key.")
-@click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")
-def decrypt(
-    file: Path, out: Path | None, key_file: Path | None, key_env: str | None, force: bool
-) -> int:
-    """Decrypt a copy made by a rule with `encrypt: true` back into the master's bytes.
-
-    Every chunk is authenticated (AES-256-GCM): a wrong key, or a file that was changed or
-    cut short, is refused with exit 1 and nothing is written. The key is read from the file
-    or variable given and never printed.
-    """
-    from reconciler.transforms.crypto import decrypt_file, load_key  # cryptography: only here
-    from reconciler.transforms.recipe import KeyRef
-
-    if (key_file is None) == (key_env is None):
-        raise click.UsageError("give the key with exactly one of --key-file or --key-env")
-    if out is None:
-        if file.suffix != ".enc":
-            raise click.UsageError(f"{file} does not end in .enc; name the output with --out")
-        out = file.with_suffix("")
-    if out.exists() and not force:
-        raise UsageError(f"{out} exists; pass --force to overwrite it")
-    key, _ = load_key(KeyRef(env=key_env, file=str(key_file) if key_file else None), Path.cwd())
-    size = decrypt_file(file, out, key)
-    click.echo(f"decrypted {file} -> {out} ({size:,} bytes)", err=True)
-    return ExitCode.OK
-
-
-for _command in cli_reports.COMMANDS:
+for _command in (*cli_inspect.COMMANDS, *cli_watch.COMMANDS, *cli_reports.COMMANDS):
     cli.add_command(_command)
 
 

@@ -1,4 +1,10 @@
-"""Options and helpers shared by the ``reconcile`` commands (see :mod:`reconciler.cli.main`)."""
+"""Options and helpers shared by the ``reconcile`` commands.
+
+Used by every command module of :mod:`reconciler.cli`: the group class that maps failures to
+exit codes, the option decorators the commands share, the :class:`~reconciler.ops.Workspace`
+of a command, loading the manifests (their problems printed to stderr), and writing a file
+atomically.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +12,32 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from reconciler import ops
 from reconciler.cache import Cache
 from reconciler.errors import ExitCode, ManifestError, ReconcilerError
-from reconciler.manifests.validate import validate_tree
 from reconciler.model import ManifestSet
+from reconciler.ops import Workspace
 from reconciler.redact import redact
-from reconciler.render.formats import REPORT_RENDERERS, validation_summary
+from reconciler.render.formats import REPORT_RENDERERS
+from reconciler.render.phrases import validation_summary
 from reconciler.store.db import DEFAULT_STATE, StateStore
 from reconciler.store.queries import Report
+from reconciler.units import parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")  # a result, as a renderer takes it
 
 
 class ReconcileGroup(click.Group):
     """A click group that maps every failure to the documented exit codes."""
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -119,33 +129,127 @@ def seconds(_ctx: click.Context, param: click.Parameter, value: float) -> float:
     return value
 
 
+def narrowing_options(func: F) -> F:
+    """--platform and --rule: only the placements they name."""
+    func = click.option("--platform", metavar="CODE", help="Only placements on this platform.")(
+        func
+    )
+    return click.option("--rule", metavar="CODE", help="Only placements this rule decides.")(func)
+
+
+def pruning_options(func: F) -> F:
+    """--prune, --max-delete and --force, for every command that may delete."""
+    decorators = [
+        click.option(
+            "--prune",
+            is_flag=True,
+            help="Delete copies this tool made that are no longer desired, for every "
+            "rule (rules may also say prune: true).",
+        ),
+        click.option(
+            "--max-delete",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Most deletes allowed per platform. Default: 10% of its copies, at most 50.",
+        ),
+        click.option(
+            "--force",
+            is_flag=True,
+            help="Skip the pruning guards (empty desired set, --max-delete).",
+        ),
+    ]
+    for decorate in reversed(decorators):
+        func = decorate(func)
+    return func
+
+
+def parallel_option(func: F) -> F:
+    return click.option(
+        "--parallel",
+        type=click.IntRange(min=1, max=64),
+        default=4,
+        show_default=True,
+        help="Transfers at once.",
+    )(func)
+
+
+def _size(_ctx: click.Context, _param: click.Parameter, value: str | int) -> int:
+    if isinstance(value, int):
+        return value
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+renditions_option = click.option(
+    "--renditions",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="RECONCILE_RENDITIONS",
+    help="Folder of the rendition cache. Default: renditions/ next to the state file.",
+)
+
+
+def rendition_options(func: F) -> F:
+    """--renditions and --renditions-max-size, for every command that uploads."""
+    func = click.option(
+        "--renditions-max-size",
+        "renditions_max_size",
+        default="10GiB",
+        show_default=True,
+        metavar="SIZE",
+        envvar="RECONCILE_RENDITIONS_MAX_SIZE",
+        callback=_size,
+        help="Bound of the rendition cache, such as 500MB or 10GiB; after a run the least "
+        "recently used renditions beyond it are removed (never the run's own).",
+    )(func)
+    return renditions_option(func)
+
+
+def workspace(
+    manifests: Path = Path("manifests"),
+    media_root: Path | None = None,
+    state: Path = DEFAULT_STATE,
+    lock_timeout: float = 30.0,
+    renditions: Path | None = None,
+) -> Workspace:
+    """The files of this command, for :mod:`reconciler.ops`; the run lock is held in the name
+    of the command as typed (``reconcile conflicts resolve``)."""
+    command = click.get_current_context().command_path
+    return Workspace(manifests, media_root, state, lock_timeout, renditions, command)
+
+
 def open_store(state: Path, lock_timeout: float) -> StateStore:
+    """The state file, for the report commands (which read it without the run lock)."""
     command = click.get_current_context().command_path
     return StateStore(state, lock_timeout=lock_timeout, command=command)
+
+
+def show(
+    renderers: Mapping[str, Callable[[R, bool], str]],
+    output: str,
+    result: R,
+    colored: bool = True,
+) -> None:
+    """Echo ``result`` in the format ``output``; text is coloured on a terminal, unless the
+    result has no colours (``colored=False``)."""
+    color = colored and output == "text" and sys.stdout.isatty()
+    click.echo(renderers[output](result, color), color=color)
 
 
 def show_report(report: Report, output: str) -> None:
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
-    color = output == "text" and sys.stdout.isatty()
-    click.echo(REPORT_RENDERERS[output](report, color), color=color)
+    show(REPORT_RENDERERS, output, report)
 
 
 REPORT_FORMATS = ["text", "json", "csv"]
 
 
-def load_manifests(
-    manifests: Path,
-    media_root: Path | None,
-    cache: Cache | None = None,
-    private: Sequence[Path] = (),
-) -> ManifestSet:
-    """Validate the manifests; on problems print them to stderr and stop with exit 1.
-    ``private``: this tool's own files (:func:`reconciler.apply.renditions.tool_files`),
-    never masters."""
-    result = validate_tree(
-        manifests, media_root, display_root=str(manifests), cache=cache, private=private
-    )
+def load_manifests(where: Workspace, cache: Cache | None = None) -> ManifestSet:
+    """Validate the manifests; on problems print them to stderr and stop with exit 1."""
+    result = ops.load(where, cache)
     for problem in result.warnings:
         click.echo(problem.format(), err=True)
     if result.manifest_set is None:

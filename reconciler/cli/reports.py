@@ -10,12 +10,14 @@ from pathlib import Path
 
 import click
 
+from reconciler import ops
 from reconciler.cli.options import (
     REPORT_FORMATS,
     open_store,
     output_option,
     show_report,
     state_options,
+    workspace,
 )
 from reconciler.errors import ExitCode
 from reconciler.store import queries, records
@@ -142,7 +144,9 @@ def conflicts(
 def resolve(ctx: click.Context, conflict_id: int, use: str, by: str, note: str | None) -> int:
     """Resolve conflict ID: record the decision, who made it and when, and log an event."""
     state, lock_timeout = ctx.obj
-    done = records.resolve_conflict(open_store(state, lock_timeout), conflict_id, use, by, note)
+    done = ops.resolve(
+        workspace(state=state, lock_timeout=lock_timeout), conflict_id, use, by, note
+    )
     where = f" ({done.asset} on {done.platform})" if done.asset else ""
     if done.resync and done.manual_rule:
         then = (

@@ -7,7 +7,8 @@ Three observers of :class:`reconciler.apply.run.Run`, picked by the CLI:
 * :class:`PlainLines` in a pipe or a log: one line per finished job, nothing redrawn;
 * :class:`JsonLines` for ``--output jsonl``: every event as one JSON object per line.
 
-Observers are called from worker threads; each guards its own state.
+Observers are called from worker threads; each guards its own state. They write through the
+``echo`` function the CLI gives them (or a rich console), never print by themselves.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from rich.progress import (
 )
 
 from reconciler.apply.run import Job, NullObserver
+from reconciler.model import JobStatus, JobType
 from reconciler.store.records import EventRow
 from reconciler.units import human_size
 
 Echo = Callable[[str], None]
+UPLOADS = (JobType.INITIAL, JobType.UPDATE)  # the jobs that send bytes, and so show a size
 
 
 def describe(job: Job) -> str:
@@ -49,8 +52,8 @@ class PlainLines(NullObserver):
         self.lock = threading.Lock()
 
     def run_started(self, jobs: list[Job]) -> None:
-        self.total = sum(1 for j in jobs if j.status == "pending")
-        waiting = [j for j in jobs if j.status != "pending"]
+        self.total = sum(1 for j in jobs if j.status == JobStatus.PENDING)
+        waiting = [j for j in jobs if j.status != JobStatus.PENDING]
         for job in waiting:
             self.echo(f"[-] {job.status:<9} {describe(job)}: {job.error}")
 
@@ -59,10 +62,10 @@ class PlainLines(NullObserver):
             self.done += 1
             size = (
                 f" ({human_size(job.action.size_bytes)})"
-                if job.job_type in ("initial", "update") and job.status == "completed"
+                if job.job_type in UPLOADS and job.status == JobStatus.COMPLETED
                 else ""
             )
-            tail = f": {job.error}" if job.error and job.status != "completed" else ""
+            tail = f": {job.error}" if job.error and job.status != JobStatus.COMPLETED else ""
             self.echo(f"[{self.done}/{self.total}] {job.status:<9} {describe(job)}{size}{tail}")
 
 
@@ -106,20 +109,18 @@ class LiveProgress(NullObserver):
         self.lock = threading.Lock()
 
     def run_started(self, jobs: list[Job]) -> None:
-        pending = [j for j in jobs if j.status == "pending"]
-        total = sum(
-            j.action.size_bytes or 0 for j in pending if j.job_type in ("initial", "update")
-        )
+        pending = [j for j in jobs if j.status == JobStatus.PENDING]
+        total = sum(j.action.size_bytes or 0 for j in pending if j.job_type in UPLOADS)
         self.progress.start()
         self.overall = self.progress.add_task(f"{len(pending)} changes", total=total or None)
         for job in jobs:
-            if job.status != "pending":
+            if job.status != JobStatus.PENDING:
                 self.progress.console.print(f"{job.status}: {describe(job)}: {job.error}")
 
     def job_started(self, job: Job) -> None:
         with self.lock:
             self.sent[job.id] = 0
-            if job.job_type in ("initial", "update"):
+            if job.job_type in UPLOADS:
                 self.tasks[job.id] = self.progress.add_task(
                     f"  {job.action.asset} -> {job.action.platform}",
                     total=job.action.size_bytes or None,
@@ -140,7 +141,7 @@ class LiveProgress(NullObserver):
             task = self.tasks.pop(job.id, None)
             if task is not None:
                 self.progress.remove_task(task)
-            if job.status != "completed":
+            if job.status != JobStatus.COMPLETED:
                 self.progress.console.print(
                     f"[red]{job.status}[/red]: {describe(job)}: {job.error}",
                     markup=True,

@@ -1,0 +1,96 @@
+"""``reconcile watch``: the command that starts the watcher of :mod:`reconciler.watch`.
+
+Registered on the ``reconcile`` group by :mod:`reconciler.cli.main`. It parses the options,
+builds the :class:`~reconciler.watch.Watcher` (each of whose cycles is one
+:func:`reconciler.ops.reconcile`), routes SIGINT and SIGTERM to its stop, and exits 0 when it
+has stopped.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import click
+
+from reconciler.cli.options import (
+    manifests_option,
+    media_root_option,
+    parallel_option,
+    rendition_options,
+    seconds,
+    state_options,
+    workspace,
+)
+from reconciler.errors import UsageError
+
+
+@click.command("watch")
+@manifests_option
+@media_root_option
+@state_options
+@parallel_option
+@rendition_options
+@click.option(
+    "--debounce",
+    type=click.FloatRange(min=0),
+    callback=seconds,
+    default=1.0,
+    show_default=True,
+    help="Seconds of quiet after a change before a cycle runs.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=1),
+    callback=seconds,
+    default=300.0,
+    show_default=True,
+    help="Seconds between full cycles, which also verify the platforms.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line.",
+)
+def watch_command(
+    manifests: Path,
+    media_root: Path | None,
+    state: Path,
+    lock_timeout: float,
+    parallel: int,
+    debounce: float,
+    interval: float,
+    log_format: str,
+    renditions: Path | None,
+    renditions_max_size: int,
+) -> int:
+    """Keep the platforms in sync continuously: reconcile on every change, on schedule, and
+    every --interval seconds (with verify).
+
+    A broken manifest is logged with file and line and changes nothing: the last good
+    manifests stay in force until the file is fixed. SIGINT or SIGTERM stops it within
+    10 s, recording the transfer in flight and releasing the lock; it then exits 0.
+    """
+    from reconciler.watch import Log, Watcher, WatchOptions  # watchdog: only for watch
+
+    if not manifests.is_dir():
+        raise UsageError(f"manifests folder '{manifests}' not found; pass --manifests DIR")
+    watcher = Watcher(
+        workspace(manifests, media_root, state, lock_timeout, renditions),
+        WatchOptions(
+            debounce=debounce,
+            interval=interval,
+            parallel=parallel,
+            log_format=log_format,
+            renditions_max_bytes=renditions_max_size,
+        ),
+        Log(lambda line: click.echo(line), log_format),
+    )
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: watcher.stop())
+    return watcher.run()
+
+
+COMMANDS = [watch_command]

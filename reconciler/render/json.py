@@ -1,0 +1,127 @@
+"""JSON for programs: validation, plans, explanations, apply and verify results.
+
+Picked by the CLI through :mod:`reconciler.render.formats` for ``--output json`` (and the
+closing line of ``--output jsonl``). Every document carries ``format_version``; a plan's JSON is
+also the plan file that ``reconcile apply PLAN.json`` reads, so its shape is the plan's own
+(:meth:`reconciler.plan.diff.Plan.to_dict`). ``color`` is accepted for a uniform signature and
+ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reconciler.apply.run import ApplyResult
+from reconciler.apply.verify import VerifyResult
+from reconciler.manifests.validate import ValidationResult
+from reconciler.plan.actions import Action, Plan
+from reconciler.plan.explain import Explanation
+
+JSON_FORMAT_VERSION = 1
+
+
+def _dumps(payload: Any, **options: Any) -> str:
+    return json.dumps(payload, indent=2, ensure_ascii=False, **options)
+
+
+def validation_json(result: ValidationResult, color: bool = False) -> str:
+    return _dumps(
+        {
+            "format_version": JSON_FORMAT_VERSION,
+            "valid": result.ok,
+            "manifests": str(result.manifests_dir),
+            "media_root": str(result.media_root),
+            "summary": {
+                **result.counts,
+                "errors": len(result.errors),
+                "warnings": len(result.warnings),
+            },
+            "problems": [p.to_dict() for p in result.problems],
+        }
+    )
+
+
+def plan_json(plan: Plan, color: bool = False) -> str:
+    return _dumps(plan.to_dict())
+
+
+def explain_json(ex: Explanation, color: bool = False) -> str:
+    return _dumps({"format_version": JSON_FORMAT_VERSION, **ex.to_dict()}, default=str)
+
+
+def _placement(action: Action) -> dict[str, Any]:
+    return {"asset": action.asset, "platform": action.platform, "reason": action.reason}
+
+
+def apply_record(result: ApplyResult) -> dict[str, Any]:
+    """An apply run as one JSON object: its summary, its jobs, and what did not run."""
+    return {
+        "format_version": JSON_FORMAT_VERSION,
+        "run_id": result.run_id,
+        "exit_code": int(result.exit_code),
+        "summary": {
+            **result.counts(),
+            "blocked": len(result.blocked),
+            "held": len(result.held),
+            "waiting": len(result.waiting),
+            "open_conflicts": result.open_conflicts,
+        },
+        "recovered": result.recovered,
+        "jobs": [
+            {
+                "job_code": j.code,
+                "job_type": j.job_type,
+                "asset": j.action.asset,
+                "platform": j.action.platform,
+                "rule": j.action.rule,
+                "status": j.status,
+                "error": j.error,
+                "retries": j.retries,
+                "key": j.key,
+                "eligible_at": j.eligible_at.isoformat() if j.eligible_at else None,
+            }
+            for j in result.jobs
+        ],
+        "blocked": [_placement(a) for a in result.blocked],
+        "held": [_placement(a) for a in result.held],
+        "waiting": [
+            {
+                "asset": a.asset,
+                "platform": a.platform,
+                "action": a.action,
+                "waiting": a.waiting,
+                "scheduled_for": a.scheduled_for,
+            }
+            for a in result.waiting
+        ],
+    }
+
+
+def apply_json(result: ApplyResult, color: bool = False) -> str:
+    return _dumps(apply_record(result))
+
+
+def apply_jsonl(result: ApplyResult, color: bool = False) -> str:
+    """The closing line of a JSON-lines stream: the run's summary."""
+    return json.dumps(
+        {
+            "summary": apply_record(result)["summary"],
+            "run_id": result.run_id,
+            "exit_code": int(result.exit_code),
+        }
+    )
+
+
+def verify_json(result: VerifyResult, color: bool = False) -> str:
+    return _dumps(
+        {
+            "format_version": JSON_FORMAT_VERSION,
+            "checked": result.checked,
+            "ok": result.ok,
+            "conflicts": result.conflicts,
+            "resynced": result.resynced,
+            "errors": result.errors,
+            "health": {p: {"status": s, "detail": d} for p, (s, d) in result.health.items()},
+        }
+    )
