@@ -11,7 +11,8 @@ import hashlib
 from dataclasses import dataclass
 
 from reconciler.manifests import files
-from reconciler.manifests.load import DEFAULT_LIMITS, Limits, LoadedFile, Positions, positions_of
+from reconciler.manifests.documents import DEFAULT_LIMITS, Limits, Positions
+from reconciler.manifests.load import LoadedFile, positions_of
 from reconciler.manifests.problems import Finding, Path, Problem, format_field
 
 
