@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import yaml
@@ -53,31 +54,19 @@ class DocumentAbort(Exception):
         self.finding = finding
 
 
+@dataclass(slots=True)
 class _Frame:
     """A mapping or sequence under construction (or the document root)."""
 
-    __slots__ = (
-        "anchor",
-        "container",
-        "is_map",
-        "key",
-        "key_mark",
-        "mark",
-        "merges",
-        "path",
-        "size",
-    )
-
-    def __init__(self, container: Any, is_map: bool, path: Path, mark: Any, anchor: Any) -> None:
-        self.container = container
-        self.is_map = is_map
-        self.key: Any = None  # None: the next node is a key (maps only)
-        self.key_mark: Any = None
-        self.path = path
-        self.mark = mark
-        self.anchor = anchor
-        self.size = 1
-        self.merges: list[dict] | None = None
+    container: Any
+    is_map: bool
+    path: Path
+    mark: Any  # where it starts; None for the document root
+    anchor: Any
+    key: Any = None  # None: the next node is a key (maps only)
+    key_mark: Any = None
+    size: int = 1
+    merges: list[dict] | None = None
 
 
 def short_tag(tag: str) -> str:
@@ -288,12 +277,8 @@ class DocumentBuilder:
             return
         if self.track:
             km = parent.key_mark
-            self.positions[(*parent.path, key)] = (
-                km.line + 1,
-                km.column + 1,
-                mark.line + 1,
-                mark.column + 1,
-            )
+            where = (km.line + 1, km.column + 1, mark.line + 1, mark.column + 1)
+            self.positions[(*parent.path, key)] = where
         container[key] = value
 
     def _duplicate(self, parent: _Frame, key: str, mark: Any) -> None:
