@@ -339,7 +339,7 @@ class DocumentBuilder:
             # the constructor function itself, not construct_object(), which would keep
             # every node it ever built in a cache until the file ends
             value = loader.yaml_constructors[tag](loader, node)
-        except (ValueError, yaml.YAMLError):
+        except (ValueError, LookupError, yaml.YAMLError):  # PyYAML: IndexError, KeyError too
             self._abort(
                 parent,
                 f"{quote(text)} is not a valid {tag.rsplit(':', 1)[-1]}",
