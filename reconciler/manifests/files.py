@@ -1,7 +1,7 @@
 """Careful looks at the file system for validation: what an entry is, and whether it may be read.
 
 Used by :mod:`reconciler.manifests.load` (to open a manifest file), by
-:mod:`reconciler.manifests.validate` (to check an Asset's file and a watermark image) and by
+:mod:`reconciler.manifests.crossrefs` (to check an Asset's file and a watermark image) and by
 :mod:`reconciler.manifests.assetsets` (to sort the entries an AssetSet glob matches). The rules:
 
 * a manifest is read only when its real path is inside the manifests folder, and only when it

@@ -1,8 +1,9 @@
 """Turns findings (document + field path) into problems (file:line:column).
 
-Used by :mod:`reconciler.manifests.validate` once all checks have run. Line numbers come from a
-second, position-tracking parse of only those files that have a problem, so valid files never
-pay for them (see :mod:`reconciler.manifests.load`).
+Used by :mod:`reconciler.manifests.validate` once all checks have run, and by :mod:`.declared`
+and :mod:`.generate` to say where an earlier declaration is. Line numbers come from a second,
+position-tracking parse of only those files that have a problem, so valid files never pay for
+them (see :mod:`reconciler.manifests.load`).
 """
 
 from __future__ import annotations

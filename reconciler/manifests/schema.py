@@ -4,7 +4,8 @@ The schemas live in the top-level ``schemas/`` folder (the single source) and sh
 wheel as ``reconciler/schemas``. :func:`schema_errors` runs the Draft 2020-12 validator of a
 document's kind and turns each :class:`jsonschema.ValidationError` into a field path, an anchor
 (point at the key or the value) and a sentence; a schema node may carry an ``x-message``
-annotation that replaces the generic sentence for its failures.
+annotation that replaces the generic sentence for its failures. Called by
+:mod:`reconciler.manifests.declared` for every document of a known kind.
 """
 
 from __future__ import annotations

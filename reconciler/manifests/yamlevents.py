@@ -1,10 +1,10 @@
 """A manifest file's YAML stream -> its documents; the parser's errors -> sentences people read.
 
-Called by :func:`reconciler.manifests.load.parse` and :func:`~reconciler.manifests.load.
-positions_of`. Events come from PyYAML's parser (the libyaml C parser when it is available);
-each document is handed to a :class:`~reconciler.manifests.builder.DocumentBuilder`. A
-document that cannot be loaded is recorded as a finding and skipped, and the rest of the file
-goes on; a syntax error ends the file.
+Called by ``parse`` and ``positions_of`` of :mod:`reconciler.manifests.load`. Events come from
+PyYAML's parser (the libyaml C parser when it is available); each document is handed to a
+:class:`~reconciler.manifests.builder.DocumentBuilder`. A document that cannot be loaded is
+recorded as a finding and skipped, and the rest of the file goes on; a syntax error ends the
+file.
 """
 
 from __future__ import annotations
