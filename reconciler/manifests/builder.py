@@ -2,7 +2,7 @@
 
 Called by :mod:`reconciler.manifests.yamlevents` for each document of a manifest file. Each
 kind of parser event has its own small handler (see ``DocumentBuilder._handlers``); a handler
-returns the node it completed, which :meth:`DocumentBuilder._attach` then puts into its
+that completes a node hands it to :meth:`DocumentBuilder._attach`, which puts it into its
 parent: the document root, a list, or a mapping (as a key, or as the value of the last key).
 
 What PyYAML's safe loader quietly accepts is refused here: duplicate keys in a mapping, tags
@@ -40,10 +40,7 @@ class _Merge:
 
 _MERGE_KEY = _Merge()
 _BAD_KEY = object()  # a key we reported and whose value is dropped
-_END = object()  # what the handler of the document's end returns
-
-# A completed node: (value, its size in nodes, its text when it is a key, where it starts)
-_Node = tuple[Any, int, Any, Any]
+_END = object()  # what the handler of the document's end returns (the others: None)
 
 
 class DocumentAbort(Exception):
@@ -88,6 +85,8 @@ class DocumentBuilder:
         self.limits = limits
         self.track = track
         self.findings = findings
+        self._resolve = loader.resolve
+        self._max_nodes = limits.max_nodes
         self._handlers: dict[type, Callable[[Any], Any]] = {
             ev.ScalarEvent: self._on_scalar,
             ev.MappingStartEvent: self._on_start,
@@ -106,19 +105,12 @@ class DocumentBuilder:
         """
         self._begin(doc_index, positions)
         handlers = self._handlers
-        attach = self._attach
         while True:
             event = get_event()
-            handler = handlers.get(event.__class__)
-            if handler is None:  # pragma: no cover - no other events inside a document
-                continue
-            node = handler(event)
-            if node is None:
-                continue
-            if node is _END:
+            handler = handlers.get(event.__class__)  # None: no other events inside a document
+            if handler is not None and handler(event) is _END:
                 root = self.root.container
                 return (root[0] if root else None), self.first_line
-            attach(*node)
 
     def _begin(self, doc_index: int, positions: Positions) -> None:
         self.doc_index = doc_index
@@ -131,17 +123,17 @@ class DocumentBuilder:
         self.first_line = 0
 
     # -- one handler per kind of event -------------------------------------------------------
-    def _on_scalar(self, event: Any) -> _Node:
+    def _on_scalar(self, event: Any) -> None:
         tag = event.tag
         text = event.value
         if tag is None or tag == "!":
             implicit = event.implicit
-            tag = self.loader.resolve(yaml.ScalarNode, text, implicit) if implicit[0] else _STR
+            tag = self._resolve(yaml.ScalarNode, text, implicit) if implicit[0] else _STR
         value = text if tag == _STR else self._construct(tag, text, event)
         if event.anchor is not None:
             self.anchors[event.anchor] = (value, 1)
         key_text = _MERGE_KEY if tag == _MERGE and not event.style else text  # style: plain
-        return value, 1, key_text, event.start_mark
+        self._attach(value, 1, key_text, event.start_mark)
 
     def _on_start(self, event: Any) -> None:
         parent = self.stack[-1]
@@ -169,7 +161,7 @@ class DocumentBuilder:
         if event.anchor is not None:
             self.open_anchors.add(event.anchor)
 
-    def _on_end(self, event: Any) -> _Node:
+    def _on_end(self, event: Any) -> None:
         frame = self.stack.pop()
         container = frame.container
         if frame.merges:
@@ -180,9 +172,9 @@ class DocumentBuilder:
         if anchor is not None:
             self.open_anchors.discard(anchor)
             self.anchors[anchor] = (container, frame.size)
-        return container, frame.size, None, frame.mark
+        self._attach(container, frame.size, None, frame.mark)
 
-    def _on_alias(self, event: Any) -> _Node:
+    def _on_alias(self, event: Any) -> None:
         name = event.anchor
         parent = self.stack[-1]
         if name in self.open_anchors:
@@ -211,7 +203,7 @@ class DocumentBuilder:
                 event.start_mark,
                 "yaml-limit",
             )
-        return value, size, value if isinstance(value, str) else None, event.start_mark
+        self._attach(value, size, value if isinstance(value, str) else None, event.start_mark)
 
     def _on_document_end(self, event: Any) -> object:
         return _END
@@ -220,7 +212,7 @@ class DocumentBuilder:
     def _attach(self, value: Any, size: int, key_text: Any, mark: Any) -> None:
         parent = self.stack[-1]
         parent.size += size
-        if parent.size > self.limits.max_nodes:
+        if parent.size > self._max_nodes:
             self._abort(
                 parent,
                 f"the document holds more than {self.limits.max_nodes:,} values; split it "

@@ -100,28 +100,20 @@ class CrossChecks:
         rel = item.field("file", str)
         if rel is None:
             return None
-        report = self.reports.on(item)
         path, problem = files.media_file(self._root, rel, self._folder_inside)
-        if problem is not None:
-            report(("spec", "file"), "path", problem)
-            return None
-        assert path is not None
-        if self.own(path):
-            report(
-                ("spec", "file"),
-                "path",
+        if path is not None and self.own(path):
+            problem = (
                 f"{printable(rel)} is one of this tool's own files (the "
                 "state file, or inside the rendition cache folder); it is never a master: "
-                "keep --state and --renditions apart from the masters",
+                "keep --state and --renditions apart from the masters"
             )
-            return None
-        if path in self.secrets:
-            report(
-                ("spec", "file"),
-                "path",
+        elif path is not None and path in self.secrets:
+            problem = (
                 f"{printable(rel)} is a credential file (a secret_file the "
-                "manifests reference); a credential is never published as a master",
+                "manifests reference); a credential is never published as a master"
             )
+        if problem is not None:
+            self.reports.on(item)(("spec", "file"), "path", problem)
             return None
         return path
 
