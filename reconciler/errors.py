@@ -33,11 +33,8 @@ class UsageError(ReconcilerError):
 
 
 class ManifestError(ReconcilerError):
-    """The manifests are invalid; ``problems`` lists every problem found."""
-
-    def __init__(self, message: str, problems: list | None = None) -> None:
-        super().__init__(message)
-        self.problems = problems or []
+    """The manifests are invalid. The problems themselves are data of the validation result
+    (:class:`reconciler.manifests.validate.ValidationResult`), which the caller reports."""
 
 
 class StateError(ReconcilerError):

@@ -119,6 +119,11 @@ class HealthStatus(StrEnum):
     DOWN = "down"
 
 
+# -- The desired state. A dataclass default below is the one statement of what an optional
+# manifest field means when a manifest leaves it out: reconciler.manifests.build passes only
+# the fields a manifest sets.
+
+
 @dataclass(slots=True)  # not frozen: frozen __init__ is 8x slower per object
 class Origin:
     """Where an object was declared."""
@@ -186,10 +191,10 @@ class AssetSet:
 
     code: str
     include: tuple[str, ...]
-    exclude: tuple[str, ...]
     asset_type: str
     category: str
     code_template: str
+    exclude: tuple[str, ...] = ()
     code_case: str = "keep"
     title_template: str = "{stem}"
     description: str | None = None
@@ -232,14 +237,3 @@ class ManifestSet:
     assets: Mapping[str, Asset]  # declared and generated
     asset_sets: Mapping[str, AssetSet]
     rules: Mapping[str, SyncRule]
-
-    def counts(self) -> dict[str, int]:
-        generated = sum(1 for a in self.assets.values() if a.asset_set)
-        return {
-            "files": self.files,
-            "platforms": len(self.platforms),
-            "assets": len(self.assets),
-            "generated_assets": generated,
-            "asset_sets": len(self.asset_sets),
-            "sync_rules": len(self.rules),
-        }

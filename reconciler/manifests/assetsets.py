@@ -1,9 +1,10 @@
 """Expansion of an AssetSet: the files its globs match under the media root, and their codes.
 
-Called by :mod:`reconciler.manifests.validate`. Globs use wcmatch's syntax (``**`` for any number
-of folders, ``{a,b}`` alternatives); hidden files and folders are never matched, symlinked
-folders are not followed, and a symlinked file that resolves outside the media root is an error
-rather than a silent escape.
+Called by :mod:`reconciler.manifests.generate` (:func:`expand`), :mod:`.crossrefs`
+(:func:`template_error`) and :mod:`.declared` (:data:`CODE_RE`). Globs use wcmatch's syntax
+(``**`` for any number of folders, ``{a,b}`` alternatives); hidden files and folders are never
+matched, symlinked folders are not followed, and a symlinked file that resolves outside the
+media root is an error rather than a silent escape.
 
 An entry that cannot be a master is skipped with a reason (a warning), so that one bad entry in
 a library of 100,000 files does not stop the others from syncing: a symlink loop, a symlink to

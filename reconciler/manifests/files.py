@@ -1,7 +1,7 @@
 """Careful looks at the file system for validation: what an entry is, and whether it may be read.
 
 Used by :mod:`reconciler.manifests.load` (to open a manifest file), by
-:mod:`reconciler.manifests.validate` (to check an Asset's file and a watermark image) and by
+:mod:`reconciler.manifests.crossrefs` (to check an Asset's file and a watermark image) and by
 :mod:`reconciler.manifests.assetsets` (to sort the entries an AssetSet glob matches). The rules:
 
 * a manifest is read only when its real path is inside the manifests folder, and only when it
@@ -166,28 +166,14 @@ def media_file(root: str, rel: str, folder_inside: FolderCheck, what: str = "fil
         return None, "must stay inside the media root (no absolute path, no '..')"
     path = os.path.normpath(os.path.join(root, rel))
     try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None, f"{what} not found: {rel} (looked in the media root {root})"
+        mode = os.lstat(path).st_mode
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return None, f"{rel} cannot be reached: a folder on its path is a symlink loop"
-        if exc.errno == errno.ENOTDIR:
-            return None, f"{what} not found: {rel} (a part of its path is not a folder)"
-        return None, f"cannot read {rel}: {exc.strerror}"
-    mode = st.st_mode
+        return None, _unreachable_media(exc, root, rel, what)
     if stat.S_ISLNK(mode):
         try:
             mode = os.stat(path).st_mode
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                return None, (
-                    f"{rel} is a symlink loop (it leads back to itself); point it at a file "
-                    "or remove it"
-                )
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                return None, f"{rel} is a symlink to a file that does not exist"
-            return None, f"cannot read {rel}: {exc.strerror}"
+            return None, _dangling_link(exc, rel)
         path = os.path.realpath(path)
         if not inside(path, root):
             return None, (
@@ -201,3 +187,23 @@ def media_file(root: str, rel: str, folder_inside: FolderCheck, what: str = "fil
     if not stat.S_ISREG(mode):
         return None, f"{rel} is not a regular file: it is {kind_of(mode)}"
     return path, None
+
+
+def _unreachable_media(exc: OSError, root: str, rel: str, what: str) -> str:
+    """Why ``lstat`` could not look at a media file."""
+    if isinstance(exc, FileNotFoundError):
+        return f"{what} not found: {rel} (looked in the media root {root})"
+    if exc.errno == errno.ELOOP:
+        return f"{rel} cannot be reached: a folder on its path is a symlink loop"
+    if exc.errno == errno.ENOTDIR:
+        return f"{what} not found: {rel} (a part of its path is not a folder)"
+    return f"cannot read {rel}: {exc.strerror}"
+
+
+def _dangling_link(exc: OSError, rel: str) -> str:
+    """Why a media file that is a symlink leads to nothing usable."""
+    if exc.errno == errno.ELOOP:
+        return f"{rel} is a symlink loop (it leads back to itself); point it at a file or remove it"
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return f"{rel} is a symlink to a file that does not exist"
+    return f"cannot read {rel}: {exc.strerror}"

@@ -1,8 +1,9 @@
 """Turns findings (document + field path) into problems (file:line:column).
 
-Used by :mod:`reconciler.manifests.validate` once all checks have run. Line numbers come from a
-second, position-tracking parse of only those files that have a problem, so valid files never
-pay for them (see :mod:`reconciler.manifests.load`).
+Used by :mod:`reconciler.manifests.validate` once all checks have run, and by :mod:`.declared`
+and :mod:`.generate` to say where an earlier declaration is. Line numbers come from a second,
+position-tracking parse of only those files that have a problem, so valid files never pay for
+them (see :mod:`reconciler.manifests.load`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import hashlib
 from dataclasses import dataclass
 
 from reconciler.manifests import files
-from reconciler.manifests.load import DEFAULT_LIMITS, Limits, LoadedFile, Positions, positions_of
+from reconciler.manifests.documents import DEFAULT_LIMITS, Limits, Positions
+from reconciler.manifests.load import LoadedFile, positions_of
 from reconciler.manifests.problems import Finding, Path, Problem, format_field
 
 

@@ -3,8 +3,9 @@
 Validation output goes to CI logs and pull-request comments, so a message must never repeat
 what a manifest holds beyond a few characters: a credential pasted into the wrong field, or a
 file that was never meant to be a manifest, would otherwise be published with the error. Every
-message of :mod:`reconciler.manifests.schema`, :mod:`~reconciler.manifests.load` and
-:mod:`~reconciler.manifests.validate` that shows a value goes through :func:`quote` or
+message of :mod:`reconciler.manifests.schema`, the loader (:mod:`~reconciler.manifests.builder`),
+:mod:`~reconciler.manifests.declared`, :mod:`~reconciler.manifests.crossrefs` and
+:mod:`~reconciler.manifests.generate` that shows a value goes through :func:`quote` or
 :func:`describe`:
 
 * a string of at most :data:`SHORT` printable characters is quoted (``'partial'``), a mapping

@@ -4,14 +4,15 @@ The schemas live in the top-level ``schemas/`` folder (the single source) and sh
 wheel as ``reconciler/schemas``. :func:`schema_errors` runs the Draft 2020-12 validator of a
 document's kind and turns each :class:`jsonschema.ValidationError` into a field path, an anchor
 (point at the key or the value) and a sentence; a schema node may carry an ``x-message``
-annotation that replaces the generic sentence for its failures.
+annotation that replaces the generic sentence for its failures. Called by
+:mod:`reconciler.manifests.declared` for every document of a known kind.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from importlib import resources
 from pathlib import Path as FsPath
@@ -211,26 +212,14 @@ def _explain(error: ValidationError) -> Iterator[tuple[Path, Anchor, str]]:
     instance = error.instance
 
     if keyword == "required":
-        for name in error.validator_value:
-            if isinstance(instance, dict) and name not in instance:
-                yield (*path, name), "key", "required field is missing"
+        yield from _missing(error, path)
         return
-
-    if keyword in ("anyOf", "oneOf") and error.context:
-        # a branch that accepted the value's shape and failed further in (a list whose
-        # third item is wrong) says more than "must be this or that"
-        inner = [e for e in error.context if len(e.absolute_path) > len(path)]
-        if inner:
-            for sub in inner:
-                yield from _explain(sub)
-            return
-        # a branch of the value's type that failed on a rule with its own message (a glob
-        # with a control character in it) says more than the alternatives' summary
-        shaped = [e for e in error.context if e.validator != "type"]
-        if shaped and all(_custom(e.schema, e.validator) for e in shaped):
-            for sub in shaped:
-                yield from _explain(sub)
-            return
+    branches = keyword in ("anyOf", "oneOf") and bool(error.context)
+    telling = _telling_branches(error, path) if branches else []
+    if telling:
+        for sub in telling:
+            yield from _explain(sub)
+        return
 
     custom = _custom(error.schema, keyword)
     if custom:
@@ -241,13 +230,10 @@ def _explain(error: ValidationError) -> Iterator[tuple[Path, Anchor, str]]:
         return
 
     if keyword == "additionalProperties" and isinstance(instance, dict):
-        allowed = list(error.schema.get("properties", {}))
-        for key in instance:
-            if key not in allowed:
-                yield (*path, key), "key", unknown_field_message(key, allowed)
+        yield from _unknown_fields(error, path)
         return
 
-    if keyword in ("anyOf", "oneOf") and error.context:
+    if branches:
         from jsonschema.exceptions import best_match
 
         yield from _explain(best_match(error.context))
@@ -256,48 +242,93 @@ def _explain(error: ValidationError) -> Iterator[tuple[Path, Anchor, str]]:
     yield path, "value", _generic(error, keyword, instance)
 
 
+def _missing(error: ValidationError, path: Path) -> Iterator[tuple[Path, Anchor, str]]:
+    instance = error.instance
+    for name in error.validator_value:
+        if isinstance(instance, dict) and name not in instance:
+            yield (*path, name), "key", "required field is missing"
+
+
+def _telling_branches(error: ValidationError, path: Path) -> list[ValidationError]:
+    """The failures of an anyOf/oneOf's branches that say more than "must be this or that",
+    or none."""
+    # a branch that accepted the value's shape and failed further in (a list whose
+    # third item is wrong) says more than "must be this or that"
+    inner = [e for e in error.context if len(e.absolute_path) > len(path)]
+    if inner:
+        return inner
+    # a branch of the value's type that failed on a rule with its own message (a glob
+    # with a control character in it) says more than the alternatives' summary
+    shaped = [e for e in error.context if e.validator != "type"]
+    if shaped and all(_custom(e.schema, e.validator) for e in shaped):
+        return shaped
+    return []
+
+
+def _unknown_fields(error: ValidationError, path: Path) -> Iterator[tuple[Path, Anchor, str]]:
+    allowed = list(error.schema.get("properties", {}))
+    for key in error.instance:
+        if key not in allowed:
+            yield (*path, key), "key", unknown_field_message(key, allowed)
+
+
+def _types(value: Any, instance: Any) -> str:
+    types = value if isinstance(value, list) else [value]
+    wanted = " or ".join(_TYPE_NAMES.get(t, str(t)) for t in types)
+    return f"must be {wanted}, not {describe(instance)}"
+
+
+def _enum(value: Any, instance: Any) -> str:
+    choices = ", ".join(str(v) for v in value)
+    hint = suggest(instance, value) if isinstance(instance, str) else ""
+    return f"must be one of {choices}; got {describe(instance, value)}{hint}"
+
+
+def _dependent_required(value: Any, instance: Any) -> str:
+    needs = [
+        f"'{field}' needs '{other}' as well"
+        for field, others in value.items()
+        if isinstance(instance, dict) and field in instance
+        for other in others
+        if other not in instance
+    ]
+    return "; ".join(needs) or "needs other fields as well"
+
+
+def _bound(words: str) -> Callable[[Any, Any], str]:
+    return lambda value, instance: f"must be {words} {value}; got {instance}"
+
+
+# keyword -> the sentence for a failure of it, from (the keyword's value, the instance)
+_SENTENCES: dict[str, Callable[[Any, Any], str]] = {
+    "type": _types,
+    "enum": _enum,
+    "const": lambda value, instance: f"must be '{value}'; got {describe(instance, [value])}",
+    **{bound: _bound(words) for bound, words in _BOUNDS.items()},
+    "minLength": lambda value, _: (
+        "must not be empty" if value == 1 else f"must be at least {value} characters long"
+    ),
+    "maxLength": lambda value, instance: (
+        f"must be at most {value} characters long; it has {len(instance)}"
+    ),
+    "minItems": lambda value, _: (
+        "must not be an empty list" if value == 1 else f"must list at least {value} items"
+    ),
+    "maxItems": lambda value, _: f"must list at most {value} items",
+    "uniqueItems": lambda value, _: "lists the same item more than once",
+    "pattern": lambda value, instance: f"{describe(instance)} does not match the pattern {value}",
+    "dependentRequired": _dependent_required,
+    "minProperties": lambda value, _: "must not be an empty mapping",
+    "multipleOf": lambda value, instance: f"{describe(instance)} is not a multiple of {value}",
+    "maxProperties": lambda value, _: f"must have at most {value} fields",
+}
+
+
 def _generic(error: ValidationError, keyword: Any, instance: Any) -> str:
-    value = error.validator_value
-    if keyword == "type":
-        types = value if isinstance(value, list) else [value]
-        wanted = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
-        return f"must be {wanted}, not {describe(instance)}"
-    if keyword == "enum":
-        choices = ", ".join(str(v) for v in value)
-        hint = suggest(instance, value) if isinstance(instance, str) else ""
-        return f"must be one of {choices}; got {describe(instance, value)}{hint}"
-    if keyword == "const":
-        return f"must be '{value}'; got {describe(instance, [value])}"
-    if keyword in _BOUNDS:
-        return f"must be {_BOUNDS[keyword]} {value}; got {instance}"
-    if keyword == "minLength":
-        return "must not be empty" if value == 1 else f"must be at least {value} characters long"
-    if keyword == "maxLength":
-        return f"must be at most {value} characters long; it has {len(instance)}"
-    if keyword == "minItems":
-        return "must not be an empty list" if value == 1 else f"must list at least {value} items"
-    if keyword == "maxItems":
-        return f"must list at most {value} items"
-    if keyword == "uniqueItems":
-        return "lists the same item more than once"
-    if keyword == "pattern":
-        return f"{describe(instance)} does not match the pattern {value}"
-    if keyword == "dependentRequired":
-        needs = [
-            f"'{field}' needs '{other}' as well"
-            for field, others in value.items()
-            if isinstance(instance, dict) and field in instance
-            for other in others
-            if other not in instance
-        ]
-        return "; ".join(needs) or "needs other fields as well"
-    if keyword == "minProperties":
-        return "must not be an empty mapping"
-    if keyword == "multipleOf":
-        return f"{describe(instance)} is not a multiple of {value}"
-    if keyword == "maxProperties":
-        return f"must have at most {value} fields"
     if keyword in ("not", None, False):
         return "is not allowed here"
+    sentence = _SENTENCES.get(keyword)
+    if sentence is not None:
+        return sentence(error.validator_value, instance)
     # jsonschema's own message repeats the value in full: say which rule failed instead
     return f"does not satisfy the schema's {keyword} rule"
