@@ -82,6 +82,19 @@ def test_only_json_tags_are_allowed() -> None:
         assert finding.error == "yaml-tag", text
 
 
+def test_a_json_tag_on_a_value_it_cannot_hold_is_a_finding_not_a_crash() -> None:
+    for text, shown in (
+        ("a: !!bool x", "'x' is not a valid bool"),
+        ("a: !!int ''", "valid int"),
+        ("a: !!float ''", "valid float"),
+        ("a: !!int +", "valid int"),
+    ):
+        (finding,) = findings_of(text + "\n")
+        assert finding.error == "yaml-tag", text
+        assert (finding.line, finding.column) == (1, 4), text
+        assert shown in finding.message, (text, finding.message)
+
+
 def test_recursive_and_undefined_aliases_are_errors() -> None:
     assert "contains it" in findings_of("a: &x [*x]\n")[0].message
     assert "no anchor &y" in findings_of("a: *y\n")[0].message
