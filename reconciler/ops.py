@@ -38,6 +38,7 @@ from reconciler.plan.planner import PlanOptions, check_guards, make_plan
 from reconciler.plan.saved import checked, made_for, read_saved_plan
 from reconciler.store import records
 from reconciler.store.db import DEFAULT_STATE, StateStore
+from reconciler.store.embedded import DuckDBState
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES, RenditionCache
 
 
@@ -286,4 +287,4 @@ def resolve(
     where: Workspace, conflict_id: int, use: str, by: str, note: str | None = None
 ) -> records.Resolved:
     """Close an open conflict: record the decision, who made it and when, and log an event."""
-    return records.resolve_conflict(where.store, conflict_id, use, by, note)
+    return DuckDBState(where.store).resolve_conflict(conflict_id, use, by, note)

@@ -26,7 +26,9 @@ from reconciler.ops import Workspace
 from reconciler.redact import redact
 from reconciler.render.formats import REPORT_RENDERERS
 from reconciler.render.phrases import validation_summary
+from reconciler.store.backend import StateBackend
 from reconciler.store.db import DEFAULT_STATE, StateStore
+from reconciler.store.embedded import DuckDBState
 from reconciler.store.queries import Report
 from reconciler.units import parse_size
 
@@ -220,10 +222,11 @@ def workspace(
     return Workspace(manifests, media_root, state, lock_timeout, renditions, command)
 
 
-def open_store(state: Path, lock_timeout: float) -> StateStore:
-    """The state file, for the report commands (which read it without the run lock)."""
+def open_store(state: Path, lock_timeout: float) -> StateBackend:
+    """The recorded state, for the report and state commands (reports read it without the
+    run lock)."""
     command = click.get_current_context().command_path
-    return StateStore(state, lock_timeout=lock_timeout, command=command)
+    return DuckDBState(StateStore(state, lock_timeout=lock_timeout, command=command))
 
 
 def show(

@@ -34,8 +34,7 @@ def status(state: Path, lock_timeout: float, output: str) -> int:
     failed and open conflicts; platforms with conflicts first. Read-only: it answers while
     another command is working.
     """
-    with open_store(state, lock_timeout).reading() as con:
-        show_report(queries.status(con), output)
+    show_report(open_store(state, lock_timeout).status(), output)
     return ExitCode.OK
 
 
@@ -53,8 +52,7 @@ def distribution(state: Path, lock_timeout: float, output: str) -> int:
     Per asset: code, title, type, source version, platforms synced, up to date, needing an
     update, and the platforms' names; assets needing updates first.
     """
-    with open_store(state, lock_timeout).reading() as con:
-        show_report(queries.distribution(con), output)
+    show_report(open_store(state, lock_timeout).distribution(), output)
     return ExitCode.OK
 
 
@@ -88,8 +86,9 @@ def events(
 ) -> int:
     """The event log (uploads, verifications, retries, conflicts ...), oldest first."""
     since_time = queries.parse_since(since) if since else None
-    with open_store(state, lock_timeout).reading() as con:
-        show_report(queries.events(con, asset, platform, job, since_time, limit), output)
+    show_report(
+        open_store(state, lock_timeout).events(asset, platform, job, since_time, limit), output
+    )
     return ExitCode.OK
 
 
@@ -104,8 +103,7 @@ def events(
 @output_option(REPORT_FORMATS)
 def jobs(status_filter: str | None, state: Path, lock_timeout: float, output: str) -> int:
     """Sync jobs: what ran, when, how far it got, and why it failed."""
-    with open_store(state, lock_timeout).reading() as con:
-        show_report(queries.jobs(con, status_filter), output)
+    show_report(open_store(state, lock_timeout).jobs(status_filter), output)
     return ExitCode.OK
 
 
@@ -124,8 +122,7 @@ def conflicts(
     """
     ctx.obj = (state, lock_timeout)
     if ctx.invoked_subcommand is None:
-        with open_store(state, lock_timeout).reading() as con:
-            show_report(queries.conflicts(con, include_resolved), output)
+        show_report(open_store(state, lock_timeout).conflicts(include_resolved), output)
     return ExitCode.OK
 
 
@@ -174,7 +171,7 @@ def state() -> None:
 def load_sample(state: Path, lock_timeout: float) -> int:
     """Load the seed's sample rows (platforms, assets, rules, jobs, copies, a conflict,
     events) into an empty state file, to see every report on the seed's own data."""
-    counts = records.load_sample(open_store(state, lock_timeout))
+    counts = open_store(state, lock_timeout).load_sample()
     loaded = ", ".join(f"{n} {table}" for table, n in counts.items())
     click.echo(f"loaded the seed's sample into {state}: {loaded}")
     return ExitCode.OK
@@ -191,7 +188,7 @@ def info(state: Path, lock_timeout: float) -> int:
     else:
         click.echo(f"size: {state.stat().st_size} bytes")
         click.echo(f"schema version: {store.schema_version()} (this reconcile: {latest_version()})")
-    holder = store.lock.holder()
+    holder = store.lock_holder()
     click.echo(f"lock: {'held by ' + holder.describe() if holder else 'free'}")
     return ExitCode.OK
 
