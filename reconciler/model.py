@@ -45,6 +45,7 @@ class JobStatus(StrEnum):
 
     PENDING = "pending"
     RUNNING = "running"
+    PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
     DEFERRED = "deferred"
@@ -67,6 +68,8 @@ class EventStatus(StrEnum):
     SUCCESS = "success"
     ERROR = "error"
     DEFERRED = "deferred"
+    FAILED = "failed"
+    RETRYING = "retrying"
 
 
 class EventType(StrEnum):
@@ -89,6 +92,9 @@ class EventType(StrEnum):
     RECOVERED = "recovered"
     ADOPTED = "adopted"
     LOCK_TAKEOVER = "lock_takeover"
+    HEALTH_CHECK = "health_check"
+    UPLOAD_PROGRESS = "upload_progress"
+    CLEANUP = "cleanup"
 
 
 class ConflictType(StrEnum):
@@ -107,6 +113,7 @@ class Resolution(StrEnum):
     USE_SOURCE = "use_source"
     USE_TARGET = "use_target"
     IGNORED = "ignored"
+    RESOLVED_BY_RETRY = "resolved_by_retry"
 
 
 class HealthStatus(StrEnum):
