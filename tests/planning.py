@@ -8,13 +8,14 @@ from typing import Any
 
 import yaml
 
-from reconciler.apply.recorder import PlacementRecord, record_objects, record_placements
+from reconciler.apply.objects import record_objects
 from reconciler.apply.run import ApplyOptions, ApplyResult, apply_plan, recover
 from reconciler.manifests.validate import validate_tree
 from reconciler.model import ManifestSet
 from reconciler.plan.desired import fingerprint
 from reconciler.plan.diff import Action, Plan, PlanOptions, make_plan
 from reconciler.store.db import StateStore, utcnow
+from reconciler.store.placements import PlacementRecord, record_placements
 
 
 class World:
