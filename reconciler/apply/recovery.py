@@ -111,19 +111,14 @@ def _close(
         expected = known[0] if known else None
     landed, reason = _landed(job, manifests, driver, expected)
     if landed:
-        closing.jobs.append(
-            JobState(job.id, JobStatus.COMPLETED, 100.0, None, now, None, None, None, expected,
-                     None, None)
-        )  # fmt: skip
+        done = _closed(job, JobStatus.COMPLETED, now, progress=100.0, expected=expected)
+        closing.jobs.append(done)
         closing.placements.append(_landed_copy(job, expected, now))
         message = f"job {job.code} had finished on the platform before the run stopped"
         if job.job_type == JobType.UPDATE:  # what the finished upload replaced goes, as it would
             closing.notes += _remove_replaced(driver, job)
     else:
-        closing.jobs.append(
-            JobState(job.id, JobStatus.FAILED, None, None, now, reason, None, None, None, None,
-                     None)
-        )  # fmt: skip
+        closing.jobs.append(_closed(job, JobStatus.FAILED, now, error=reason))
         if job.job_type in (JobType.INITIAL, JobType.UPDATE):
             closing.placements.append(
                 PlacementRecord(job.asset, job.platform, job.rule, SyncStatus.FAILED)
@@ -139,6 +134,30 @@ def _close(
         )
     )
     closing.notes.append(message)
+
+
+def _closed(
+    job: StaleJob,
+    status: JobStatus,
+    now: datetime,
+    progress: float | None = None,
+    error: str | None = None,
+    expected: str | None = None,
+) -> JobState:
+    """The job's row as recovery closes it; what it leaves NULL stays as recorded."""
+    return JobState(
+        id=job.id,
+        status=status,
+        progress_percent=progress,
+        started_at=None,
+        completed_at=now,
+        error_message=error,
+        retry_count=None,
+        eligible_at=None,
+        expected_checksum=expected,
+        expected_size=None,
+        job_type=None,
+    )
 
 
 def _landed_copy(job: StaleJob, expected: str | None, now: datetime) -> PlacementRecord:
