@@ -67,6 +67,8 @@ class EventStatus(StrEnum):
     SUCCESS = "success"
     ERROR = "error"
     DEFERRED = "deferred"
+    FAILED = "failed"
+    RETRYING = "retrying"
 
 
 class EventType(StrEnum):
@@ -90,6 +92,9 @@ class EventType(StrEnum):
     ADOPTED = "adopted"
     LOCK_TAKEOVER = "lock_takeover"
     STATE_FILE_REPLACED = "state_file_replaced"
+    HEALTH_CHECK = "health_check"
+    UPLOAD_PROGRESS = "upload_progress"
+    CLEANUP = "cleanup"
 
 
 class ConflictType(StrEnum):
@@ -109,6 +114,7 @@ class Resolution(StrEnum):
     USE_TARGET = "use_target"
     IGNORED = "ignored"
     RESOLVED_BY_PRUNE = "resolved_by_prune"  # the copy was pruned while the conflict was open
+    RESOLVED_BY_RETRY = "resolved_by_retry"
 
 
 class HealthStatus(StrEnum):

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.apply.recorder import PlacementRecord, record_objects, record_placements
+from reconciler.apply.objects import record_objects
 from reconciler.apply.run import ApplyOptions, ApplyResult, apply_plan, recover
 from reconciler.manifests.validate import validate_tree
 from reconciler.model import ManifestSet
@@ -16,6 +16,7 @@ from reconciler.plan.actions import Action, Plan
 from reconciler.plan.desired import fingerprint
 from reconciler.plan.planner import PlanOptions, make_plan
 from reconciler.store.db import StateStore, utcnow
+from reconciler.store.placements import PlacementRecord, record_placements
 
 
 class World:

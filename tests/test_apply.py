@@ -101,7 +101,7 @@ def test_outdated_shows_in_status_until_applied(world: World, run) -> None:
     world.write_file("vid-b.mp4", b"B2")
     manifests = world.manifests()
     plan = make_plan(manifests, world.store)
-    from reconciler.apply.recorder import record_objects
+    from reconciler.apply.objects import record_objects
 
     with world.store.writing() as con:  # what watch or an apply records first
         record_objects(con, manifests, plan.observed.files)

@@ -14,10 +14,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from reconciler.apply.recorder import PlacementRecord, record_placements, update_placements
 from reconciler.errors import LockTimeout, StateError
 from reconciler.store import migrations
 from reconciler.store.db import SEED_TABLES, StateStore, insert_rows, table_rows
+from reconciler.store.placements import PlacementRecord, record_placements, update_placements
 from reconciler.store.records import load_sample
 
 # The seed's Step 14 and Step 15 queries, copied verbatim from the seed.

@@ -1,17 +1,23 @@
 """The renditions side of an apply run: which rendition a job uploads, made or found in the
-cache, and the cache's bound kept when the run ends. Events are recorded by
-:mod:`reconciler.apply.run`, which owns the job."""
+cache (:func:`rendition_for`, called by :mod:`.transfer` with the job's open master), and the
+cache's bound kept when the run ends (:meth:`Transformer.finish`, called by
+:mod:`reconciler.apply.run`). The CLI and watch use :func:`default_folder` and
+:func:`tool_files`."""
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from reconciler.model import ManifestSet
+from reconciler.apply.job import CHANGED, Job
+from reconciler.drivers.base import PermanentError
+from reconciler.model import EventStatus, EventType, ManifestSet
 from reconciler.observe.masters import Opened, open_master
-from reconciler.observe.payload import Payload
+from reconciler.observe.payload import Payload, SourceChanged
+from reconciler.store.records import EventRow
 from reconciler.transforms import TransformError
 from reconciler.transforms.recipe import Recipe, RecipeBook
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES, Rendition, RenditionCache
@@ -20,6 +26,7 @@ if TYPE_CHECKING:
     from reconciler.plan.actions import Action
 
 ProgressFn = Callable[[float], None]
+Report = Callable[[EventRow], None]  # where a job's events go as they happen
 
 
 def default_folder(state_path: Path) -> Path:
@@ -38,6 +45,8 @@ def tool_files(state: Path, renditions: Path | None = None) -> list[Path]:
 
 
 class Transformer:
+    """The run's recipes and rendition cache; remembers the renditions the run used."""
+
     def __init__(
         self, manifests: ManifestSet, folder: Path, max_bytes: int = DEFAULT_MAX_BYTES
     ) -> None:
@@ -89,3 +98,47 @@ class Transformer:
     def finish(self) -> list[str]:
         """Keep the cache within its bound; the renditions of this run stay."""
         return self.cache.evict(self.used)
+
+
+def rendition_for(transformer: Transformer, job: Job, master: Payload, report: Report) -> Rendition:
+    """Make (or find) the job's rendition from the open master, with its transform
+    events. A transform that fails fails the job: nothing is uploaded."""
+    action = job.action
+    try:
+        recipe = transformer.recipe(action)
+    except TransformError as exc:
+        raise PermanentError(str(exc)) from None
+    report(job.event(
+        EventType.TRANSFORM_START, EventStatus.SUCCESS,
+        f"making the rendition for {action.platform}: {recipe.describe()}",
+        {"rendition": action.rendition_id},
+    ))  # fmt: skip
+    started = time.monotonic()
+    try:
+        rendition = transformer.rendition(action, recipe, master)
+    except (TransformError, SourceChanged) as exc:
+        seconds = round(time.monotonic() - started, 3)
+        changed = isinstance(exc, SourceChanged)
+        message = CHANGED if changed else str(exc)
+        report(job.event(
+            EventType.TRANSFORM_COMPLETE, EventStatus.FAILED, message, {"seconds": seconds}
+        ))  # fmt: skip
+        raise PermanentError(message if changed else f"the transform failed: {exc}") from None
+    if rendition.key_created is not None:
+        report(job.event(
+            EventType.KEY_CREATED, EventStatus.SUCCESS,
+            f"generated a new encryption key in {rendition.key_created}; back it up: "
+            "the encrypted copies cannot be decrypted without it",
+        ))  # fmt: skip
+    done = "found in the cache" if rendition.cached else f"made in {rendition.seconds:.2f} s"
+    what = "the master itself" if rendition.passthrough else f"{rendition.size:,} bytes"
+    report(job.event(
+        EventType.TRANSFORM_COMPLETE, EventStatus.SUCCESS,
+        f"rendition {rendition.id[:12]} {done}: {what}",
+        {
+            "rendition": rendition.id, "cached": rendition.cached,
+            "seconds": round(rendition.seconds, 3), "bytes": rendition.size,
+            "sha256": rendition.sha256, "passthrough": rendition.passthrough,
+        },
+    ))  # fmt: skip
+    return rendition

@@ -7,6 +7,8 @@ unless its rule says ``on_conflict: source_wins``, in which case the copy is mar
 so that the next apply re-syncs it (a conscious overwrite, logged as an event). Copies that
 match get ``last_verified_at``; every platform checked gets ``health_status`` and
 ``last_health_check``. Runs under the run lock; reads the platforms in parallel.
+
+Called by the CLI (`reconcile verify`) and watch; its SQL is in :mod:`reconciler.store.placements`.
 """
 
 from __future__ import annotations
@@ -18,11 +20,27 @@ from typing import Any
 from reconciler.drivers import driver_for
 from reconciler.drivers.base import Driver, RemoteObject
 from reconciler.errors import UsageError
-from reconciler.model import HealthStatus, ManifestSet
+from reconciler.model import (
+    ConflictType,
+    EventStatus,
+    EventType,
+    HealthStatus,
+    ManifestSet,
+    Resolution,
+)
 from reconciler.redact import redact
-from reconciler.store.db import StateStore, upsert_rows, utcnow
+from reconciler.store.db import StateStore, utcnow
+from reconciler.store.placements import (
+    SyncedCopy,
+    mark_outdated,
+    mark_verified,
+    record_health,
+    synced_copies,
+)
 from reconciler.store.records import EventRow, insert_events, open_conflicts
 from reconciler.store.sessions import StoredSessions
+
+Looked = tuple[SyncedCopy, RemoteObject | None, str | None]  # a copy, what is there, an error
 
 
 @dataclass
@@ -39,20 +57,6 @@ class VerifyResult:
         return 3 if (self.conflicts or self.errors) else 0
 
 
-SYNCED_SQL = """
-SELECT pa.id, sa.asset_code, sp.platform_code, pa.remote_key, pa.remote_checksum,
-       pa.rule_code
-FROM platform_assets pa
-JOIN source_assets sa ON sa.id = pa.source_asset_id
-JOIN sync_platforms sp ON sp.id = pa.platform_id
-WHERE pa.sync_status = 'synced' AND pa.remote_key IS NOT NULL
-  AND ($platform IS NULL OR sp.platform_code = $platform)
-  AND NOT EXISTS (SELECT 1 FROM sync_conflicts c
-                  WHERE c.platform_asset_id = pa.id AND c.resolution = 'pending')
-ORDER BY sp.platform_code, sa.asset_code
-"""
-
-
 def verify(
     manifests: ManifestSet, store: StateStore, platform: str | None = None, parallel: int = 8
 ) -> VerifyResult:
@@ -61,7 +65,7 @@ def verify(
     result = VerifyResult()
     with store.session():
         with store.reading() as con:
-            rows = [] if con is None else con.execute(SYNCED_SQL, {"platform": platform}).fetchall()
+            rows = synced_copies(con, platform)
         codes = [platform] if platform else sorted(manifests.platforms)
         drivers: dict[str, Driver] = {}
         for code in codes:
@@ -73,12 +77,14 @@ def verify(
             except Exception as exc:  # a failing check means the platform is down
                 result.health[code] = (HealthStatus.DOWN, redact(str(exc)))
         checkable = [
-            r for r in rows if r[2] in drivers and result.health[r[2]][0] != HealthStatus.DOWN
+            r
+            for r in rows
+            if r.platform in drivers and result.health[r.platform][0] != HealthStatus.DOWN
         ]
 
-        def look(row: tuple[Any, ...]) -> tuple[tuple[Any, ...], RemoteObject | None, str | None]:
+        def look(row: SyncedCopy) -> Looked:
             try:
-                return row, drivers[row[2]].stat(row[3]), None
+                return row, drivers[row.platform].stat(row.remote_key), None
             except Exception as exc:  # reported per copy, the others go on
                 return row, None, redact(str(exc))
 
@@ -91,20 +97,25 @@ def verify(
 def _record(
     store: StateStore,
     manifests: ManifestSet,
-    looked: list[tuple[tuple[Any, ...], RemoteObject | None, str | None]],
+    looked: list[Looked],
     result: VerifyResult,
 ) -> None:
     now = utcnow()
-    verified, outdated, conflicts, events = [], [], [], []
-    for (pa_id, asset, platform, key, expected, rule_code), remote, error in looked:
+    verified: list[int] = []
+    outdated: list[int] = []
+    conflicts: list[tuple[Any, ...]] = []
+    events: list[EventRow] = []
+    for copy, remote, error in looked:
+        pa_id, asset, platform, key = copy.id, copy.asset, copy.platform, copy.remote_key
+        expected, rule_code = copy.remote_checksum, copy.rule
         result.checked += 1
         where = {"asset": asset, "platform": platform, "key": key}
         if error is not None:
             result.errors.append({**where, "error": error})
             events.append(
                 EventRow(
-                    "verification",
-                    "failed",
+                    EventType.VERIFICATION,
+                    EventStatus.FAILED,
                     f"cannot check {key}: {error}",
                     where,
                     platform_asset_id=pa_id,
@@ -113,19 +124,19 @@ def _record(
             continue
         if remote is not None and remote.checksum == expected:
             result.ok += 1
-            verified.append((pa_id, now))
+            verified.append(pa_id)
             continue
-        kind = "remote_deleted" if remote is None else "remote_modified"
+        kind = ConflictType.REMOTE_DELETED if remote is None else ConflictType.REMOTE_MODIFIED
         found = None if remote is None else remote.checksum
         rule = manifests.rules.get(rule_code or "")
         detail = {**where, "conflict_type": kind, "expected": expected, "found": found}
         if rule is not None and rule.on_conflict == "source_wins":
             result.resynced.append(detail)
-            outdated.append((pa_id, "outdated"))
+            outdated.append(pa_id)
             events.append(
                 EventRow(
-                    "verification",
-                    "failed",
+                    EventType.VERIFICATION,
+                    EventStatus.FAILED,
                     f"{kind.replace('_', ' ')}: {key}; the rule says "
                     "source_wins, so the next apply re-syncs it",
                     detail,
@@ -135,34 +146,37 @@ def _record(
             continue
         result.conflicts.append(detail)
         conflicts.append(
-            (pa_id, kind, expected, found, now, "pending", f"found by verify on {platform}")
+            (
+                pa_id,
+                kind,
+                expected,
+                found,
+                now,
+                Resolution.PENDING,
+                f"found by verify on {platform}",
+            )
         )
         events.append(
             EventRow(
-                "conflict_detected",
-                "failed",
+                EventType.CONFLICT_DETECTED,
+                EventStatus.FAILED,
                 f"{kind.replace('_', ' ')}: {key} on {platform}",
                 detail,
                 platform_asset_id=pa_id,
             )
         )
-    for platform, (status, detail) in result.health.items():
+    for platform, (status, said) in result.health.items():
         events.append(
             EventRow(
-                "health_check",
-                "failed" if status == HealthStatus.DOWN else "success",
-                f"{platform} is {status}: {detail}",
+                EventType.HEALTH_CHECK,
+                EventStatus.FAILED if status == HealthStatus.DOWN else EventStatus.SUCCESS,
+                f"{platform} is {status}: {said}",
                 {"platform": platform},
             )
         )
     with store.writing() as con:
-        upsert_rows(con, "platform_assets", "id", ("id", "last_verified_at"), verified)
-        upsert_rows(con, "platform_assets", "id", ("id", "sync_status"), outdated)
+        mark_verified(con, verified, now)
+        mark_outdated(con, outdated)
         open_conflicts(con, conflicts)
-        for platform, (status, _detail) in result.health.items():
-            con.execute(
-                "UPDATE sync_platforms SET health_status = ?, last_health_check = ? "
-                "WHERE platform_code = ?",
-                [status, now, platform],
-            )
+        record_health(con, {p: status for p, (status, _) in result.health.items()}, now)
         insert_events(con, events)

@@ -3,7 +3,7 @@
 Picked by the CLI through :mod:`reconciler.render.formats` for ``--output json`` (and the
 closing line of ``--output jsonl``). Every document carries ``format_version``; a plan's JSON is
 also the plan file that ``reconcile apply PLAN.json`` reads, so its shape is the plan's own
-(:meth:`reconciler.plan.diff.Plan.to_dict`). ``color`` is accepted for a uniform signature and
+(:meth:`reconciler.plan.actions.Plan.to_dict`). ``color`` is accepted for a uniform signature and
 ignored.
 """
 

@@ -1,6 +1,6 @@
 """The hash cache in the state file (table ``file_hashes``): read before planning, written
 after hashing by commands that write state (never by a dry run). Called by planning
-(:mod:`reconciler.plan.diff`) and by the apply stage (:mod:`reconciler.apply.run`).
+(:mod:`reconciler.plan.planner`) and by the apply stage (:mod:`reconciler.apply.admission`).
 
 Rows are keyed like :class:`reconciler.observe.sources.CacheEntry`, by (path, device, inode, size,
 mtime_ns, ctime_ns). Rows written before schema version 10 have no ctime_ns (NULL): they are
