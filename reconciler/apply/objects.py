@@ -14,9 +14,10 @@ import math
 from datetime import datetime
 from typing import Any
 
+from reconciler.mime import canonical_mime
 from reconciler.model import Asset, ManifestSet
 from reconciler.observe.sources import Observation
-from reconciler.plan.desired import BYTES_PER_MB, MetadataHasher, canonical_mime
+from reconciler.plan.desired import BYTES_PER_MB, MetadataHasher
 from reconciler.store.db import Connection, utcnow
 from reconciler.store.placements import (
     mark_undeclared,

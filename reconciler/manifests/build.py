@@ -9,7 +9,6 @@ relative to the manifests folder, never to the current directory.
 
 from __future__ import annotations
 
-import mimetypes
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path as FsPath
@@ -18,6 +17,7 @@ from typing import Any
 from reconciler.manifests.assetsets import Generated
 from reconciler.manifests.cron import cron_text
 from reconciler.manifests.declared import Declared
+from reconciler.mime import guess_mime
 from reconciler.model import Asset, AssetSet, Platform, SecretRef, SyncRule
 
 DRIVER_SETTINGS = (
@@ -42,27 +42,6 @@ _ASSET_AS_GIVEN = ("description", "metadata", "status")
 _ASSET_SET_AS_GIVEN = (
     *("code_case", "title_template", "description", "mime_type", "metadata", "status"),
 )
-
-# A fixed extension map, independent of the machine's /etc/mime.types, with the media types
-# Python's own map lacks
-_MIME = mimetypes.MimeTypes(filenames=())
-for _ext, _type in {
-    ".mkv": "video/x-matroska", ".wmv": "video/x-ms-wmv", ".ogv": "video/ogg",
-    ".mts": "video/mp2t", ".m2ts": "video/mp2t", ".flv": "video/x-flv", ".m4v": "video/x-m4v",
-    ".mxf": "application/mxf", ".3gp": "video/3gpp", ".heic": "image/heic",
-}.items():  # fmt: skip
-    _MIME.add_type(_type, _ext, strict=False)
-
-
-_BY_EXTENSION: dict[str, str | None] = {}
-
-
-def guess_mime(file: str) -> str | None:
-    """The MIME type of a file name, by its extension (remembered: 100,000 files have few)."""
-    ext = os.path.splitext(file)[1].lower()
-    if ext not in _BY_EXTENSION:
-        _BY_EXTENSION[ext] = _MIME.guess_type("x" + ext, strict=False)[0]
-    return _BY_EXTENSION[ext]
 
 
 def platform(item: Declared, manifests_dir: FsPath) -> Platform:

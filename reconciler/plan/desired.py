@@ -21,28 +21,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.mime import canonical_mime
 from reconciler.model import Asset, ManifestSet, Platform
 from reconciler.observe.sources import Observation
 from reconciler.store.db import Connection
 from reconciler.store.planning import write_desired
 from reconciler.transforms.recipe import RecipeBook
 
-# Non-standard names found in the wild (the seed's own `video/mov`), mapped to IANA names.
-MIME_ALIASES = {
-    "video/mov": "video/quicktime",
-    "video/avi": "video/x-msvideo",
-    "image/jpg": "image/jpeg",
-    "audio/mp3": "audio/mpeg",
-}
-UNKNOWN_MIME = "application/octet-stream"
 BYTES_PER_MB = 1024 * 1024  # max_file_size_mb and file_size_mb count MiB
-
-
-def canonical_mime(mime: str | None) -> str:
-    if not mime:
-        return UNKNOWN_MIME
-    lowered = mime.strip().lower()
-    return MIME_ALIASES.get(lowered, lowered)
 
 
 def accepted_formats(platform: Platform) -> list[str] | None:

@@ -17,10 +17,11 @@ from typing import Any
 
 from reconciler.errors import UsageError
 from reconciler.manifests.schema import suggest
+from reconciler.mime import canonical_mime
 from reconciler.model import ManifestSet
 from reconciler.observe.sources import observe
 from reconciler.plan.actions import Action
-from reconciler.plan.desired import BYTES_PER_MB, accepted_formats, canonical_mime, load_desired
+from reconciler.plan.desired import BYTES_PER_MB, accepted_formats, load_desired
 from reconciler.plan.planner import recorded_diff
 from reconciler.store import planning
 from reconciler.store.db import StateStore

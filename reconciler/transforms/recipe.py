@@ -22,6 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from reconciler.mime import media_kind
 from reconciler.model import ManifestSet
 
 # Bump when a change to the transform code changes what a recipe produces: every rendition
@@ -99,19 +100,6 @@ class Recipe:
         if self.encrypt is not None:
             parts.append(f"encrypt AES-256-GCM ({self.encrypt})")
         return ", ".join(p for p in parts if p)
-
-
-# video and image types whose MIME type says otherwise: a rule's transforms apply to them
-# too (the media tools then read them, or refuse them with a reason), never silently skipped
-VIDEO_TYPES = frozenset({"application/mxf", "application/ogg", "application/x-matroska"})
-
-
-def media_kind(mime: str) -> str:
-    if mime.startswith("image/"):
-        return "image"
-    if mime.startswith("video/") or mime in VIDEO_TYPES:
-        return "video"
-    return "other"
 
 
 def kind_of(mime: str, asset_type: str | None = None) -> str:
