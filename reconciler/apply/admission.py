@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from reconciler.apply import health as platform_health
+from reconciler.apply.health import Health
 from reconciler.apply.job import JOB_TYPES, ApplyOptions, Job
 from reconciler.apply.objects import record_objects
 from reconciler.drivers.base import Driver
@@ -26,7 +28,6 @@ from reconciler.model import (
     ActionKind,
     EventStatus,
     EventType,
-    HealthStatus,
     JobStatus,
     JobType,
     ManifestSet,
@@ -35,7 +36,6 @@ from reconciler.model import (
 from reconciler.plan.actions import Action, Plan, remote_key
 from reconciler.plan.schedule import next_occurrence, timing
 from reconciler.provenance import Provenance
-from reconciler.redact import redact
 from reconciler.store import hash_cache
 from reconciler.store.db import Connection, StateStore, utcnow
 from reconciler.store.jobs import (
@@ -58,8 +58,6 @@ from reconciler.store.placements import (
 )
 from reconciler.store.records import EventRow, insert_events
 from reconciler.transforms.renditions import RenditionCache
-
-Health = dict[str, tuple[str, str]]  # platform code -> (status, detail)
 
 
 def runs_now(action: Action, options: ApplyOptions) -> bool:
@@ -93,7 +91,7 @@ class Admission:
         """The run's jobs, recorded with their copies and the run's first events."""
         changes = [a for a in actions if runs_now(a, self.options)]
         now = utcnow()
-        health = self.health({a.platform for a in changes})
+        health = platform_health.check(self.driver, {a.platform for a in changes})
         observed = plan.observed
         with self.store.writing() as con:
             record_objects(con, self.manifests, observed.files if observed else {})
@@ -115,15 +113,6 @@ class Admission:
             self.record_schedules(con, triage.runnable, now)
         return jobs
 
-    def health(self, platforms: set[str]) -> Health:
-        health = {}
-        for platform in sorted(platforms):
-            try:
-                health[platform] = self.driver(platform).health_check()
-            except Exception as exc:  # a broken check means down
-                health[platform] = (HealthStatus.DOWN, redact(str(exc)))
-        return health
-
     def triage(
         self,
         changes: list[Action],
@@ -135,7 +124,7 @@ class Admission:
         triage = Triage([], [], [])
         spent: Counter[str] = Counter()
         for action in changes:  # in plan order: highest priority first
-            if health.get(action.platform, (HealthStatus.HEALTHY, ""))[0] == HealthStatus.DOWN:
+            if platform_health.is_down(health, action.platform):
                 triage.down.append(action)
                 continue
             limit = self.manifests.platforms[action.platform].rate_limit_per_hour
@@ -267,15 +256,7 @@ class Admission:
 
 def start_events(jobs: list[Job], health: Health) -> list[EventRow]:
     """The health checks, and the jobs that do not run now (deferred, or failed: down)."""
-    events = [
-        EventRow(
-            EventType.HEALTH_CHECK,
-            EventStatus.SUCCESS if status != HealthStatus.DOWN else EventStatus.FAILED,
-            f"{platform} is {status}: {detail}",
-            {"platform": platform},
-        )
-        for platform, (status, detail) in health.items()
-    ]
+    events = platform_health.events(health)
     for job in jobs:
         if job.status == JobStatus.DEFERRED:
             events.append(

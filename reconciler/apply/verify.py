@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.apply import health as platform_health
 from reconciler.drivers import driver_for
 from reconciler.drivers.base import Driver, RemoteObject
 from reconciler.errors import UsageError
@@ -24,7 +25,6 @@ from reconciler.model import (
     ConflictType,
     EventStatus,
     EventType,
-    HealthStatus,
     ManifestSet,
     Resolution,
 )
@@ -72,14 +72,11 @@ def verify(
             drivers[code] = driver_for(
                 manifests.platforms[code], StoredSessions(store) if rows else None
             )
-            try:
-                result.health[code] = drivers[code].health_check()
-            except Exception as exc:  # a failing check means the platform is down
-                result.health[code] = (HealthStatus.DOWN, redact(str(exc)))
+        result.health = platform_health.check(drivers.__getitem__, codes)
         checkable = [
             r
             for r in rows
-            if r.platform in drivers and result.health[r.platform][0] != HealthStatus.DOWN
+            if r.platform in drivers and not platform_health.is_down(result.health, r.platform)
         ]
 
         def look(row: SyncedCopy) -> Looked:
@@ -165,15 +162,7 @@ def _record(
                 platform_asset_id=pa_id,
             )
         )
-    for platform, (status, said) in result.health.items():
-        events.append(
-            EventRow(
-                EventType.HEALTH_CHECK,
-                EventStatus.FAILED if status == HealthStatus.DOWN else EventStatus.SUCCESS,
-                f"{platform} is {status}: {said}",
-                {"platform": platform},
-            )
-        )
+    events.extend(platform_health.events(result.health))
     with store.writing() as con:
         mark_verified(con, verified, now)
         mark_outdated(con, outdated)
