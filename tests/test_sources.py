@@ -68,7 +68,8 @@ def test_small_and_large_files_in_one_observation(tmp_path: Path) -> None:
     assert [seen.files[p].sha256 for p in paths] == [
         hashlib.sha256(c).hexdigest() for c in (small, large, b"")
     ]
-    assert seen.hashed_bytes == 2 * SMALL_FILE + 1
+    assert seen.hashed_files == 3  # every one read: none came from the cache
+    assert not any(seen.files[p].cached for p in paths)
 
 
 @pytest.mark.parametrize("hasher", [_hash_small, _hash_large])

@@ -66,10 +66,12 @@ class Observation:
 
 @dataclass
 class Observed:
+    """What one observation found: each master's sha256 and identity, the cache entries worth
+    recording, and how many masters had to be read (0: the cache knew them all)."""
+
     files: dict[str, Observation] = field(default_factory=dict)
     new_cache: dict[str, CacheEntry] = field(default_factory=dict)  # entries worth recording
     hashed_files: int = 0
-    hashed_bytes: int = 0
 
 
 def sha256_file(path: str | Path) -> str:
@@ -131,7 +133,6 @@ def observe(
             path, st.st_size, digest, None, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns
         )
         result.hashed_files += 1
-        result.hashed_bytes += st.st_size
         if st.st_mtime_ns < settled_ns and st.st_ctime_ns < settled_ns:
             result.new_cache[path] = CacheEntry(
                 st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest
