@@ -2,9 +2,10 @@
 
 :func:`atomic_file` writes under a temporary name in the destination's folder, flushes the
 bytes to disk (fsync) and renames the file into place only when the writing succeeded; a
-failure leaves no temporary file behind. Callers: the transforms' decryption
-(:mod:`reconciler.transforms.crypto`) and the rendition cache's records
-(:mod:`reconciler.transforms.renditions`).
+failure leaves no temporary file behind. Callers: the plan file of ``--out``
+(:mod:`reconciler.cli.main`), the transforms' decryption (:mod:`reconciler.transforms.crypto`)
+and the rendition cache's records (:mod:`reconciler.transforms.renditions`). The caches of
+:mod:`reconciler.cache` rename too but skip the fsync: they may be lost at any time.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import click
 
 from reconciler import __version__, ops
 from reconciler.apply.run import NullObserver, Observer
+from reconciler.atomic import write_atomically
 from reconciler.cache import Cache, default_folder
 from reconciler.cli import inspect as cli_inspect
 from reconciler.cli import reports as cli_reports
@@ -37,7 +38,6 @@ from reconciler.cli.options import (
     show,
     state_options,
     workspace,
-    write_atomically,
 )
 from reconciler.errors import ExitCode
 from reconciler.plan.actions import Plan
