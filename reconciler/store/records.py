@@ -66,8 +66,8 @@ def open_conflicts(con: Connection, rows: list[tuple[Any, ...]]) -> int:
         return 0
     already = set(
         con.execute(
-            "SELECT platform_asset_id, conflict_type FROM sync_conflicts "
-            f"WHERE resolution = '{OPEN}'"
+            "SELECT platform_asset_id, conflict_type FROM sync_conflicts WHERE resolution = ?",
+            [OPEN],
         ).fetchall()
     )
     fresh = []
@@ -171,10 +171,10 @@ def _apply_resolution(
         # the next apply sends the master again, knowingly replacing what the platform has,
         # and does not wait for the rule's schedule: a person asked for it
         changed = con.execute(
-            f"UPDATE platform_assets SET sync_status = '{SyncStatus.OUTDATED}', "
+            "UPDATE platform_assets SET sync_status = ?, "
             "remote_checksum = coalesce(?, remote_checksum), resync_requested_at = ? "
             "WHERE id = ?",
-            [target, now, pa_id],
+            [SyncStatus.OUTDATED, target, now, pa_id],
         ).fetchone()
         return bool(changed and changed[0])
     if (
@@ -183,13 +183,13 @@ def _apply_resolution(
         _adopt_foreign(con, pa_id, target, now)
         return False
     if kind == ConflictType.REMOTE_DELETED or target is None:  # accept that it is gone
-        con.execute(f"UPDATE platform_assets SET sync_status = '{DELETED}' WHERE id = ?", [pa_id])
+        con.execute("UPDATE platform_assets SET sync_status = ? WHERE id = ?", [DELETED, pa_id])
         retire_deleted(con, now)
     else:  # the platform's bytes become the expected ones
         con.execute(
-            f"UPDATE platform_assets SET remote_checksum = ?, sync_status = '{SyncStatus.SYNCED}', "
+            "UPDATE platform_assets SET remote_checksum = ?, sync_status = ?, "
             "last_verified_at = ?, resync_requested_at = NULL WHERE id = ?",
-            [target, now, pa_id],
+            [target, SyncStatus.SYNCED, now, pa_id],
         )
     return False
 
@@ -199,7 +199,7 @@ def _adopt_foreign(con: Connection, pa_id: int, target: str, now: datetime) -> N
     the create that found it had synced it (the master and rendition that job was for), but
     not as this tool's own: it is never pruned."""
     con.execute(
-        f"UPDATE platform_assets SET sync_status = '{SyncStatus.SYNCED}', remote_checksum = ?, "
+        "UPDATE platform_assets SET sync_status = ?, remote_checksum = ?, "
         "local_checksum = j.source_checksum, synced_version = j.source_version, "
         "rendition_id = coalesce(j.rendition_id, ''), metadata_hash = j.metadata_hash, "
         "transform_hash = j.transform_hash, remote_key = j.remote_key, managed = FALSE, "
@@ -208,7 +208,7 @@ def _adopt_foreign(con: Connection, pa_id: int, target: str, now: datetime) -> N
         "      ON pa.source_asset_id = j.asset_id AND pa.platform_id = j.platform_id "
         "      WHERE pa.id = ? ORDER BY j.id DESC LIMIT 1) j "
         "WHERE platform_assets.id = ?",
-        [target, now, now, pa_id, pa_id],
+        [SyncStatus.SYNCED, target, now, now, pa_id, pa_id],
     )
 
 
@@ -231,24 +231,23 @@ def retire_deleted(con: Connection, now: datetime | None = None) -> int:
     placement writes of :mod:`reconciler.apply.recorder`, and a resolution above).
     """
     row = con.execute(
-        f"SELECT count(*) FROM platform_assets WHERE sync_status = '{DELETED}'"
+        "SELECT count(*) FROM platform_assets WHERE sync_status = ?", [DELETED]
     ).fetchone()
     if not row or not row[0]:
         return 0
     now = now or utcnow()
-    gone = f"(SELECT id FROM platform_assets WHERE sync_status = '{DELETED}')"
     con.execute(
-        f"UPDATE sync_conflicts SET resolution = '{RESOLVED_BY_PRUNE}', resolved_by = "
-        f"'reconcile', resolved_at = ? WHERE resolution = '{OPEN}' AND platform_asset_id IN "
-        + gone,
-        [now],
+        "UPDATE sync_conflicts SET resolution = ?, resolved_by = 'reconcile', resolved_at = ? "
+        "WHERE resolution = ? AND platform_asset_id IN "
+        "(SELECT id FROM platform_assets WHERE sync_status = ?)",
+        [RESOLVED_BY_PRUNE, now, OPEN, DELETED],
     )
     con.execute(
         "INSERT INTO platform_assets_pruned BY NAME SELECT *, ?::TIMESTAMP AS pruned_at "
-        f"FROM platform_assets WHERE sync_status = '{DELETED}'",
-        [now],
+        "FROM platform_assets WHERE sync_status = ?",
+        [now, DELETED],
     )
-    con.execute(f"DELETE FROM platform_assets WHERE sync_status = '{DELETED}'")
+    con.execute("DELETE FROM platform_assets WHERE sync_status = ?", [DELETED])
     return int(row[0])
 
 
