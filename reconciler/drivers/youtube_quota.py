@@ -5,14 +5,18 @@ driver persists, and the deferral once they are spent.
 call that costs units (:meth:`DailyQuota.spend`) and when YouTube itself answers that the
 quota is spent (:func:`says_spent`, then :meth:`DailyQuota.spent_out`). Without a state to
 count in (a driver made without one) nothing is counted.
+
+The quota day follows Pacific time with its daylight saving time (UTC-7 in summer, UTC-8 in
+winter); the time zone comes from the ``tzdata`` package where the system has no zoneinfo
+database, so it is never approximated with a fixed offset.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, NoReturn
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import requests
 
@@ -24,11 +28,18 @@ DEFAULT_DAILY_UNITS = 10_000
 SPENT_REASONS = ("quotaExceeded", "dailyLimitExceeded")
 
 
-def _pacific() -> tzinfo:
-    try:
-        return ZoneInfo("America/Los_Angeles")
-    except ZoneInfoNotFoundError:  # no time zone data: Pacific standard time
-        return timezone(timedelta(hours=-8))
+PACIFIC = ZoneInfo("America/Los_Angeles")  # tzdata, a dependency, has it on every system
+
+
+def quota_day(now: datetime) -> tuple[date, datetime]:
+    """The quota day at the aware instant ``now``, and when the next one starts (naive UTC).
+
+    The next day starts at the next midnight in Pacific time: 07:00 UTC under daylight saving
+    time, 08:00 UTC otherwise."""
+    local = now.astimezone(PACIFIC)
+    following = local.date() + timedelta(days=1)
+    midnight = datetime(following.year, following.month, following.day, tzinfo=PACIFIC)
+    return local.date(), midnight.astimezone(UTC).replace(tzinfo=None)
 
 
 class DailyQuota:
@@ -42,9 +53,7 @@ class DailyQuota:
     @staticmethod
     def day() -> tuple[date, datetime]:
         """The quota day now, and when the next one starts (UTC)."""
-        local = datetime.now(_pacific())
-        midnight = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-        return local.date(), midnight.astimezone(UTC).replace(tzinfo=None)
+        return quota_day(datetime.now(UTC))
 
     def spend(self, state: DriverState | None, operation: str) -> None:
         """Count ``operation``'s units; Deferred (nothing counted) when they would exceed
