@@ -10,11 +10,14 @@
 * **manifests**: parsed manifest documents by the sha256 of the file's bytes, one folder per
   manifests folder, so that unchanged files are not parsed again.
 
-The cache lives in ``$RECONCILE_CACHE_DIR``, else ``$XDG_CACHE_HOME/reconcile``, else
-``~/.cache/reconcile``. Everything in it may be deleted at any time; a missing, corrupt or
-foreign entry is simply ignored and rebuilt. Entries are written atomically (temporary file and
-rename), so two processes never read half a file. Values are plain data stored with
-``marshal``, which cannot carry code.
+The cache lives in ``$RECONCILE_CACHE_DIR``, else in the user cache folder of the platform as
+``platformdirs`` knows it: ``$XDG_CACHE_HOME/reconcile`` or ``~/.cache/reconcile`` on Linux,
+``~/Library/Caches/reconcile`` on macOS, ``reconcile/Cache`` under ``%LOCALAPPDATA%`` on
+Windows. The commands that use it take ``--no-cache``, which makes them use ``Cache(None)``:
+nothing is read from it or written to it. Everything in it may be deleted at any time; a
+missing, corrupt or foreign entry is simply ignored and rebuilt. Entries are written
+atomically (temporary file and rename), so two processes never read half a file. Values are
+plain data stored with ``marshal``, which cannot carry code.
 """
 
 from __future__ import annotations
@@ -26,17 +29,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from reconciler.observe.sources import CacheEntry
 
 FORMAT = "v1"
 
 
 def default_folder() -> Path:
+    """``$RECONCILE_CACHE_DIR`` when set, else the platform's user cache folder."""
     explicit = os.environ.get("RECONCILE_CACHE_DIR")
     if explicit:
         return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "reconcile"
+    return Path(platformdirs.user_cache_dir("reconcile", appauthor=False))
 
 
 def _key(folder: Path) -> str:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import marshal
 import os
+import sys
 from pathlib import Path
 
 import pytest
+from cli_process import reconcile
 from planning import World
 from rewrites import rewrite_in_place
 
 import reconciler.manifests.load as load_module
-from reconciler.cache import Cache
+from reconciler.cache import Cache, default_folder
 from reconciler.manifests.validate import validate_tree
 from reconciler.observe import sources
 from reconciler.plan.planner import make_plan
@@ -134,3 +137,72 @@ def test_problems_are_never_cached(world: World, tmp_path: Path) -> None:
     for _ in range(2):
         result = validate_tree(world.manifests_dir, world.media, cache=cache)
         assert [p.error for p in result.errors] == ["yaml-syntax"]
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def test_a_run_writes_its_cache_in_reconcile_cache_dir_unless_no_cache(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "user-cache"
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(folder))
+    for command in (["--dry-run"], ["plan"], []):  # [] is an apply, which also hashes
+        done = reconcile(*command, *world.cli_args(), "--no-cache")
+        assert done.returncode == 0, done.stderr
+        assert not folder.exists()
+    done = reconcile("--dry-run", *world.cli_args())
+    assert done.returncode == 0, done.stderr
+    assert _files(folder / "manifests"), "a dry run without --no-cache caches the manifests"
+
+
+def test_no_cache_reads_nothing_from_the_cache(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache whose every entry is garbage of the right name changes nothing with --no-cache,
+    and is neither read nor replaced."""
+    folder = tmp_path / "user-cache"
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(folder))
+    assert reconcile("--dry-run", *world.cli_args()).returncode == 0
+    entries = _files(folder)
+    assert entries
+    for entry in entries:  # documents that would plan nothing if they were read
+        entry.write_bytes(marshal.dumps([]))
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in entries}
+    done = reconcile("--dry-run", *world.cli_args(), "--no-cache", "--output", "json")
+    assert done.returncode == 0, done.stderr
+    # the manifests were parsed from their files: five assets to create, not none
+    assert [a["action"] for a in json.loads(done.stdout)["actions"]] == ["create"] * 5
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in _files(folder)} == before
+
+
+def test_the_user_cache_folder_comes_from_platformdirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without RECONCILE_CACHE_DIR: $XDG_CACHE_HOME/reconcile when it is set, else the
+    platform's own folder under the home directory."""
+    monkeypatch.delenv("RECONCILE_CACHE_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    own = {"darwin": "Library/Caches/reconcile"}.get(sys.platform, ".cache/reconcile")
+    assert default_folder() == tmp_path / "home" / own
+    if sys.platform.startswith("linux"):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        assert default_folder() == tmp_path / "xdg" / "reconcile"
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "explicit"))
+    assert default_folder() == tmp_path / "explicit"
+
+
+def test_a_dry_run_without_reconcile_cache_dir_caches_under_xdg_cache_home(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RECONCILE_CACHE_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    done = reconcile("--dry-run", *world.cli_args())
+    assert done.returncode == 0, done.stderr
+    if sys.platform.startswith("linux"):
+        assert _files(tmp_path / "xdg" / "reconcile" / "manifests")
+    else:
+        assert _files(default_folder() / "manifests")

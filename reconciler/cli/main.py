@@ -20,13 +20,13 @@ import click
 from reconciler import __version__, ops
 from reconciler.apply.run import NullObserver, Observer
 from reconciler.atomic import write_atomically
-from reconciler.cache import Cache, default_folder
 from reconciler.cli import inspect as cli_inspect
 from reconciler.cli import reports as cli_reports
 from reconciler.cli import watch as cli_watch
 from reconciler.cli.options import (
     F,
     ReconcileGroup,
+    cache_option,
     load_manifests,
     manifests_option,
     media_root_option,
@@ -37,6 +37,7 @@ from reconciler.cli.options import (
     rendition_options,
     show,
     state_options,
+    user_cache,
     workspace,
 )
 from reconciler.errors import ExitCode
@@ -73,13 +74,14 @@ def run_plan(
     rule: str | None = None,
     platform: str | None = None,
     renditions: Path | None = None,
+    no_cache: bool = False,
     **_: Any,
 ) -> int:
     """Plan, show the plan, and save it with --out."""
     if output == "jsonl":
         raise click.UsageError("--output jsonl streams an apply; a plan is text, json or markdown")
     where = workspace(manifests, media_root, state, lock_timeout, renditions)
-    cache = Cache(default_folder())
+    cache = user_cache(no_cache)
     manifest_set = load_manifests(where, cache)
     options = ops.Options(
         prune=prune, max_delete=max_delete, force=force, rule=rule, platform=platform
@@ -116,13 +118,14 @@ def run_apply(
     saved: Plan | None = None,
     renditions: Path | None = None,
     renditions_max_size: int = DEFAULT_MAX_BYTES,
+    no_cache: bool = False,
     **_: Any,
 ) -> int:
     """Plan (or take a saved plan) and carry it out, under the run lock."""
     if output == "markdown":
         raise click.UsageError("--output markdown renders a plan; use it with --dry-run")
     where = workspace(manifests, media_root, state, lock_timeout, renditions)
-    cache = Cache(default_folder())
+    cache = user_cache(no_cache)
     manifest_set = load_manifests(where, cache)
     options = ops.Options(
         prune=prune,
@@ -176,6 +179,7 @@ def observer_for(output: str) -> Observer:
 @narrowing_options
 @parallel_option
 @rendition_options
+@cache_option
 @click.pass_context
 def cli(ctx: click.Context, dry_run: bool, **options: Any) -> int:
     """Declarative media sync: keep master videos and images in sync across platforms.
@@ -222,6 +226,7 @@ def cli(ctx: click.Context, dry_run: bool, **options: Any) -> int:
 @plan_only_options
 @pruning_options
 @narrowing_options
+@cache_option
 def plan_command(**options: Any) -> int:
     """Show what would change: the same as `reconcile --dry-run`.
 
@@ -249,6 +254,7 @@ def plan_command(**options: Any) -> int:
     metavar="CODE",
     help="Run this rule's changes now, as a plan made with --rule CODE shows them.",
 )
+@cache_option
 def apply_command(plan_file: Path, **options: Any) -> int:
     """Apply exactly a plan saved with `reconcile --dry-run --out PLAN.json`.
 

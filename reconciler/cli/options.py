@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from reconciler import ops
-from reconciler.cache import Cache
+from reconciler.cache import Cache, default_folder
 from reconciler.errors import ExitCode, ManifestError, ReconcilerError
 from reconciler.model import ManifestSet
 from reconciler.ops import Workspace
@@ -171,6 +171,22 @@ def parallel_option(func: F) -> F:
         show_default=True,
         help="Transfers at once.",
     )(func)
+
+
+def cache_option(func: F) -> F:
+    """--no-cache, for every command that reads or writes the cache outside the state file."""
+    return click.option(
+        "--no-cache",
+        "no_cache",
+        is_flag=True,
+        help="Neither read nor write the cache of master hashes and parsed manifests "
+        "(kept in $RECONCILE_CACHE_DIR, else the user cache folder).",
+    )(func)
+
+
+def user_cache(no_cache: bool = False) -> Cache:
+    """The cache outside the state file, or with --no-cache one that remembers nothing."""
+    return Cache(None if no_cache else default_folder())
 
 
 def _size(_ctx: click.Context, _param: click.Parameter, value: str | int) -> int:

@@ -14,12 +14,14 @@ from pathlib import Path
 import click
 
 from reconciler.cli.options import (
+    cache_option,
     manifests_option,
     media_root_option,
     parallel_option,
     rendition_options,
     seconds,
     state_options,
+    user_cache,
     workspace,
 )
 from reconciler.errors import UsageError
@@ -31,6 +33,7 @@ from reconciler.errors import UsageError
 @state_options
 @parallel_option
 @rendition_options
+@cache_option
 @click.option(
     "--debounce",
     type=click.FloatRange(min=0),
@@ -65,6 +68,7 @@ def watch_command(
     log_format: str,
     renditions: Path | None,
     renditions_max_size: int,
+    no_cache: bool,
 ) -> int:
     """Keep the platforms in sync continuously: reconcile on every change, on schedule, and
     every --interval seconds (with verify).
@@ -88,6 +92,7 @@ def watch_command(
         ),
         Log(lambda line: click.echo(line), log_format),
     )
+    watcher.cache = user_cache(no_cache)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: watcher.stop())
     return watcher.run()
