@@ -6,7 +6,10 @@ import hashlib
 import json
 import marshal
 import os
+import signal
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -206,3 +209,30 @@ def test_a_dry_run_without_reconcile_cache_dir_caches_under_xdg_cache_home(
         assert _files(tmp_path / "xdg" / "reconcile" / "manifests")
     else:
         assert _files(default_folder() / "manifests")
+
+
+@pytest.mark.parametrize("no_cache", [True, False])
+def test_watch_with_no_cache_writes_no_cache(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_cache: bool
+) -> None:
+    folder = tmp_path / "user-cache"
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(folder))
+    command = [sys.executable, "-m", "reconciler", "watch", *world.cli_args()]
+    command += ["--interval", "3600", "--log-format", "json"]
+    watch = subprocess.Popen(
+        command + (["--no-cache"] if no_cache else []), stdout=subprocess.PIPE, text=True
+    )
+    timer = threading.Timer(60, watch.kill)  # a watch that never logs a cycle fails, not hangs
+    timer.start()
+    try:
+        assert watch.stdout is not None
+        events = (json.loads(line)["event"] for line in watch.stdout)
+        assert "cycle" in events, "the watch stopped before its first cycle"
+        watch.send_signal(signal.SIGTERM)
+        assert watch.wait(15) == 0
+    finally:
+        timer.cancel()
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+    assert folder.exists() is not no_cache
