@@ -60,8 +60,8 @@ def check_jsonschema(schema: Path, files: list[Path]) -> set[str]:
     assert result.returncode in (0, 1), result.stderr[-3000:]
     assert result.stdout.lstrip().startswith("{"), result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(result.stdout)
-    assert report["parse_errors"] == [], report["parse_errors"]
-    return {error["filename"] for error in report["errors"]}
+    assert report.get("parse_errors", []) == [], report["parse_errors"]
+    return {error["filename"] for error in report.get("errors", [])}
 
 
 def schema_problem_lines(folder: Path, media: Path) -> dict[str, list[int]]:
@@ -229,3 +229,39 @@ def test_no_schema_names_a_host_its_references_would_be_fetched_from() -> None:
         assert "$id" not in schema, path.name
         refs = json.dumps(schema).split('"$ref": ')[1:]
         assert all(not r.startswith('"http') for r in refs), path.name
+
+
+def test_reconcile_schema_path_is_the_shipped_whole_file_schema() -> None:
+    result = reconcile("schema", "--path")
+    assert result.returncode == 0, result.stderr
+    path = Path(result.stdout.strip())
+    assert path.name == "manifest.schema.json" and path.is_file()
+    assert json.loads(path.read_text()) == json.loads(MANIFEST_SCHEMA.read_text())
+
+
+def test_reconcile_schema_prints_one_self_contained_schema(tmp_path: Path) -> None:
+    """Saved alone in a folder with no other schema, it still checks every kind."""
+    result = reconcile("schema")
+    assert result.returncode == 0, result.stderr
+    assert '"$ref"' not in result.stdout
+    saved = tmp_path / "editor" / "mediasync.schema.json"
+    saved.parent.mkdir()
+    saved.write_text(result.stdout)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    parsed = parse(MIXED.encode(), "mixed.yaml")
+    files = []
+    for document in parsed.documents:
+        files.append(docs / f"doc{document.index}.json")
+        files[-1].write_text(json.dumps(document.data))
+    assert check_jsonschema(saved, files) == {str(files[-1])}
+    fixed = json.loads(files[-1].read_text())
+    fixed["spec"]["priority"] = fixed["spec"].pop("priorty")
+    files[-1].write_text(json.dumps(fixed))
+    assert check_jsonschema(saved, files) == set()
+
+
+def test_reconcile_schema_refuses_an_unknown_option() -> None:
+    result = reconcile("schema", "--kind", "Platform")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "--kind" in result.stderr

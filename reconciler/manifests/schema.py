@@ -29,7 +29,15 @@ from reconciler.errors import ReconcilerError
 from reconciler.manifests.problems import Anchor, Path
 from reconciler.manifests.quoting import describe, quote_key, suggest
 
-__all__ = ["describe", "schema_errors", "suggest", "unknown_field_message"]
+__all__ = [
+    "MANIFEST_SCHEMA",
+    "bundled_schema",
+    "describe",
+    "schema_errors",
+    "schemas_dir",
+    "suggest",
+    "unknown_field_message",
+]
 
 API_VERSION = "mediasync/v1"
 KIND_SCHEMAS = {
@@ -89,9 +97,7 @@ def _messages(node: Any) -> Any:
         return [_messages(item) for item in node]
     if not isinstance(node, dict):
         return node
-    return {
-        _MESSAGE_READ_AS if k == MESSAGE_KEYWORD else k: _messages(v) for k, v in node.items()
-    }
+    return {_MESSAGE_READ_AS if k == MESSAGE_KEYWORD else k: _messages(v) for k, v in node.items()}
 
 
 @cache
@@ -167,6 +173,17 @@ def inline_refs(node: Any, file: str, schemas: dict[str, dict[str, Any]]) -> Any
     for part in filter(None, pointer.split("/")):
         target = target[part]
     return {**inline_refs(target, target_file, schemas), **out}
+
+
+MANIFEST_SCHEMA = "manifest.schema.json"  # any document of a manifest file, by its kind
+
+
+def bundled_schema(name: str = MANIFEST_SCHEMA) -> dict[str, Any]:
+    """A schema with every ``$ref`` inlined: one self-contained document, which an editor or
+    a validator can read from anywhere, with no other file beside it."""
+    schemas = load_schemas()
+    bundled: dict[str, Any] = inline_refs(schemas[name], name, schemas)
+    return bundled
 
 
 @cache
