@@ -26,9 +26,10 @@ from typing import Any
 import pytest
 import regress
 from cli_process import reconcile
+from jsonschema import Draft202012Validator
 
 from reconciler.manifests.load import check_encoding, parse
-from reconciler.manifests.schema import KIND_SCHEMAS
+from reconciler.manifests.schema import KIND_SCHEMAS, inline_refs, load_schemas, schema_errors
 
 from helpers import EXAMPLES, MEDIA, REPO, SHIPPED_MANIFESTS
 
@@ -265,3 +266,45 @@ def test_reconcile_schema_refuses_an_unknown_option() -> None:
     result = reconcile("schema", "--kind", "Platform")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "--kind" in result.stderr
+
+
+def _properties(node: Any, where: str) -> list[tuple[str, Any]]:
+    """Every (path, schema) under a ``properties`` keyword, outside the conditional rules."""
+    if isinstance(node, list):
+        return [p for i, item in enumerate(node) for p in _properties(item, f"{where}[{i}]")]
+    if not isinstance(node, dict):
+        return []
+    found = []
+    for key, value in node.items():
+        if key in ("if", "then", "not", "oneOf"):
+            continue
+        if key == "properties":
+            for name, sub in value.items():
+                found.append((f"{where}.{name}", sub))
+                found += _properties(sub, f"{where}.{name}")
+        else:
+            found += _properties(value, f"{where}/{key}")
+    return found
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_SCHEMAS))
+def test_every_property_says_what_it_means_and_defaults_are_valid(kind: str) -> None:
+    schemas = load_schemas()
+    name = KIND_SCHEMAS[kind]
+    inlined = inline_refs(schemas[name], name, schemas)
+    props = _properties(inlined, kind)
+    assert len(props) >= 8
+    assert [p for p, sub in props if not sub.get("description")] == []
+    for path, sub in props:
+        if "default" in sub:
+            errors = list(Draft202012Validator(sub).iter_errors(sub["default"]))
+            assert errors == [], f"{path}: default {sub['default']!r} is not valid"
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_SCHEMAS))
+def test_each_kind_has_examples_that_reconcile_accepts(kind: str) -> None:
+    schemas = load_schemas()
+    examples = schemas[KIND_SCHEMAS[kind]]["examples"]
+    assert examples and all(e["kind"] == kind for e in examples)
+    for example in examples:
+        assert schema_errors(kind, example) == []
