@@ -156,7 +156,7 @@ def _end_anchors(pattern: str) -> str:
 def inline_refs(node: Any, file: str, schemas: dict[str, dict[str, Any]]) -> Any:
     """Replace every ``$ref`` (``other.schema.json#/$defs/x`` or ``#/$defs/x``) by its target.
 
-    Keywords beside a ``$ref`` (a description, an ``x-message``) are kept and win. Our schemas
+    Keywords beside a ``$ref`` (a description, an ``errorMessage``) are kept and win. Our schemas
     are not recursive, so this terminates.
     """
     if isinstance(node, list):
