@@ -22,6 +22,7 @@ from reconciler.apply.run import NullObserver, Observer
 from reconciler.atomic import write_atomically
 from reconciler.cli import inspect as cli_inspect
 from reconciler.cli import reports as cli_reports
+from reconciler.cli import schema as cli_schema
 from reconciler.cli import watch as cli_watch
 from reconciler.cli.options import (
     F,
@@ -276,6 +277,7 @@ def apply_command(plan_file: Path, **options: Any) -> int:
 
 for _command in (*cli_inspect.COMMANDS, *cli_watch.COMMANDS, *cli_reports.COMMANDS):
     cli.add_command(_command)
+cli.add_command(cli_schema.schema_command)
 
 
 def main() -> None:

@@ -3,8 +3,9 @@
 The schemas live in the top-level ``schemas/`` folder (the single source) and ship inside the
 wheel as ``reconciler/schemas``. :func:`schema_errors` runs the Draft 2020-12 validator of a
 document's kind and turns each :class:`jsonschema.ValidationError` into a field path, an anchor
-(point at the key or the value) and a sentence; a schema node may carry an ``x-message``
-annotation that replaces the generic sentence for its failures. Called by
+(point at the key or the value) and a sentence; a schema node may carry an ``errorMessage``
+(the keyword of ajv-errors and of editors' JSON language service) that replaces the generic
+sentence for its failures; it is read here as ``x-message`` (see :func:`load_schemas`). Called by
 :mod:`reconciler.manifests.declared` for every document of a known kind.
 """
 
@@ -28,7 +29,15 @@ from reconciler.errors import ReconcilerError
 from reconciler.manifests.problems import Anchor, Path
 from reconciler.manifests.quoting import describe, quote_key, suggest
 
-__all__ = ["describe", "schema_errors", "suggest", "unknown_field_message"]
+__all__ = [
+    "MANIFEST_SCHEMA",
+    "bundled_schema",
+    "describe",
+    "schema_errors",
+    "schemas_dir",
+    "suggest",
+    "unknown_field_message",
+]
 
 API_VERSION = "mediasync/v1"
 KIND_SCHEMAS = {
@@ -71,11 +80,24 @@ def schemas_dir() -> FsPath:
     )
 
 
+MESSAGE_KEYWORD = "errorMessage"  # in the schema files
+_MESSAGE_READ_AS = "x-message"  # what the message code below reads
+
+
 @cache
 def load_schemas() -> dict[str, dict[str, Any]]:
-    """Every schema file, by file name."""
+    """Every schema file, by file name, read from the schemas folder alone (no network)."""
     folder = schemas_dir()
     return {p.name: json.loads(p.read_text("utf-8")) for p in sorted(folder.glob("*.json"))}
+
+
+def _messages(node: Any) -> Any:
+    """The schema with every ``errorMessage`` renamed to what the message code reads."""
+    if isinstance(node, list):
+        return [_messages(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {_MESSAGE_READ_AS if k == MESSAGE_KEYWORD else k: _messages(v) for k, v in node.items()}
 
 
 @cache
@@ -90,7 +112,8 @@ def validator_for(kind: str) -> Draft202012Validator:
 
     schemas = load_schemas()
     name = KIND_SCHEMAS[kind]
-    return Draft202012Validator(ecma_patterns(inline_refs(schemas[name], name, schemas)))
+    inlined = inline_refs(schemas[name], name, schemas)
+    return Draft202012Validator(_messages(ecma_patterns(inlined)))
 
 
 def ecma_patterns(node: Any) -> Any:
@@ -133,7 +156,7 @@ def _end_anchors(pattern: str) -> str:
 def inline_refs(node: Any, file: str, schemas: dict[str, dict[str, Any]]) -> Any:
     """Replace every ``$ref`` (``other.schema.json#/$defs/x`` or ``#/$defs/x``) by its target.
 
-    Keywords beside a ``$ref`` (a description, an ``x-message``) are kept and win. Our schemas
+    Keywords beside a ``$ref`` (a description, an ``errorMessage``) are kept and win. Our schemas
     are not recursive, so this terminates.
     """
     if isinstance(node, list):
@@ -150,6 +173,17 @@ def inline_refs(node: Any, file: str, schemas: dict[str, dict[str, Any]]) -> Any
     for part in filter(None, pointer.split("/")):
         target = target[part]
     return {**inline_refs(target, target_file, schemas), **out}
+
+
+MANIFEST_SCHEMA = "manifest.schema.json"  # any document of a manifest file, by its kind
+
+
+def bundled_schema(name: str = MANIFEST_SCHEMA) -> dict[str, Any]:
+    """A schema with every ``$ref`` inlined: one self-contained document, which an editor or
+    a validator can read from anywhere, with no other file beside it."""
+    schemas = load_schemas()
+    bundled: dict[str, Any] = inline_refs(schemas[name], name, schemas)
+    return bundled
 
 
 @cache
