@@ -27,7 +27,7 @@ def read_stream(data: bytes, display: str, limits: Limits, track: bool) -> Parse
     result = Parsed(positions=[] if track else None)
     loader = Loader(data)
     try:
-        builder = DocumentBuilder(loader, display, limits, track, result.findings)
+        builder = DocumentBuilder(display, limits, track, result.findings)
         _documents(loader.get_event, builder, result)
     except yaml.MarkedYAMLError as exc:
         result.findings.append(syntax_finding(exc, data, display))
