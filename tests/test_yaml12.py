@@ -246,6 +246,17 @@ spec:
   asset_type: image
   file: images/banner.jpg
 """
+RULE = """\
+apiVersion: mediasync/v1
+kind: SyncRule
+metadata:
+  code: R
+spec:
+  platform: CDN
+  source_category: all
+  asset_types: all
+  sync_mode: full
+"""
 
 
 def folder_with(tmp_path: Path, text: str) -> Path:
@@ -324,6 +335,15 @@ def test_numbers_and_words_editors_accept_are_accepted(tmp_path: Path) -> None:
     asset = result.manifest_set.assets["IMG-BANNER"]
     assert asset.category == "on"
     assert dict(asset.metadata) == {"rating": 17, "public": "yes", "shot": "2024-01-25"}
+
+
+def test_whole_numbers_written_with_an_exponent_are_integers_in_the_model(tmp_path: Path) -> None:
+    text = PLATFORM + "  rate_limit_per_hour: 1e2\n---\n" + RULE + "  priority: 1E1\n"
+    result = validate_tree(folder_with(tmp_path, text), MEDIA)
+    assert result.ok, result.problems
+    assert result.manifest_set is not None
+    exactly(result.manifest_set.platforms["CDN"].rate_limit_per_hour, 100)
+    exactly(result.manifest_set.rules["R"].priority, 10)
 
 
 def test_an_exponent_too_large_is_refused_as_infinity() -> None:
