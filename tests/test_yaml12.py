@@ -7,12 +7,16 @@ value's file:line, and ``reconcile validate`` exits 1.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cli_process import reconcile
 
+from reconciler.cache import Cache
+from reconciler.manifests import load as load_module
 from reconciler.manifests.load import parse
 from reconciler.manifests.validate import validate_tree
 
@@ -349,6 +353,36 @@ def test_whole_numbers_written_with_an_exponent_are_integers_in_the_model(tmp_pa
 def test_an_exponent_too_large_is_refused_as_infinity() -> None:
     finding = finding_of("1e999")
     assert finding.error == "yaml-tag" and "no NaN or infinity" in finding.message
+
+
+def test_a_cache_entry_parsed_by_yaml_1_1_is_not_trusted(tmp_path: Path) -> None:
+    """A manifest cache written before YAML 1.2 holds 1:30 as 90 under the file's sha256; an
+    upgraded reconcile must parse the file again and flag it, not use the stale entry."""
+    text = PLATFORM + "  rate_limit_per_hour: 1:30\n"
+    folder = folder_with(tmp_path, text)
+    cache = Cache(tmp_path / "cache")
+    old = yaml.safe_load(text)
+    assert old["spec"]["rate_limit_per_hour"] == 90  # what YAML 1.1 made of it
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    cache.save_manifest(folder, digest, [(0, 1, old)])  # the entry as an older version wrote it
+    (problem,) = validate_tree(folder, MEDIA, cache=cache).problems
+    assert problem.field == "spec.rate_limit_per_hour" and "'1:30'" in problem.message
+
+
+def test_the_manifest_cache_still_spares_a_second_parse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = folder_with(tmp_path, PLATFORM + "  rate_limit_per_hour: 0x1F\n")
+    cache = Cache(tmp_path / "cache")
+    assert validate_tree(folder, MEDIA, cache=cache).ok
+    parsed: list[str] = []
+    original = load_module.parse
+    monkeypatch.setattr(
+        load_module, "parse", lambda data, *a, **k: parsed.append("x") or original(data, *a, **k)
+    )
+    again = validate_tree(folder, MEDIA, cache=cache)
+    assert parsed == [] and again.manifest_set is not None
+    exactly(again.manifest_set.platforms["CDN"].rate_limit_per_hour, 31)
 
 
 def test_reconcile_validate_exits_1_with_file_and_line_for_base_60(tmp_path: Path) -> None:

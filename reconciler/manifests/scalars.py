@@ -30,6 +30,9 @@ from typing import Any
 from reconciler.manifests.quoting import SHORT
 
 TAG = "tag:yaml.org,2002:"
+# what the documents in the manifest cache were resolved by: an entry without it was written by
+# a reconcile that read plain scalars by YAML 1.1, and is not used
+RESOLUTION = "yaml-1.2-core"
 
 # the words that are not strings; everything else that does not start like a number is one
 _WORDS: dict[str, Any] = {
