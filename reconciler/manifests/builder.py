@@ -5,6 +5,8 @@ kind of parser event has its own small handler (see ``DocumentBuilder._handlers`
 that completes a node hands it to :meth:`DocumentBuilder._attach`, which puts it into its
 parent: the document root, a list, or a mapping (as a key, or as the value of the last key).
 
+Scalars are resolved here, by the YAML 1.2 core schema that editors follow (see
+:mod:`.scalars`: ``yes`` and ``1:30`` are text, ``1e3`` a float), not by PyYAML's YAML 1.1.
 What PyYAML's safe loader quietly accepts is refused here: duplicate keys in a mapping, tags
 other than the plain JSON types, recursive aliases; hostile input stops early at the
 :class:`~reconciler.manifests.documents.Limits` (nesting depth, alias expansion, nodes per

@@ -19,6 +19,7 @@ from reconciler.manifests.builder import DocumentAbort, DocumentBuilder
 from reconciler.manifests.documents import Document, Limits, Parsed, Positions, line_col
 from reconciler.manifests.problems import Finding
 
+# only its parser is used: the builder resolves and constructs the scalars itself
 Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
