@@ -34,6 +34,7 @@ _PLATFORM_AS_GIVEN = (
     *("api_endpoint", "auth_type", "max_file_size_mb", "rate_limit_per_hour"),
     "sync_enabled",
 )
+_WHOLE = frozenset({"rate_limit_per_hour", "priority"})  # int fields of Platform and SyncRule
 _RULE_AS_GIVEN = (
     *("config_name", "transform_rules", "auto_sync", "priority", "is_active", "prune"),
     "on_conflict",
@@ -182,8 +183,14 @@ def _secret(value: dict | None, base: FsPath) -> SecretRef | None:
 
 
 def _given(spec: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
-    """The fields among ``names`` that the spec sets, as it sets them."""
-    return {name: spec[name] for name in names if name in spec}
+    """The fields among ``names`` that the spec sets, as it sets them; the model's whole
+    numbers as ``int`` even when written ``1e3`` (a float in YAML 1.2; the schema took it as
+    an integer because it has no fraction)."""
+    return {
+        name: int(spec[name]) if name in _WHOLE and isinstance(spec[name], float) else spec[name]
+        for name in names
+        if name in spec
+    }
 
 
 def _code(item: Declared) -> str:

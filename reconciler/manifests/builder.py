@@ -5,6 +5,8 @@ kind of parser event has its own small handler (see ``DocumentBuilder._handlers`
 that completes a node hands it to :meth:`DocumentBuilder._attach`, which puts it into its
 parent: the document root, a list, or a mapping (as a key, or as the value of the last key).
 
+Scalars are resolved here, by the YAML 1.2 core schema that editors follow (see
+:mod:`.scalars`: ``yes`` and ``1:30`` are text, ``1e3`` a float), not by PyYAML's YAML 1.1.
 What PyYAML's safe loader quietly accepts is refused here: duplicate keys in a mapping, tags
 other than the plain JSON types, recursive aliases; hostile input stops early at the
 :class:`~reconciler.manifests.documents.Limits` (nesting depth, alias expansion, nodes per
@@ -19,14 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-import yaml
 from yaml import events as ev
 
+from reconciler.manifests import scalars
 from reconciler.manifests.documents import Limits, Positions
 from reconciler.manifests.problems import Anchor, Finding, Path
 from reconciler.manifests.quoting import quote, quote_key
 
-TAG = "tag:yaml.org,2002:"
+TAG = scalars.TAG
 _STR = TAG + "str"
 _MERGE = TAG + "merge"
 _TIMESTAMP = TAG + "timestamp"
@@ -77,15 +79,11 @@ class DocumentBuilder:
     ``findings`` is where recorded (not aborting) problems go, in the order they are met.
     """
 
-    def __init__(
-        self, loader: Any, display: str, limits: Limits, track: bool, findings: list[Finding]
-    ) -> None:
-        self.loader = loader
+    def __init__(self, display: str, limits: Limits, track: bool, findings: list[Finding]) -> None:
         self.display = display
         self.limits = limits
         self.track = track
         self.findings = findings
-        self._resolve = loader.resolve
         self._max_nodes = limits.max_nodes
         self._handlers: dict[type, Callable[[Any], Any]] = {
             ev.ScalarEvent: self._on_scalar,
@@ -127,12 +125,16 @@ class DocumentBuilder:
         tag = event.tag
         text = event.value
         if tag is None or tag == "!":
-            implicit = event.implicit
-            tag = self._resolve(yaml.ScalarNode, text, implicit) if implicit[0] else _STR
-        value = text if tag == _STR else self._construct(tag, text, event)
+            if event.implicit[0]:  # plain and untagged: the YAML 1.2 core schema decides
+                value = self._plain(text, event)
+                key_text: Any = _MERGE_KEY if text == "<<" else text
+            else:  # quoted, or the non-specific tag "!"
+                value = key_text = text
+        else:
+            value = text if tag == _STR else self._construct(tag, text, event)
+            key_text = _MERGE_KEY if tag == _MERGE and not event.style else text
         if event.anchor is not None:
             self.anchors[event.anchor] = (value, 1)
-        key_text = _MERGE_KEY if tag == _MERGE and not event.style else text  # style: plain
         self._attach(value, 1, key_text, event.start_mark)
 
     def _on_start(self, event: Any) -> None:
@@ -312,8 +314,23 @@ class DocumentBuilder:
             return (*parent.path, key) if isinstance(key, str) else parent.path
         return (*parent.path, len(parent.container))
 
+    def _plain(self, text: str, event: Any) -> Any:
+        """The value of an untagged plain scalar (see :func:`scalars.plain`)."""
+        try:
+            value = scalars.plain(text)
+        except ValueError:  # a decimal too long for Python to convert
+            self._abort(
+                self.stack[-1],
+                f"{quote(text)} is not a number a manifest can hold (too many digits)",
+                event.start_mark,
+                "yaml-tag",
+            )
+        if value.__class__ is float and not math.isfinite(value):
+            self._not_finite(text, event)
+        return value
+
     def _construct(self, tag: str, text: str, event: Any) -> Any:
-        """The value of a scalar whose tag is not a plain string."""
+        """The value of a scalar with an explicit tag other than ``!!str``."""
         if tag in (_MERGE, _TIMESTAMP):
             return text
         parent = self.stack[-1]
@@ -325,13 +342,9 @@ class DocumentBuilder:
                 event.start_mark,
                 "yaml-tag",
             )
-        loader = self.loader
-        node = yaml.ScalarNode(tag, text, event.start_mark, event.end_mark, event.style)
         try:
-            # the constructor function itself, not construct_object(), which would keep
-            # every node it ever built in a cache until the file ends
-            value = loader.yaml_constructors[tag](loader, node)
-        except (ValueError, LookupError, yaml.YAMLError):  # PyYAML: IndexError, KeyError too
+            value = scalars.tagged(tag, text)
+        except ValueError:
             self._abort(
                 parent,
                 f"{quote(text)} is not a valid {tag.rsplit(':', 1)[-1]}",
@@ -339,13 +352,16 @@ class DocumentBuilder:
                 "yaml-tag",
             )
         if isinstance(value, float) and not math.isfinite(value):
-            self._abort(
-                parent,
-                f"{quote(text)} is not a number a manifest can hold (no NaN or infinity)",
-                event.start_mark,
-                "yaml-tag",
-            )
+            self._not_finite(text, event)
         return value
+
+    def _not_finite(self, text: str, event: Any) -> NoReturn:
+        self._abort(
+            self.stack[-1],
+            f"{quote(text)} is not a number a manifest can hold (no NaN or infinity)",
+            event.start_mark,
+            "yaml-tag",
+        )
 
     def _finding(
         self, path: Path, message: str, error: str, mark: Any, anchor: Anchor = "value"

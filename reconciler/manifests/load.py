@@ -10,7 +10,8 @@ Positions are recorded only when asked: the first pass over a file records nothi
 file with a problem is parsed again with positions on (see :func:`parse`), so that a large,
 valid library of manifests costs no memory for line numbers.
 
-Timestamps stay strings (a manifest is JSON-shaped data), and mapping keys are always strings.
+Plain scalars mean what the YAML 1.2 core schema says (:mod:`.scalars`), as in editors:
+``yes``, ``on``, ``1:30`` and dates are strings. Mapping keys are always the text written.
 """
 
 from __future__ import annotations

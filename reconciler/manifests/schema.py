@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # jsonschema is imported only to explain an invalid document
 from reconciler.errors import ReconcilerError
 from reconciler.manifests.problems import Anchor, Path
 from reconciler.manifests.quoting import describe, quote_key, suggest
+from reconciler.manifests.scalars import yaml11_hint
 
 __all__ = [
     "MANIFEST_SCHEMA",
@@ -309,7 +310,8 @@ def _unknown_fields(error: ValidationError, path: Path) -> Iterator[tuple[Path, 
 def _types(value: Any, instance: Any) -> str:
     types = value if isinstance(value, list) else [value]
     wanted = " or ".join(_TYPE_NAMES.get(t, str(t)) for t in types)
-    return f"must be {wanted}, not {describe(instance)}"
+    hint = yaml11_hint(types, instance) if isinstance(instance, str) else ""
+    return f"must be {wanted}, not {describe(instance)}{hint}"
 
 
 def _enum(value: Any, instance: Any) -> str:

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from reconciler.cache import Cache
 from reconciler.errors import UsageError
 from reconciler.gcpause import gc_paused
-from reconciler.manifests import build
+from reconciler.manifests import build, scalars
 from reconciler.manifests.cron import cron_error
 from reconciler.manifests.crossrefs import CrossChecks
 from reconciler.manifests.declared import Declarations, Reports
@@ -133,10 +133,13 @@ class _DocumentsIn:
     manifests_dir: FsPath
 
     def get(self, digest: str) -> Any:
-        return self.cache.manifest(self.manifests_dir, digest)
+        entry = self.cache.manifest(self.manifests_dir, digest)
+        if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == scalars.RESOLUTION:
+            return entry[1]
+        return None  # an entry of an older reconcile, whose YAML 1.1 read 1:30 as 90: a miss
 
     def put(self, digest: str, documents: Any) -> None:
-        self.cache.save_manifest(self.manifests_dir, digest, documents)
+        self.cache.save_manifest(self.manifests_dir, digest, (scalars.RESOLUTION, documents))
 
 
 @dataclass

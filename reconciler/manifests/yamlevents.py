@@ -19,6 +19,7 @@ from reconciler.manifests.builder import DocumentAbort, DocumentBuilder
 from reconciler.manifests.documents import Document, Limits, Parsed, Positions, line_col
 from reconciler.manifests.problems import Finding
 
+# only its parser is used: the builder resolves and constructs the scalars itself
 Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -27,7 +28,7 @@ def read_stream(data: bytes, display: str, limits: Limits, track: bool) -> Parse
     result = Parsed(positions=[] if track else None)
     loader = Loader(data)
     try:
-        builder = DocumentBuilder(loader, display, limits, track, result.findings)
+        builder = DocumentBuilder(display, limits, track, result.findings)
         _documents(loader.get_event, builder, result)
     except yaml.MarkedYAMLError as exc:
         result.findings.append(syntax_finding(exc, data, display))
