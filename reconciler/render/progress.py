@@ -5,7 +5,8 @@ Three observers of :class:`reconciler.apply.run.Run`, picked by the CLI:
 * :class:`LiveProgress` on a terminal: an overall bar (jobs, bytes, rate, ETA) and one bar per
   transfer in flight, drawn by rich;
 * :class:`PlainLines` in a pipe or a log: one line per finished job, nothing redrawn;
-* :class:`JsonLines` for ``--output jsonl``: every event as one JSON object per line.
+* :class:`JsonLines` for ``--output jsonl``: every event as one JSON object per line, with
+  its ISO-8601 UTC ``time``.
 
 Observers are called from worker threads; each guards its own state. They write through the
 ``echo`` function the CLI gives them (or a rich console), never print by themselves.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -36,6 +38,14 @@ from reconciler.units import human_size
 
 Echo = Callable[[str], None]
 UPLOADS = (JobType.INITIAL, JobType.UPDATE)  # the jobs that send bytes, and so show a size
+
+
+def iso_utc(when: datetime | None = None) -> str:
+    """``2024-01-25T08:00:00.123Z``: ``when`` (naive means UTC, as the state stores it), or
+    now."""
+    moment = when.replace(tzinfo=UTC) if when and when.tzinfo is None else when
+    moment = (moment or datetime.now(UTC)).astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def describe(job: Job) -> str:
@@ -78,6 +88,7 @@ class JsonLines(NullObserver):
 
     def event(self, event: EventRow, job: Job | None) -> None:
         line: dict[str, Any] = {
+            "time": iso_utc(event.event_time),
             "event_type": event.event_type,
             "event_status": event.event_status,
             "message": event.message,
