@@ -432,15 +432,20 @@ def test_on_a_terminal_colour_is_on_unless_turned_off(
     assert bool(SGR.search(out)) is coloured
 
 
-def test_live_progress_has_no_colour_with_no_color(tmp_path: Path, world: World) -> None:
-    world.manifests()
-    out = on_a_terminal(*world.cli_args(), cwd=tmp_path, env={"NO_COLOR": "1"})
-    assert "Apply R" in out
-    assert not SGR.search(out), repr(out[:400])
-    world.asset("VID-B", b"b" * 10).manifests()
-    coloured = on_a_terminal(*world.cli_args(), cwd=tmp_path, env={})
-    assert "Apply R" in coloured
-    assert SGR.search(coloured)
+def test_the_live_progress_of_an_apply_follows_color_and_no_color(
+    tmp_path: Path, world: World
+) -> None:
+    runs = [
+        (["--color", "never"], {}, False),
+        ([], {"NO_COLOR": "1"}, False),
+        (["--color", "always"], {"NO_COLOR": "1"}, True),
+        ([], {}, True),
+    ]
+    for n, (options, env, coloured) in enumerate(runs):
+        world.asset(f"VID-{n}", bytes([n]) * 100).manifests()  # one change per run
+        out = on_a_terminal(*options, *world.cli_args(), cwd=tmp_path, env=env)
+        assert "Apply R" in out and " completed, 0 failed" in out, out
+        assert bool(SGR.search(out)) is coloured, (options, env, repr(out[:400]))
 
 
 # -- (g) completion ----------------------------------------------------------------------------
