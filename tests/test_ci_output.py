@@ -263,9 +263,10 @@ def test_jsonl_events_carry_an_iso_utc_time(run, world: World) -> None:
     result = run(*world.cli_args(), "-o", "jsonl")
     after = datetime.now(UTC) + timedelta(seconds=1)
     assert result.exit_code == 0, result.output
-    events = [json.loads(line) for line in result.stdout.splitlines()[:-1]]
+    *events, closing = [json.loads(line) for line in result.stdout.splitlines()]
     assert {e["event_type"] for e in events} >= {"upload_complete", "verification"}
-    times = [iso_utc(e["time"]) for e in events]
+    assert closing["summary"]["completed"] == 1
+    times = [iso_utc(e["time"]) for e in [*events, closing]]
     assert all(before <= t <= after for t in times)
     assert times == sorted(times)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -33,19 +32,12 @@ from rich.progress import (
 
 from reconciler.apply.run import Job, NullObserver
 from reconciler.model import JobStatus, JobType
+from reconciler.render.json import iso_utc
 from reconciler.store.records import EventRow
 from reconciler.units import human_size
 
 Echo = Callable[[str], None]
 UPLOADS = (JobType.INITIAL, JobType.UPDATE)  # the jobs that send bytes, and so show a size
-
-
-def iso_utc(when: datetime | None = None) -> str:
-    """``2024-01-25T08:00:00.123Z``: ``when`` (naive means UTC, as the state stores it), or
-    now."""
-    moment = when.replace(tzinfo=UTC) if when and when.tzinfo is None else when
-    moment = (moment or datetime.now(UTC)).astimezone(UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def describe(job: Job) -> str:
