@@ -106,3 +106,11 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ.pop("RECONCILE_CACHE_DIR", None)
     else:
         os.environ["RECONCILE_CACHE_DIR"] = before
+
+
+@pytest.fixture(autouse=True)
+def _no_colour_or_ci_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outputs do not depend on the colour or CI settings of the machine running the tests:
+    the tests that need NO_COLOR, FORCE_COLOR or GITHUB_STEP_SUMMARY set them themselves."""
+    for name in ("NO_COLOR", "FORCE_COLOR", "GITHUB_STEP_SUMMARY"):
+        monkeypatch.delenv(name, raising=False)

@@ -30,14 +30,16 @@ from reconciler.render.formats import EXPLAIN_RENDERERS, VALIDATION_RENDERERS, V
 @click.command("validate")
 @manifests_option
 @media_root_option
-@output_option(["text", "json"])
+@output_option(["text", "json", "markdown", "github"])
 def validate_command(manifests: Path, media_root: Path | None, output: str) -> int:
     """Check every manifest and report every problem, each as FILE:LINE:COL.
 
     Checks YAML syntax and safety (duplicate keys, size, nesting and alias limits, UTF-8),
     each document against its kind's JSON Schema, duplicate codes across files, references
     (a rule's platform), asset files inside the media root, cron expressions and AssetSet
-    globs. Exits 0 when valid, 1 when not. Writes nothing anywhere.
+    globs. Exits 0 when valid, 1 when not. Writes nothing anywhere. `--output github` prints
+    one GitHub Actions `::error file=...,line=...,col=...::` command per problem, so that CI
+    shows each at its line; markdown prints them as a list.
     """
     result = ops.validate(manifests, media_root)
     show(VALIDATION_RENDERERS, output, result)

@@ -20,6 +20,7 @@ import click
 from reconciler import __version__, ops
 from reconciler.apply.run import NullObserver, Observer
 from reconciler.atomic import write_atomically
+from reconciler.cli import ci
 from reconciler.cli import inspect as cli_inspect
 from reconciler.cli import reports as cli_reports
 from reconciler.cli import schema as cli_schema
@@ -78,17 +79,20 @@ def run_plan(
     no_cache: bool = False,
     **_: Any,
 ) -> int:
-    """Plan, show the plan, and save it with --out."""
+    """Plan, show the plan (and append it to the step summary), and save it with --out."""
     if output == "jsonl":
-        raise click.UsageError("--output jsonl streams an apply; a plan is text, json or markdown")
+        raise click.UsageError(
+            "--output jsonl streams an apply; a plan is text, json, markdown or github"
+        )
     where = workspace(manifests, media_root, state, lock_timeout, renditions)
     cache = user_cache(no_cache)
-    manifest_set = load_manifests(where, cache)
+    manifest_set = load_manifests(where, cache, output, summary=True)
     options = ops.Options(
         prune=prune, max_delete=max_delete, force=force, rule=rule, platform=platform
     )
     plan = ops.plan(manifest_set, where, options, cache)
     show(PLAN_RENDERERS, output, plan)
+    ci.append_step_summary(PLAN_RENDERERS["markdown"](plan, False))
     if out is not None:
         write_atomically(out, PLAN_RENDERERS["json"](plan, False) + "\n")
     if detailed_exitcode and plan.changes:
@@ -123,8 +127,8 @@ def run_apply(
     **_: Any,
 ) -> int:
     """Plan (or take a saved plan) and carry it out, under the run lock."""
-    if output == "markdown":
-        raise click.UsageError("--output markdown renders a plan; use it with --dry-run")
+    if output in ("markdown", "github"):
+        raise click.UsageError(f"--output {output} renders a plan; use it with --dry-run")
     where = workspace(manifests, media_root, state, lock_timeout, renditions)
     cache = user_cache(no_cache)
     manifest_set = load_manifests(where, cache)
@@ -149,14 +153,20 @@ def run_apply(
 
 def observer_for(output: str) -> Observer:
     """How the run shows its progress: live bars on a terminal, lines in a pipe, JSON lines."""
-    from reconciler.render.progress import JsonLines, LiveProgress, PlainLines  # rich: only here
+    from rich.console import Console  # rich: only here
+
+    from reconciler.render.progress import JsonLines, LiveProgress, PlainLines
 
     if output == "jsonl":
         return JsonLines(click.echo)
     if output == "json":
         return NullObserver()
     if sys.stdout.isatty():
-        return LiveProgress()
+        color = ci.color_for(True)
+        console = Console(
+            force_terminal=True, no_color=not color, color_system="auto" if color else None
+        )
+        return LiveProgress(console)
     return PlainLines(click.echo)
 
 
@@ -166,6 +176,7 @@ def observer_for(output: str) -> Observer:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, "--version", prog_name="reconcile")
+@ci.color_option
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -174,7 +185,7 @@ def observer_for(output: str) -> Observer:
 @manifests_option
 @media_root_option
 @state_options
-@output_option(["text", "json", "markdown", "jsonl"])
+@output_option(["text", "json", "markdown", "github", "jsonl"])
 @plan_only_options
 @pruning_options
 @narrowing_options
@@ -223,7 +234,7 @@ def cli(ctx: click.Context, dry_run: bool, **options: Any) -> int:
 @manifests_option
 @media_root_option
 @state_options
-@output_option(["text", "json", "markdown"])
+@output_option(["text", "json", "markdown", "github"])
 @plan_only_options
 @pruning_options
 @narrowing_options

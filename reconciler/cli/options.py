@@ -2,8 +2,9 @@
 
 Used by every command module of :mod:`reconciler.cli`: the group class that maps failures to
 exit codes, the option decorators the commands share, the :class:`~reconciler.ops.Workspace`
-of a command, loading the manifests (their problems printed to stderr), and writing a file
-atomically.
+of a command, loading the manifests (their problems printed to stderr, and for ``--output
+markdown`` or ``github`` also to stdout, in that format), and showing a result in colour when
+:func:`reconciler.cli.ci.color_for` says so.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import click
 
 from reconciler import ops
 from reconciler.cache import Cache, default_folder
+from reconciler.cli import ci
 from reconciler.errors import ExitCode, ManifestError, ReconcilerError
 from reconciler.model import ManifestSet
 from reconciler.ops import Workspace
@@ -249,9 +251,10 @@ def show(
     result: R,
     colored: bool = True,
 ) -> None:
-    """Echo ``result`` in the format ``output``; text is coloured on a terminal, unless the
-    result has no colours (``colored=False``)."""
-    color = colored and output == "text" and sys.stdout.isatty()
+    """Echo ``result`` in the format ``output``; text is coloured as ``--color``, NO_COLOR and
+    FORCE_COLOR say (by default on a terminal), unless the result has no colours
+    (``colored=False``)."""
+    color = colored and output == "text" and ci.color_for(sys.stdout.isatty())
     click.echo(renderers[output](result, color), color=color)
 
 
@@ -264,11 +267,16 @@ def show_report(report: Report, output: str) -> None:
 REPORT_FORMATS = ["text", "json", "csv"]
 
 
-def load_manifests(where: Workspace, cache: Cache | None = None) -> ManifestSet:
-    """Validate the manifests; on problems print them to stderr and stop with exit 1."""
+def load_manifests(
+    where: Workspace, cache: Cache | None = None, output: str = "text", summary: bool = False
+) -> ManifestSet:
+    """Validate the manifests; on problems print them to stderr and stop with exit 1. For
+    ``output`` markdown or github the problems also go to stdout in that format (and, with
+    ``summary``, to the step summary)."""
     result = ops.load(where, cache)
     for problem in result.warnings:
         click.echo(problem.format(), err=True)
+    ci.show_problems(result, output, summary)
     if result.manifest_set is None:
         for problem in result.errors:
             click.echo(problem.format(), err=True)

@@ -3,13 +3,15 @@
 Picked by the CLI through :mod:`reconciler.render.formats` for ``--output json`` (and the
 closing line of ``--output jsonl``). Every document carries ``format_version``; a plan's JSON is
 also the plan file that ``reconcile apply PLAN.json`` reads, so its shape is the plan's own
-(:meth:`reconciler.plan.actions.Plan.to_dict`). ``color`` is accepted for a uniform signature and
+(:meth:`reconciler.plan.actions.Plan.to_dict`). Every JSON line is stamped with an ISO-8601 UTC
+``time`` (:func:`iso_utc`). ``color`` is accepted for a uniform signature and
 ignored.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.apply.run import ApplyResult
@@ -19,6 +21,14 @@ from reconciler.plan.actions import Action, Plan
 from reconciler.plan.explain import Explanation
 
 JSON_FORMAT_VERSION = 1
+
+
+def iso_utc(when: datetime | None = None) -> str:
+    """``2024-01-25T08:00:00.123Z``: ``when`` (naive means UTC, as the state stores it), or
+    now."""
+    moment = when.replace(tzinfo=UTC) if when and when.tzinfo is None else when
+    moment = (moment or datetime.now(UTC)).astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _dumps(payload: Any, **options: Any) -> str:
@@ -103,9 +113,10 @@ def apply_json(result: ApplyResult, color: bool = False) -> str:
 
 
 def apply_jsonl(result: ApplyResult, color: bool = False) -> str:
-    """The closing line of a JSON-lines stream: the run's summary."""
+    """The closing line of a JSON-lines stream: the run's summary, stamped as the events are."""
     return json.dumps(
         {
+            "time": iso_utc(),
             "summary": apply_record(result)["summary"],
             "run_id": result.run_id,
             "exit_code": int(result.exit_code),

@@ -1,14 +1,18 @@
-"""Markdown for a pull-request comment: a plan as a summary heading and a table.
+"""Markdown for a pull-request comment: a plan as a summary heading and a table, or the
+manifests' problems as a list.
 
-Picked by the CLI through :mod:`reconciler.render.formats` for ``--output markdown`` (plans
-only: CI runs ``reconcile --dry-run -o markdown`` and posts the result). ``color`` is accepted
-for a uniform signature and ignored.
+Picked by the CLI through :mod:`reconciler.render.formats` for ``--output markdown``: CI runs
+``reconcile --dry-run -o markdown`` and posts the result, so invalid manifests print their
+problems here (``FILE:LINE:COL``: message) rather than nothing; ``reconcile validate -o
+markdown`` prints the same list. ``color`` is accepted for a uniform signature and ignored.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from reconciler.manifests.problems import Problem
+from reconciler.manifests.validate import ValidationResult
 from reconciler.plan.actions import Plan
 from reconciler.render.phrases import (
     LISTED_IN_MARKDOWN,
@@ -16,8 +20,10 @@ from reconciler.render.phrases import (
     listed,
     more,
     plan_summary,
+    problem_detail,
     reason_of,
     rendition_of,
+    validation_summary,
     versions,
 )
 from reconciler.units import human_size
@@ -53,4 +59,35 @@ def plan_markdown(plan: Plan, color: bool = False) -> str:
         )
     if len(shown) > LISTED_IN_MARKDOWN:
         lines += ["", more(shown[LISTED_IN_MARKDOWN:])]
+    return "\n".join(lines)
+
+
+_INLINE_SPECIALS = str.maketrans(
+    {c: "\\" + c for c in "\\`*[]<>"}
+)  # what would turn into markup or HTML
+
+
+def _inline(text: str) -> str:
+    """Running text in a list item: markup characters escaped, on one line."""
+    return " ".join(text.translate(_INLINE_SPECIALS).splitlines())
+
+
+def _code(text: str) -> str:
+    """A code span that holds ``text`` whatever backticks it contains."""
+    fence = "``" if "`" in text else "`"
+    return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
+
+
+def _problem_item(problem: Problem) -> str:
+    where = _code(f"{problem.file}:{problem.line}:{problem.column}")
+    severity = "" if problem.severity == "error" else f"**{problem.severity}**: "
+    return f"- {where}: {severity}{_inline(problem_detail(problem))}"
+
+
+def validation_markdown(result: ValidationResult, color: bool = False) -> str:
+    """A heading that says whether the manifests are valid, and one list item per problem."""
+    lines = [f"### Manifests {_inline(validation_summary(result))}", ""]
+    if not result.problems:
+        lines.append("No problems found.")
+    lines += [_problem_item(p) for p in result.problems]
     return "\n".join(lines)

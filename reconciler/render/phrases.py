@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 from reconciler.apply.run import ApplyResult
+from reconciler.manifests.problems import Problem
 from reconciler.manifests.validate import ValidationResult
 from reconciler.model import ActionKind
 from reconciler.plan.actions import Action, Plan
@@ -54,6 +55,13 @@ def validation_summary(result: ValidationResult) -> str:
         f"invalid: {plural(len(result.errors), 'error')} in {plural(files, 'file')}{warned} "
         f"({found})"
     )
+
+
+def problem_detail(problem: Problem) -> str:
+    """A problem without its location: ``KIND CODE: FIELD.PATH: message``, as the text line
+    has it after ``FILE:LINE:COL: `` (and its severity)."""
+    parts = [problem.subject(), problem.field or "", problem.message]
+    return ": ".join(p for p in parts if p)
 
 
 def versions(action: Action) -> str:

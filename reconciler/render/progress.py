@@ -5,7 +5,8 @@ Three observers of :class:`reconciler.apply.run.Run`, picked by the CLI:
 * :class:`LiveProgress` on a terminal: an overall bar (jobs, bytes, rate, ETA) and one bar per
   transfer in flight, drawn by rich;
 * :class:`PlainLines` in a pipe or a log: one line per finished job, nothing redrawn;
-* :class:`JsonLines` for ``--output jsonl``: every event as one JSON object per line.
+* :class:`JsonLines` for ``--output jsonl``: every event as one JSON object per line, with
+  its ISO-8601 UTC ``time``.
 
 Observers are called from worker threads; each guards its own state. They write through the
 ``echo`` function the CLI gives them (or a rich console), never print by themselves.
@@ -31,6 +32,7 @@ from rich.progress import (
 
 from reconciler.apply.run import Job, NullObserver
 from reconciler.model import JobStatus, JobType
+from reconciler.render.json import iso_utc
 from reconciler.store.records import EventRow
 from reconciler.units import human_size
 
@@ -78,6 +80,7 @@ class JsonLines(NullObserver):
 
     def event(self, event: EventRow, job: Job | None) -> None:
         line: dict[str, Any] = {
+            "time": iso_utc(event.event_time),
             "event_type": event.event_type,
             "event_status": event.event_status,
             "message": event.message,

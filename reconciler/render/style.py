@@ -4,10 +4,14 @@ Used by :mod:`reconciler.render.text`. It makes exactly the sequences ``click.st
 the few styles the renderers use (a foreground colour, then bold, then the text, then a reset),
 so that coloured output stays byte-identical without the renderers importing click (only the
 CLI imports click). Whether to colour at all is the caller's decision, passed down as
-``color``; these functions never look at the terminal themselves.
+``color``; these functions never look at the terminal themselves: :func:`wants_color` makes
+that decision from what the CLI gives it (``--color``, the environment, whether the stream is a
+terminal), the same way for every command.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 # SGR foreground codes, by the names click uses for them
 FOREGROUND: dict[str, int] = {
@@ -47,3 +51,24 @@ def paint(text: str, color: bool, fg: str | None = None, bold: bool | None = Non
     if not color or (not fg and bold is None):
         return text
     return style(text, fg or None, bold)
+
+
+COLOR_CHOICES = ("auto", "always", "never")  # the global --color option
+
+
+def wants_color(choice: str, env: Mapping[str, str], isatty: bool) -> bool:
+    """Whether to colour, from ``--color`` (``choice``), the environment and the terminal.
+
+    ``always`` and ``never`` win over everything. ``auto`` follows the conventions: a
+    non-empty ``NO_COLOR`` (no-color.org) means no colour, then a non-empty ``FORCE_COLOR``
+    (force-color.org) means colour even into a pipe, and otherwise colour on a terminal only.
+    """
+    if choice == "always":
+        return True
+    if choice == "never":
+        return False
+    if env.get("NO_COLOR"):
+        return False
+    if env.get("FORCE_COLOR"):
+        return True
+    return isatty

@@ -3,6 +3,8 @@
 The store returns each report as a :class:`reconciler.store.queries.Report` (a name, columns
 and rows); the CLI's report commands pick one of these renderers through
 :mod:`reconciler.render.formats` by ``--output``. Renderers return strings and never print.
+A terminal table shows the git provenance of jobs and events as one short ``commit`` column
+(``abc1234``, ``abc1234+dirty``); json and csv keep the full ``git_commit`` and ``git_dirty``.
 """
 
 from __future__ import annotations
@@ -18,8 +20,17 @@ from reconciler.render.json import JSON_FORMAT_VERSION
 from reconciler.store.queries import Report
 
 # Columns too long for a terminal table; they stay in json and csv.
-TEXT_HIDDEN = {"details", "created_at"}
+TEXT_HIDDEN = {"details", "created_at", "git_dirty"}
 NO_WRAP_WIDTH = 10_000
+SHORT_COMMIT = 7  # hex digits of a commit in a terminal table, as `git log --oneline`
+TEXT_HEADERS = {"git_commit": "commit"}
+
+
+def short_commit(commit: str | None, dirty: bool | None) -> str:
+    """``abc1234``, ``abc1234+dirty`` when the manifests had uncommitted changes, or empty."""
+    if not commit:
+        return ""
+    return commit[:SHORT_COMMIT] + ("+dirty" if dirty else "")
 
 
 def _cell(value: Any) -> str:
@@ -57,19 +68,27 @@ def report_text(report: Report, color: bool = False) -> str:
     shown = [i for i, c in enumerate(report.columns) if c not in TEXT_HIDDEN]
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold" if color else "")
     for i in shown:
-        table.add_column(report.columns[i], no_wrap=True)
-    for row in report.rows:
-        table.add_row(*(_cell(row[i]) for i in shown))
+        column = report.columns[i]
+        table.add_column(TEXT_HEADERS.get(column, column), no_wrap=True)
+    for row in report.records():
+        table.add_row(*(_text_cell(row, report.columns[i]) for i in shown))
     buffer = io.StringIO()
     console = Console(
         file=buffer,
         width=NO_WRAP_WIDTH,
         force_terminal=color,
+        no_color=not color,
         color_system="standard" if color else None,
         highlight=False,
     )
     console.print(table)
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
+
+
+def _text_cell(row: dict[str, Any], column: str) -> str:
+    if column == "git_commit":
+        return short_commit(row["git_commit"], row.get("git_dirty"))
+    return _cell(row[column])
 
 
 def report_json(report: Report, color: bool = False) -> str:

@@ -7,6 +7,8 @@ CSV. ``status`` and ``distribution`` are the seed's Step 14 and Step 15 queries,
 ``failed`` column added and ties broken by name so that the order is stable. Copies deleted
 from their platform are not in ``platform_assets`` (they moved to ``platform_assets_pruned``),
 so neither report counts them; events and conflicts still name their asset and platform.
+Jobs and events carry the git commit of the manifests they came from (``git_commit``,
+``git_dirty``: NULL outside a git work tree).
 """
 
 from __future__ import annotations
@@ -136,7 +138,9 @@ SELECT e.id AS id,
        sa.asset_code AS asset,
        sp.platform_code AS platform,
        e.message AS message,
-       e.details AS details
+       e.details AS details,
+       e.git_commit AS git_commit,
+       e.git_dirty AS git_dirty
  FROM sync_events_log e
  LEFT JOIN sync_jobs j ON j.id = e.job_id
  LEFT JOIN (SELECT id, source_asset_id, platform_id FROM platform_assets UNION ALL
@@ -180,7 +184,9 @@ SELECT j.job_code AS job_code,
        j.created_at AS created_at,
        j.started_at AS started_at,
        j.completed_at AS completed_at,
-       j.error_message AS error_message
+       j.error_message AS error_message,
+       j.git_commit AS git_commit,
+       j.git_dirty AS git_dirty
  FROM sync_jobs j
  LEFT JOIN sync_configurations c ON c.id = j.config_id
  LEFT JOIN source_assets sa ON sa.id = j.asset_id
