@@ -8,7 +8,6 @@ hold."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -20,37 +19,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from attack_kit import FAST, out, reconcile, sha
 from media import has_video_stream, make_video
 from planning import World, apply_run, rows
 
-from reconciler.apply.run import ApplyOptions
-
-FAST = ApplyOptions(parallel=2, backoff_base=0.001, backoff_max=0.01)
 MARKER = b"OUTSIDE-THE-MEDIA-ROOT-"
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def reconcile(
-    world: World, *args: str, timeout: float = 120, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [sys.executable, "-m", "reconciler", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        cwd=world.root,
-        env={**os.environ, **(env or {})},
-    )
-    assert "Traceback" not in done.stderr + done.stdout, done.stderr
-    return done
-
-
-def out(world: World, platform: str) -> Path:
-    return world.root / "out" / platform.lower()
 
 
 def saved_plan(world: World, name: str = "p.json") -> tuple[Path, dict[str, Any]]:

@@ -8,7 +8,6 @@ Each docstring tells the attack, what the product did before it was fixed, and w
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -22,36 +21,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from attack_kit import FAST, out, reconcile, sha, tmpfs
 from media import make_video
 from planning import World, rows
-
-from reconciler.apply.run import ApplyOptions
-
-FAST = ApplyOptions(parallel=2, backoff_base=0.001, backoff_max=0.01)
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def reconcile(
-    world: World, *args: str, timeout: float = 120, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [sys.executable, "-m", "reconciler", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        cwd=world.root,
-        env={**os.environ, **(env or {})},
-    )
-    assert "Traceback" not in done.stderr + done.stdout, done.stderr
-    return done
-
-
-def out(world: World, platform: str) -> Path:
-    return world.root / "out" / platform.lower()
 
 
 def serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
@@ -293,19 +265,6 @@ def test_a_kill_during_an_api_upload_leaves_no_private_copy_behind(
     done = reconcile(world, *world.cli_args())
     assert done.returncode == 0, done.stdout + done.stderr
     assert scratch_files(world) == [], "a dead run's private copies are left on the disk"
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True, check=False)  # fmt: skip
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def test_an_api_upload_needs_no_free_space_the_size_of_the_master_beside_the_state(
