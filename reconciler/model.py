@@ -65,7 +65,6 @@ class EventStatus(StrEnum):
     """``sync_events_log.event_status``."""
 
     SUCCESS = "success"
-    ERROR = "error"
     DEFERRED = "deferred"
     FAILED = "failed"
     RETRYING = "retrying"
