@@ -136,7 +136,9 @@ class Recorder:
     def _loop(self) -> None:
         while not self._stop.wait(FLUSH_SECONDS):
             try:
-                self.flush()  # a busy file keeps the batch for the next try
+                # a busy file keeps the batch for the next try; waiting for it no longer
+                # than a cycle keeps the file free for the drivers' session writes
+                self.flush(FLUSH_SECONDS)
             except BaseException as exc:  # surfaced by the run, not lost in a thread
                 self.failure = exc
                 return

@@ -130,19 +130,23 @@ class StateStore:
                     self.lock.release()
 
     @contextmanager
-    def writing(self, patience: float | None = None) -> Iterator[Connection]:
+    def writing(
+        self, patience: float | None = None, threads: float | None = None
+    ) -> Iterator[Connection]:
         """One short write transaction. Creates and migrates the file on first use.
 
-        ``patience``: seconds to wait for a busy file (default ``lock_timeout``), or for
-        another thread of this process that is writing; after that (at once with 0)
-        :class:`Busy` is raised, for writes that can wait (see
-        :mod:`reconciler.drivers.state`)."""
-        if patience is None:
+        ``patience``: seconds to wait for a busy file (default ``lock_timeout``); after that
+        (at once with 0) :class:`Busy` is raised, for writes that can wait (see
+        :mod:`reconciler.drivers.state`). ``threads``: seconds to wait for another thread of
+        this process that is writing (default: ``patience``), whose transaction is short
+        unless it is itself waiting for a busy file."""
+        wait = patience if threads is None or patience is None else max(patience, threads)
+        if wait is None:
             acquired = self._guard.acquire()
-        elif patience <= 0:
+        elif wait <= 0:
             acquired = self._guard.acquire(blocking=False)
         else:
-            acquired = self._guard.acquire(timeout=patience)
+            acquired = self._guard.acquire(timeout=wait)
         if not acquired:
             raise Busy(f"the state file {self.path} is being written by another thread")
         try:

@@ -21,6 +21,12 @@ from typing import Any
 from reconciler.model import SyncStatus
 from reconciler.store.db import StateStore, utcnow
 
+THREAD_PATIENCE = 2.0
+"""Seconds a session write waits for another thread of this run that is writing (the
+recorder's flush, tens of milliseconds) before it is kept for later. Without it, chunks that
+land faster than a flush takes are all deferred, and a kill then loses where the upload
+stood: the next run cannot vouch for the bytes the platform holds and starts over."""
+
 COLUMNS = (
     "protocol",
     "state",
@@ -107,7 +113,7 @@ class StoredSessions:
         forgotten; each day's ``spent`` (units, exhausted) added to what is recorded. Waits
         for a busy file up to ``patience`` seconds (None: the lock timeout), then raises
         :class:`~reconciler.errors.StateError`."""
-        with self.store.writing(patience) as con:
+        with self.store.writing(patience, threads=THREAD_PATIENCE) as con:
             now = utcnow()
             for key, columns in sessions.items():
                 if columns is None:

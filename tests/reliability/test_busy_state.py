@@ -78,3 +78,39 @@ def test_a_reader_holding_the_state_file_does_not_fail_an_upload(
     assert rows(world, "SELECT status, error_message FROM sync_jobs") == [("completed", None)]
     assert rows(world, "SELECT state, bytes_confirmed FROM upload_sessions") == [("done", size)]
     assert rows(world, "SELECT sync_status FROM platform_assets") == [("synced",)]
+
+
+def test_a_chunk_saved_while_another_thread_writes_waits_for_it(tmp_path: Path) -> None:
+    """Chunks that land faster than the recorder's flush: the session write waits for that
+    thread's short transaction instead of staying in memory, where a kill would lose where
+    the upload stood (and the next run would start it over)."""
+    import threading
+    import time
+
+    from reconciler.drivers.state import DriverState, Session, SessionState
+    from reconciler.store.sessions import StoredSessions
+
+    world = World(tmp_path)
+    with world.store.writing():
+        pass  # the file exists, migrated
+    state = DriverState(StoredSessions(world.store), "VIMEO")
+    assert state.session("a.mp4") is None  # what is recorded, read before the upload starts
+    holding, release = threading.Event(), threading.Event()
+
+    def recorder() -> None:
+        with world.store.writing():
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=recorder)
+    thread.start()
+    assert holding.wait(10)
+    threading.Timer(0.3, release.set).start()
+    started = time.monotonic()
+    session = Session("a.mp4", "vimeo", SessionState.UPLOADING, "0" * 64, 10, bytes_confirmed=4)
+    state.save(session)
+    thread.join(10)
+    assert time.monotonic() - started >= 0.25  # it waited for the other thread
+    assert rows(world, "SELECT remote_key, bytes_confirmed FROM upload_sessions") == [
+        ("a.mp4", 4)
+    ]
