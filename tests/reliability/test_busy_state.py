@@ -111,6 +111,4 @@ def test_a_chunk_saved_while_another_thread_writes_waits_for_it(tmp_path: Path) 
     state.save(session)
     thread.join(10)
     assert time.monotonic() - started >= 0.25  # it waited for the other thread
-    assert rows(world, "SELECT remote_key, bytes_confirmed FROM upload_sessions") == [
-        ("a.mp4", 4)
-    ]
+    assert rows(world, "SELECT remote_key, bytes_confirmed FROM upload_sessions") == [("a.mp4", 4)]
