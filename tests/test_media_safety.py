@@ -270,3 +270,29 @@ def test_a_nul_byte_in_a_target_is_one_located_line_for_every_command(tmp_path: 
         assert where in result.stdout + result.stderr
         assert "Traceback" not in result.stderr and "null byte" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifests", "media"]
+
+
+@pytest.mark.parametrize("include", ["linked/*", "linked/**", "keys/*", "alias.key"])
+def test_a_credential_file_is_skipped_under_every_name_a_glob_reaches_it_by(
+    tmp_path: Path, include: str
+) -> None:
+    """An AssetSet reaching the platform's key file through a symlinked literal folder of
+    its glob, or through a symlink to the file, skips it as a credential (the real path the
+    walk knows without resolving every file)."""
+    media = tmp_path / "media"
+    (media / "keys").mkdir(parents=True)
+    (media / "keys" / "partner.key").write_text("s3cr3t\n")
+    (media / "keys" / "photo.jpg").write_bytes(b"jpg")
+    (media / "linked").symlink_to("keys")
+    (media / "alias.key").symlink_to("keys/partner.key")
+    platform = PLATFORM.replace(
+        "target: ../target}",
+        f"target: ../target, auth_type: api_key, auth: {{secret_file: {media}/keys/partner.key}}}}",
+    )
+    folder = manifests(tmp_path, platform, RULE, SET % include)
+    result = validate_tree(folder, media)
+    assert result.ok, [p.format() for p in result.errors]
+    assert result.manifest_set is not None
+    files = [a.file for a in result.manifest_set.assets.values()]
+    assert not any(f and f.endswith(".key") for f in files), files
+    assert any("is a credential file" in p.message for p in result.warnings)

@@ -95,6 +95,7 @@ class Generated:
     path: str  # absolute
     code: str
     title: str
+    real: str  # the file's real path (symlinks resolved)
 
 
 @dataclass(slots=True)
@@ -125,7 +126,7 @@ def expand(asset_set: AssetSet, media_root: Path, private: tuple[str, ...] = ())
     result = Expansion()
     seen: dict[str, str] = {}
     title_template = asset_set.title_template
-    for rel, path, problem in match_files(media_root, asset_set.include, asset_set.exclude):
+    for rel, path, problem, real in match_files(media_root, asset_set.include, asset_set.exclude):
         if private and any(path == p or path.startswith(p + os.sep) for p in private):
             continue
         if problem == ESCAPES:
@@ -150,7 +151,8 @@ def expand(asset_set: AssetSet, media_root: Path, private: tuple[str, ...] = ())
             )
             continue
         seen[code] = rel
-        result.files.append(Generated(rel, path, code, fill(title_template, rel, values)[:300]))
+        title = fill(title_template, rel, values)[:300]
+        result.files.append(Generated(rel, path, code, title, real))
     return result
 
 
@@ -159,28 +161,34 @@ ESCAPES = "leads outside the media root"  # a matched symlink that escapes: an e
 
 def match_files(
     media_root: Path, include: tuple[str, ...], exclude: tuple[str, ...]
-) -> Iterator[tuple[str, str, str | None]]:
-    """Yield (relative path, absolute path, problem) for every matching entry, sorted.
+) -> Iterator[tuple[str, str, str | None, str]]:
+    """Yield (relative path, absolute path, problem, real path) for every matching entry,
+    sorted.
 
     The problem is None for a usable file, :data:`ESCAPES` for a symlink that leads outside
     the media root, or why the entry is skipped ("is a symlink loop", ...); a folder that
     cannot be listed is yielded with its reason whatever the globs say, as files in it may
-    have matched.
+    have matched. The real path of an entry that is not a symlink is its folder's real path
+    and its name (the walk never follows a symlinked folder), which costs no system call;
+    only a symlink is resolved.
     """
     inc, exc = wcglob.translate(list(include), flags=GLOB_FLAGS, exclude=list(exclude) or None)
     inc_rx = [re.compile(p) for p in inc]
     exc_rx = [re.compile(p) for p in exc]
     root_real = os.path.realpath(media_root)
-    found: dict[str, tuple[str, str | None]] = {}
+    found: dict[str, tuple[str, str | None, str]] = {}
     one_include = inc_rx[0].match if len(inc_rx) == 1 else None
     for start in _walk_roots(include):
         # a literal folder of the glob may itself be a symlink that leads elsewhere
-        start_escapes = not inside(os.path.realpath(os.path.join(media_root, start)), root_real)
+        start_real = os.path.realpath(os.path.join(media_root, start)) if start else root_real
+        start_escapes = not inside(start_real, root_real)
+        cut = len(start) + 1 if start else 0
         for rel, entry, unlisted in _walk(media_root, start):
             if rel in found:
                 continue
             if unlisted is not None:
-                found[rel] = (os.path.join(media_root, rel), unlisted)
+                path = os.path.join(media_root, rel)
+                found[rel] = (path, unlisted, path)
                 continue
             if one_include is not None:
                 if not one_include(rel):
@@ -192,10 +200,15 @@ def match_files(
             assert entry is not None
             problem = ESCAPES if start_escapes else _problem(entry, root_real)
             if problem != "":  # "" is a symlinked folder: not followed, not reported
-                found[rel] = (entry.path, problem)
+                real = (
+                    os.path.realpath(entry.path)
+                    if entry.is_symlink()
+                    else os.path.join(start_real, rel[cut:])
+                )
+                found[rel] = (entry.path, problem, real)
     for rel in sorted(found):
-        path, problem = found[rel]
-        yield rel, path, problem
+        path, problem, real = found[rel]
+        yield rel, path, problem, real
 
 
 def _problem(entry: os.DirEntry[str], root_real: str) -> str | None:

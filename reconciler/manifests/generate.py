@@ -9,7 +9,6 @@ set's ``spec.include``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path as FsPath
@@ -54,7 +53,7 @@ class Generation:
         report = self.reports.about(aset.origin.file, aset.origin.doc_index, "AssetSet", aset.code)
         expansion = assetsets.expand(aset, self.media_root, self.private)
         for gen in expansion.files:
-            if gen.path in self.secrets or os.path.realpath(gen.path) in self.secrets:
+            if gen.path in self.secrets or gen.real in self.secrets:
                 expansion.warn(
                     f"{printable(gen.rel)} is a credential file (a secret_file the "
                     "manifests reference): skipped, never published"

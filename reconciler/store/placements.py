@@ -229,20 +229,21 @@ def mark_undeclared(
     now: datetime,
 ) -> None:
     """Objects no longer declared are marked (assets 'removed', rules inactive, platforms
-    disabled), never deleted."""
+    disabled), never deleted. The declared codes are an anti-join (a hash of them), not a
+    list searched once per row: that was quadratic, 26 s at 100,000 assets."""
     con.execute(
         "UPDATE source_assets SET status = 'removed', updated_at = ? "
-        "WHERE status <> 'removed' AND NOT list_contains(?::VARCHAR[], asset_code)",
+        "WHERE status <> 'removed' AND asset_code NOT IN (SELECT unnest(?::VARCHAR[]))",
         [now, list(assets)],
     )
     con.execute(
         "UPDATE sync_configurations SET is_active = FALSE "
-        "WHERE is_active AND NOT list_contains(?::VARCHAR[], config_code)",
+        "WHERE is_active AND config_code NOT IN (SELECT unnest(?::VARCHAR[]))",
         [list(rules)],
     )
     con.execute(
         "UPDATE sync_platforms SET sync_enabled = FALSE "
-        "WHERE sync_enabled AND NOT list_contains(?::VARCHAR[], platform_code)",
+        "WHERE sync_enabled AND platform_code NOT IN (SELECT unnest(?::VARCHAR[]))",
         [list(platforms)],
     )
 
