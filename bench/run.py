@@ -18,6 +18,10 @@ Data sets:
   B  100,000 Asset documents written out in YAML (100 files, about 26 MB); same platforms, rules
   C  10,000 files of 20-70 KB (about 450 MB), applied to a `local` driver target
   D  one 1 GiB file, applied to a `local` driver target
+  E-H  a library of 100,000 files of 1-4 KB, one AssetSet, one `local` platform (see
+     bench/library.py): G its first apply beside rclone copy --checksum, E the plan of the
+     synced library beside rclone sync --dry-run, F the plan after 1 % changed, H the cost
+     per file at 1,000, 10,000 and 100,000 files
 """
 
 from __future__ import annotations
@@ -29,13 +33,13 @@ import os
 import platform
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
+
+import library
+from measure import TOOLS, WARM, Measure, check_recorded, reconcile, run, sync, write_random_tree
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -53,101 +57,11 @@ TARGETS = {  # (data set, measure) -> (limit, kind) where kind is seconds, MB or
     ("A", "cold"): (6.0, "s"),
     ("B", "warm"): (2.0, "s"),
     ("B", "cold"): (10.0, "s"),
-    ("A", "rss"): (600.0, "MB"),
-    ("B", "rss"): (600.0, "MB"),
+    ("A", "rss"): (library.RSS_LIMIT, "MB"),
+    ("B", "rss"): (library.RSS_LIMIT, "MB"),
     ("C", "vs rclone"): (1.0, "x"),
     ("D", "vs rclone"): (1.0, "x"),
 }
-
-
-WARM = "reconcile, warm hash cache"
-TOOLS = ("reconcile", WARM, "rclone", "cp")
-
-
-@dataclass
-class Sample:
-    seconds: float
-    rss_mb: float
-
-
-@dataclass
-class Measure:
-    name: str
-    samples: list[Sample] = field(default_factory=list)
-
-    @property
-    def seconds(self) -> float:
-        return statistics.median(s.seconds for s in self.samples)
-
-    @property
-    def rss_mb(self) -> float:
-        return statistics.median(s.rss_mb for s in self.samples)
-
-
-# Linux carries a process's peak RSS across fork and exec, so a command started straight from
-# this (large) process would report at least this process's size. The command is started from
-# a small launcher instead, which times it and reads its peak RSS from wait4.
-LAUNCHER = """
-import os, sys, time
-started = time.perf_counter()
-pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
-_, status, usage = os.wait4(pid, 0)
-seconds = time.perf_counter() - started
-with open(sys.argv[1], "w") as out:
-    out.write(f"{seconds} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
-"""
-
-
-def run(cmd: list[str], env: dict[str, str] | None = None, check: bool = True) -> Sample:
-    """Run a command; its wall time and peak RSS (through the launcher above)."""
-    with tempfile.NamedTemporaryFile("r", suffix=".measure") as result:
-        process = subprocess.run(
-            [sys.executable, "-S", "-c", LAUNCHER, result.name, *cmd],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env={**os.environ, **(env or {})},
-            check=False,
-        )
-        fields = result.read().split()
-    if len(fields) != 3:
-        raise SystemExit(f"could not run {cmd[0]}: {process.stderr.decode()}")
-    seconds, rss_kb, code = float(fields[0]), int(fields[1]), int(fields[2])
-    if check and code not in (0, 2):
-        raise SystemExit(f"{' '.join(cmd)} exited {code}:\n{process.stderr.decode()}")
-    return Sample(seconds, rss_kb / 1024)
-
-
-def sync() -> None:
-    os.sync()
-    time.sleep(0.5)
-
-
-def reconcile(*args: str) -> list[str]:
-    return [sys.executable, "-m", "reconciler", *args]
-
-
-# -- data sets ---------------------------------------------------------------------------------
-
-
-def write_random_tree(
-    root: Path,
-    count: int,
-    low: int,
-    high: int,
-    seed: int,
-    groups: list[tuple[str, str]] | None = None,
-    per_dir: int = 500,
-) -> None:
-    """``count`` files of random bytes, ``per_dir`` per folder, spread over ``groups``."""
-    rng = random.Random(seed)
-    groups = groups or [("files", "bin")]
-    per_group = count // len(groups)
-    for folder, ext in groups:
-        for i in range(per_group):
-            path = root / folder / f"d{i // per_dir:03d}" / f"f{i:06d}.{ext}"
-            if i % per_dir == 0:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(rng.randbytes(rng.randint(low, high)))
 
 
 def platforms_yaml(targets: Path) -> str:
@@ -320,21 +234,6 @@ def transfer_runs(work: Path, name: str, data: dict[str, Path], runs: int) -> di
     return measures
 
 
-def check_recorded(state: Path) -> None:
-    """Every job recorded and completed, every copy verified (the run did not cut corners)."""
-    import duckdb
-
-    con = duckdb.connect(str(state), read_only=True)
-    jobs = con.execute("SELECT status, count(*) FROM sync_jobs GROUP BY 1").fetchall()
-    unverified = con.execute(
-        "SELECT count(*) FROM platform_assets WHERE sync_status <> 'synced' OR "
-        "remote_checksum IS DISTINCT FROM local_checksum"
-    ).fetchone()
-    con.close()
-    if [s for s, _ in jobs] != ["completed"] or unverified != (0,):
-        raise SystemExit(f"the benchmark apply did not complete every job: {jobs}")
-
-
 # -- report ------------------------------------------------------------------------------------
 
 
@@ -405,7 +304,13 @@ def verdicts(results: dict[str, dict[str, Measure]]) -> list[tuple[str, str, str
     return rows
 
 
-def report(results: dict[str, dict[str, Measure]], command: str, runs: int, scale: float) -> str:
+def report(
+    results: dict[str, dict[str, Measure]],
+    facts: dict[str, int],
+    command: str,
+    runs: int,
+    scale: float,
+) -> str:
     lines = [
         "# Benchmark results",
         "",
@@ -415,7 +320,20 @@ def report(results: dict[str, dict[str, Measure]], command: str, runs: int, scal
         "",
     ]
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in machine()] + [""]
-    lines += [
+    lines += _planning(results) + _transfers(results) + library.report(results, facts)
+    lines += ["", "## Targets", "", "| target | limit | measured | |", "|---|---|---|---|"]
+    rows = verdicts(results) + library.verdicts(results, facts)
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    analysis = HERE / "ANALYSIS.md"
+    if analysis.exists():
+        lines += ["", analysis.read_text().strip()]
+    return "\n".join(lines) + "\n"
+
+
+def _planning(results: dict[str, dict[str, Measure]]) -> list[str]:
+    if not results.keys() & {"A", "B"}:
+        return []
+    lines = [
         "## Planning (`reconcile --dry-run`)",
         "",
         "| data set | run | median | peak RSS | samples (s) |",
@@ -429,7 +347,13 @@ def report(results: dict[str, dict[str, Measure]], command: str, runs: int, scal
                 lines.append(
                     f"| {data} | {what} | {m.seconds:.2f} s | {m.rss_mb:.0f} MB | {samples} |"
                 )
-    lines += [
+    return lines
+
+
+def _transfers(results: dict[str, dict[str, Measure]]) -> list[str]:
+    if not results.keys() & {"C", "D"}:
+        return []
+    lines = [
         "",
         "## Transfers (fresh target and empty state each run)",
         "",
@@ -448,24 +372,21 @@ def report(results: dict[str, dict[str, Measure]], command: str, runs: int, scal
                 f"{m[tool].seconds / m['cp'].seconds:.2f} x | {m[tool].rss_mb:.0f} MB | "
                 f"{samples} |"
             )
-    lines += ["", "## Targets", "", "| target | limit | measured | |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in verdicts(results)]
-    analysis = HERE / "ANALYSIS.md"
-    if analysis.exists():
-        lines += ["", analysis.read_text().strip()]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per measure (median)")
-    parser.add_argument("--only", default="A,B,C,D", help="data sets to run, e.g. A,C")
+    parser.add_argument(
+        "--only", default="A,B,C,D,E", help="data sets to run, e.g. A,C (E runs E-H)"
+    )
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the data sizes")
     parser.add_argument("--workdir", type=Path, help="keep data sets here between runs")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
     only = {x.strip().upper() for x in args.only.split(",")}
-    if only & {"C", "D"} and not shutil.which("rclone"):
+    if only & {"C", "D", "E"} and not shutil.which("rclone"):
         raise SystemExit("rclone is not installed: apt-get install rclone (or --only A,B)")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="reconcile-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -482,8 +403,12 @@ def main() -> None:
             results[name] = transfer_runs(
                 work, name, build_transfer(work, name, args.scale), args.runs
             )
+    facts: dict[str, int] = {}
+    if only & {"E", "F", "G", "H"}:
+        library_results, facts = library.measure_library(work, args.scale, args.runs)
+        results.update(library_results)
     command = "python bench/run.py " + " ".join(sys.argv[1:])
-    text = report(results, command.strip(), args.runs, args.scale)
+    text = report(results, facts, command.strip(), args.runs, args.scale)
     args.results.write_text(text)
     print()
     print(text)
