@@ -9,6 +9,9 @@
   whole the next time a master is hashed.
 * **manifests**: parsed manifest documents by the sha256 of the file's bytes, one folder per
   manifests folder, so that unchanged files are not parsed again.
+* **plans**: the last plan made for one set of paths and options, with the signature of
+  everything it was made from (see :mod:`reconciler.plan.reuse`), so that a plan of an
+  unchanged world is answered without planning again.
 
 The cache lives in ``$RECONCILE_CACHE_DIR``, else in the user cache folder of the platform as
 ``platformdirs`` knows it: ``$XDG_CACHE_HOME/reconcile`` or ``~/.cache/reconcile`` on Linux,
@@ -97,6 +100,20 @@ class Cache:
         if self.folder is None:
             return None
         return self.folder / "manifests" / f"{FORMAT}-{_key(manifests_dir)}"
+
+    # -- plans ----------------------------------------------------------------------------
+    def plan(self, key: str) -> Any:
+        """The last plan made for the inputs ``key`` names, as stored, or None (see
+        :mod:`reconciler.plan.reuse`, which checks its shape)."""
+        return None if self.folder is None else self._read(self._plan_file(key))
+
+    def save_plan(self, key: str, entry: Any) -> None:
+        if self.folder is not None:
+            self._write(self._plan_file(key), entry)
+
+    def _plan_file(self, key: str) -> Path:
+        assert self.folder is not None
+        return self.folder / "plans" / f"{FORMAT}-{key[:32]}.marshal"
 
     # -- files ----------------------------------------------------------------------------
     @staticmethod

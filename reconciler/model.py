@@ -242,3 +242,4 @@ class ManifestSet:
     assets: Mapping[str, Asset]  # declared and generated
     asset_sets: Mapping[str, AssetSet]
     rules: Mapping[str, SyncRule]
+    warnings: int = 0  # problems validation reported as warnings

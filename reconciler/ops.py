@@ -16,7 +16,7 @@ good manifests.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -31,10 +31,13 @@ from reconciler.errors import ExitCode, UsageError
 from reconciler.manifests.quoting import suggest
 from reconciler.manifests.validate import ValidationResult, validate_tree
 from reconciler.model import ManifestSet
+from reconciler.plan import reuse
 from reconciler.plan.actions import Plan
 from reconciler.plan.explain import Explanation
 from reconciler.plan.explain import explain as explain_asset
 from reconciler.plan.planner import PlanOptions, check_guards, make_plan
+from reconciler.plan.planner import reused_plan as reused
+from reconciler.plan.reuse import World
 from reconciler.plan.saved import checked, made_for, read_saved_plan
 from reconciler.store import records
 from reconciler.store.db import DEFAULT_STATE, StateStore
@@ -157,9 +160,16 @@ def load(where: Workspace, cache: Cache | None = None) -> ValidationResult:
 def check_narrowing(manifest_set: ManifestSet, rule: str | None, platform: str | None) -> None:
     """--rule and --platform must name what the manifests declare: a typo would narrow a run
     to nothing and exit 0, with nothing synced."""
+    check_narrowing_codes(manifest_set.rules, manifest_set.platforms, rule, platform)
+
+
+def check_narrowing_codes(
+    rules: Collection[str], platforms: Collection[str], rule: str | None, platform: str | None
+) -> None:
+    """:func:`check_narrowing` against the codes of the rules and platforms declared."""
     for option, code, known in (
-        ("--rule", rule, manifest_set.rules),
-        ("--platform", platform, manifest_set.platforms),
+        ("--rule", rule, rules),
+        ("--platform", platform, platforms),
     ):
         if code is not None and code not in known:
             names = ", ".join(sorted(known)) or "none"
@@ -169,16 +179,45 @@ def check_narrowing(manifest_set: ManifestSet, rule: str | None, platform: str |
             )
 
 
+def look(where: Workspace, options: Options | None = None, cache: Cache | None = None) -> World:
+    """What a plan of ``where`` would be made from, as it is now (taken before the manifests
+    are read): the key to the last plan of an unchanged world."""
+    private = where.tool_files() + ([cache.folder] if cache and cache.folder else [])
+    prune = (options or Options()).prune
+    return reuse.look(where.manifests, where.media_root, where.state, private, prune)
+
+
+def reused_plan(
+    world: World, where: Workspace, options: Options | None = None, cache: Cache | None = None
+) -> Plan | None:
+    """The plan of a world that has not changed since the last plan of it (none without a
+    cache): what :func:`plan` would answer, without planning. Strictly read-only."""
+    options = options or Options()
+    found = reused(cache, world, options.planning()) if cache is not None else None
+    if found is None:
+        return None
+    made, recalled = found
+    check_narrowing_codes(recalled.rules, recalled.platforms, options.rule, options.platform)
+    return _narrowed(made, where, options)
+
+
 def plan(
     manifest_set: ManifestSet,
     where: Workspace,
     options: Options | None = None,
     cache: Cache | None = None,
+    world: World | None = None,
 ) -> Plan:
-    """What would change, narrowed to --rule / --platform. Strictly read-only."""
+    """What would change, narrowed to --rule / --platform. Strictly read-only. ``world``
+    (from :func:`look`, before the manifests were read): keep the plan for the next plan
+    of the same unchanged world."""
     options = options or Options()
     check_narrowing(manifest_set, options.rule, options.platform)
-    made = make_plan(manifest_set, where.store, options.planning(), cache)
+    made = make_plan(manifest_set, where.store, options.planning(), cache, world)
+    return _narrowed(made, where, options)
+
+
+def _narrowed(made: Plan, where: Workspace, options: Options) -> Plan:
     made.actions = narrow(made.actions, options.applying(where))
     made.rule, made.platform = options.rule, options.platform
     wanted = {a.rendition_id for a in made.actions if a.rendition_id}

@@ -86,11 +86,14 @@ def run_plan(
         )
     where = workspace(manifests, media_root, state, lock_timeout, renditions)
     cache = user_cache(no_cache)
-    manifest_set = load_manifests(where, cache, output, summary=True)
     options = ops.Options(
         prune=prune, max_delete=max_delete, force=force, rule=rule, platform=platform
     )
-    plan = ops.plan(manifest_set, where, options, cache)
+    world = ops.look(where, options, cache)
+    plan = ops.reused_plan(world, where, options, cache)
+    if plan is None:
+        manifest_set = load_manifests(where, cache, output, summary=True)
+        plan = ops.plan(manifest_set, where, options, cache, world)
     show(PLAN_RENDERERS, output, plan)
     ci.append_step_summary(PLAN_RENDERERS["markdown"](plan, False))
     if out is not None:

@@ -203,6 +203,7 @@ class _Validation:
                 assets=assets,
                 asset_sets=asset_sets,
                 rules=rules,
+                warnings=len(result.warnings),
             )
         return result
 

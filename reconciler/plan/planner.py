@@ -10,21 +10,21 @@ also called on its own, for a saved plan checked against a fresh one.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from reconciler.cache import Cache
 from reconciler.gcpause import gc_paused
-from reconciler.model import ActionKind, ManifestSet, Platform
+from reconciler.model import ActionKind, ManifestSet
 from reconciler.observe.sources import cacheable, observe
 from reconciler.plan.actions import Action, Plan, PlanError
 from reconciler.plan.desired import Desired, load_desired
 from reconciler.plan.diff import diff
-from reconciler.plan.schedule import waiting_reason
+from reconciler.plan.reuse import Diffed, Recalled, Setting, World, recall, remember, setting
+from reconciler.plan.schedule import Scheduled, waiting_reason
 from reconciler.store import planning
 from reconciler.store.db import Connection, StateStore, utcnow
 
@@ -53,9 +53,33 @@ def make_plan(
     store: StateStore,
     options: PlanOptions | None = None,
     cache: Cache | None = None,
+    world: World | None = None,
 ) -> Plan:
-    """Observe the master files and plan every placement. Reads state, writes nothing."""
+    """Observe the master files and plan every placement. Reads state, writes nothing.
+    ``world``: what the inputs looked like before the manifests were read; the plan is then
+    kept in ``cache`` for the next plan of the same unchanged world."""
     options = options or PlanOptions()
+    diffed = diff_state(manifests, store, options, cache)
+    where = setting(manifests, str(store.path))
+    if world is not None and cache is not None and manifests.warnings == 0:
+        remember(cache, world, diffed, manifests, where)
+    return finish(diffed, manifests.rules, where, options)
+
+
+def reused_plan(cache: Cache, world: World, options: PlanOptions) -> tuple[Plan, Recalled] | None:
+    """The last plan of ``world``, kept because nothing it was made from changed since
+    (:mod:`reconciler.plan.reuse`), with the schedules and guards of now; None: plan again."""
+    recalled = recall(cache, world)
+    if recalled is None:
+        return None
+    return finish(recalled.diffed, recalled.rules, recalled.setting, options), recalled
+
+
+def diff_state(
+    manifests: ManifestSet, store: StateStore, options: PlanOptions, cache: Cache | None
+) -> Diffed:
+    """Observe the masters (hash what the caches do not know), load the desired state and
+    diff it against the recorded one."""
     known = cache.hashes(manifests.media_root) if cache is not None else {}
     known.update(planning.cached_hashes(store))
     observed = observe(
@@ -67,46 +91,48 @@ def make_plan(
     with planning.planning_connection(store) as (con, exists):
         desired = load_desired(con, manifests, observed.files)
         actions = recorded_diff(con, desired, prune_all=options.prune)
-        fingerprint = planning.state_fingerprint(con)
-        last_runs = planning.last_runs(con)
-        requested = planning.resync_requested(con)
-    actions = with_schedules(actions, manifests, last_runs, utcnow(), options.rule, requested)
+        return Diffed(
+            actions,
+            exists,
+            planning.state_fingerprint(con),
+            planning.last_runs(con),
+            planning.resync_requested(con),
+            observed,
+        )
+
+
+def finish(
+    diffed: Diffed, rules: Mapping[str, Scheduled], setting: Setting, options: PlanOptions
+) -> Plan:
+    """The plan of a diff now: its changes marked with the schedules they wait for, and
+    checked against the pruning guards."""
+    now = utcnow()
+    actions = with_schedules(
+        diffed.actions, rules, diffed.last_runs, now, options.rule, diffed.requested
+    )
     plan = Plan(
         actions=actions,
-        state_path=str(store.path),
-        state_exists=exists,
-        state_fingerprint=fingerprint,
-        manifests_dir=str(manifests.manifests_dir),
-        media_root=str(manifests.media_root),
-        created_at=utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        state_path=setting.state_path,
+        state_exists=diffed.state_exists,
+        state_fingerprint=diffed.state_fingerprint,
+        manifests_dir=setting.manifests_dir,
+        media_root=setting.media_root,
+        created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         prune=options.prune,
-        observed=observed,
-        destinations={code: destination(p) for code, p in manifests.platforms.items()},
+        observed=diffed.observed,
+        destinations=dict(setting.destinations),
     )
-    if not exists:
-        plan.notes.append(f"no state file at {store.path}: planned against empty recorded state")
+    if not diffed.state_exists:
+        plan.notes.append(
+            f"no state file at {setting.state_path}: planned against empty recorded state"
+        )
     check_guards(plan, options)
     return plan
 
 
-def destination(platform: Platform) -> str:
-    """A fingerprint of where a platform sends bytes and how it authenticates: its driver,
-    target, endpoint, credential reference and driver settings."""
-    settings = {
-        "driver": platform.driver,
-        "target": str(platform.target) if platform.target is not None else None,
-        "api_endpoint": platform.api_endpoint,
-        "auth_type": platform.auth_type,
-        "auth": [platform.auth.env, platform.auth.file] if platform.auth else None,
-        "settings": dict(platform.driver_config),
-    }
-    text = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def with_schedules(
     actions: list[Action],
-    manifests: ManifestSet,
+    rules: Mapping[str, Scheduled],
     last_runs: dict[str, datetime | None],
     now: datetime,
     forced_rule: str | None,
@@ -120,7 +146,7 @@ def with_schedules(
     out = []
     for action in actions:
         if action.is_change:
-            rule = manifests.rules.get(action.rule or "")
+            rule = rules.get(action.rule or "")
             asked = action.platform_asset_id in requested
             if asked:
                 action = replace(action, reason=f"{action.reason}; {RESYNC_REASON}")

@@ -20,10 +20,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from croniter import croniter
 
-from reconciler.model import ActionKind, SyncRule
+from reconciler.model import ActionKind
+
+
+class Scheduled(Protocol):
+    """What a schedule decision reads of a rule (a SyncRule, or a reused plan's copy)."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def auto_sync(self) -> bool: ...
+    @property
+    def schedule_cron(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class RuleTiming:
+    """A rule's schedule settings alone, as a reused plan keeps them."""
+
+    code: str
+    auto_sync: bool
+    schedule_cron: str | None
+
 
 # creates are never held back
 GATED = frozenset({ActionKind.UPDATE, ActionKind.UPDATE_METADATA, ActionKind.DELETE})
@@ -42,7 +64,7 @@ def next_occurrence(cron: str, after: datetime) -> datetime:
     return fired.astimezone(UTC).replace(tzinfo=None)
 
 
-def timing(rule: SyncRule, last_run: datetime | None, now: datetime) -> Timing:
+def timing(rule: Scheduled, last_run: datetime | None, now: datetime) -> Timing:
     if not rule.schedule_cron:
         return Timing(True, None)
     if last_run is None:
@@ -53,7 +75,7 @@ def timing(rule: SyncRule, last_run: datetime | None, now: datetime) -> Timing:
 
 def waiting_reason(
     action_kind: str,
-    rule: SyncRule | None,
+    rule: Scheduled | None,
     last_run: datetime | None,
     now: datetime,
     forced_rule: str | None,

@@ -1,0 +1,297 @@
+"""An unchanged world answers from the last plan.
+
+A dry run of a 100,000-asset library where nothing changed used to redo everything: expand
+the AssetSets, build 100,000 assets, stat and look up every master, load the desired tables,
+diff them and build 100,000 "in sync" actions. When nothing a plan depends on has changed
+since the last plan made for the same paths and options, that plan's diff is the answer.
+
+What a diff depends on, and how each is seen without doing the diff's work:
+
+* the manifests and the masters: every entry under the manifests folder and the media root
+  (the tool's own files aside), by path and ``lstat`` (device, inode, size, mtime_ns,
+  ctime_ns, mode), a symlink also by its target and the ``stat`` of what it leads to: the
+  signature the hash cache already trusts for a master's bytes. A folder that cannot be
+  listed counts with its error.
+* the recorded state: the ``stat`` of the state file and of its write-ahead log (every
+  write changes one of them);
+* this program: its version and the ``stat`` of its own source and schema files;
+* the option that changes the diff (``--prune``).
+
+All of it goes into one sha256, taken *before* the manifests are read, so that a change made
+while a plan is being made is a change for the next one. A plan is not kept when anything
+seen was modified less than :data:`RACY_SECONDS` ago (a change within the same tick of the
+file system clock could leave every signature as it was: git's "racily clean" rule), nor when
+the manifests had warnings (those are printed by validation, which a reused plan skips).
+
+What is done again every time: the schedules (they depend on the clock), the pruning guards,
+--rule and --platform narrowing, and which renditions are cached. The hash observation is not
+kept: a reused plan serves dry runs; an apply always plans from the masters.
+
+Entries live in the user cache (:mod:`reconciler.cache`), as plain data; ``--no-cache`` uses
+none. A missing, corrupt or foreign entry is a miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import marshal
+import os
+import stat
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import reconciler
+from reconciler.cache import Cache
+from reconciler.manifests.schema import schemas_dir
+from reconciler.model import ActionKind, ManifestSet, Platform
+from reconciler.observe.sources import Observed
+from reconciler.plan.actions import REASONS, Action
+from reconciler.plan.schedule import RuleTiming
+
+FORMAT = 1
+RACY_SECONDS = 2.0
+_ACTION_FIELDS = tuple(f.name for f in fields(Action))
+_REASON_CODE = _ACTION_FIELDS.index("reason_code")
+_SHARED = tuple(
+    _ACTION_FIELDS.index(name)
+    for name in ("rule", "platform", "reason", "mime_type", "priority", "transform_hash",
+                 "transform_rules", "waiting", "transforms", "blocked_by", "metadata_hash")
+)  # fmt: skip
+_KINDS = {kind.value: kind for kind in ActionKind}
+
+
+@dataclass
+class Diffed:
+    """A diff of the desired against the recorded state, before the clock and the options
+    are applied, with what the state says of schedules and asked re-syncs. Plain data but
+    ``observed`` (None when reused)."""
+
+    actions: list[Action]
+    state_exists: bool
+    state_fingerprint: str
+    last_runs: dict[str, datetime | None]
+    requested: frozenset[int]
+    observed: Observed | None = None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a plan says it was made from, besides the diff."""
+
+    state_path: str
+    manifests_dir: str
+    media_root: str
+    destinations: Mapping[str, str] = field(default_factory=dict)
+
+
+def destination(platform: Platform) -> str:
+    """A fingerprint of where a platform sends bytes and how it authenticates: its driver,
+    target, endpoint, credential reference and driver settings."""
+    settings = {
+        "driver": platform.driver,
+        "target": str(platform.target) if platform.target is not None else None,
+        "api_endpoint": platform.api_endpoint,
+        "auth_type": platform.auth_type,
+        "auth": [platform.auth.env, platform.auth.file] if platform.auth else None,
+        "settings": dict(platform.driver_config),
+    }
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def setting(manifests: ManifestSet, state_path: str) -> Setting:
+    return Setting(
+        state_path,
+        str(manifests.manifests_dir),
+        str(manifests.media_root),
+        {code: destination(p) for code, p in manifests.platforms.items()},
+    )
+
+
+@dataclass(frozen=True)
+class World:
+    """The inputs of a plan as seen now: which plan it could be (``key``: the paths and the
+    options) and what those paths hold (``signature``)."""
+
+    key: str
+    signature: str
+    settled: bool  # nothing seen was modified within RACY_SECONDS
+
+
+def look(
+    manifests_dir: Path,
+    media_root: Path | None,
+    state: Path,
+    private: Iterable[Path],
+    prune: bool,
+) -> World:
+    """The signature of everything a plan of these paths depends on (see the module)."""
+    roots = sorted({os.path.realpath(manifests_dir), os.path.realpath(media_root or manifests_dir)})
+    state_real = os.path.realpath(state)
+    key = json.dumps([FORMAT, roots, state_real, bool(prune)])
+    skip = frozenset(os.path.realpath(p) for p in private)
+    rows: list[Any] = [reconciler.__version__]
+    newest = 0
+    for root in roots:
+        if not any(root.startswith(other + os.sep) for other in roots if other != root):
+            newest = max(newest, _walk(root, skip, rows))
+    code: list[Any] = []
+    _walk(os.path.dirname(reconciler.__file__), frozenset(), code, code=True)
+    _walk(str(schemas_dir()), frozenset(), code, code=True)
+    rows.append(code)
+    for path in (state_real, state_real + ".wal"):
+        rows.append(_entry(path))
+        newest = max(newest, _newest(rows[-1]))
+    digest = hashlib.sha256(marshal.dumps(rows)).hexdigest()
+    settled = time.time_ns() - newest >= RACY_SECONDS * 1e9
+    return World(hashlib.sha256(key.encode()).hexdigest(), digest, settled)
+
+
+def _walk(root: str, skip: frozenset[str], rows: list[Any], code: bool = False) -> int:
+    """Add a row per entry under ``root`` (symlinked folders are not entered); return the
+    newest mtime or ctime seen, in ns. ``code``: the program's own folder, where compiled
+    files (``__pycache__``) come and go with the interpreter that runs it."""
+    newest = 0
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            rows.append((folder, "unlisted", exc.errno))
+            continue
+        for entry in entries:
+            path = entry.path
+            if path in skip or (code and entry.name == "__pycache__"):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                rows.append((path, "gone", exc.errno))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(path)
+                rows.append((path, st.st_mode, st.st_dev, st.st_ino))
+                continue
+            newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
+            if stat.S_ISLNK(st.st_mode):
+                rows.append((path, _signature(st), _link(path)))
+            else:
+                rows.append((path, _signature(st)))
+    return newest
+
+
+def _signature(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_mode, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _link(path: str) -> tuple[Any, ...]:
+    try:
+        return (os.readlink(path), _signature(os.stat(path)))
+    except OSError as exc:
+        return ("broken", exc.errno)
+
+
+def _entry(path: str) -> tuple[Any, ...]:
+    try:
+        return _signature(os.stat(path))
+    except OSError as exc:
+        return ("absent", exc.errno)
+
+
+def _newest(row: tuple[Any, ...]) -> int:
+    return max(row[4], row[5]) if len(row) == 6 else 0
+
+
+# -- keeping and finding the last plan ---------------------------------------------------------
+
+
+def remember(
+    cache: Cache, world: World, diffed: Diffed, manifests: ManifestSet, where: Setting
+) -> None:
+    """Keep ``diffed`` as the answer for ``world`` (unless the world is not settled)."""
+    if not world.settled:
+        return
+    entry = {
+        "format": FORMAT,
+        "signature": world.signature,
+        "actions": _plain(diffed.actions),
+        "state_exists": diffed.state_exists,
+        "state_fingerprint": diffed.state_fingerprint,
+        "last_runs": [(k, v.isoformat() if v else None) for k, v in diffed.last_runs.items()],
+        "requested": sorted(diffed.requested),
+        "rules": [(r.code, r.auto_sync, r.schedule_cron) for r in manifests.rules.values()],
+        "platforms": sorted(manifests.platforms),
+        "setting": [where.state_path, where.manifests_dir, where.media_root,
+                    dict(where.destinations)],
+    }  # fmt: skip
+    cache.save_plan(world.key, entry)
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """A kept plan, as :func:`reconciler.plan.planner.finish` takes it."""
+
+    diffed: Diffed
+    rules: dict[str, RuleTiming]
+    platforms: frozenset[str]
+    setting: Setting
+
+
+def recall(cache: Cache, world: World) -> Recalled | None:
+    """The plan kept for ``world`` when it holds what it held then; None otherwise."""
+    entry = cache.plan(world.key)
+    try:
+        if entry["format"] != FORMAT or entry["signature"] != world.signature:
+            return None
+        actions = _actions(entry["actions"])
+        state_path, manifests_dir, media_root, destinations = entry["setting"]
+        return Recalled(
+            Diffed(
+                actions,
+                bool(entry["state_exists"]),
+                str(entry["state_fingerprint"]),
+                {k: datetime.fromisoformat(v) if v else None for k, v in entry["last_runs"]},
+                frozenset(int(i) for i in entry["requested"]),
+            ),
+            {code: RuleTiming(code, bool(auto), cron) for code, auto, cron in entry["rules"]},
+            frozenset(entry["platforms"]),
+            Setting(state_path, manifests_dir, media_root, dict(destinations)),
+        )
+    except (KeyError, TypeError, ValueError):  # a missing or foreign entry: plan again
+        return None
+
+
+def _plain(actions: list[Action]) -> list[tuple[Any, ...]]:
+    """Actions as tuples of plain values (kinds and codes as their strings). Values that
+    repeat (rules, platforms, reasons, hashes of rules, transform settings) are made one
+    object each, which marshal then writes once."""
+    shared: dict[Any, Any] = {}
+    rows = []
+    for action in actions:
+        values = [getattr(action, name) for name in _ACTION_FIELDS]
+        values[0] = str(action.action)
+        values[_REASON_CODE] = str(action.reason_code) if action.reason_code else None
+        for i in _SHARED:
+            value = values[i]
+            key = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+            values[i] = shared.setdefault((i, key), value)
+        rows.append(tuple(values))
+    return rows
+
+
+def _actions(rows: list[Any]) -> list[Action]:
+    kinds, reasons, at = _KINDS, REASONS, _REASON_CODE
+    out = []
+    for row in rows:
+        values = list(row)
+        values[0] = kinds[values[0]]
+        values[at] = reasons.get(values[at]) if values[at] else None
+        out.append(Action(*values))
+    return out
