@@ -87,3 +87,32 @@ def test_rows_from_before_schema_10_are_misses(
     ((sha256, ctime_ns),) = rows(world, "SELECT sha256, ctime_ns FROM file_hashes")
     assert (sha256, ctime_ns) == (hashlib.sha256(b"A" * 4096).hexdigest(), st.st_ctime_ns)
     assert world.plan().observed.hashed_files == 0
+
+
+def test_the_state_cache_is_asked_only_for_what_the_first_cache_missed(tmp_path: Path) -> None:
+    """Planning looks masters up in the user cache first and asks the state file only for
+    the misses: a user cache that knows every master spares loading 100,000 rows."""
+    known, missed, stale = (tmp_path / n for n in ("known.bin", "missed.bin", "stale.bin"))
+    for path in (known, missed, stale):
+        path.write_bytes(path.name.encode())
+
+    def entry(path: Path, sha: str | None = None) -> CacheEntry:
+        st = path.stat()
+        digest = sha or hashlib.sha256(path.read_bytes()).hexdigest()
+        return CacheEntry(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
+
+    first = {str(known): entry(known), str(stale): entry(stale)._replace(size=1)}
+    asked: list[list[str]] = []
+
+    def more(paths: list[str]) -> dict[str, CacheEntry]:
+        asked.append(paths)
+        return {str(stale): entry(stale, "5" * 64)}
+
+    paths = [str(p) for p in (known, missed, stale)]
+    seen = sources.observe(paths, first, str(tmp_path), more=more)
+    assert asked == [[str(missed), str(stale)]]
+    assert seen.hashed_files == 1  # missed: neither cache had it
+    assert seen.files[str(stale)].sha256 == "5" * 64  # the second cache vouched for it
+    assert seen.files[str(missed)].sha256 == hashlib.sha256(b"missed.bin").hexdigest()
+    assert sources.observe(paths[:1], first, str(tmp_path), more=more).hashed_files == 0
+    assert len(asked) == 1  # nothing missed: the second cache is not asked

@@ -24,7 +24,7 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,13 +82,16 @@ def sha256_file(path: str | Path) -> str:
 
 def observe(
     paths: Iterable[str],
-    cache: dict[str, CacheEntry],
+    cache: Mapping[str, CacheEntry],
     root: str,
     workers: int | None = None,
+    more: Callable[[list[str]], Mapping[str, CacheEntry]] | None = None,
 ) -> Observed:
     """Stat every path; hash those the cache cannot vouch for. Files are read only through
     :func:`reconciler.observe.masters.open_master`: regular files inside ``root`` (the media root's
-    real path), never through a symlink that leaves it."""
+    real path), never through a symlink that leaves it. ``more``: a second cache, asked only
+    for the paths the first could not vouch for (the state file's, which then need not be
+    loaded whole when the first knows every master)."""
     result = Observed()
     todo: list[tuple[str, os.stat_result]] = []
     for path in dict.fromkeys(paths):  # each file once, in order
@@ -100,27 +103,20 @@ def observe(
         if not stat.S_ISREG(st.st_mode):  # a FIFO is never opened: it could block forever
             result.files[path] = Observation(path, error="is not a regular file")
             continue
-        hit = cache.get(path)
-        if (
-            isinstance(hit, tuple)
-            and len(hit) == ENTRY_SIZE
-            and hit[:5] == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        ):
-            result.files[path] = Observation(
-                path,
-                st.st_size,
-                hit[5],
-                None,
-                st.st_dev,
-                st.st_ino,
-                st.st_mtime_ns,
-                st.st_ctime_ns,
-                cached=True,
-            )
-        else:
+        if not _vouched(result, path, st, cache.get(path)):
             todo.append((path, st))
-    if not todo:
-        return result
+    if todo and more is not None:
+        second = more([path for path, _ in todo])
+        todo = [(path, st) for path, st in todo if not _vouched(result, path, st, second.get(path))]
+    if todo:
+        _hash_all(result, todo, root, workers)
+    return result
+
+
+def _hash_all(
+    result: Observed, todo: list[tuple[str, os.stat_result]], root: str, workers: int | None
+) -> None:
+    """Hash the masters no cache could vouch for, into ``result``."""
     # taken before any file is read: a file whose mtime and ctime are both older than this
     # was not changed in the clock tick in which it is read
     settled_ns = time.time_ns() - int(RACY_SECONDS * 1e9)
@@ -149,7 +145,22 @@ def observe(
                 record(path, st, *_hash_small(path, st, root))
         for (path, st), future in zip(large, pending, strict=True):
             record(path, st, *future.result())
-    return result
+
+
+def _vouched(result: Observed, path: str, st: os.stat_result, hit: object) -> bool:
+    """Record the cached hash of ``path`` when the cache entry ``hit`` is for the file as
+    it is now (same device, inode, size, mtime and ctime)."""
+    if not (
+        isinstance(hit, tuple)
+        and len(hit) == ENTRY_SIZE
+        and hit[:5] == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    ):
+        return False
+    result.files[path] = Observation(
+        path, st.st_size, hit[5], None, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns,
+        cached=True,
+    )  # fmt: skip
+    return True
 
 
 def _stat_error(exc: OSError) -> str:

@@ -81,9 +81,11 @@ def diff_state(
     """Observe the masters (hash what the caches do not know), load the desired state and
     diff it against the recorded one."""
     known = cache.hashes(manifests.media_root) if cache is not None else {}
-    known.update(planning.cached_hashes(store))
     observed = observe(
-        (a.path for a in manifests.assets.values()), known, str(manifests.media_root)
+        (a.path for a in manifests.assets.values()),
+        known,
+        str(manifests.media_root),
+        more=lambda paths: planning.cached_hashes(store, paths),
     )
     del known  # 100,000 cache entries need not outlive the observation
     if cache is not None and observed.hashed_files:

@@ -10,19 +10,29 @@ records the new observation replaces the row.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from reconciler.observe.sources import CacheEntry
 from reconciler.store.bulk import upsert_rows
 from reconciler.store.connection import Connection, utcnow
 
+_ENTRIES = (
+    "SELECT path, device, inode, size, mtime_ns, ctime_ns, sha256 FROM file_hashes "
+    "WHERE ctime_ns IS NOT NULL"
+)
 
-def load(con: Connection | None) -> dict[str, CacheEntry]:
-    """Every usable entry by path; empty without a state file."""
+
+def load(con: Connection | None, paths: Sequence[str] | None = None) -> dict[str, CacheEntry]:
+    """Every usable entry by path (only those of ``paths``, when given); empty without a
+    state file."""
     if con is None:
         return {}
-    rows = con.execute(
-        "SELECT path, device, inode, size, mtime_ns, ctime_ns, sha256 FROM file_hashes "
-        "WHERE ctime_ns IS NOT NULL"
-    ).fetchall()
+    if paths is None:
+        rows = con.execute(_ENTRIES).fetchall()
+    else:
+        rows = con.execute(
+            f"{_ENTRIES} AND path IN (SELECT unnest(?::VARCHAR[]))", [list(paths)]
+        ).fetchall()
     return {r[0]: CacheEntry._make(r[1:]) for r in rows}
 
 
