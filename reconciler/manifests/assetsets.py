@@ -126,8 +126,10 @@ def expand(asset_set: AssetSet, media_root: Path, private: tuple[str, ...] = ())
     result = Expansion()
     seen: dict[str, str] = {}
     title_template = asset_set.title_template
+    private_paths = frozenset(private)
+    below_private = tuple(p + os.sep for p in private)
     for rel, path, problem, real in match_files(media_root, asset_set.include, asset_set.exclude):
-        if private and any(path == p or path.startswith(p + os.sep) for p in private):
+        if private and (path in private_paths or path.startswith(below_private)):
             continue
         if problem == ESCAPES:
             result.error(f"{printable(rel)} is a symlink that leads outside the media root")
@@ -183,6 +185,7 @@ def match_files(
         start_real = os.path.realpath(os.path.join(media_root, start)) if start else root_real
         start_escapes = not inside(start_real, root_real)
         cut = len(start) + 1 if start else 0
+        real_base = start_real.rstrip(os.sep) + os.sep
         for rel, entry, unlisted in _walk(media_root, start):
             if rel in found:
                 continue
@@ -203,7 +206,7 @@ def match_files(
                 real = (
                     os.path.realpath(entry.path)
                     if entry.is_symlink()
-                    else os.path.join(start_real, rel[cut:])
+                    else real_base + rel[cut:]
                 )
                 found[rel] = (entry.path, problem, real)
     for rel in sorted(found):
