@@ -20,6 +20,7 @@ _ENTRIES = (
     "SELECT path, device, inode, size, mtime_ns, ctime_ns, sha256 FROM file_hashes "
     "WHERE ctime_ns IS NOT NULL"
 )
+_ENTRIES_OF = _ENTRIES + " AND path IN (SELECT unnest(?::VARCHAR[]))"
 
 
 def load(con: Connection | None, paths: Sequence[str] | None = None) -> dict[str, CacheEntry]:
@@ -30,9 +31,7 @@ def load(con: Connection | None, paths: Sequence[str] | None = None) -> dict[str
     if paths is None:
         rows = con.execute(_ENTRIES).fetchall()
     else:
-        rows = con.execute(
-            f"{_ENTRIES} AND path IN (SELECT unnest(?::VARCHAR[]))", [list(paths)]
-        ).fetchall()
+        rows = con.execute(_ENTRIES_OF, [list(paths)]).fetchall()
     return {r[0]: CacheEntry._make(r[1:]) for r in rows}
 
 
