@@ -67,6 +67,8 @@ def _fresh(data: dict[str, Path]) -> None:
 
 
 def _args(data: dict[str, Path], *extra: str) -> list[str]:
+    """reconcile on the library: an apply reports in JSON (every job), a dry run prints the
+    plan as a person reads it (the text plan; JSON would list every unchanged placement)."""
     return reconcile(
         *extra,
         "--manifests",
@@ -76,7 +78,7 @@ def _args(data: dict[str, Path], *extra: str) -> list[str]:
         "--state",
         str(data["state"]),
         "--output",
-        "json",
+        "text" if "--dry-run" in extra else "json",
     )
 
 

@@ -6,7 +6,9 @@ Shared by :mod:`run` (data sets A-D and the report) and :mod:`library` (E-H).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import platform
 import random
 import statistics
 import subprocess
@@ -119,3 +121,41 @@ def check_recorded(state: Path) -> None:
     con.close()
     if [s for s, _ in jobs] != ["completed"] or unverified != (0,):
         raise SystemExit(f"the benchmark apply did not complete every job: {jobs}")
+
+
+def machine() -> list[tuple[str, str]]:
+    def first(cmd: list[str]) -> str:
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+            return out.strip().splitlines()[0] if out.strip() else "?"
+        except OSError:
+            return "not found"
+
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = "?"
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    import duckdb
+
+    from reconciler import __version__
+
+    return [
+        ("date", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")),
+        ("machine", f"{cpu}, {os.cpu_count()} cores, {memory}"),
+        ("system", f"{platform.system()} {platform.release()}"),
+        ("python", platform.python_version()),
+        ("reconcile", __version__),
+        ("duckdb", duckdb.__version__),
+        ("rclone", first(["rclone", "version"])),
+        ("cp", first(["cp", "--version"])),
+    ]

@@ -27,19 +27,25 @@ Data sets:
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import library
-from measure import TOOLS, WARM, Measure, check_recorded, reconcile, run, sync, write_random_tree
+from measure import (
+    TOOLS,
+    WARM,
+    Measure,
+    check_recorded,
+    machine,
+    reconcile,
+    run,
+    sync,
+    write_random_tree,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -235,44 +241,6 @@ def transfer_runs(work: Path, name: str, data: dict[str, Path], runs: int) -> di
 
 
 # -- report ------------------------------------------------------------------------------------
-
-
-def machine() -> list[tuple[str, str]]:
-    def first(cmd: list[str]) -> str:
-        try:
-            out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
-            return out.strip().splitlines()[0] if out.strip() else "?"
-        except OSError:
-            return "not found"
-
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = "?"
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        memory = f"{kb / 1024 / 1024:.1f} GiB"
-    except (OSError, ValueError, IndexError):
-        pass
-    import duckdb
-
-    from reconciler import __version__
-
-    return [
-        ("date", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")),
-        ("machine", f"{cpu}, {os.cpu_count()} cores, {memory}"),
-        ("system", f"{platform.system()} {platform.release()}"),
-        ("python", platform.python_version()),
-        ("reconcile", __version__),
-        ("duckdb", duckdb.__version__),
-        ("rclone", first(["rclone", "version"])),
-        ("cp", first(["cp", "--version"])),
-    ]
 
 
 def verdicts(results: dict[str, dict[str, Measure]]) -> list[tuple[str, str, str, str]]:
