@@ -272,3 +272,59 @@ def test_another_user_is_another_reader(tmp_path: Path, monkeypatch: pytest.Monk
     kept_then(where(world), cache)
     monkeypatch.setattr(os, "geteuid", lambda: 4242)
     assert not dry_run(where(world), cache)[1]
+
+
+# -- the cache folder as another user may find it --------------------------------------------
+
+
+def _entry_of(cache: Cache, place: ops.Workspace, **options: Any) -> Path:
+    key = ops.look(place, ops.Options(**options), cache).key
+    return cache._plan_file(key)
+
+
+def test_an_entry_under_another_key_is_not_this_plan(tmp_path: Path) -> None:
+    """The --prune plan and the plain one have the same signature (the option is in the key
+    only): an entry moved or linked to the other's name (by anyone who can write the folder,
+    such as a shared RECONCILE_CACHE_DIR=/tmp/...) must not answer for it."""
+    world = library(tmp_path)
+    world.applied()
+    world.remove("Asset", "VID-B").manifests()  # its copy is an orphan; --prune deletes it
+    cache = Cache(tmp_path / "cache")
+    kept_then(where(world), cache)
+    dry_run(where(world), cache, prune=True, force=True)
+    plain, pruned = _entry_of(cache, where(world)), _entry_of(cache, where(world), prune=True)
+    plain.unlink()
+    os.link(pruned, plain)
+    answer, _ = dry_run(where(world), cache)
+    assert answer == dry_run(where(world), Cache(None))[0]
+    assert answer["summary"]["delete"] == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives a file to another user")
+def test_an_entry_another_user_wrote_is_not_read(tmp_path: Path) -> None:
+    """A cache folder another user can write (created by them first in /tmp): an entry they
+    planted, made to match the signature (stat is all it takes), is not this user's plan."""
+    world, cache = library(tmp_path), Cache(tmp_path / "cache")
+    kept_then(where(world), cache)
+    entry = _entry_of(cache, where(world))
+    os.chown(entry, 4242, 4242)
+    assert not dry_run(where(world), cache)[1]
+    os.chown(entry, os.geteuid(), os.getegid())
+    entry.chmod(0o666)  # anyone may write it
+    assert not dry_run(where(world), cache)[1]
+
+
+def test_a_fifo_for_an_entry_does_not_hang(tmp_path: Path) -> None:
+    world, cache = library(tmp_path), Cache(tmp_path / "cache")
+    kept_then(where(world), cache)
+    entry = _entry_of(cache, where(world))
+    entry.unlink()
+    os.mkfifo(entry)
+    done = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from pathlib import Path; from reconciler.cache import Cache; "
+         "print(Cache(Path(sys.argv[1])).plan(sys.argv[2]))",
+         str(tmp_path / "cache"), ops.look(where(world), None, cache).key],
+        capture_output=True, text=True, timeout=20, check=True,
+    )  # fmt: skip
+    assert done.stdout.strip() == "None"

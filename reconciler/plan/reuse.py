@@ -270,6 +270,7 @@ def remember(
         return
     entry = {
         "format": FORMAT,
+        "key": world.key,  # the file is named by a part of it; the options are in it alone
         "signature": world.signature,
         "actions": _plain(diffed.actions),
         "state_exists": diffed.state_exists,
@@ -299,7 +300,11 @@ def recall(cache: Cache, world: World) -> Recalled | None:
     """The plan kept for ``world`` when it holds what it held then; None otherwise."""
     entry = cache.plan(world.key)
     try:
-        if entry["format"] != FORMAT or entry["signature"] != world.signature:
+        if (entry["format"], entry["key"], entry["signature"]) != (
+            FORMAT,
+            world.key,
+            world.signature,
+        ):
             return None
         referenced = entry["referenced"]
         if _referenced(path for path, _, _ in referenced) != referenced:
