@@ -5,7 +5,9 @@ Each test keeps a plan, changes what a plan depends on in a way the signature of
 manifests, the media root and the state file did not see (the roles of the two folders, the
 spelling of a path, a secret file or a target folder outside both, ``$HOME``, a cache folder
 inside the media root, the libraries that parse and diff, a symlink's hop outside the root,
-the user), and compares the next dry run with a fresh plan.
+the user), and compares the next dry run with a fresh plan. The last ones are about the
+cache folder as another user may find it (an entry under another key, another user's entry,
+a FIFO in place of an entry).
 """
 
 from __future__ import annotations
