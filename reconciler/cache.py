@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -104,8 +105,25 @@ class Cache:
     # -- plans ----------------------------------------------------------------------------
     def plan(self, key: str) -> Any:
         """The last plan made for the inputs ``key`` names, as stored, or None (see
-        :mod:`reconciler.plan.reuse`, which checks its shape)."""
-        return None if self.folder is None else self._read(self._plan_file(key))
+        :mod:`reconciler.plan.reuse`, which checks its shape and its key). A plan is shown
+        as this user's own, so only an entry this user wrote is read: a regular file owned by
+        them that no one else may write (a cache folder in /tmp may be another user's)."""
+        if self.folder is None:
+            return None
+        try:
+            fd = os.open(self._plan_file(key), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                return None
+            with os.fdopen(os.dup(fd), "rb") as handle:
+                return marshal.loads(handle.read())
+        except (OSError, EOFError, ValueError, TypeError):
+            return None
+        finally:
+            os.close(fd)
 
     def save_plan(self, key: str, entry: Any) -> None:
         if self.folder is not None:

@@ -182,9 +182,10 @@ def check_narrowing_codes(
 def look(where: Workspace, options: Options | None = None, cache: Cache | None = None) -> World:
     """What a plan of ``where`` would be made from, as it is now (taken before the manifests
     are read): the key to the last plan of an unchanged world."""
-    private = where.tool_files() + ([cache.folder] if cache and cache.folder else [])
+    # the cache folder is not left out: validation does not leave it out (a file in it may be
+    # a master), so a cache inside the media root makes every plan a new one
     prune = (options or Options()).prune
-    return reuse.look(where.manifests, where.media_root, where.state, private, prune)
+    return reuse.look(where.manifests, where.media_root, where.state, where.tool_files(), prune)
 
 
 def reused_plan(

@@ -8,14 +8,20 @@ since the last plan made for the same paths and options, that plan's diff is the
 What a diff depends on, and how each is seen without doing the diff's work:
 
 * the manifests and the masters: every entry under the manifests folder and the media root
-  (the tool's own files aside), by path and ``lstat`` (device, inode, size, mtime_ns,
-  ctime_ns, mode), a symlink also by its target and the ``stat`` of what it leads to: the
+  (the tool's own files aside; a cache folder inside them counts), by path and ``lstat``
+  (device, inode, size, mtime_ns, ctime_ns, mode), a symlink also by its target, its real
+  path and the ``stat`` of what it leads to: the
   signature the hash cache already trusts for a master's bytes. A folder that cannot be
   listed counts with its error.
 * the recorded state: the ``stat`` of the state file and of its write-ahead log (every
   write changes one of them);
-* this program: its version and the ``stat`` of its own source and schema files;
-* the option that changes the diff (``--prune``).
+* this program: its version and the ``stat`` of its own source and schema files, the
+  interpreter's version and the installed files of the libraries that parse and diff;
+* the option that changes the diff (``--prune``); the roles of the folders and the paths as
+  given (a plan names them so), what ``~`` means (``$HOME``) and who reads (user, groups);
+* what the manifests reference outside both folders, kept with the plan and checked when it
+  is recalled: the credential files (never masters, found through symlinks) and the local
+  target folders (never inside the media root), by real path and ``stat``.
 
 All of it goes into one sha256, taken *before* the manifests are read, so that a change made
 while a plan is being made is a change for the next one. A plan is not kept when anything
@@ -34,10 +40,12 @@ none. A missing, corrupt or foreign entry is a miss.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import marshal
 import os
 import stat
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -47,6 +55,7 @@ from typing import Any
 
 import reconciler
 from reconciler.cache import Cache
+from reconciler.manifests import build
 from reconciler.manifests.schema import schemas_dir
 from reconciler.model import ActionKind, ManifestSet, Platform
 from reconciler.observe.sources import Observed
@@ -55,6 +64,7 @@ from reconciler.plan.schedule import RuleTiming
 
 FORMAT = 1
 RACY_SECONDS = 2.0
+LIBRARIES = ("yaml", "duckdb", "wcmatch", "jsonschema_rs", "croniter")
 _ACTION_FIELDS = tuple(f.name for f in fields(Action))
 _REASON_CODE = _ACTION_FIELDS.index("reason_code")
 _SHARED = tuple(
@@ -131,9 +141,17 @@ def look(
     prune: bool,
 ) -> World:
     """The signature of everything a plan of these paths depends on (see the module)."""
-    roots = sorted({os.path.realpath(manifests_dir), os.path.realpath(media_root or manifests_dir)})
+    manifests_real = os.path.realpath(manifests_dir)
+    media_real = os.path.realpath(media_root or manifests_dir)
+    roots = sorted({manifests_real, media_real})
     state_real = os.path.realpath(state)
-    key = json.dumps([FORMAT, roots, state_real, bool(prune)])
+    # the roles, and the paths as given (a plan names them so); what ``~`` means; who reads
+    given = [str(manifests_dir), str(media_root) if media_root else None, str(state)]
+    reader = [os.geteuid(), os.getegid(), sorted(os.getgroups())]
+    home = os.path.expanduser("~")
+    key = json.dumps(
+        [FORMAT, manifests_real, media_real, state_real, given, home, reader, bool(prune)]
+    )
     skip = frozenset(os.path.realpath(p) for p in private)
     rows: list[Any] = [reconciler.__version__]
     newest = 0
@@ -143,6 +161,7 @@ def look(
     code: list[Any] = []
     _walk(os.path.dirname(reconciler.__file__), frozenset(), code, code=True)
     _walk(str(schemas_dir()), frozenset(), code, code=True)
+    code.append((sys.version, _libraries()))
     rows.append(code)
     for path in (state_real, state_real + ".wal"):
         rows.append(_entry(path))
@@ -181,7 +200,9 @@ def _walk(root: str, skip: frozenset[str], rows: list[Any], code: bool = False) 
                 continue
             newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
             if stat.S_ISLNK(st.st_mode):
-                rows.append((path, _signature(st), _link(path)))
+                link = _link(path)
+                rows.append((path, _signature(st), link))
+                newest = max(newest, _newest(link[2]) if len(link) == 3 else 0)
             else:
                 rows.append((path, _signature(st)))
     return newest
@@ -192,10 +213,39 @@ def _signature(st: os.stat_result) -> tuple[int, ...]:
 
 
 def _link(path: str) -> tuple[Any, ...]:
+    """Where a symlink leads: its target, the real path at the end of every hop (a hop
+    outside the root may be retargeted to another name of the same file) and that file."""
     try:
-        return (os.readlink(path), _signature(os.stat(path)))
+        return (os.readlink(path), os.path.realpath(path), _signature(os.stat(path)))
     except OSError as exc:
         return ("broken", exc.errno)
+
+
+def _libraries() -> list[tuple[Any, ...]]:
+    """The installed files of the libraries that parse, validate, match and diff: another
+    version (a pip upgrade, another virtualenv running the same source) is another program."""
+    found: list[tuple[Any, ...]] = []
+    for name in LIBRARIES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        origin = spec.origin if spec is not None else None
+        found.append((name, origin, _entry(origin) if origin else None))
+    return found
+
+
+def references(manifests: ManifestSet) -> list[str]:
+    """The paths outside the manifests a plan of them depends on: the credential files
+    (never masters, under any name; found through symlinks) and the local target folders
+    (never inside the media root)."""
+    found = build.secret_files(manifests.platforms, manifests.rules, manifests.manifests_dir)
+    found.update(str(p.target) for p in manifests.platforms.values() if p.target is not None)
+    return sorted(found)
+
+
+def _referenced(paths: Iterable[str]) -> list[tuple[Any, ...]]:
+    return [(path, os.path.realpath(path), _entry(path)) for path in paths]
 
 
 def _entry(path: str) -> tuple[Any, ...]:
@@ -220,6 +270,7 @@ def remember(
         return
     entry = {
         "format": FORMAT,
+        "key": world.key,  # the file is named by a part of it; the options are in it alone
         "signature": world.signature,
         "actions": _plain(diffed.actions),
         "state_exists": diffed.state_exists,
@@ -230,6 +281,7 @@ def remember(
         "platforms": sorted(manifests.platforms),
         "setting": [where.state_path, where.manifests_dir, where.media_root,
                     dict(where.destinations)],
+        "referenced": _referenced(references(manifests)),
     }  # fmt: skip
     cache.save_plan(world.key, entry)
 
@@ -248,8 +300,15 @@ def recall(cache: Cache, world: World) -> Recalled | None:
     """The plan kept for ``world`` when it holds what it held then; None otherwise."""
     entry = cache.plan(world.key)
     try:
-        if entry["format"] != FORMAT or entry["signature"] != world.signature:
+        if (entry["format"], entry["key"], entry["signature"]) != (
+            FORMAT,
+            world.key,
+            world.signature,
+        ):
             return None
+        referenced = entry["referenced"]
+        if _referenced(path for path, _, _ in referenced) != referenced:
+            return None  # a secret file or a target folder now leads elsewhere
         actions = _actions(entry["actions"])
         state_path, manifests_dir, media_root, destinations = entry["setting"]
         return Recalled(
