@@ -11,6 +11,7 @@ and the manifests' problems reach stdout in the CI formats (:func:`show_problems
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -53,11 +54,15 @@ def color_for(isatty: bool) -> bool:
     return wants_color(choice, os.environ, isatty)
 
 
-def append_step_summary(markdown: str) -> None:
-    """Append ``markdown`` to the file ``GITHUB_STEP_SUMMARY`` names, when it is set."""
+def append_step_summary(markdown: str | Callable[[], str]) -> None:
+    """Append ``markdown`` (or what the callable renders: only then, so that a plan of
+    100,000 placements is not rendered for nobody) to the file ``GITHUB_STEP_SUMMARY``
+    names, when it is set."""
     target = os.environ.get(STEP_SUMMARY)
     if not target:
         return
+    if callable(markdown):
+        markdown = markdown()
     try:
         with open(target, "a", encoding="utf-8") as summary:
             summary.write(markdown.rstrip("\n") + "\n\n")

@@ -95,7 +95,7 @@ def run_plan(
         manifest_set = load_manifests(where, cache, output, summary=True)
         plan = ops.plan(manifest_set, where, options, cache, world)
     show(PLAN_RENDERERS, output, plan)
-    ci.append_step_summary(PLAN_RENDERERS["markdown"](plan, False))
+    ci.append_step_summary(lambda: PLAN_RENDERERS["markdown"](plan, False))
     if out is not None:
         write_atomically(out, PLAN_RENDERERS["json"](plan, False) + "\n")
     if detailed_exitcode and plan.changes:

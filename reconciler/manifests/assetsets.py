@@ -203,11 +203,7 @@ def match_files(
             assert entry is not None
             problem = ESCAPES if start_escapes else _problem(entry, root_real)
             if problem != "":  # "" is a symlinked folder: not followed, not reported
-                real = (
-                    os.path.realpath(entry.path)
-                    if entry.is_symlink()
-                    else real_base + rel[cut:]
-                )
+                real = os.path.realpath(entry.path) if entry.is_symlink() else real_base + rel[cut:]
                 found[rel] = (entry.path, problem, real)
     for rel in sorted(found):
         path, problem, real = found[rel]

@@ -44,13 +44,13 @@ import importlib.util
 import json
 import marshal
 import os
-import stat
 import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
+from stat import S_ISDIR, S_ISLNK
 from typing import Any
 
 import reconciler
@@ -185,6 +185,7 @@ def _walk(root: str, skip: frozenset[str], rows: list[Any], code: bool = False) 
         except OSError as exc:
             rows.append((folder, "unlisted", exc.errno))
             continue
+        add = rows.append
         for entry in entries:
             path = entry.path
             if path in skip or (code and entry.name == "__pycache__"):
@@ -192,19 +193,22 @@ def _walk(root: str, skip: frozenset[str], rows: list[Any], code: bool = False) 
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as exc:
-                rows.append((path, "gone", exc.errno))
+                add((path, "gone", exc.errno))
                 continue
-            if stat.S_ISDIR(st.st_mode):
+            mode, mtime, ctime = st.st_mode, st.st_mtime_ns, st.st_ctime_ns
+            if S_ISDIR(mode):
                 stack.append(path)
-                rows.append((path, st.st_mode, st.st_dev, st.st_ino))
+                add((path, mode, st.st_dev, st.st_ino))
                 continue
-            newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
-            if stat.S_ISLNK(st.st_mode):
+            if mtime > newest or ctime > newest:
+                newest = max(mtime, ctime)
+            row = (path, mode, st.st_dev, st.st_ino, st.st_size, mtime, ctime)
+            if S_ISLNK(mode):
                 link = _link(path)
-                rows.append((path, _signature(st), link))
+                add((*row, link))
                 newest = max(newest, _newest(link[2]) if len(link) == 3 else 0)
             else:
-                rows.append((path, _signature(st)))
+                add(row)
     return newest
 
 
@@ -327,30 +331,27 @@ def recall(cache: Cache, world: World) -> Recalled | None:
         return None
 
 
-def _plain(actions: list[Action]) -> list[tuple[Any, ...]]:
-    """Actions as tuples of plain values (kinds and codes as their strings). Values that
-    repeat (rules, platforms, reasons, hashes of rules, transform settings) are made one
-    object each, which marshal then writes once."""
-    shared: dict[Any, Any] = {}
-    rows = []
-    for action in actions:
-        values = [getattr(action, name) for name in _ACTION_FIELDS]
-        values[0] = str(action.action)
-        values[_REASON_CODE] = str(action.reason_code) if action.reason_code else None
-        for i in _SHARED:
-            value = values[i]
-            key = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
-            values[i] = shared.setdefault((i, key), value)
-        rows.append(tuple(values))
-    return rows
+def _plain(actions: list[Action]) -> list[list[Any]]:
+    """Actions as one list of plain values per field (kinds and codes as their strings).
+    Values that repeat (rules, platforms, reasons, hashes of rules, transform settings) are
+    made one object each, which marshal then writes once."""
+    columns = [[getattr(a, name) for a in actions] for name in _ACTION_FIELDS]
+    columns[0] = [str(kind) for kind in columns[0]]
+    columns[_REASON_CODE] = [str(code) if code else None for code in columns[_REASON_CODE]]
+    for i in _SHARED:
+        shared: dict[Any, Any] = {}
+        columns[i] = [
+            shared.setdefault(json.dumps(v, sort_keys=True) if isinstance(v, dict) else v, v)
+            for v in columns[i]
+        ]
+    return columns
 
 
-def _actions(rows: list[Any]) -> list[Action]:
-    kinds, reasons, at = _KINDS, REASONS, _REASON_CODE
-    out = []
-    for row in rows:
-        values = list(row)
-        values[0] = kinds[values[0]]
-        values[at] = reasons.get(values[at]) if values[at] else None
-        out.append(Action(*values))
-    return out
+def _actions(columns: list[Any]) -> list[Action]:
+    """The actions of :func:`_plain`'s columns (every column as long as the first)."""
+    if len(columns) != len(_ACTION_FIELDS) or len({len(c) for c in columns}) > 1:
+        raise ValueError("not the columns of this program's actions")
+    columns = list(columns)
+    columns[0] = [_KINDS[kind] for kind in columns[0]]
+    columns[_REASON_CODE] = [REASONS.get(c) if c else None for c in columns[_REASON_CODE]]
+    return list(map(Action, *columns))
