@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_from_bytes
 
 from reconciler.drivers.base import (
     Driver,
@@ -82,6 +83,9 @@ class LocalDriver(Driver):
         assert platform.target is not None, "validation guarantees a local target"
         self.root = Path(os.path.realpath(platform.target))
         self.fsync = bool(platform.driver_config.get("fsync", False))
+        # the objects' URLs: the target's, then the key percent-encoded as Path.as_uri does it
+        uri = self.root.as_uri()
+        self._root_uri = uri if uri.endswith("/") else uri + "/"
         self.folders = TargetFolders(
             self.root, follow_symlinks=bool(platform.driver_config.get("follow_symlinks", False))
         )
@@ -90,17 +94,16 @@ class LocalDriver(Driver):
         self, payload: Payload, key: str, metadata: dict[str, Any], progress: Progress | None = None
     ) -> Uploaded:
         parts = key_parts(key)
-        dest = self.root.joinpath(*parts)
         try:
             folder = self.folders.hold(parts[:-1], create=True, verb="written")
         except OSError as exc:
-            raise os_failure(exc, f"cannot create {dest.parent}") from None
+            raise os_failure(exc, f"cannot create {self.path(parts[:-1])}") from None
         assert folder is not None, "made when missing"
         with folder:
             size, landed = self._write(payload, key, parts, folder.fd, progress)
         return Uploaded(
             platform_asset_id=key,
-            url=dest.as_uri(),
+            url=self._root_uri + quote_from_bytes(os.fsencode(key)),
             remote_checksum=landed,
             details={"size": size},
         )
@@ -116,7 +119,6 @@ class LocalDriver(Driver):
         """Copy the payload into a part file in ``folder`` (the open descriptor of the key's
         folder), read it back, and rename it to the key's name only when it holds exactly the
         expected bytes; returns (size, sha256) of what landed."""
-        dest = self.root.joinpath(*parts)
         # a short name of its own, so that a destination name of any legal length fits
         part = f"{PART_MARK}{secrets.token_hex(6)}{PART_SUFFIX}"
         created = committed = False
@@ -137,7 +139,7 @@ class LocalDriver(Driver):
                     f"was sent ({size} bytes, sha256 {landed[:12]}...); it was discarded",
                     landed,
                 )
-            _still(payload.details.get("replaces"), parts[-1], folder, dest)
+            _still(payload.details.get("replaces"), parts[-1], folder, lambda: self.path(parts))
             os.replace(part, parts[-1], src_dir_fd=folder, dst_dir_fd=folder)
             committed = True
             if self.fsync:
@@ -145,7 +147,7 @@ class LocalDriver(Driver):
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) and not created:  # the folder was removed
                 self.folders.forget(parts[:-1])  # walked again by a retry
-            raise os_failure(exc, f"writing {dest}") from None
+            raise os_failure(exc, f"writing {self.path(parts)}") from None
         finally:
             if created and not committed:
                 with contextlib.suppress(FileNotFoundError):
@@ -157,7 +159,6 @@ class LocalDriver(Driver):
         there (a symlink, a folder, a FIFO) is reported as an object of unknown content and
         never followed or read. A symlinked folder on the way is a PermanentError."""
         parts = key_parts(key)
-        path = self.root.joinpath(*parts)
         try:
             folder = self.folders.hold(parts[:-1], create=False, verb="read")
             if folder is None:
@@ -173,7 +174,7 @@ class LocalDriver(Driver):
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENXIO):
                 return RemoteObject(checksum=None, details={"kind": "not a regular file"})
-            raise os_failure(exc, f"reading {path}") from None
+            raise os_failure(exc, f"reading {self.path(parts)}") from None
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -185,9 +186,13 @@ class LocalDriver(Driver):
                 return RemoteObject(checksum=None, size=st.st_size)
             return RemoteObject(digest, st.st_size, {"identity": identity(st)})
         except OSError as exc:
-            raise os_failure(exc, f"reading {path}") from None
+            raise os_failure(exc, f"reading {self.path(parts)}") from None
         finally:
             os.close(fd)
+
+    def path(self, parts: tuple[str, ...]) -> Path:
+        """Where ``parts`` is below the target, for messages (never opened by this path)."""
+        return self.root.joinpath(*parts)
 
     def delete(self, key: str) -> None:
         """Unlink ``key`` (a symlink there is removed itself, never followed) and then the
@@ -345,7 +350,7 @@ def identity(st: os.stat_result) -> list[int]:
     return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-def _still(replaces: Any, name: str, folder: int, dest: Path) -> None:
+def _still(replaces: Any, name: str, folder: int, dest: Callable[[], Path]) -> None:
     """Just before the rename: the object at the key is still the one the job checked when it
     began (``replaces``: its identity, or "absent"), or :class:`ReplacedMeanwhile`. One that
     was removed meanwhile is simply made again."""
@@ -357,6 +362,6 @@ def _still(replaces: Any, name: str, folder: int, dest: Path) -> None:
         return
     if now != replaces:
         raise ReplacedMeanwhile(
-            f"{dest} was changed on the platform while the update was being made; it was "
+            f"{dest()} was changed on the platform while the update was being made; it was "
             "left as it is"
         )

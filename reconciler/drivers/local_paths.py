@@ -46,7 +46,7 @@ def key_parts(key: str) -> Parts:
     """The components of ``key`` (``a/b/c.mp4``), or a PermanentError for a key that could
     name something outside the target (absolute, empty, ``.`` or ``..`` components, NUL)."""
     parts = tuple(key.split("/"))
-    if key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in key:
+    if "" in parts or "." in parts or ".." in parts or "\0" in key:  # "" covers "/a", "a//b"
         raise PermanentError(f"the key {key} would leave the target folder")
     return parts
 
