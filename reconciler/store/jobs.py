@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Any
 
-from reconciler.store.db import Connection, insert_rows, upsert_rows
+from reconciler.store.bulk import insert_batched
+from reconciler.store.db import Connection, upsert_rows
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ _new_job_row = row_of(NewJob)
 def insert_jobs(con: Connection, jobs: Sequence[NewJob]) -> list[int]:
     """Insert the run's jobs in one statement; their new ids, in order."""
     columns = tuple(f.name for f in fields(NewJob))
-    return insert_rows(con, "sync_jobs", columns, [_new_job_row(j) for j in jobs])
+    return insert_batched(con, "sync_jobs", columns, [_new_job_row(j) for j in jobs])
 
 
 def hourly_calls(con: Connection, now: datetime) -> dict[str, tuple[int, datetime | None]]:
