@@ -26,7 +26,6 @@ import errno
 import hashlib
 import os
 import queue
-import secrets
 import stat
 import threading
 from collections.abc import Callable
@@ -42,12 +41,18 @@ from reconciler.drivers.base import (
     TemporaryError,
     Uploaded,
 )
-from reconciler.drivers.local_paths import TargetFolders, key_parts, remove_empty, remove_files
+from reconciler.drivers.local_paths import (
+    PART_MARK,
+    PART_SUFFIX,
+    TargetFolders,
+    key_parts,
+    part_names,
+    remove_empty,
+    remove_files,
+)
 from reconciler.model import HealthStatus, Platform
 from reconciler.observe.payload import NotLanded, Payload, ReplacedMeanwhile
 
-PART_MARK = ".reconcile-"
-PART_SUFFIX = ".part"
 CHUNK = 8 * 1024 * 1024
 PERMANENT_ERRNOS = {
     errno.ENOSPC,
@@ -120,7 +125,7 @@ class LocalDriver(Driver):
         folder), read it back, and rename it to the key's name only when it holds exactly the
         expected bytes; returns (size, sha256) of what landed."""
         # a short name of its own, so that a destination name of any legal length fits
-        part = f"{PART_MARK}{secrets.token_hex(6)}{PART_SUFFIX}"
+        part = part_names.next()
         created = committed = False
         try:
             out = os.open(
@@ -128,7 +133,7 @@ class LocalDriver(Driver):
             )
             created = True
             try:
-                size, landed = _copy_and_read_back(payload.fd, out, progress)
+                size, landed = _copy_and_read_back(payload.fd, out, progress, payload.size)
                 if self.fsync:
                     os.fsync(out)
             finally:
@@ -249,12 +254,15 @@ def _copy(
     start: int = 0,
     limit: int | None = None,
     landed: Callable[[int], None] | None = None,
+    expected: int | None = None,
 ) -> int:
     """Copy ``src`` from offset ``start`` to the current position of ``out``, in the kernel
     where possible (copy_file_range). The source is read at explicit offsets, never through
     its file position, so a retry on the same descriptor starts where it should. Stops after
-    ``limit`` bytes when given; reports the total sent to ``progress`` and ``landed`` after
-    each chunk."""
+    ``limit`` bytes when given, and after a short copy that brings the total to exactly
+    ``expected`` bytes (no further call to find the end: whatever the source holds beyond,
+    the read-back decides whether what landed is the expected bytes); reports the total sent
+    to ``progress`` and ``landed`` after each chunk."""
     sent = 0
     use_kernel = hasattr(os, "copy_file_range")
     while limit is None or sent < limit:
@@ -280,19 +288,25 @@ def _copy(
             landed(start + sent)
         if progress is not None:
             progress(start + sent)
+        if n < want and sent == expected:
+            break
     return sent
 
 
-def _copy_and_read_back(src: int, out: int, progress: Progress | None) -> tuple[int, str]:
-    """Copy, then hash what landed by reading it back through the same file.
+def _copy_and_read_back(
+    src: int, out: int, progress: Progress | None, expected: int | None = None
+) -> tuple[int, str]:
+    """Copy, then hash what landed by reading it back through the same file (``expected``:
+    the size the payload should have, which saves a small file's copy a call to find its
+    end).
 
     For a file of more than one chunk the read-back runs in a second thread, a chunk behind
     the copy, so that hashing a 1 GiB file overlaps copying it (hashlib and the kernel copy
     both release the GIL). Either way the hash covers the whole file as it is on the target,
     up to its end."""
-    first = _copy(src, out, progress, limit=CHUNK)
+    first = _copy(src, out, progress, limit=CHUNK, expected=expected)
     if first < CHUNK:  # the whole file was one chunk: nothing to overlap
-        return first, _digest(out, size_hint=first)
+        return first, _digest(out, size_hint=first, short_is_end=True)
     digest = hashlib.sha256()
     written: queue.SimpleQueue[int | None] = queue.SimpleQueue()
     failure: list[BaseException] = []
@@ -328,15 +342,26 @@ def _copy_and_read_back(src: int, out: int, progress: Progress | None) -> tuple[
     return size, digest.hexdigest()
 
 
-def _digest(fd: int, offset: int = 0, digest: Any = None, size_hint: int = CHUNK) -> str:
+def _digest(
+    fd: int,
+    offset: int = 0,
+    digest: Any = None,
+    size_hint: int = CHUNK,
+    short_is_end: bool = False,
+) -> str:
     """sha256 of a file read through an open descriptor, from ``offset`` (continuing
     ``digest``) to its end. ``size_hint``: the expected size, so that a small file is not
     read into a buffer of a whole chunk (allocating 8 MiB per 40 KB file cost more than the
-    read)."""
+    read). ``short_is_end``: a read of fewer bytes than asked is the end, with no read to
+    confirm it (for the part file this driver wrote: a regular file on a local or network
+    file system returns a short read only at its end)."""
     digest = digest if digest is not None else hashlib.sha256()
     want = min(CHUNK, size_hint + 1)  # one byte more: a read that fills it is not the end
     while True:
         block = os.pread(fd, want, offset)
+        if short_is_end and 0 < len(block) < want:
+            digest.update(block)
+            return digest.hexdigest()
         # a short read is normally the end; the next read, which must say so, stays small
         want = CHUNK if len(block) == want else 64 * 1024
         if not block:
