@@ -33,6 +33,9 @@ _lock = threading.Lock()
 _forms: list[str] = []  # longest first
 _short_forms: set[str] = set()
 _short: re.Pattern[str] | None = None  # the short forms, each between non-word characters
+# what redact() reads, without the lock: replaced whole (one assignment) after each change,
+# never changed in place (a list being sorted looks empty to another thread meanwhile)
+_snapshot: tuple[tuple[str, ...], re.Pattern[str] | None] = ((), None)
 
 
 def register(value: str | bytes | None) -> None:
@@ -49,7 +52,7 @@ def register(value: str | bytes | None) -> None:
             forms |= set(_forms_of(line.strip()))
     short = {f for f in forms if SHORT_LENGTH <= len(f) < MIN_LENGTH}
     forms = {f for f in forms if len(f) >= MIN_LENGTH}
-    global _short
+    global _short, _snapshot
     with _lock:
         new = forms.difference(_forms)
         if new:
@@ -61,6 +64,7 @@ def register(value: str | bytes | None) -> None:
             _short = re.compile(
                 "|".join(rf"(?<![A-Za-z0-9]){re.escape(f)}(?![A-Za-z0-9])" for f in words)
             )
+        _snapshot = (tuple(_forms), _short)
 
 
 def _forms_of(text: str) -> list[str]:
@@ -82,8 +86,7 @@ def redact(text: str) -> str:
     """``text`` with every registered secret form replaced by ``[REDACTED]``."""
     if not text:
         return text
-    with _lock:
-        forms, short = list(_forms), _short
+    forms, short = _snapshot  # no lock: every event of every job is redacted, on all threads
     for form in forms:
         if form in text:
             text = text.replace(form, MARK)

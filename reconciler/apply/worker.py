@@ -10,17 +10,10 @@ a transfer still in flight. The transfers themselves are in :mod:`.transfer`.
 
 from __future__ import annotations
 
+import random
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from reconciler.apply import transfer
 from reconciler.apply.conflicts import Refused
@@ -70,8 +63,7 @@ class Worker:
         self.observer.run_started(jobs)
         self.recorder.start()
         try:
-            with ThreadPoolExecutor(max_workers=max(1, self.options.parallel)) as pool:
-                list(pool.map(self.run_job, todo))
+            self._run_all(todo)
         finally:
             try:
                 self.recorder.stop()
@@ -80,6 +72,45 @@ class Worker:
                 self.observer.run_finished()
         if self.recorder.failure is not None:
             raise StateError(f"recording the run failed: {self.recorder.failure}")
+
+    def _run_all(self, todo: list[Job]) -> None:
+        """Run ``todo`` on ``parallel`` threads, each taking the next job as it becomes free.
+
+        No future per job: 100,000 queued futures cost memory, and waking the waiting main
+        thread at each one cost more CPU than a small file's copy. The first error (a failure
+        of the recording, not of a job: those end as an Outcome) stops the threads taking more
+        jobs, and is raised once the jobs in flight are done; so is an interrupt."""
+        jobs = iter(todo)
+        lock = threading.Lock()
+        failures: list[BaseException] = []
+
+        def take() -> Job | None:
+            with lock:
+                return None if failures else next(jobs, None)
+
+        def loop() -> None:
+            while (job := take()) is not None:
+                try:
+                    self.run_job(job)
+                except BaseException as exc:
+                    with lock:
+                        failures.append(exc)
+                    return
+
+        count = min(max(1, self.options.parallel), len(todo))
+        threads = [threading.Thread(target=loop, name=f"job-{n}") for n in range(count)]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException as exc:  # interrupted: no job starts after this one
+            with lock:
+                failures.insert(0, exc)
+            for thread in threads:
+                thread.join()
+        if failures:
+            raise failures[0]
 
     def stopping(self) -> bool:
         stop = self.options.stop
@@ -127,38 +158,47 @@ class Worker:
     def _attempts(self, job: Job) -> Outcome:
         """An upload opens its master once, safely, for all of its attempts; whatever it
         sends is read from that descriptor."""
-        retrying = Retrying(
-            stop=stop_after_attempt(self.options.max_attempts),
-            wait=self._wait,
-            retry=retry_if_exception_type(TemporaryError),
-            before_sleep=lambda state: self._retrying(job, state),
-            reraise=True,
-        )
         driver = self.driver(job.action.platform)
         if job.job_type == JobType.DELETE:
-            return retrying(transfer.delete, self.tools, driver, job)
+            return self._retried(job, lambda: transfer.delete(self.tools, driver, job))
         if job.job_type == JobType.METADATA:
-            return retrying(transfer.metadata, self.tools, driver, job)
+            return self._retried(job, lambda: transfer.metadata(self.tools, driver, job))
         assert job.action.path is not None
         with opened_master(job.action.path, str(self.manifests.media_root)) as master:
-            return retrying(transfer.upload, self.tools, driver, job, master)
+            return self._retried(job, lambda: transfer.upload(self.tools, driver, job, master))
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, TemporaryError) and exc.retry_after is not None:
-            return min(max(exc.retry_after, 0.0), self.options.backoff_max)
-        backoff = wait_random_exponential(
-            multiplier=self.options.backoff_base, max=self.options.backoff_max
-        )
-        return float(backoff(state))
+    def _retried(self, job: Job, attempt: Callable[[], Outcome]) -> Outcome:
+        """``attempt`` until it succeeds, raises anything but a TemporaryError, or has been
+        tried ``max_attempts`` times (then its last error is raised); each retry is logged
+        and waits :meth:`_wait`. (A plain loop: a retrying object per job cost more than
+        copying a small file.)"""
+        number = 1
+        while True:
+            try:
+                return attempt()
+            except TemporaryError as exc:
+                if number >= self.options.max_attempts:
+                    raise
+                wait = self._wait(exc, number)
+                self._retrying(job, number, exc, wait)
+            time.sleep(wait)
+            number += 1
 
-    def _retrying(self, job: Job, state: RetryCallState) -> None:
+    def _wait(self, exc: TemporaryError, number: int) -> float:
+        """Seconds before the retry that follows attempt ``number``: what the platform asked
+        for (``retry_after``), else exponential backoff with full jitter (a random time up to
+        ``backoff_base * 2 ** (number - 1)``); never more than ``backoff_max``."""
+        cap = self.options.backoff_max
+        if exc.retry_after is not None:
+            return min(max(exc.retry_after, 0.0), cap)
+        window = self.options.backoff_base * 2.0 ** min(number - 1, 64)
+        return random.uniform(0, max(0.0, min(window, cap)))
+
+    def _retrying(self, job: Job, number: int, exc: TemporaryError, wait: float) -> None:
         job.retries += 1
-        exc = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0
         self.recorder.job(job)
-        message = f"attempt {state.attempt_number} failed ({exc}); retrying in {wait:.1f} s"
-        details = {"attempt": state.attempt_number, "wait_seconds": round(wait, 3)}
+        message = f"attempt {number} failed ({exc}); retrying in {wait:.1f} s"
+        details = {"attempt": number, "wait_seconds": round(wait, 3)}
         event = job.event(EventType.RETRY, EventStatus.RETRYING, message, details)
         self.recorder.event(event, job)
 

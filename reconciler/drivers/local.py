@@ -26,12 +26,12 @@ import errno
 import hashlib
 import os
 import queue
-import secrets
 import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_from_bytes
 
 from reconciler.drivers.base import (
     Driver,
@@ -41,12 +41,18 @@ from reconciler.drivers.base import (
     TemporaryError,
     Uploaded,
 )
-from reconciler.drivers.local_paths import TargetFolders, key_parts, remove_empty, remove_files
+from reconciler.drivers.local_paths import (
+    PART_MARK,
+    PART_SUFFIX,
+    TargetFolders,
+    key_parts,
+    part_names,
+    remove_empty,
+    remove_files,
+)
 from reconciler.model import HealthStatus, Platform
 from reconciler.observe.payload import NotLanded, Payload, ReplacedMeanwhile
 
-PART_MARK = ".reconcile-"
-PART_SUFFIX = ".part"
 CHUNK = 8 * 1024 * 1024
 PERMANENT_ERRNOS = {
     errno.ENOSPC,
@@ -82,6 +88,9 @@ class LocalDriver(Driver):
         assert platform.target is not None, "validation guarantees a local target"
         self.root = Path(os.path.realpath(platform.target))
         self.fsync = bool(platform.driver_config.get("fsync", False))
+        # the objects' URLs: the target's, then the key percent-encoded as Path.as_uri does it
+        uri = self.root.as_uri()
+        self._root_uri = uri if uri.endswith("/") else uri + "/"
         self.folders = TargetFolders(
             self.root, follow_symlinks=bool(platform.driver_config.get("follow_symlinks", False))
         )
@@ -90,17 +99,16 @@ class LocalDriver(Driver):
         self, payload: Payload, key: str, metadata: dict[str, Any], progress: Progress | None = None
     ) -> Uploaded:
         parts = key_parts(key)
-        dest = self.root.joinpath(*parts)
         try:
             folder = self.folders.hold(parts[:-1], create=True, verb="written")
         except OSError as exc:
-            raise os_failure(exc, f"cannot create {dest.parent}") from None
+            raise os_failure(exc, f"cannot create {self.path(parts[:-1])}") from None
         assert folder is not None, "made when missing"
         with folder:
             size, landed = self._write(payload, key, parts, folder.fd, progress)
         return Uploaded(
             platform_asset_id=key,
-            url=dest.as_uri(),
+            url=self._root_uri + quote_from_bytes(os.fsencode(key)),
             remote_checksum=landed,
             details={"size": size},
         )
@@ -116,9 +124,8 @@ class LocalDriver(Driver):
         """Copy the payload into a part file in ``folder`` (the open descriptor of the key's
         folder), read it back, and rename it to the key's name only when it holds exactly the
         expected bytes; returns (size, sha256) of what landed."""
-        dest = self.root.joinpath(*parts)
         # a short name of its own, so that a destination name of any legal length fits
-        part = f"{PART_MARK}{secrets.token_hex(6)}{PART_SUFFIX}"
+        part = part_names.next()
         created = committed = False
         try:
             out = os.open(
@@ -126,7 +133,7 @@ class LocalDriver(Driver):
             )
             created = True
             try:
-                size, landed = _copy_and_read_back(payload.fd, out, progress)
+                size, landed = _copy_and_read_back(payload.fd, out, progress, payload.size)
                 if self.fsync:
                     os.fsync(out)
             finally:
@@ -137,7 +144,7 @@ class LocalDriver(Driver):
                     f"was sent ({size} bytes, sha256 {landed[:12]}...); it was discarded",
                     landed,
                 )
-            _still(payload.details.get("replaces"), parts[-1], folder, dest)
+            _still(payload.details.get("replaces"), parts[-1], folder, lambda: self.path(parts))
             os.replace(part, parts[-1], src_dir_fd=folder, dst_dir_fd=folder)
             committed = True
             if self.fsync:
@@ -145,7 +152,7 @@ class LocalDriver(Driver):
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) and not created:  # the folder was removed
                 self.folders.forget(parts[:-1])  # walked again by a retry
-            raise os_failure(exc, f"writing {dest}") from None
+            raise os_failure(exc, f"writing {self.path(parts)}") from None
         finally:
             if created and not committed:
                 with contextlib.suppress(FileNotFoundError):
@@ -157,7 +164,6 @@ class LocalDriver(Driver):
         there (a symlink, a folder, a FIFO) is reported as an object of unknown content and
         never followed or read. A symlinked folder on the way is a PermanentError."""
         parts = key_parts(key)
-        path = self.root.joinpath(*parts)
         try:
             folder = self.folders.hold(parts[:-1], create=False, verb="read")
             if folder is None:
@@ -173,7 +179,7 @@ class LocalDriver(Driver):
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENXIO):
                 return RemoteObject(checksum=None, details={"kind": "not a regular file"})
-            raise os_failure(exc, f"reading {path}") from None
+            raise os_failure(exc, f"reading {self.path(parts)}") from None
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -185,9 +191,13 @@ class LocalDriver(Driver):
                 return RemoteObject(checksum=None, size=st.st_size)
             return RemoteObject(digest, st.st_size, {"identity": identity(st)})
         except OSError as exc:
-            raise os_failure(exc, f"reading {path}") from None
+            raise os_failure(exc, f"reading {self.path(parts)}") from None
         finally:
             os.close(fd)
+
+    def path(self, parts: tuple[str, ...]) -> Path:
+        """Where ``parts`` is below the target, for messages (never opened by this path)."""
+        return self.root.joinpath(*parts)
 
     def delete(self, key: str) -> None:
         """Unlink ``key`` (a symlink there is removed itself, never followed) and then the
@@ -244,12 +254,15 @@ def _copy(
     start: int = 0,
     limit: int | None = None,
     landed: Callable[[int], None] | None = None,
+    expected: int | None = None,
 ) -> int:
     """Copy ``src`` from offset ``start`` to the current position of ``out``, in the kernel
     where possible (copy_file_range). The source is read at explicit offsets, never through
     its file position, so a retry on the same descriptor starts where it should. Stops after
-    ``limit`` bytes when given; reports the total sent to ``progress`` and ``landed`` after
-    each chunk."""
+    ``limit`` bytes when given, and after a short copy that brings the total to exactly
+    ``expected`` bytes (no further call to find the end: whatever the source holds beyond,
+    the read-back decides whether what landed is the expected bytes); reports the total sent
+    to ``progress`` and ``landed`` after each chunk."""
     sent = 0
     use_kernel = hasattr(os, "copy_file_range")
     while limit is None or sent < limit:
@@ -275,19 +288,25 @@ def _copy(
             landed(start + sent)
         if progress is not None:
             progress(start + sent)
+        if n < want and sent == expected:
+            break
     return sent
 
 
-def _copy_and_read_back(src: int, out: int, progress: Progress | None) -> tuple[int, str]:
-    """Copy, then hash what landed by reading it back through the same file.
+def _copy_and_read_back(
+    src: int, out: int, progress: Progress | None, expected: int | None = None
+) -> tuple[int, str]:
+    """Copy, then hash what landed by reading it back through the same file (``expected``:
+    the size the payload should have, which saves a small file's copy a call to find its
+    end).
 
     For a file of more than one chunk the read-back runs in a second thread, a chunk behind
     the copy, so that hashing a 1 GiB file overlaps copying it (hashlib and the kernel copy
     both release the GIL). Either way the hash covers the whole file as it is on the target,
     up to its end."""
-    first = _copy(src, out, progress, limit=CHUNK)
+    first = _copy(src, out, progress, limit=CHUNK, expected=expected)
     if first < CHUNK:  # the whole file was one chunk: nothing to overlap
-        return first, _digest(out, size_hint=first)
+        return first, _digest(out, size_hint=first, short_is_end=True)
     digest = hashlib.sha256()
     written: queue.SimpleQueue[int | None] = queue.SimpleQueue()
     failure: list[BaseException] = []
@@ -323,15 +342,26 @@ def _copy_and_read_back(src: int, out: int, progress: Progress | None) -> tuple[
     return size, digest.hexdigest()
 
 
-def _digest(fd: int, offset: int = 0, digest: Any = None, size_hint: int = CHUNK) -> str:
+def _digest(
+    fd: int,
+    offset: int = 0,
+    digest: Any = None,
+    size_hint: int = CHUNK,
+    short_is_end: bool = False,
+) -> str:
     """sha256 of a file read through an open descriptor, from ``offset`` (continuing
     ``digest``) to its end. ``size_hint``: the expected size, so that a small file is not
     read into a buffer of a whole chunk (allocating 8 MiB per 40 KB file cost more than the
-    read)."""
+    read). ``short_is_end``: a read of fewer bytes than asked is the end, with no read to
+    confirm it (for the part file this driver wrote: a regular file on a local or network
+    file system returns a short read only at its end)."""
     digest = digest if digest is not None else hashlib.sha256()
     want = min(CHUNK, size_hint + 1)  # one byte more: a read that fills it is not the end
     while True:
         block = os.pread(fd, want, offset)
+        if short_is_end and 0 < len(block) < want:
+            digest.update(block)
+            return digest.hexdigest()
         # a short read is normally the end; the next read, which must say so, stays small
         want = CHUNK if len(block) == want else 64 * 1024
         if not block:
@@ -345,7 +375,7 @@ def identity(st: os.stat_result) -> list[int]:
     return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-def _still(replaces: Any, name: str, folder: int, dest: Path) -> None:
+def _still(replaces: Any, name: str, folder: int, dest: Callable[[], Path]) -> None:
     """Just before the rename: the object at the key is still the one the job checked when it
     began (``replaces``: its identity, or "absent"), or :class:`ReplacedMeanwhile`. One that
     was removed meanwhile is simply made again."""
@@ -357,6 +387,6 @@ def _still(replaces: Any, name: str, folder: int, dest: Path) -> None:
         return
     if now != replaces:
         raise ReplacedMeanwhile(
-            f"{dest} was changed on the platform while the update was being made; it was "
+            f"{dest()} was changed on the platform while the update was being made; it was "
             "left as it is"
         )

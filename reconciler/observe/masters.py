@@ -90,8 +90,9 @@ def open_master(path: str, root: str) -> Opened:
         real = _real_path(fd, path, st)
         if real is None or not below(real, root):
             raise UnsafeMaster(name, f"leads outside the media root {root}")
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+        # blocking reads from here on (F_SETFL changes only the status flags, such as
+        # O_NONBLOCK, and none of them but O_NONBLOCK was set: one call, not two)
+        fcntl.fcntl(fd, fcntl.F_SETFL, FLAGS & ~os.O_NONBLOCK)
     except BaseException:
         os.close(fd)
         raise

@@ -85,6 +85,22 @@ def insert_rows(
     return list(range(base + 1, base + n + 1))
 
 
+BATCH_ROWS = 10_000  # rows per statement of insert_batched
+
+
+def insert_batched(
+    con: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> list[int]:
+    """:func:`insert_rows` for many rows: one statement per :data:`BATCH_ROWS`, in the
+    caller's transaction, with the same ids one statement would give. DuckDB holds every
+    value of a statement's lists at once: admitting 100,000 jobs (their rows and their
+    copies', one statement each) peaked 330 MB higher than in batches, for the same time."""
+    ids: list[int] = []
+    for start in range(0, len(rows), BATCH_ROWS):
+        ids += insert_rows(con, table, columns, rows[start : start + BATCH_ROWS])
+    return ids
+
+
 def temp_table(
     con: Connection, name: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
 ) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from reconciler.model import EventType
 from reconciler.provenance import Provenance
 from reconciler.redact import redact, redact_value
-from reconciler.store.bulk import insert_rows
+from reconciler.store.bulk import insert_batched
 from reconciler.store.connection import Connection, utcnow
 
 # Not in EventType: the store's own event about the file, written before any run.
@@ -56,4 +56,4 @@ def insert_events(
          e.event_time or now, commit, dirty)
         for e in events
     ]  # fmt: skip
-    return insert_rows(con, "sync_events_log", _COLUMNS, rows)
+    return insert_batched(con, "sync_events_log", _COLUMNS, rows)

@@ -16,7 +16,8 @@ from typing import Any
 
 from reconciler.model import ConflictType, Resolution, SyncStatus
 from reconciler.redact import redact
-from reconciler.store.db import Connection, insert_rows, upsert_rows
+from reconciler.store.bulk import insert_batched
+from reconciler.store.db import Connection, upsert_rows
 from reconciler.store.records import retire_deleted
 
 Row = Mapping[str, Any]  # one row, keyed by column name
@@ -108,7 +109,7 @@ def record_placements(
         else:
             inserts.append((*pair, *_placement_values(r)))
     update_placements(con, updates)
-    new_ids = insert_rows(
+    new_ids = insert_batched(
         con, "platform_assets", ("source_asset_id", "platform_id", *PLACEMENT_COLUMNS), inserts
     )
     existing.update({(row[0], row[1]): i for row, i in zip(inserts, new_ids, strict=True)})
