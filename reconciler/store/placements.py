@@ -211,10 +211,17 @@ def recorded_assets(con: Connection) -> dict[str, tuple[str | None, int]]:
     return {code: (checksum, version) for code, checksum, version in rows}
 
 
-def upsert_assets(con: Connection, rows: Sequence[Row]) -> None:
+def upsert_assets(con: Connection, rows: Sequence[Row], outdate: bool = True) -> None:
     """Write source_assets rows; a copy whose master moved on to a new version is then
-    outdated until it is updated."""
+    outdated until it is updated (by :func:`outdate_moved_on`, at once unless ``outdate``
+    is false: a caller writing its rows in batches calls it after the last)."""
     _upsert(con, "source_assets", "asset_code", rows)
+    if outdate:
+        outdate_moved_on(con)
+
+
+def outdate_moved_on(con: Connection) -> None:
+    """Mark outdated the synced copies whose master has a newer recorded version."""
     con.execute(
         "UPDATE platform_assets SET sync_status = 'outdated' FROM source_assets sa "
         "WHERE sa.id = platform_assets.source_asset_id AND platform_assets.sync_status = "
