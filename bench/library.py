@@ -59,8 +59,18 @@ def build(work: Path, count: int) -> dict[str, Path]:
     }
 
 
+def _set_aside(path: Path) -> None:
+    """Move a previous run's target out of the way, to be deleted after the measurements:
+    ext4 makes every file created soon after many deletions slower (it scans past the
+    recently deleted inodes), which made each run slower than the one before, whoever ran."""
+    if path.exists():
+        trash = path.parent / "L-trash"
+        trash.mkdir(exist_ok=True)
+        path.rename(trash / f"{path.name}-{time.monotonic_ns()}")
+
+
 def _fresh(data: dict[str, Path]) -> None:
-    shutil.rmtree(data["target"], ignore_errors=True)
+    _set_aside(data["target"])
     shutil.rmtree(data["cache"], ignore_errors=True)
     for leftover in data["state"].parent.glob(data["state"].name + "*"):
         leftover.unlink()
@@ -94,7 +104,7 @@ def first_apply(data: dict[str, Path], runs: int, label: str) -> dict[str, Measu
     for i in range(runs):
         for tool in ("reconcile", "rclone") if i % 2 == 0 else ("rclone", "reconcile"):
             if tool == "rclone":
-                shutil.rmtree(data["rclone"], ignore_errors=True)
+                _set_aside(data["rclone"])
                 sync()
                 theirs.samples.append(run([*rclone, str(data["media"]), str(data["rclone"])]))
             else:
@@ -125,7 +135,8 @@ def no_change_plan(data: dict[str, Path], runs: int, label: str) -> dict[str, Me
             f"rclone {theirs.samples[-1].seconds:.2f} s",
             flush=True,
         )
-    return {"reconcile": ours, "rclone": theirs}
+    first = Measure(f"{label} first", ours.samples[:1])
+    return {"reconcile": ours, "rclone": theirs, "first": first}
 
 
 def changed_plan(data: dict[str, Path], runs: int) -> tuple[dict[str, Measure], int]:
@@ -172,6 +183,7 @@ def measure_library(
         "apply": results["G"]["reconcile"],
         "plan": results["E"]["reconcile"],
     }
+    shutil.rmtree(work / "L-trash", ignore_errors=True)
     return results, {"changed": changed, "files": sizes[-1], **{f"H{n}": n for n in sizes}}
 
 
@@ -245,6 +257,7 @@ def report(results: dict[str, dict[str, Measure]], facts: dict[str, int]) -> lis
         line("G first apply", "rclone copy --checksum", g["rclone"], None),
         line("E no-change plan", "reconcile --dry-run", e["reconcile"], e["rclone"]),
         line("E no-change plan", "rclone sync --dry-run", e["rclone"], None),
+        line("E: its first run, after the apply", "reconcile --dry-run", e["first"], None),
         line(f"F plan, {changed:,} changed", "reconcile --dry-run", f["reconcile"], None),
         line(f"F hashing the {changed:,} changed", "sha256 in Python", f["hashing"], None),
         "",

@@ -340,10 +340,16 @@ def _plain(actions: list[Action]) -> list[list[Any]]:
     columns[_REASON_CODE] = [str(code) if code else None for code in columns[_REASON_CODE]]
     for i in _SHARED:
         shared: dict[Any, Any] = {}
-        columns[i] = [
-            shared.setdefault(json.dumps(v, sort_keys=True) if isinstance(v, dict) else v, v)
-            for v in columns[i]
-        ]
+        seen: dict[int, Any] = {}  # a dict by identity: the actions of a rule share its dict
+        column = columns[i]
+        for n, value in enumerate(column):
+            if isinstance(value, dict):
+                key = seen.get(id(value))
+                if key is None:
+                    key = seen[id(value)] = json.dumps(value, sort_keys=True)
+            else:
+                key = value
+            column[n] = shared.setdefault(key, value)
     return columns
 
 
