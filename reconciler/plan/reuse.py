@@ -49,6 +49,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from operator import attrgetter
 from pathlib import Path
 from stat import S_ISDIR, S_ISLNK
 from typing import Any
@@ -67,6 +68,7 @@ RACY_SECONDS = 2.0
 LIBRARIES = ("yaml", "duckdb", "wcmatch", "jsonschema_rs", "croniter")
 _ACTION_FIELDS = tuple(f.name for f in fields(Action))
 _REASON_CODE = _ACTION_FIELDS.index("reason_code")
+_TRANSFORM_RULES = _ACTION_FIELDS.index("transform_rules")
 _SHARED = tuple(
     _ACTION_FIELDS.index(name)
     for name in ("rule", "platform", "reason", "mime_type", "priority", "transform_hash",
@@ -334,22 +336,23 @@ def recall(cache: Cache, world: World) -> Recalled | None:
 def _plain(actions: list[Action]) -> list[list[Any]]:
     """Actions as one list of plain values per field (kinds and codes as their strings).
     Values that repeat (rules, platforms, reasons, hashes of rules, transform settings) are
-    made one object each, which marshal then writes once."""
-    columns = [[getattr(a, name) for a in actions] for name in _ACTION_FIELDS]
-    columns[0] = [str(kind) for kind in columns[0]]
+    made one object each, which marshal then writes once. (Column-wise, in C where it can be:
+    this runs after every full plan.)"""
+    rows = map(attrgetter(*_ACTION_FIELDS), actions)
+    columns = [list(column) for column in zip(*rows, strict=True)] or [[] for _ in _ACTION_FIELDS]
+    columns[0] = list(map(str, columns[0]))
     columns[_REASON_CODE] = [str(code) if code else None for code in columns[_REASON_CODE]]
     for i in _SHARED:
-        shared: dict[Any, Any] = {}
-        seen: dict[int, Any] = {}  # a dict by identity: the actions of a rule share its dict
-        column = columns[i]
-        for n, value in enumerate(column):
-            if isinstance(value, dict):
-                key = seen.get(id(value))
-                if key is None:
-                    key = seen[id(value)] = json.dumps(value, sort_keys=True)
-            else:
-                key = value
-            column[n] = shared.setdefault(key, value)
+        if i == _TRANSFORM_RULES:  # dicts: one per rule, shared by identity
+            seen: dict[int, Any] = {}
+            by_text: dict[str, Any] = {}
+            for value in columns[i]:
+                if id(value) not in seen:
+                    seen[id(value)] = by_text.setdefault(json.dumps(value, sort_keys=True), value)
+            columns[i] = [seen[id(value)] for value in columns[i]]
+        else:
+            shared: dict[Any, Any] = {}
+            columns[i] = list(map(shared.setdefault, columns[i], columns[i]))
     return columns
 
 
