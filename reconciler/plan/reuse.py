@@ -338,8 +338,7 @@ def _plain(actions: list[Action]) -> list[list[Any]]:
     Values that repeat (rules, platforms, reasons, hashes of rules, transform settings) are
     made one object each, which marshal then writes once. (Column-wise, in C where it can be:
     this runs after every full plan.)"""
-    rows = map(attrgetter(*_ACTION_FIELDS), actions)
-    columns = [list(column) for column in zip(*rows, strict=True)] or [[] for _ in _ACTION_FIELDS]
+    columns = [list(map(attrgetter(name), actions)) for name in _ACTION_FIELDS]
     columns[0] = list(map(str, columns[0]))
     columns[_REASON_CODE] = [str(code) if code else None for code in columns[_REASON_CODE]]
     for i in _SHARED:
