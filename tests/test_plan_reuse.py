@@ -35,15 +35,16 @@ def settled_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reuse, "RACY_SECONDS", 0.0)
 
 
-def library(tmp_path: Path) -> World:
-    world = World(tmp_path).platform("CDN").rule("R", "CDN")
+def library(tmp_path: Path, include: str = "lib/*.jpg", **platform: object) -> World:
+    """Two declared assets and an AssetSet over lib/, on one local platform."""
+    world = World(tmp_path).platform("CDN", **platform).rule("R", "CDN")
     world.asset("VID-A", b"alpha").asset("VID-B", b"bravo")
     (world.media / "lib").mkdir()
     (world.media / "lib" / "one.jpg").write_bytes(b"one")
     world._doc(
         "AssetSet",
         "LIB",
-        {"include": "lib/*.jpg", "asset_type": "image", "category": "c",
+        {"include": include, "asset_type": "image", "category": "c",
          "code_template": "IMG-{stem}"},
     )  # fmt: skip
     world.manifests()

@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 from planning import World
+from test_plan_reuse import library as reuse_library
+from test_plan_reuse import where
 
 from reconciler import ops
 from reconciler.cache import Cache
@@ -37,22 +39,7 @@ def settled_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def library(root: Path, **platform: Any) -> World:
-    world = World(root).platform("CDN", **platform).rule("R", "CDN")
-    world.asset("VID-A", b"alpha").asset("VID-B", b"bravo")
-    (world.media / "lib").mkdir()
-    (world.media / "lib" / "one.jpg").write_bytes(b"one")
-    world._doc(
-        "AssetSet",
-        "LIB",
-        {"include": "lib/**/*.jpg", "asset_type": "image", "category": "c",
-         "code_template": "IMG-{stem}"},
-    )  # fmt: skip
-    world.manifests()
-    return world
-
-
-def where(world: World) -> ops.Workspace:
-    return ops.Workspace(world.manifests_dir, world.media, world.store.path)
+    return reuse_library(root, "lib/**/*.jpg", **platform)
 
 
 def dry_run(place: ops.Workspace, cache: Cache, **options: Any) -> tuple[Any, bool]:
