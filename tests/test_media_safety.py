@@ -296,3 +296,29 @@ def test_a_credential_file_is_skipped_under_every_name_a_glob_reaches_it_by(
     files = [a.file for a in result.manifest_set.assets.values()]
     assert not any(f and f.endswith(".key") for f in files), files
     assert any("is a credential file" in p.message for p in result.warnings)
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    """A master named in Latin-1 (café.jpg as the bytes caf\\xe9.jpg, from an old archive):
+    every plan crashed with a traceback encoding it; it is skipped, named readably, and the
+    other files still sync."""
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "ok.jpg").write_bytes(b"ok")
+    with open(os.path.join(os.fsencode(media), b"caf\xe9.jpg"), "wb") as handle:
+        handle.write(b"latin")
+    folder = manifests(tmp_path, PLATFORM, RULE, SET % "*.jpg")
+    result = validate_tree(folder, media)
+    assert result.ok and result.manifest_set is not None
+    assert sorted(result.manifest_set.assets) == ["IMG-ok"]
+    assert [p.message for p in result.warnings] == [
+        "caf\\xe9.jpg has a name that is not valid UTF-8 (codes, keys and the state are UTF-8 "
+        "text); rename it; skipped"
+    ]
+    args = ["--manifests", str(folder), "--media-root", str(media), "--state",
+            str(tmp_path / "state" / "s.duckdb")]  # fmt: skip
+    for extra in (["--dry-run"], []):
+        done = reconcile(*extra, *args)
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr and "caf\\xe9.jpg" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "target").iterdir()) == ["ok.jpg"]

@@ -137,6 +137,13 @@ def expand(asset_set: AssetSet, media_root: Path, private: tuple[str, ...] = ())
         if problem is not None:
             result.warn(f"{printable(rel)} {problem}; skipped")
             continue
+        if not rel.isascii() and not _utf8(rel):
+            shown = printable(os.fsencode(rel).decode("utf-8", "backslashreplace"))
+            result.warn(
+                f"{shown} has a name that is not valid UTF-8 (codes, keys and the state are "
+                "UTF-8 text); rename it; skipped"
+            )
+            continue
         values = placeholders(rel)
         code = make_code(asset_set, rel, values)
         if not CODE_RE.match(code):
@@ -156,6 +163,16 @@ def expand(asset_set: AssetSet, media_root: Path, private: tuple[str, ...] = ())
         title = fill(title_template, rel, values)[:300]
         result.files.append(Generated(rel, path, code, title, real))
     return result
+
+
+def _utf8(name: str) -> bool:
+    """Whether a file name read from the file system is valid UTF-8 (Python keeps the bytes
+    of one that is not as lone surrogates, which no UTF-8 text can hold)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 ESCAPES = "leads outside the media root"  # a matched symlink that escapes: an error
