@@ -179,9 +179,14 @@ def check_narrowing_codes(
             )
 
 
-def look(where: Workspace, options: Options | None = None, cache: Cache | None = None) -> World:
+def look(
+    where: Workspace, options: Options | None = None, cache: Cache | None = None
+) -> World | None:
     """What a plan of ``where`` would be made from, as it is now (taken before the manifests
-    are read): the key to the last plan of an unchanged world."""
+    are read): the key to the last plan of an unchanged world. None without a cache folder
+    (``--no-cache``), where no plan is kept or reused and walking the tree would be waste."""
+    if cache is None or cache.folder is None:
+        return None
     # the cache folder is not left out: validation does not leave it out (a file in it may be
     # a master), so a cache inside the media root makes every plan a new one
     prune = (options or Options()).prune
@@ -189,12 +194,19 @@ def look(where: Workspace, options: Options | None = None, cache: Cache | None =
 
 
 def reused_plan(
-    world: World, where: Workspace, options: Options | None = None, cache: Cache | None = None
+    world: World | None,
+    where: Workspace,
+    options: Options | None = None,
+    cache: Cache | None = None,
 ) -> Plan | None:
     """The plan of a world that has not changed since the last plan of it (none without a
     cache): what :func:`plan` would answer, without planning. Strictly read-only."""
     options = options or Options()
-    found = reused(cache, world, options.planning()) if cache is not None else None
+    found = (
+        reused(cache, world, options.planning())
+        if cache is not None and world is not None
+        else None
+    )
     if found is None:
         return None
     made, recalled = found

@@ -207,10 +207,10 @@ def test_the_libraries_that_parse_and_diff_are_part_of_the_program(
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     monkeypatch.setattr(reuse, "LIBRARIES", (*reuse.LIBRARIES, "fakelib"))
     world = library(tmp_path)
-    before = ops.look(where(world)).signature
+    before = ops.look(where(world), cache=Cache(tmp_path / "cache")).signature
     (fake / "__init__.py").unlink()
     (fake / "__init__.py").write_text("VERSION = 2\n")  # reinstalled
-    assert ops.look(where(world)).signature != before
+    assert ops.look(where(world), cache=Cache(tmp_path / "cache")).signature != before
 
 
 def test_the_cli_answers_for_the_roles_it_was_given(tmp_path: Path) -> None:
