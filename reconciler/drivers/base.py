@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +46,7 @@ __all__ = [
     "Deferred",
     "Driver",
     "DriverError",
+    "Found",
     "PermanentError",
     "RemoteObject",
     "TemporaryError",
@@ -74,6 +75,19 @@ class RemoteObject:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Found:
+    """An object found on a platform by the platform's own id (an import) or by listing it
+    (discovery), as the platform reports it."""
+
+    remote_id: str  # the platform's id: the key on a folder or bucket, a video id elsewhere
+    key: str | None  # its key, on platforms whose keys are where objects are; else None
+    checksum: str | None  # sha256 of what the platform holds, when it can tell
+    size: int | None  # its size in bytes, when the platform tells
+    url: str | None = None
+    title: str | None = None  # its title, on platforms that keep one (video platforms)
+
+
 class Driver(ABC):
     """One platform's transport. ``needs_verified_copy``: the driver replaces an object in
     place and cannot take bytes back that turn out not to be the expected ones (a REST PUT
@@ -82,6 +96,10 @@ class Driver(ABC):
     rename, an S3 multipart completion) or removes what it made (a new object, a video)."""
 
     needs_verified_copy = False
+    # A folder or a bucket: an object's key is where it is, so a copy whose key changes (its
+    # master moved) is moved on the platform. Elsewhere (video platforms, REST APIs) a key is
+    # only this tool's name for the platform's id, and a new key changes only the record.
+    keys_are_paths = False
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
@@ -127,6 +145,26 @@ class Driver(ABC):
     def update_metadata(self, key: str, metadata: dict[str, Any]) -> None:  # noqa: B027
         """Change the metadata of the object at ``key`` without sending the bytes again.
         Drivers that store no metadata keep this default, which does nothing."""
+
+    def find(self, remote_id: str) -> Found | None:
+        """The object the platform knows by ``remote_id`` (a key on a folder or bucket, a
+        video id on a video platform), or None when there is none. Only reads."""
+        raise PermanentError(
+            f"the {self.platform.driver} driver cannot look up an object by its id"
+        )
+
+    def discover(self) -> Iterator[Found]:
+        """Every object on the platform (under its prefix or target), for discovery; the
+        checksum may be None where finding it would mean reading the object (see
+        :meth:`stat`). Only reads."""
+        raise PermanentError(f"the {self.platform.driver} driver cannot list its objects")
+
+    def move(self, old_key: str, new_key: str) -> None:
+        """On platforms whose keys are paths: move the object at ``old_key`` to ``new_key``
+        on the platform itself (a rename, a server-side copy then delete), never sending its
+        bytes again and never replacing an object at ``new_key`` (a PermanentError if one is
+        there). The caller checks both keys before and the new one after."""
+        raise PermanentError(f"the {self.platform.driver} driver cannot move objects")
 
     def cleanup(self) -> int:
         """Remove partial uploads left by an interrupted run; return how many."""
