@@ -28,6 +28,9 @@ class ActionKind(StrEnum):
     BLOCKED = "blocked"
     HELD = "held"
     ORPHAN = "orphan"
+    IMPORT = "import"  # an existing platform object is checked and recorded as the copy
+    MOVED = "moved"  # a recorded copy follows its renamed asset or its moved master file
+    ADOPT = "adopt"  # the very bytes are already at the copy's key: recorded, not sent
 
 
 class JobType(StrEnum):
@@ -38,6 +41,8 @@ class JobType(StrEnum):
     METADATA = "metadata"
     DELETE = "delete"
     ADOPT = "adopt"
+    IMPORT = "import"
+    MOVE = "move"
 
 
 class JobStatus(StrEnum):
@@ -89,6 +94,8 @@ class EventType(StrEnum):
     RETRY = "retry"
     RECOVERED = "recovered"
     ADOPTED = "adopted"
+    IMPORTED = "imported"
+    MOVED = "moved"
     LOCK_TAKEOVER = "lock_takeover"
     STATE_FILE_REPLACED = "state_file_replaced"
     HEALTH_CHECK = "health_check"
@@ -187,6 +194,7 @@ class Asset:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     status: str = "active"
     asset_set: str | None = None  # code of the AssetSet that generated it
+    moved_from: tuple[str, ...] = ()  # its earlier codes, as a Moved document from each
     origin: Origin | None = None
 
 
@@ -231,6 +239,27 @@ class SyncRule:
     origin: Origin | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Import:
+    """An object already on a platform, declared to be one asset's copy there."""
+
+    code: str
+    asset: str
+    platform: str
+    remote_id: str  # the platform's id: a key on folders and buckets, a video id elsewhere
+    origin: Origin | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """An asset code renamed: the copies recorded under ``old`` belong to ``new``."""
+
+    code: str  # the Moved document's code (or the Asset's, for its moved_from)
+    old: str
+    new: str
+    origin: Origin | None = None
+
+
 @dataclass(frozen=True)
 class ManifestSet:
     """Every object declared under a manifests folder, keyed by code."""
@@ -243,3 +272,5 @@ class ManifestSet:
     asset_sets: Mapping[str, AssetSet]
     rules: Mapping[str, SyncRule]
     warnings: int = 0  # problems validation reported as warnings
+    imports: Mapping[tuple[str, str], Import] = field(default_factory=dict)  # (asset, platform)
+    moves: Mapping[str, Move] = field(default_factory=dict)  # by the old code

@@ -100,13 +100,14 @@ class Admission:
             record_health(con, {p: status for p, (status, _) in health.items()}, now)
             triage = self.triage(changes, health, hourly_calls(con, now), now)
             waiting = triage.runnable + [a for a, _ in triage.deferred]
-            uploads = (ActionKind.CREATE, ActionKind.UPDATE)
+            uploads = (ActionKind.CREATE, ActionKind.UPDATE, ActionKind.IMPORT, ActionKind.ADOPT)
             record_placements(
                 con,
                 [PlacementRecord(a.asset, a.platform, a.rule, SyncStatus.PENDING)
                  for a in waiting if a.action in uploads]
                 + [PlacementRecord(a.asset, a.platform, a.rule, SyncStatus.FAILED)
-                   for a in triage.down if a.action == ActionKind.CREATE],
+                   for a in triage.down
+                   if a.action in (ActionKind.CREATE, ActionKind.IMPORT, ActionKind.ADOPT)],
             )  # fmt: skip
             jobs = self.create_jobs(con, triage, now, health)
             insert_events(con, start_events(jobs, health), self.provenance)
@@ -177,7 +178,10 @@ class Admission:
         assert latest is not None, "placements were recorded before their jobs"
         old_key = latest.remote_key
         job_type = JOB_TYPES[ActionKind(action.action)]
-        key = old_key if job_type in (JobType.DELETE, JobType.METADATA) and old_key else None
+        # a copy stays at its key but when it moves; one this tool did not make (adopted,
+        # imported) is updated where it is
+        stays = (JobType.DELETE, JobType.METADATA) + (() if latest.managed else (JobType.UPDATE,))
+        key = old_key if job_type in stays and old_key else None
         key = key or remote_key(action)
         rule = self.manifests.rules.get(action.rule or "")
         job = Job(

@@ -28,6 +28,9 @@ JOB_TYPES = {
     ActionKind.UPDATE: JobType.UPDATE,
     ActionKind.UPDATE_METADATA: JobType.METADATA,
     ActionKind.DELETE: JobType.DELETE,
+    ActionKind.IMPORT: JobType.IMPORT,
+    ActionKind.MOVED: JobType.MOVE,
+    ActionKind.ADOPT: JobType.ADOPT,
 }
 UPLOADS = (JobType.INITIAL, JobType.UPDATE)  # the job types that send bytes
 CHANGED = (

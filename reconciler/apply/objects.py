@@ -3,7 +3,8 @@
 Called by :mod:`.admission` inside its write transaction (and by tests that set up a
 recorded state): :func:`record_objects` mirrors the manifests into ``sync_platforms``,
 ``sync_configurations`` and ``source_assets``, bumping an asset's version when its content
-checksum changes, never for a metadata change. Rows are built here, keyed by column name;
+checksum changes, never for a metadata change; a moved asset's row takes its new code. Rows
+are built here, keyed by column name;
 :mod:`reconciler.store.placements` writes them in bulk.
 """
 
@@ -18,11 +19,13 @@ from reconciler.mime import canonical_mime
 from reconciler.model import Asset, ManifestSet
 from reconciler.observe.sources import Observation
 from reconciler.plan.desired import BYTES_PER_MB, MetadataHasher
+from reconciler.plan.moves import codes, resolve
 from reconciler.store.db import Connection, utcnow
 from reconciler.store.placements import (
     mark_undeclared,
     outdate_moved_on,
     recorded_assets,
+    rename_assets,
     upsert_assets,
     upsert_platforms,
     upsert_rules,
@@ -86,6 +89,10 @@ def record_objects(
             for r in manifests.rules.values()
         ],
     )
+    if manifests.moves:  # a renamed asset keeps its row, so its copies follow it
+        known = recorded_assets(con)
+        renames = resolve(manifests.moves, {c for c in codes(manifests.moves) if c in known})
+        rename_assets(con, {old: new for new, old in renames.recorded.items()})
     recorded = recorded_assets(con)
     hasher = MetadataHasher()
     assets = list(manifests.assets.values())

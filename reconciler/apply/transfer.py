@@ -103,7 +103,7 @@ def metadata(tools: Tools, driver: Driver, job: Job) -> Outcome:
             placement=job.placement(SyncStatus.OUTDATED),
         )
     check_untouched(driver, job)
-    driver.update_metadata(job.key, _metadata(tools, job))
+    driver.update_metadata(job.key, asset_fields(tools, job))
     message = f"updated the metadata on {job.action.platform}"
     return Outcome(
         JobStatus.COMPLETED,
@@ -119,18 +119,11 @@ def upload(tools: Tools, driver: Driver, job: Job, master: Opened) -> Outcome:
     assert action.checksum is not None
     if job.job_type == JobType.UPDATE and job.on_conflict != SOURCE_WINS:
         check_untouched(driver, job)
-    metadata = _metadata(tools, job)
+    metadata = asset_fields(tools, job)
     with ExitStack() as stack:
-        payload = master.payload(action.checksum)
-        if action.rendition_id:
-            rendition = rendition_for(tools.transformer, job, payload, tools.report(job))
-            metadata["mime_type"] = rendition.mime
-            if not rendition.passthrough:
-                opened = tools.transformer.open(rendition)
-                stack.callback(opened.close)
-                payload = opened.payload(rendition.sha256)
-                payload.kind = "rendition"
-                payload.details["rendition"] = rendition.id
+        payload, mime = sendable(tools, job, master, stack)
+        if mime is not None:
+            metadata["mime_type"] = mime
         _intend(tools, job, payload)
         # a key this tool holds no copy at (a create, or an update whose copy moves, as
         # x.pdf to x.pdf.enc): what is there is looked at first; after an attempt of its
@@ -152,6 +145,27 @@ def upload(tools: Tools, driver: Driver, job: Job, master: Opened) -> Outcome:
         job.total_bytes = payload.size
         uploaded = _send(tools, driver, job, payload, metadata)
     return _landed(tools, driver, job, payload, uploaded)
+
+
+def sendable(
+    tools: Tools, job: Job, master: Opened, stack: ExitStack
+) -> tuple[Payload, str | None]:
+    """What the platform gets for the job, read from its master's descriptor: the master, or
+    its rendition (made now, or found in the cache), with the rendition's MIME type; what it
+    opens is closed by ``stack``."""
+    action = job.action
+    assert action.checksum is not None
+    payload = master.payload(action.checksum)
+    if not action.rendition_id:
+        return payload, None
+    rendition = rendition_for(tools.transformer, job, payload, tools.report(job))
+    if not rendition.passthrough:
+        opened = tools.transformer.open(rendition)
+        stack.callback(opened.close)
+        payload = opened.payload(rendition.sha256)
+        payload.kind = "rendition"
+        payload.details["rendition"] = rendition.id
+    return payload, rendition.mime
 
 
 def _landed(
@@ -197,7 +211,8 @@ def _scratch(tools: Tools) -> Path:
     return tools.transformer.cache.private_folder() / "tmp"
 
 
-def _metadata(tools: Tools, job: Job) -> dict[str, Any]:
+def asset_fields(tools: Tools, job: Job) -> dict[str, Any]:
+    """What is sent to the platform besides the bytes (see ``asset_metadata``)."""
     action = job.action
     declared = tools.manifests.assets.get(action.asset)
     described = asset_metadata(declared) if declared is not None else {}
@@ -292,7 +307,8 @@ def synced(
         remote_key=job.key,
         metadata_hash=a.metadata_hash,
         transform_hash=a.transform_hash,
-        managed=job.job_type != JobType.ADOPT,  # only what this tool wrote may be pruned
+        # only what this tool wrote may be pruned
+        managed=job.job_type not in (JobType.ADOPT, JobType.IMPORT),
         synced_at=now,
         verified_at=now,
         rendition_id=rendition_id,

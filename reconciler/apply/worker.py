@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from reconciler.apply import transfer
+from reconciler.apply import adoption, transfer
 from reconciler.apply.conflicts import Refused
 from reconciler.apply.job import UPLOADS, ApplyOptions, Job, Observer, Outcome
 from reconciler.apply.recorder import Recorder
@@ -32,6 +32,8 @@ PROGRESS_EVENT_MIN_BYTES = 1024 * 1024
 COURSE: dict[str, tuple[EventType, str, EventType]] = {
     JobType.DELETE: (EventType.DELETE_START, "deleting from", EventType.DELETE),
     JobType.METADATA: (EventType.METADATA_START, "updating metadata on", EventType.METADATA_UPDATE),
+    JobType.IMPORT: (EventType.IMPORTED, "importing from", EventType.IMPORTED),
+    JobType.MOVE: (EventType.MOVED, "moving the copy on", EventType.MOVED),
 }
 UPLOAD_COURSE = (EventType.UPLOAD_START, "uploading to", EventType.UPLOAD_COMPLETE)
 
@@ -163,8 +165,14 @@ class Worker:
             return self._retried(job, lambda: transfer.delete(self.tools, driver, job))
         if job.job_type == JobType.METADATA:
             return self._retried(job, lambda: transfer.metadata(self.tools, driver, job))
+        if job.job_type == JobType.MOVE:
+            return self._retried(job, lambda: adoption.move(self.tools, driver, job))
         assert job.action.path is not None
         with opened_master(job.action.path, str(self.manifests.media_root)) as master:
+            if job.job_type == JobType.IMPORT:
+                return self._retried(
+                    job, lambda: adoption.take_over(self.tools, driver, job, master)
+                )
             return self._retried(job, lambda: transfer.upload(self.tools, driver, job, master))
 
     def _retried(self, job: Job, attempt: Callable[[], Outcome]) -> Outcome:

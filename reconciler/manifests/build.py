@@ -1,4 +1,5 @@
-"""Declared documents -> the model's objects: Platform, SyncRule, Asset, AssetSet.
+"""Declared documents -> the model's objects: Platform, SyncRule, Asset, AssetSet, Import,
+Move.
 
 Called by :mod:`reconciler.manifests.validate` with documents that passed their schema, so
 every required field is there and of its type. An optional field the manifest leaves out is
@@ -18,7 +19,7 @@ from reconciler.manifests.assetsets import Generated
 from reconciler.manifests.cron import cron_text
 from reconciler.manifests.declared import Declared
 from reconciler.mime import guess_mime
-from reconciler.model import Asset, AssetSet, Platform, SecretRef, SyncRule
+from reconciler.model import Asset, AssetSet, Import, Move, Platform, SecretRef, SyncRule
 
 DRIVER_SETTINGS = (
     *("bucket", "prefix", "region", "endpoint_url", "fsync", "follow_symlinks"),
@@ -94,7 +95,9 @@ def rule(item: Declared) -> SyncRule:
 def asset(item: Declared, path: str) -> Asset:
     """The Asset a valid document declares; ``path`` is its checked absolute file path."""
     spec = item.spec
+    earlier = spec.get("moved_from", ())
     return Asset(
+        moved_from=(earlier,) if isinstance(earlier, str) else tuple(earlier),
         code=_code(item),
         title=spec["title"],
         asset_type=spec["asset_type"],
@@ -123,6 +126,17 @@ def asset_set(item: Declared) -> AssetSet:
         origin=item.origin,
         **given,
     )
+
+
+def import_(item: Declared) -> Import:
+    """The Import a valid document declares."""
+    spec = item.spec
+    return Import(_code(item), spec["asset"], spec["platform"], spec["id"], item.origin)
+
+
+def moved(item: Declared) -> Move:
+    """The Move a valid Moved document declares."""
+    return Move(_code(item), item.spec["from"], item.spec["to"], item.origin)
 
 
 def generated_asset(aset: AssetSet, gen: Generated) -> Asset:

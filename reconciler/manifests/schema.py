@@ -46,6 +46,8 @@ KIND_SCHEMAS = {
     "Asset": "asset.schema.json",
     "AssetSet": "assetset.schema.json",
     "SyncRule": "syncrule.schema.json",
+    "Import": "import.schema.json",
+    "Moved": "moved.schema.json",
 }
 SECRET_LIKE = re.compile(
     r"(?i)(passw(or)?d|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential|bearer)"

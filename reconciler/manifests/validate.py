@@ -9,6 +9,7 @@ This is the core behind ``reconcile validate`` and the first stage of every reco
 3. :mod:`.crossrefs` checks what a schema cannot see: references between objects, media files
    that must exist inside the media root, cron expressions, AssetSet templates;
 4. :mod:`.build` makes the model's objects, :mod:`.generate` the Assets of the AssetSets;
+   :mod:`.adoption` checks the Imports and moves against every asset;
 5. :mod:`.locate` points every problem at its file, line and column.
 
 It returns data (a :class:`ValidationResult`), never prints, reads files and never writes
@@ -27,6 +28,7 @@ from reconciler.cache import Cache
 from reconciler.errors import UsageError
 from reconciler.gcpause import gc_paused
 from reconciler.manifests import build, scalars
+from reconciler.manifests.adoption import AdoptionChecks
 from reconciler.manifests.cron import cron_error
 from reconciler.manifests.crossrefs import CrossChecks
 from reconciler.manifests.declared import Declarations, Reports
@@ -179,6 +181,15 @@ class _Validation:
         generation = Generation(reports, locator, self.media_root, self.private, checks.secrets)
         generated = generation.run(asset_sets, declarations.first["AssetSet"], assets)
         assets.update(generated)
+        adoption = AdoptionChecks(
+            reports,
+            locator,
+            assets,
+            platforms,
+            {d.code: d for d in valid["Asset"] if d.code is not None},
+        )
+        imports = adoption.imports(by_kind["Import"])
+        moves = adoption.moves(by_kind["Moved"])
 
         problems = sorted(
             (locator.resolve(f) for f in reports.findings),
@@ -192,6 +203,8 @@ class _Validation:
             "generated_assets": len(generated),
             "asset_sets": len(first["AssetSet"]),
             "sync_rules": len(first["SyncRule"]),
+            "imports": len(first["Import"]),
+            "moves": len(first["Moved"]),
         }
         result = ValidationResult(self.manifests_dir, self.media_root, problems, counts)
         if result.ok:
@@ -204,6 +217,8 @@ class _Validation:
                 asset_sets=asset_sets,
                 rules=rules,
                 warnings=len(result.warnings),
+                imports=imports,
+                moves=moves,
             )
         return result
 

@@ -22,9 +22,17 @@ from reconciler.errors import ReconcilerError
 from reconciler.model import ActionKind
 from reconciler.observe.sources import Observed
 
-PLAN_FORMAT_VERSION = 2  # 2: actions carry their rendition
+PLAN_FORMAT_VERSION = 3  # 2: actions carry their rendition; 3: import, moved and adopt
 CHANGES = frozenset(
-    {ActionKind.CREATE, ActionKind.UPDATE, ActionKind.UPDATE_METADATA, ActionKind.DELETE}
+    {
+        ActionKind.CREATE,
+        ActionKind.UPDATE,
+        ActionKind.UPDATE_METADATA,
+        ActionKind.DELETE,
+        ActionKind.IMPORT,
+        ActionKind.MOVED,
+        ActionKind.ADOPT,
+    }
 )
 KINDS: dict[str, ActionKind] = {kind.value: kind for kind in ActionKind}
 
@@ -56,6 +64,10 @@ class Reason(StrEnum):
     PRUNED = "pruned"  # delete: no longer desired, pruning on, made by this tool
     UNMANAGED = "unmanaged"  # orphan: no longer desired, not made by this tool
     PRUNING_OFF = "pruning_off"  # orphan: no longer desired, pruning off
+    IMPORT_DECLARED = "import_declared"  # import: an Import names the object on the platform
+    RENAMED = "renamed"  # moved: the asset's code changed (a Moved document, moved_from)
+    MASTER_MOVED = "master_moved"  # moved: the master file moved, so the copy's key changes
+    FOUND_AT_KEY = "found_at_key"  # adopt: the very bytes are already at the key (--refresh)
 
 
 REASONS: dict[str, Reason] = {reason.value: reason for reason in Reason}
@@ -91,6 +103,10 @@ class Action:
     # shared-file, shared-key, disabled, format or size
     blocked_by: str | None = None
     reason_code: Reason | None = None  # ``reason`` as a code; None in older plan files
+    moved_from: str | None = None  # moved: the code the state records the copy under
+    previous_key: str | None = None  # moved: the copy's key now, when it changes
+    import_id: str | None = None  # import: the platform's id of the object to take over
+    metadata_changed: bool = False  # moved: the metadata goes to the platform too
 
     @property
     def is_change(self) -> bool:

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.mime import canonical_mime
-from reconciler.model import Asset, ManifestSet, Platform
+from reconciler.model import Asset, Import, ManifestSet, Platform
 from reconciler.observe.sources import Observation
 from reconciler.store.db import Connection
 from reconciler.store.planning import write_desired
@@ -115,14 +116,20 @@ class Desired:
     formats: dict[str, list[str] | None] = field(default_factory=dict)  # by platform
     max_file_size_mb: dict[str, float | None] = field(default_factory=dict)
     recipes: RecipeBook | None = None  # how each placement's rendition is made
+    imports: Mapping[tuple[str, str], Import] = field(default_factory=dict)  # (asset, platform)
 
 
 def load_desired(
-    con: Connection, manifests: ManifestSet, observed: dict[str, Observation]
+    con: Connection,
+    manifests: ManifestSet,
+    observed: dict[str, Observation],
+    renamed: Mapping[str, str] | None = None,
 ) -> Desired:
     """Create d_assets, d_rules, d_rule_patterns and d_platforms in ``con``; return the
-    per-object details the planner joins back in Python."""
-    desired = Desired(recipes=RecipeBook(manifests))
+    per-object details the planner joins back in Python. ``renamed``: the code the state
+    records each moved asset under, by its new code."""
+    desired = Desired(recipes=RecipeBook(manifests), imports=manifests.imports)
+    renamed = renamed or {}
     assets = []
     hasher = MetadataHasher()
     for asset in manifests.assets.values():
@@ -144,6 +151,7 @@ def load_desired(
         assets.append((
             asset.code, asset.asset_type, asset.category, asset.status, asset.file, item.mime,
             item.size_bytes, item.checksum, item.metadata_hash,
+            renamed.get(asset.code, asset.code),
         ))  # fmt: skip
 
     rules, patterns = [], []

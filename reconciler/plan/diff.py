@@ -24,7 +24,8 @@ from reconciler.transforms.recipe import Recipe
 
 # A desired placement: asset, platform, rule, priority, blocked, file_owner, pa_id,
 # sync_status, synced_version, same_content, open_conflicts, source_version, action,
-# recorded_rendition (see reconciler.store.planning.placement_rows).
+# recorded_rendition, recorded_code, recorded_key, managed (see
+# reconciler.store.planning.placement_rows).
 PlacementRow = tuple[Any, ...]
 # A recorded copy nothing desires: asset, platform, pa_id, rule, managed, synced_version,
 # version, size, checksum, file, mime, platform_declared, rule_prunes, priority
@@ -100,6 +101,9 @@ def _desired_action(row: PlacementRow, desired: Desired) -> Action:
         source_version,
         kind_name,
         recorded_rendition,
+        recorded_code,
+        recorded_key,
+        managed,
     ) = row
     asset = desired.assets[asset_code]
     rule = desired.rules[rule_code]
@@ -120,7 +124,7 @@ def _desired_action(row: PlacementRow, desired: Desired) -> Action:
     else:
         code, reason = _recorded_reason(kind, pa_id, status, same_content, open_conflicts)
     # positional: 300,000 actions are built here on a large library
-    return Action(
+    action = Action(
         kind,
         asset_code,
         platform,
@@ -146,6 +150,53 @@ def _desired_action(row: PlacementRow, desired: Desired) -> Action:
         blocked if kind == ActionKind.BLOCKED else None,
         code,
     )
+    if recorded_code != asset_code or (recorded_key is not None and managed):
+        _adopted(action, recorded_code, recorded_key, managed)
+    elif kind == ActionKind.CREATE and desired.imports and pa_id is None:
+        _imported(action, desired)
+    return action
+
+
+def _adopted(action: Action, recorded_code: str, recorded_key: str | None, managed: bool) -> None:
+    """A copy recorded under the asset's earlier code, or at another key than its master's
+    path gives now (the master moved; only a copy this tool made is at a key it derived):
+    when its bytes are still the desired ones, it moves instead of being sent again."""
+    renamed = recorded_code != action.asset
+    key = remote_key(action)
+    moved_key = recorded_key is not None and managed and recorded_key != key
+    if renamed:
+        action.moved_from = recorded_code
+    if action.action not in (ActionKind.NOOP, ActionKind.UPDATE_METADATA):
+        return
+    if not renamed and not moved_key:
+        return
+    action.metadata_changed = action.action == ActionKind.UPDATE_METADATA
+    action.action = ActionKind.MOVED
+    if moved_key:
+        action.previous_key = recorded_key
+    if renamed and moved_key:
+        action.reason_code = Reason.RENAMED
+        action.reason = f"renamed from {recorded_code}; the copy moves from {recorded_key} to {key}"
+    elif renamed:
+        action.reason_code = Reason.RENAMED
+        action.reason = f"renamed from {recorded_code}; the copy stays as it is"
+    else:
+        action.reason_code = Reason.MASTER_MOVED
+        action.reason = f"the master moved: the copy moves from {recorded_key} to {key}"
+    if action.metadata_changed:
+        action.reason += "; its metadata changed too"
+
+
+def _imported(action: Action, desired: Desired) -> None:
+    """A placement with no recorded copy that an Import names: the object on the platform is
+    checked and taken over instead of being uploaded."""
+    declared = desired.imports.get((action.asset, action.platform))
+    if declared is None:
+        return
+    action.action = ActionKind.IMPORT
+    action.import_id = declared.remote_id
+    action.reason_code = Reason.IMPORT_DECLARED
+    action.reason = f"Import {declared.code}: take over {declared.remote_id!r} on the platform"
 
 
 def _rendition_reason(rendition: str | None, recorded: str | None) -> tuple[Reason, str]:

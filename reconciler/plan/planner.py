@@ -23,6 +23,7 @@ from reconciler.observe.sources import cacheable, observe
 from reconciler.plan.actions import Action, Plan, PlanError
 from reconciler.plan.desired import Desired, load_desired
 from reconciler.plan.diff import diff
+from reconciler.plan.moves import codes, resolve, unrecorded_imports
 from reconciler.plan.reuse import Diffed, Recalled, Setting, World, recall, remember, setting
 from reconciler.plan.schedule import Scheduled, waiting_reason
 from reconciler.store import planning
@@ -91,8 +92,14 @@ def diff_state(
     if cache is not None and observed.hashed_files:
         cache.save_hashes(manifests.media_root, cacheable(observed))
     with planning.planning_connection(store) as (con, exists):
-        desired = load_desired(con, manifests, observed.files)
+        renames = resolve(manifests.moves, planning.recorded_codes(con, codes(manifests.moves)))
+        desired = load_desired(con, manifests, observed.files, renames.recorded)
         actions = recorded_diff(con, desired, prune_all=options.prune)
+        notes = renames.notes
+        if manifests.imports:
+            placed = {(a.asset, a.platform) for a in actions}
+            imports = [(i.code, i.asset, i.platform) for i in manifests.imports.values()]
+            notes += unrecorded_imports(imports, placed)
         return Diffed(
             actions,
             exists,
@@ -100,6 +107,7 @@ def diff_state(
             planning.last_runs(con),
             planning.resync_requested(con),
             observed,
+            notes,
         )
 
 
@@ -124,6 +132,7 @@ def finish(
         observed=diffed.observed,
         destinations=dict(setting.destinations),
     )
+    plan.notes += diffed.notes
     if not diffed.state_exists:
         plan.notes.append(
             f"no state file at {setting.state_path}: planned against empty recorded state"

@@ -63,7 +63,7 @@ from reconciler.observe.sources import Observed
 from reconciler.plan.actions import REASONS, Action
 from reconciler.plan.schedule import RuleTiming
 
-FORMAT = 1
+FORMAT = 2  # 2: notes, and the actions of import, moved and adopt
 RACY_SECONDS = 2.0
 LIBRARIES = ("yaml", "duckdb", "wcmatch", "jsonschema_rs", "croniter")
 _ACTION_FIELDS = tuple(f.name for f in fields(Action))
@@ -89,6 +89,7 @@ class Diffed:
     last_runs: dict[str, datetime | None]
     requested: frozenset[int]
     observed: Observed | None = None
+    notes: list[str] = field(default_factory=list)  # warnings of the diff, for the plan
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,7 @@ def remember(
         "state_fingerprint": diffed.state_fingerprint,
         "last_runs": [(k, v.isoformat() if v else None) for k, v in diffed.last_runs.items()],
         "requested": sorted(diffed.requested),
+        "notes": diffed.notes,
         "rules": [(r.code, r.auto_sync, r.schedule_cron) for r in manifests.rules.values()],
         "platforms": sorted(manifests.platforms),
         "setting": [where.state_path, where.manifests_dir, where.media_root,
@@ -324,6 +326,8 @@ def recall(cache: Cache, world: World) -> Recalled | None:
                 str(entry["state_fingerprint"]),
                 {k: datetime.fromisoformat(v) if v else None for k, v in entry["last_runs"]},
                 frozenset(int(i) for i in entry["requested"]),
+                None,
+                [str(note) for note in entry["notes"]],
             ),
             {code: RuleTiming(code, bool(auto), cron) for code, auto, cron in entry["rules"]},
             frozenset(entry["platforms"]),

@@ -26,7 +26,13 @@ PLAN_SIGNS: dict[str, tuple[str, str]] = {
     ActionKind.HELD: ("#", "magenta"),
     ActionKind.ORPHAN: ("?", "bright_black"),
     ActionKind.NOOP: (" ", ""),
+    ActionKind.IMPORT: ("<", "cyan"),
+    ActionKind.MOVED: (">", "cyan"),
+    ActionKind.ADOPT: ("=", "cyan"),
 }
+# the kinds a plan summary names only when the plan has some (adopting what is out there)
+ADOPTION = ((ActionKind.IMPORT, "to import"), (ActionKind.MOVED, "to move"),
+            (ActionKind.ADOPT, "to adopt"))  # fmt: skip
 
 LISTED_PER_PLATFORM = 200  # text lines per platform; json always lists every action
 LISTED_IN_MARKDOWN = 500  # table rows in a pull-request comment
@@ -91,6 +97,7 @@ def plan_summary(plan: Plan) -> str:
         f"{s['create']} to create, {s['update']} to update, {s['update-metadata']} metadata "
         f"updates, {s['delete']} to delete"
     )
+    changes += "".join(f", {s[kind]} {words}" for kind, words in ADOPTION if s[kind])
     rest = (
         f"{s['blocked']} blocked, {s['held']} held by conflicts, {s['orphan']} orphaned, "
         f"{s['noop']} unchanged"

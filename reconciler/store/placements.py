@@ -154,13 +154,14 @@ class Latest:
     id: int
     remote_key: str | None
     remote_checksum: str | None
+    managed: bool = False  # made by this tool (else adopted or imported: it stays at its key)
 
 
 def latest_placements(con: Connection) -> dict[tuple[str, str], Latest]:
     """The newest recorded copy of every (asset code, platform code)."""
     rows = con.execute(
         "SELECT sa.asset_code, sp.platform_code, pa.id, pa.remote_key, "
-        "pa.remote_checksum FROM platform_assets pa "
+        "pa.remote_checksum, coalesce(pa.managed, FALSE) FROM platform_assets pa "
         "JOIN source_assets sa ON sa.id = pa.source_asset_id "
         "JOIN sync_platforms sp ON sp.id = pa.platform_id "
         "QUALIFY row_number() OVER (PARTITION BY pa.source_asset_id, pa.platform_id "
@@ -227,6 +228,17 @@ def outdate_moved_on(con: Connection) -> None:
         "WHERE sa.id = platform_assets.source_asset_id AND platform_assets.sync_status = "
         "'synced' AND platform_assets.synced_version < sa.version"
     )
+
+
+def rename_assets(con: Connection, renames: Mapping[str, str]) -> None:
+    """Give recorded assets their new codes (by old code), keeping their ids, versions and
+    history; a new code already recorded is left alone (the planner refuses that case)."""
+    for old, new in sorted(renames.items()):
+        con.execute(
+            "UPDATE source_assets SET asset_code = ? WHERE asset_code = ? "
+            "AND NOT EXISTS (SELECT 1 FROM source_assets WHERE asset_code = ?)",
+            [new, old, new],
+        )
 
 
 def mark_undeclared(

@@ -50,6 +50,7 @@ ASSET_COLUMNS = [
     ("size_bytes", "BIGINT"),
     ("checksum", "VARCHAR"),
     ("metadata_hash", "VARCHAR"),
+    ("recorded_code", "VARCHAR"),  # its code in the state: an earlier one, for a moved asset
 ]
 RULE_COLUMNS = [
     ("code", "VARCHAR"),
@@ -127,7 +128,7 @@ WITH winners AS (  -- an aggregate, not a window: no sort of every (asset, rule)
     GROUP BY w.platform, a.file HAVING count(*) > 1
 )
 SELECT w.asset, w.platform, w.rule, r.priority, a.checksum, a.metadata_hash,
-       r.transform_hash, coalesce(s.owner, w.asset) AS file_owner,
+       r.transform_hash, coalesce(s.owner, w.asset) AS file_owner, a.recorded_code,
        CASE WHEN a.checksum IS NULL THEN 'unreadable'
             WHEN s.owner IS NOT NULL AND s.owner <> w.asset THEN 'shared-file'
             WHEN NOT p.sync_enabled THEN 'disabled'
@@ -158,10 +159,11 @@ SELECT d.asset, d.platform, d.rule, d.priority, d.blocked, d.file_owner,
             WHEN pa.local_checksum <> d.checksum OR pa.sync_status <> 'synced' THEN 'update'
             WHEN pa.metadata_hash IS DISTINCT FROM d.metadata_hash THEN 'update-metadata'
             ELSE 'noop' END AS action,  -- a changed rendition turns it into an update, in Python
-       nullif(pa.rendition_id, '') AS recorded_rendition
+       nullif(pa.rendition_id, '') AS recorded_rendition,
+       d.recorded_code, pa.remote_key, coalesce(pa.managed, FALSE) AS managed
 FROM d_placements d
 LEFT JOIN sync_platforms sp ON sp.platform_code = d.platform
-LEFT JOIN source_assets sa ON sa.asset_code = d.asset
+LEFT JOIN source_assets sa ON sa.asset_code = d.recorded_code
 LEFT JOIN (SELECT source_asset_id, platform_id, max(id) AS id FROM platform_assets
            GROUP BY source_asset_id, platform_id) latest  -- the newest copy of each pair
        ON latest.source_asset_id = sa.id AND latest.platform_id = sp.id
@@ -172,9 +174,11 @@ LEFT JOIN (SELECT platform_asset_id, count(*) AS n FROM sync_conflicts
 ORDER BY d.priority DESC, d.platform, d.asset
 """
 
-# The recorded copies that no desired placement wants any more.
+# The recorded copies that no desired placement wants any more (a moved asset's under its
+# new code).
 ORPHAN_ROWS_SQL = """
-SELECT sa.asset_code, sp.platform_code, pa.id, pa.rule_code, coalesce(pa.managed, FALSE),
+SELECT coalesce(mv.code, sa.asset_code), sp.platform_code, pa.id, pa.rule_code,
+       coalesce(pa.managed, FALSE),
        pa.synced_version, sa.version, sa.file_size_bytes, pa.local_checksum, sa.file_path,
        sa.mime_type, dp.code IS NOT NULL AS platform_declared,
        coalesce(r.prune, FALSE) AS rule_prunes, r.priority
@@ -183,9 +187,10 @@ JOIN source_assets sa ON sa.id = pa.source_asset_id
 JOIN sync_platforms sp ON sp.id = pa.platform_id
 LEFT JOIN d_platforms dp ON dp.code = sp.platform_code
 LEFT JOIN d_rules r ON r.code = pa.rule_code
+LEFT JOIN d_assets mv ON mv.recorded_code = sa.asset_code AND mv.code <> mv.recorded_code
 WHERE coalesce(pa.sync_status, '') <> 'deleted'
   AND NOT EXISTS (SELECT 1 FROM d_placements d
-                  WHERE d.asset = sa.asset_code AND d.platform = sp.platform_code)
+                  WHERE d.recorded_code = sa.asset_code AND d.platform = sp.platform_code)
 """
 
 
@@ -200,7 +205,8 @@ def placement_rows(con: Connection) -> Iterator[Row]:
     """Every desired placement with what the state records of it, highest rule priority
     first, fetched lazily in batches (the query runs at the first ``next``). Each row holds:
     asset, platform, rule, priority, blocked, file_owner, pa_id, sync_status, synced_version,
-    same_content, open_conflicts, source_version, action, recorded_rendition."""
+    same_content, open_conflicts, source_version, action, recorded_rendition, recorded_code,
+    recorded_key, managed."""
     cursor = con.execute(PLACEMENT_ROWS_SQL)
     while rows := cursor.fetchmany(BATCH_ROWS):
         yield from rows
@@ -212,6 +218,16 @@ def orphan_rows(con: Connection) -> Iterator[Row]:
     synced_version, version, size, checksum, file, mime, platform_declared, rule_prunes,
     priority."""
     yield from con.execute(ORPHAN_ROWS_SQL).fetchall()
+
+
+def recorded_codes(con: Connection, codes: Sequence[str]) -> set[str]:
+    """Which of ``codes`` the state records as assets."""
+    if not codes:
+        return set()
+    rows = con.execute(
+        "SELECT asset_code FROM source_assets WHERE list_contains(?, asset_code)", [list(codes)]
+    ).fetchall()
+    return {code for (code,) in rows}
 
 
 def rule_match_rows(con: Connection, asset: str) -> list[Row]:

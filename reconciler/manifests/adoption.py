@@ -1,0 +1,147 @@
+"""The checks of Import and Moved documents (and an Asset's ``moved_from``), and their model.
+
+Called by :mod:`reconciler.manifests.validate` once every asset is known, generated ones
+included. What a manifest alone can tell is checked here, with the file and line of each
+problem: an Import names a declared asset and platform, one object per (asset, platform) and
+one asset per object; a move goes from a code no Asset or AssetSet declares any more to one
+that is declared, and no old code moves twice. What only the recorded state can tell (the old
+code holds nothing, or two codes of one asset both hold copies) is the planner's to say
+(:mod:`reconciler.plan.moves`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from reconciler.manifests.build import import_, moved
+from reconciler.manifests.declared import Declared, Report, Reports
+from reconciler.manifests.locate import Locator
+from reconciler.manifests.quoting import suggest
+from reconciler.model import Asset, Import, Move, Platform
+
+
+@dataclass
+class AdoptionChecks:
+    """The Import and Moved checks of one validation run."""
+
+    reports: Reports
+    locator: Locator
+    assets: Mapping[str, Asset]
+    platforms: Mapping[str, Platform]
+    asset_items: Mapping[str, Declared]  # the Asset documents by code (for moved_from)
+
+    def imports(self, items: Iterable[Declared]) -> dict[tuple[str, str], Import]:
+        """The valid Imports by (asset, platform); every problem reported."""
+        found: dict[tuple[str, str], tuple[Import, Declared]] = {}
+        ids: dict[tuple[str, str], Declared] = {}
+        for item in items:
+            if not item.valid:
+                continue
+            declared = import_(item)
+            report = self.reports.on(item)
+            ok = self._known(declared.asset, self.assets, "asset", report, ("spec", "asset"))
+            ok &= self._known(
+                declared.platform, self.platforms, "platform", report, ("spec", "platform")
+            )
+            pair = (declared.asset, declared.platform)
+            if pair in found:
+                where = self._where(found[pair][1], ("spec", "asset"))
+                report(
+                    ("spec", "asset"),
+                    "duplicate-import",
+                    f"{declared.asset} on {declared.platform} is already imported at {where}",
+                )
+                ok = False
+            same = (declared.platform, declared.remote_id)
+            if same in ids:
+                where = self._where(ids[same], ("spec", "id"))
+                report(
+                    ("spec", "id"),
+                    "duplicate-import",
+                    f"the object {declared.remote_id!r} on {declared.platform} is already "
+                    f"imported at {where}; one object is one asset's copy",
+                )
+                ok = False
+            if ok:
+                found[pair] = (declared, item)
+                ids[same] = item
+        return {pair: declared for pair, (declared, _) in found.items()}
+
+    def moves(self, items: Iterable[Declared]) -> dict[str, Move]:
+        """The valid moves by their old code, from Moved documents and from the Assets'
+        ``moved_from``; every problem reported."""
+        found: dict[str, tuple[Move, Declared, tuple[str, ...]]] = {}
+        candidates: list[tuple[Move, Declared, tuple[str, ...], tuple[str, ...]]] = []
+        for item in items:
+            if item.valid:
+                candidates.append((moved(item), item, ("spec", "from"), ("spec", "to")))
+        for code, asset in self.assets.items():
+            declared = self.asset_items.get(code)
+            if declared is None or not asset.moved_from:
+                continue
+            for old in asset.moved_from:
+                move = Move(code, old, code, asset.origin)
+                path = ("spec", "moved_from")
+                candidates.append((move, declared, path, path))
+        for move, item, old_path, new_path in candidates:
+            report = self.reports.on(item)
+            if not self._move_ok(move, report, old_path, new_path):
+                continue
+            if move.old in found:
+                first, first_item, first_path = found[move.old]
+                where = self._where(first_item, first_path)
+                report(
+                    old_path,
+                    "duplicate-move",
+                    f"{move.old} already moves to {first.new} at {where}; a code moves once",
+                )
+                continue
+            found[move.old] = (move, item, old_path)
+        return {old: move for old, (move, _, _) in found.items()}
+
+    def _move_ok(
+        self,
+        move: Move,
+        report: Report,
+        old_path: tuple[str, ...],
+        new_path: tuple[str, ...],
+    ) -> bool:
+        if move.old == move.new:
+            report(old_path, "move", f"{move.old} moves to itself; remove the move")
+            return False
+        if not self._known(move.new, self.assets, "asset", report, new_path):
+            return False
+        if move.old in self.assets:
+            where = self._asset_where(move.old)
+            report(
+                old_path,
+                "move",
+                f"{move.old} is still declared{where}: the old code of a move must not be an "
+                "asset any more (rename the asset, or remove the move)",
+            )
+            return False
+        return True
+
+    def _known(
+        self,
+        code: str,
+        known: Mapping[str, object],
+        what: str,
+        report: Report,
+        path: tuple[str, ...],
+    ) -> bool:
+        if code in known:
+            return True
+        report(path, "reference", f"unknown {what} '{code}'{suggest(code, known)}")
+        return False
+
+    def _asset_where(self, code: str) -> str:
+        item = self.asset_items.get(code)
+        if item is not None:
+            return f" at {self._where(item, ('metadata', 'code'))}"
+        origin = self.assets[code].origin
+        return f" (generated by the AssetSet at {origin})" if origin else ""
+
+    def _where(self, item: Declared, path: tuple[str, ...]) -> str:
+        return self.locator.where(item.origin.file, item.origin.doc_index, path)
