@@ -256,7 +256,7 @@ def reconcile(
     def fresh(store: StateStore) -> Plan:
         return make_plan(manifest_set, store, options.planning(), cache)
 
-    return _run(manifest_set, where, options, fresh, observer, listener)
+    return locked_run(manifest_set, where, options, fresh, observer, listener)
 
 
 def read_saved(plan_file: Path, where: Workspace) -> SavedPlan:
@@ -292,10 +292,10 @@ def apply_saved(
         check_guards(confirmed, PlanOptions(force=options.force, max_delete=options.max_delete))
         return confirmed
 
-    return _run(manifest_set, where, options, compared, observer, listener)
+    return locked_run(manifest_set, where, options, compared, observer, listener)
 
 
-def _run(
+def locked_run(
     manifest_set: ManifestSet,
     where: Workspace,
     options: Options,

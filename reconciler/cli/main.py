@@ -20,6 +20,7 @@ import click
 from reconciler import __version__, ops
 from reconciler.apply.run import NullObserver, Observer
 from reconciler.atomic import write_atomically
+from reconciler.cli import adopt as cli_adopt
 from reconciler.cli import ci
 from reconciler.cli import inspect as cli_inspect
 from reconciler.cli import reports as cli_reports
@@ -292,6 +293,7 @@ def apply_command(plan_file: Path, **options: Any) -> int:
 for _command in (*cli_inspect.COMMANDS, *cli_watch.COMMANDS, *cli_reports.COMMANDS):
     cli.add_command(_command)
 cli.add_command(cli_schema.schema_command)
+cli.add_command(cli_adopt.import_command)
 
 
 def main() -> None:

@@ -157,6 +157,17 @@ class Latest:
     managed: bool = False  # made by this tool (else adopted or imported: it stays at its key)
 
 
+def recorded_objects(con: Connection, platform: str) -> tuple[set[str], set[str]]:
+    """The keys and the platform ids of every copy recorded on ``platform`` (discovery
+    lists the objects no copy records)."""
+    rows = con.execute(
+        "SELECT pa.remote_key, pa.platform_asset_id FROM platform_assets pa "
+        "JOIN sync_platforms sp ON sp.id = pa.platform_id WHERE sp.platform_code = ?",
+        [platform],
+    ).fetchall()
+    return {k for k, _ in rows if k is not None}, {i for _, i in rows if i is not None}
+
+
 def latest_placements(con: Connection) -> dict[tuple[str, str], Latest]:
     """The newest recorded copy of every (asset code, platform code)."""
     rows = con.execute(
