@@ -35,17 +35,15 @@ from urllib.parse import quote_from_bytes
 
 from reconciler.drivers.base import (
     Driver,
-    PermanentError,
     Progress,
     RemoteObject,
-    TemporaryError,
     Uploaded,
 )
 from reconciler.drivers.local_paths import (
-    PART_MARK,
-    PART_SUFFIX,
     TargetFolders,
+    is_part,
     key_parts,
+    os_failure,
     part_names,
     remove_empty,
     remove_files,
@@ -54,26 +52,6 @@ from reconciler.model import HealthStatus, Platform
 from reconciler.observe.payload import NotLanded, Payload, ReplacedMeanwhile
 
 CHUNK = 8 * 1024 * 1024
-PERMANENT_ERRNOS = {
-    errno.ENOSPC,
-    errno.EDQUOT,
-    errno.EACCES,
-    errno.EPERM,
-    errno.EROFS,
-    errno.ENAMETOOLONG,
-    errno.ENOTDIR,
-    errno.EISDIR,
-}
-
-
-def os_failure(exc: OSError, doing: str) -> Exception:
-    """An OSError as a driver failure with a message a person understands."""
-    reason = exc.strerror or str(exc)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return PermanentError(f"{doing}: no space left on the target ({reason})")
-    if exc.errno in PERMANENT_ERRNOS:
-        return PermanentError(f"{doing}: {reason}")
-    return TemporaryError(f"{doing}: {reason}")
 
 
 class LocalDriver(Driver):
@@ -235,16 +213,12 @@ class LocalDriver(Driver):
         if top is None:
             return 0
         with top:
-            return remove_files(top.fd, _is_part)
+            return remove_files(top.fd, is_part)
 
     def finish(self) -> None:
         """Close the folder descriptors (they are opened again if the driver is used again)."""
         self.folders.close()
         super().finish()
-
-
-def _is_part(name: str) -> bool:
-    return PART_MARK in name and name.endswith(PART_SUFFIX) and name.startswith(".")
 
 
 def _copy(
