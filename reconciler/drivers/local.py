@@ -14,6 +14,9 @@ from the target's descriptor without following symlinks, and files are made, ren
 unlinked relative to their folder (:mod:`reconciler.drivers.local_paths`), so a folder that
 someone swapped for a symlink never leads a write, a read or a delete outside the target.
 
+Finding a file by its key, listing the target for discovery and moving a file to a new key
+(adoption) are in :mod:`reconciler.drivers.local_adopt`.
+
 Like cp and rclone, it leaves flushing to disk to the kernel: a killed process loses nothing
 that it wrote. With ``fsync: true`` on the Platform, every file and its folder are flushed
 before the rename is reported, for durability across a power cut (at a large cost in speed).
@@ -34,11 +37,11 @@ from typing import Any
 from urllib.parse import quote_from_bytes
 
 from reconciler.drivers.base import (
-    Driver,
     Progress,
     RemoteObject,
     Uploaded,
 )
+from reconciler.drivers.local_adopt import FolderAdoption
 from reconciler.drivers.local_paths import (
     TargetFolders,
     is_part,
@@ -54,7 +57,7 @@ from reconciler.observe.payload import NotLanded, Payload, ReplacedMeanwhile
 CHUNK = 8 * 1024 * 1024
 
 
-class LocalDriver(Driver):
+class LocalDriver(FolderAdoption):
     """A folder as a platform: the object at ``a/b.mp4`` is the file ``<target>/a/b.mp4``.
 
     The target is resolved once, when the driver is made (the user may name it through a
