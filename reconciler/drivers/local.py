@@ -14,6 +14,9 @@ from the target's descriptor without following symlinks, and files are made, ren
 unlinked relative to their folder (:mod:`reconciler.drivers.local_paths`), so a folder that
 someone swapped for a symlink never leads a write, a read or a delete outside the target.
 
+Finding a file by its key, listing the target for discovery and moving a file to a new key
+(adoption) are in :mod:`reconciler.drivers.local_adopt`.
+
 Like cp and rclone, it leaves flushing to disk to the kernel: a killed process loses nothing
 that it wrote. With ``fsync: true`` on the Platform, every file and its folder are flushed
 before the rename is reported, for durability across a power cut (at a large cost in speed).
@@ -34,18 +37,16 @@ from typing import Any
 from urllib.parse import quote_from_bytes
 
 from reconciler.drivers.base import (
-    Driver,
-    PermanentError,
     Progress,
     RemoteObject,
-    TemporaryError,
     Uploaded,
 )
+from reconciler.drivers.local_adopt import FolderAdoption
 from reconciler.drivers.local_paths import (
-    PART_MARK,
-    PART_SUFFIX,
     TargetFolders,
+    is_part,
     key_parts,
+    os_failure,
     part_names,
     remove_empty,
     remove_files,
@@ -54,29 +55,9 @@ from reconciler.model import HealthStatus, Platform
 from reconciler.observe.payload import NotLanded, Payload, ReplacedMeanwhile
 
 CHUNK = 8 * 1024 * 1024
-PERMANENT_ERRNOS = {
-    errno.ENOSPC,
-    errno.EDQUOT,
-    errno.EACCES,
-    errno.EPERM,
-    errno.EROFS,
-    errno.ENAMETOOLONG,
-    errno.ENOTDIR,
-    errno.EISDIR,
-}
 
 
-def os_failure(exc: OSError, doing: str) -> Exception:
-    """An OSError as a driver failure with a message a person understands."""
-    reason = exc.strerror or str(exc)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return PermanentError(f"{doing}: no space left on the target ({reason})")
-    if exc.errno in PERMANENT_ERRNOS:
-        return PermanentError(f"{doing}: {reason}")
-    return TemporaryError(f"{doing}: {reason}")
-
-
-class LocalDriver(Driver):
+class LocalDriver(FolderAdoption):
     """A folder as a platform: the object at ``a/b.mp4`` is the file ``<target>/a/b.mp4``.
 
     The target is resolved once, when the driver is made (the user may name it through a
@@ -235,16 +216,12 @@ class LocalDriver(Driver):
         if top is None:
             return 0
         with top:
-            return remove_files(top.fd, _is_part)
+            return remove_files(top.fd, is_part)
 
     def finish(self) -> None:
         """Close the folder descriptors (they are opened again if the driver is used again)."""
         self.folders.close()
         super().finish()
-
-
-def _is_part(name: str) -> bool:
-    return PART_MARK in name and name.endswith(PART_SUFFIX) and name.startswith(".")
 
 
 def _copy(

@@ -17,6 +17,8 @@ by a symlink after it was opened is still, through its descriptor, the real fold
 inside the target. A folder that was removed is noticed (no links left) and walked again.
 A folder *moved* elsewhere on the same file system while this driver holds it open is not
 noticed; that needs write access to the target's parent as well.
+
+:func:`os_failure` says what an OSError from any of this means to apply (permanent or not).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from reconciler.drivers.base import PermanentError
+from reconciler.drivers.base import PermanentError, TemporaryError
 
 OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 KEEP_OPEN = 256  # folder descriptors kept open when idle (the root is always kept)
@@ -51,6 +53,34 @@ def key_parts(key: str) -> Parts:
     if "" in parts or "." in parts or ".." in parts or "\0" in key:  # "" covers "/a", "a//b"
         raise PermanentError(f"the key {key} would leave the target folder")
     return parts
+
+
+PERMANENT_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENAMETOOLONG,
+    errno.ENOTDIR,
+    errno.EISDIR,
+}
+
+
+def os_failure(exc: OSError, doing: str) -> Exception:
+    """An OSError as a driver failure with a message a person understands."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return PermanentError(f"{doing}: no space left on the target ({reason})")
+    if exc.errno in PERMANENT_ERRNOS:
+        return PermanentError(f"{doing}: {reason}")
+    return TemporaryError(f"{doing}: {reason}")
+
+
+def is_part(name: str) -> bool:
+    """Whether ``name`` is an upload's part file (``.reconcile-*.part``, and the
+    ``.NAME.reconcile-*.part`` names earlier versions used)."""
+    return PART_MARK in name and name.endswith(PART_SUFFIX) and name.startswith(".")
 
 
 def symlinked(path: Path, verb: str) -> PermanentError:

@@ -26,20 +26,11 @@ from urllib.parse import quote
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
-)
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
+from botocore.exceptions import ClientError
 
 from reconciler.drivers.base import (
     Cancelled,
     Driver,
-    PermanentError,
     Progress,
     RemoteObject,
     TemporaryError,
@@ -50,6 +41,7 @@ from reconciler.drivers.s3_parts import (
     PART_WORKERS,
     b64,
     composite_of,
+    failure,
     hexed,
     is_composite,
     same,
@@ -59,49 +51,6 @@ from reconciler.drivers.state import Session, SessionState
 from reconciler.model import HealthStatus, Platform
 from reconciler.observe.payload import NotLanded, Payload, SourceChanged
 from reconciler.redact import register
-
-TEMPORARY_CODES = {
-    "SlowDown",
-    "ServiceUnavailable",
-    "InternalError",
-    "RequestTimeout",
-    "Throttling",
-    "ThrottlingException",
-    "RequestTimeTooSkewed",
-    "TooManyRequestsException",
-    "500",
-    "502",
-    "503",
-    "504",
-}
-
-
-def failure(exc: Exception, doing: str) -> Exception:
-    """A boto3 exception as a driver failure (a cancellation passes through)."""
-    if isinstance(exc, Cancelled):
-        return exc
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return PermanentError(
-            f"{doing}: no AWS credentials found; set AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (they are never read from a manifest)"
-        )
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        message = error.get("Message") or code
-        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        retry_after = headers.get("retry-after")
-        if code in TEMPORARY_CODES or status in (429, 500, 502, 503, 504):
-            return TemporaryError(
-                f"{doing}: {code} {message}", float(retry_after) if retry_after else None
-            )
-        return PermanentError(f"{doing}: {code} {message}")
-    if isinstance(exc, BotoConnectionError):
-        return TemporaryError(f"{doing}: cannot reach the endpoint ({exc})")
-    if isinstance(exc, BotoCoreError):
-        return TemporaryError(f"{doing}: {exc}")
-    return PermanentError(f"{doing}: {exc}")
 
 
 class S3Driver(Driver):

@@ -4,7 +4,8 @@
 whole payload is hashed as it is read) and uploads up to :data:`PART_WORKERS` parts at once,
 each with its own SHA-256, which S3 checks against the bytes it receives. The composite
 checksum S3 reports for such an object is the SHA-256 of the parts' SHA-256s
-(:func:`composite_of`); the helpers below compare S3's forms of it.
+(:func:`composite_of`); the helpers below compare S3's forms of it. :func:`failure` tells
+what a boto3 exception means to apply (temporary, permanent), for every S3 call of the driver.
 """
 
 from __future__ import annotations
@@ -14,7 +15,17 @@ import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from reconciler.drivers.base import Progress
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
+
+from reconciler.drivers.base import Cancelled, PermanentError, Progress, TemporaryError
 from reconciler.observe.payload import Payload
 
 PART_SIZE = 8 * 1024 * 1024  # above this, a multipart upload of parts this size
@@ -101,3 +112,47 @@ def hexed(checksum: str) -> str:
         return base64.b64decode(checksum).hex()
     except ValueError:
         return checksum
+
+
+TEMPORARY_CODES = {
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeTooSkewed",
+    "TooManyRequestsException",
+    "500",
+    "502",
+    "503",
+    "504",
+}
+
+
+def failure(exc: Exception, doing: str) -> Exception:
+    """A boto3 exception as a driver failure (a cancellation passes through)."""
+    if isinstance(exc, Cancelled):
+        return exc
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return PermanentError(
+            f"{doing}: no AWS credentials found; set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (they are never read from a manifest)"
+        )
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        message = error.get("Message") or code
+        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        retry_after = headers.get("retry-after")
+        if code in TEMPORARY_CODES or status in (429, 500, 502, 503, 504):
+            return TemporaryError(
+                f"{doing}: {code} {message}", float(retry_after) if retry_after else None
+            )
+        return PermanentError(f"{doing}: {code} {message}")
+    if isinstance(exc, BotoConnectionError):
+        return TemporaryError(f"{doing}: cannot reach the endpoint ({exc})")
+    if isinstance(exc, BotoCoreError):
+        return TemporaryError(f"{doing}: {exc}")
+    return PermanentError(f"{doing}: {exc}")
