@@ -57,6 +57,7 @@ from reconciler.observe.payload import (
     SourceChanged,
     stable_copy,
 )
+from reconciler.plan.actions import remote_key
 from reconciler.plan.desired import asset_metadata
 from reconciler.store.db import utcnow
 from reconciler.store.placements import PlacementRecord
@@ -307,8 +308,9 @@ def synced(
         remote_key=job.key,
         metadata_hash=a.metadata_hash,
         transform_hash=a.transform_hash,
-        # only what this tool wrote may be pruned
-        managed=job.job_type not in (JobType.ADOPT, JobType.IMPORT),
+        # only what this tool wrote at a key it derived may be pruned or moved (an imported
+        # object updated where it is stays the team's)
+        managed=job.job_type not in (JobType.ADOPT, JobType.IMPORT) and job.key == remote_key(a),
         synced_at=now,
         verified_at=now,
         rendition_id=rendition_id,

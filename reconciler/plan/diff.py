@@ -152,7 +152,7 @@ def _desired_action(row: PlacementRow, desired: Desired) -> Action:
     )
     if recorded_code != asset_code or (recorded_key is not None and managed):
         _adopted(action, recorded_code, recorded_key, managed)
-    elif kind == ActionKind.CREATE and desired.imports and pa_id is None:
+    elif kind == ActionKind.CREATE and desired.imports and synced_version is None:
         _imported(action, desired)
     return action
 

@@ -37,6 +37,9 @@ COMPARED = (  # (not the absolute path: another checkout of the same manifests i
     "target_version",
     "metadata_hash",
     "transform_hash",
+    "moved_from",
+    "previous_key",
+    "import_id",
 )
 SHOWN = 3  # differences listed in the message
 
