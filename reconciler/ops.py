@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from reconciler.apply.refresh import refresh
 from reconciler.apply.renditions import default_folder as default_renditions
 from reconciler.apply.renditions import tool_files
 from reconciler.apply.run import ApplyOptions, ApplyResult, Observer, apply_plan, narrow, recover
@@ -82,6 +83,7 @@ class Options:
     parallel: int = 4  # transfers at once
     renditions_max_bytes: int = DEFAULT_MAX_BYTES
     verify: bool = False  # after applying, check the recorded copies (watch's full cycles)
+    refresh: bool = False  # a plan also reads what the platforms hold for creates and imports
     stop: threading.Event | None = field(default=None, compare=False)  # set to stop a run
 
     def planning(self) -> PlanOptions:
@@ -221,13 +223,17 @@ def plan(
     cache: Cache | None = None,
     world: World | None = None,
 ) -> Plan:
-    """What would change, narrowed to --rule / --platform. Strictly read-only. ``world``
+    """What would change, narrowed to --rule / --platform. Strictly read-only (with
+    ``options.refresh`` the platforms are read too, never written). ``world``
     (from :func:`look`, before the manifests were read): keep the plan for the next plan
     of the same unchanged world."""
     options = options or Options()
     check_narrowing(manifest_set, options.rule, options.platform)
     made = make_plan(manifest_set, where.store, options.planning(), cache, world)
-    return _narrowed(made, where, options)
+    narrowed = _narrowed(made, where, options)
+    if options.refresh:
+        refresh(narrowed, manifest_set, RenditionCache(where.rendition_folder))
+    return narrowed
 
 
 def _narrowed(made: Plan, where: Workspace, options: Options) -> Plan:

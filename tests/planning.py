@@ -12,7 +12,7 @@ from reconciler.apply.objects import record_objects
 from reconciler.apply.run import ApplyOptions, ApplyResult, apply_plan, recover
 from reconciler.manifests.validate import validate_tree
 from reconciler.model import ManifestSet
-from reconciler.plan.actions import Action, Plan
+from reconciler.plan.actions import Action, Plan, remote_key
 from reconciler.plan.desired import fingerprint
 from reconciler.plan.planner import PlanOptions, make_plan
 from reconciler.store.db import StateStore, utcnow
@@ -146,7 +146,7 @@ def pretend_applied(store: StateStore, manifests: ManifestSet, plan: Plan) -> No
                 local_checksum=a.checksum,
                 remote_checksum=a.checksum,
                 platform_asset_id=f"{a.platform}/{a.asset}",
-                remote_key=a.file,
+                remote_key=remote_key(a),
                 metadata_hash=a.metadata_hash or fingerprint({}),
                 transform_hash=a.transform_hash,
                 managed=True,

@@ -40,6 +40,8 @@ def test_validate_json_output(run) -> None:
         "generated_assets": 0,
         "asset_sets": 0,
         "sync_rules": 5,
+        "imports": 0,
+        "moves": 0,
         "errors": 0,
         "warnings": 0,
     }

@@ -42,12 +42,16 @@ def placement(asset: str = "A", action: str = "create", **row: Any) -> tuple[Any
         "open_conflicts": 0,
         "source_version": 1,
         "recorded_rendition": None,
+        "recorded_code": asset,
+        "recorded_key": None,
+        "managed": False,
         **row,
     }
     return (
         asset, "P", "R", 5, values["blocked"], asset, values["pa_id"], values["status"],
         values["synced_version"], values["same_content"], values["open_conflicts"],
         values["source_version"], action, values["recorded_rendition"],
+        values["recorded_code"], values["recorded_key"], values["managed"],
     )  # fmt: skip
 
 
@@ -118,6 +122,74 @@ def test_diff_should_say_why_each_placement_is_planned_so(
     (action,) = diff([row], [], desired("A"))
     assert (action.action, action.reason_code, action.reason) == (kind, code, reason)
     assert isinstance(action.action, ActionKind)
+
+
+SYNCED = {"pa_id": 7, "status": "synced", "synced_version": 1, "same_content": True}
+
+
+@pytest.mark.parametrize(
+    ("row", "kind", "code", "reason", "moved_from", "previous_key"),
+    [
+        (  # a rename whose copy is where it was
+            placement(action="noop", recorded_code="OLD", recorded_key="a.mp4", managed=True,
+                      **SYNCED),
+            "moved", Reason.RENAMED, "renamed from OLD; the copy stays as it is", "OLD", None,
+        ),
+        (  # a rename whose master moved too
+            placement(action="noop", recorded_code="OLD", recorded_key="old.mp4", managed=True,
+                      **SYNCED),
+            "moved", Reason.RENAMED,
+            "renamed from OLD; the copy moves from old.mp4 to a.mp4", "OLD", "old.mp4",
+        ),
+        (  # the master moved; the code stays
+            placement(action="noop", recorded_key="old.mp4", managed=True, **SYNCED),
+            "moved", Reason.MASTER_MOVED,
+            "the master moved: the copy moves from old.mp4 to a.mp4", None, "old.mp4",
+        ),
+        (  # a moved master whose metadata changed: one job does both
+            placement(action="update-metadata", recorded_key="old.mp4", managed=True, **SYNCED),
+            "moved", Reason.MASTER_MOVED,
+            "the master moved: the copy moves from old.mp4 to a.mp4; its metadata changed too",
+            None, "old.mp4",
+        ),
+        (  # renamed, and the content changed: an update of the recorded copy
+            placement(action="update", recorded_code="OLD", recorded_key="a.mp4", managed=True,
+                      pa_id=7, synced_version=1),
+            "update", Reason.CONTENT_CHANGED, "the master's content changed", "OLD", None,
+        ),
+        (  # an imported (or adopted) object keeps the key it has
+            placement(action="noop", recorded_key="legacy/a.mp4", managed=False, **SYNCED),
+            "noop", Reason.IN_SYNC, "in sync", None, None,
+        ),
+    ],
+)  # fmt: skip
+def test_diff_should_move_a_copy_instead_of_sending_it_again(
+    row: tuple[Any, ...],
+    kind: str,
+    code: Reason,
+    reason: str,
+    moved_from: str | None,
+    previous_key: str | None,
+) -> None:
+    (action,) = diff([row], [], desired("A"))
+    assert (action.action, action.reason_code, action.reason) == (kind, code, reason)
+    assert (action.moved_from, action.previous_key) == (moved_from, previous_key)
+
+
+def test_diff_should_import_a_placement_never_synced_that_an_import_names() -> None:
+    from reconciler.model import Import
+
+    wanted = desired("A", "B", "C")
+    wanted.imports = {(c, "P"): Import(f"I-{c}", c, "P", f"legacy/{c}") for c in "ABC"}
+    rows = [
+        placement("A"),
+        placement("B", pa_id=7, status="failed"),  # an import that did not finish
+        placement("C", action="update", pa_id=8, status="outdated", synced_version=1),
+    ]
+    actions = {a.asset: a for a in diff(rows, [], wanted)}
+    assert actions["A"].action == actions["B"].action == ActionKind.IMPORT
+    assert (actions["A"].import_id, actions["A"].reason_code) == ("legacy/A", "import_declared")
+    assert actions["C"].action == ActionKind.UPDATE  # imported with other bytes: updated
 
 
 def orphan(declared: bool = True, managed: bool = True, prunes: bool = False) -> tuple[Any, ...]:

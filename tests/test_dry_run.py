@@ -67,8 +67,11 @@ def test_golden_plan_of_the_shipped_example_on_an_empty_state(run, tmp_path: Pat
         "blocked": 0,
         "held": 0,
         "orphan": 0,
+        "import": 0,
+        "moved": 0,
+        "adopt": 0,
     }
-    assert plan["format_version"] == 2
+    assert plan["format_version"] == 3
     assert plan["cached_renditions"] == []
     transformed = {(a["platform"], a["asset"]) for a in plan["actions"] if a["rendition_id"]}
     # Every rule with transform_rules gets a rendition; the CDN's videos go up as masters.

@@ -129,12 +129,15 @@ def upload(tools: Tools, driver: Driver, job: Job, master: Opened) -> Outcome:
         # a key this tool holds no copy at (a create, or an update whose copy moves, as
         # x.pdf to x.pdf.enc): what is there is looked at first; after an attempt of its
         # own, what is at the key is this job's
-        if (job.job_type == JobType.INITIAL or job.previous_key is not None) and not job.sent:
+        fresh_key = job.job_type in (JobType.INITIAL, JobType.ADOPT) or job.previous_key
+        if fresh_key and not job.sent:
             adopted = _adopt(tools, driver, job, payload)
             if adopted is not None:
                 if job.previous_key:
                     driver.delete(job.previous_key)
                 return adopted
+            if job.job_type == JobType.ADOPT:  # planned with --refresh; gone since: sent
+                job.job_type = JobType.INITIAL
         if driver.needs_verified_copy:  # it replaces in place: send a checked copy
             try:
                 payload = stack.enter_context(stable_copy(payload, _scratch(tools)))

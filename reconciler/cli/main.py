@@ -56,6 +56,12 @@ def plan_only_options(func: F) -> F:
         type=click.Path(dir_okay=False, path_type=Path),
         help="Also save the plan as JSON, for `reconcile apply PLAN.json`.",
     )(func)
+    func = click.option(
+        "--refresh",
+        is_flag=True,
+        help="With --dry-run: also read what the platforms hold (never write): a create whose "
+        "bytes are already at its key shows as adopt, an import says what it will find.",
+    )(func)
     return click.option(
         "--detailed-exitcode",
         is_flag=True,
@@ -78,6 +84,7 @@ def run_plan(
     platform: str | None = None,
     renditions: Path | None = None,
     no_cache: bool = False,
+    refresh: bool = False,
     **_: Any,
 ) -> int:
     """Plan, show the plan (and append it to the step summary), and save it with --out."""
@@ -88,10 +95,11 @@ def run_plan(
     where = workspace(manifests, media_root, state, lock_timeout, renditions)
     cache = user_cache(no_cache)
     options = ops.Options(
-        prune=prune, max_delete=max_delete, force=force, rule=rule, platform=platform
-    )
+        prune=prune, max_delete=max_delete, force=force, rule=rule, platform=platform,
+        refresh=refresh,
+    )  # fmt: skip
     world = ops.look(where, options, cache)
-    plan = ops.reused_plan(world, where, options, cache)
+    plan = None if refresh else ops.reused_plan(world, where, options, cache)
     if plan is None:
         manifest_set = load_manifests(where, cache, output, summary=True)
         plan = ops.plan(manifest_set, where, options, cache, world)
@@ -228,7 +236,7 @@ def cli(ctx: click.Context, dry_run: bool, **options: Any) -> int:
         return ExitCode.OK
     if dry_run:
         return run_plan(**options)
-    for name in ("detailed_exitcode", "out"):
+    for name in ("detailed_exitcode", "out", "refresh"):
         if options[name]:
             raise click.UsageError(f"--{name.replace('_', '-')} goes with --dry-run")
     return run_apply(**options)

@@ -252,6 +252,8 @@ def _difference(asked: Action, current: Action | None) -> str | None:
     where = f"{asked.asset} on {asked.platform}"
     if current is None:
         return f"{where}: planned {asked.action}, but the manifests no longer declare it"
+    if asked.action == ActionKind.ADOPT and current.action == ActionKind.CREATE:
+        current = replace(current, action=ActionKind.ADOPT)  # apply adopts what it finds
     if not current.is_change:
         hint = " (pass --prune to apply its deletes)" if asked.action == ActionKind.DELETE else ""
         return f"{where}: planned {asked.action}, but it is {current.action} now{hint}"

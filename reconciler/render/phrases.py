@@ -50,8 +50,12 @@ def validation_summary(result: ValidationResult) -> str:
         assets += f" ({c['generated_assets']} from asset sets)"
     found = (
         f"{plural(c['platforms'], 'platform')}, {assets}, {plural(c['sync_rules'], 'sync rule')}"
-        f", {plural(c['asset_sets'], 'asset set')} in {plural(c['files'], 'file')}"
+        f", {plural(c['asset_sets'], 'asset set')}"
     )
+    for kind, word in (("imports", "import"), ("moves", "move")):
+        if c.get(kind):
+            found += f", {plural(c[kind], word)}"
+    found += f" in {plural(c['files'], 'file')}"
     warnings = len(result.warnings)
     warned = f", {plural(warnings, 'warning')}" if warnings else ""
     if result.ok:
