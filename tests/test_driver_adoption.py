@@ -9,19 +9,20 @@ import hashlib
 import os
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from apiservers import API_KEY, REFRESH_TOKEN, VIMEO_TOKEN, FakePlatforms
 
 from reconciler.drivers import driver_for, local_adopt, s3_adopt
-from reconciler.drivers.base import Found, PermanentError
+from reconciler.drivers.base import Driver, Found, PermanentError
 from reconciler.drivers.local import LocalDriver
 from reconciler.drivers.s3 import S3Driver
-from reconciler.model import Platform
+from reconciler.model import Platform, SecretRef
 
 from helpers import payload_of
 
@@ -39,6 +40,7 @@ class MemoryRecords:
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, dict[str, Any]]] = {}
+        self.units = 0  # API quota units spent
 
     def load_sessions(self, platform: str) -> list[dict[str, Any]]:
         return [{"remote_key": k, **v} for k, v in self.rows.get(platform, {}).items()]
@@ -56,6 +58,7 @@ class MemoryRecords:
         spent: Mapping[date, tuple[int, bool]],
         patience: float | None,
     ) -> None:
+        self.units += sum(units for units, _ in spent.values())
         rows = self.rows.setdefault(platform, {})
         for key, fields in sessions.items():
             if fields is None:
@@ -391,3 +394,121 @@ def test_s3_multipart_move_refuses_an_object_made_at_the_new_key_meanwhile(
     assert body(s3, "masters/new.mp4") == b"made a moment before"
     assert body(s3, "masters/big.mp4") == data
     assert s3.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+# -- the API platforms -------------------------------------------------------------------------
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePlatforms]:
+    monkeypatch.setenv("TEST_CDN_KEY", API_KEY)
+    monkeypatch.setenv("TEST_YT_REFRESH", REFRESH_TOKEN)
+    monkeypatch.setenv("TEST_VIMEO_TOKEN", VIMEO_TOKEN)
+    server = FakePlatforms().start()
+    yield server
+    server.stop()
+
+
+def api_driver(fake: FakePlatforms, kind: str, records: MemoryRecords | None = None) -> Driver:
+    """The http, youtube or vimeo driver, pointed at the fake servers."""
+    specs = {
+        "http": (f"{fake.url}/cdn", "api_key", "TEST_CDN_KEY", {}),
+        "youtube": (
+            f"{fake.url}/youtube/v3", "oauth2", "TEST_YT_REFRESH",
+            {"token_url": f"{fake.url}/token", "poll_interval": 0},
+        ),
+        "vimeo": (f"{fake.url}/vimeo", "oauth2", "TEST_VIMEO_TOKEN", {"poll_interval": 0}),
+    }  # fmt: skip
+    endpoint, auth_type, secret, config = specs[kind]
+    platform = Platform(
+        code=kind.upper(), platform_name=kind, platform_type="video_platform", driver=kind,
+        api_endpoint=endpoint, auth_type=auth_type, auth=SecretRef(env=secret),
+        driver_config=config,
+    )  # fmt: skip
+    driver = driver_for(platform, records if records is not None else MemoryRecords())
+    assert not driver.keys_are_paths
+    return driver
+
+
+def test_http_find_by_the_platforms_id(fake: FakePlatforms, tmp_path: Path) -> None:
+    cdn = api_driver(fake, "http")
+    (tmp_path / "a.mp4").write_bytes(b"on the CDN already")
+    uploaded = cdn.upload(payload_of(tmp_path / "a.mp4"), "a.mp4", {"code": "VID-A"})
+    found = cdn.find(uploaded.platform_asset_id)
+    # (the fake's GET names no url: the object's own URL stands in)
+    link = f"{fake.url}/cdn/assets/{uploaded.platform_asset_id}"
+    assert found == Found(uploaded.platform_asset_id, None, sha(b"on the CDN already"), 18, link)
+    assert cdn.find("obj-999") is None
+    for hostile in ("..", ".", ""):
+        with pytest.raises(PermanentError, match="is not an object id"):
+            cdn.find(hostile)
+    with pytest.raises(PermanentError, match="cannot list"):
+        next(iter(cdn.discover()))
+
+
+def test_youtube_find_by_video_id_spends_a_list_call(fake: FakePlatforms) -> None:
+    records = MemoryRecords()
+    youtube = api_driver(fake, "youtube", records)
+    video = fake.add_video(b"x" * 12_345, "Launch day")
+    found = youtube.find(video)
+    assert found == Found(
+        video, None, None, 12_345, f"https://www.youtube.com/watch?v={video}", "Launch day"
+    )
+    assert records.units == 1  # one videos.list
+    assert youtube.find("v-missing") is None
+    for hostile in ("a,b", "", "../videos", "id with spaces"):
+        with pytest.raises(PermanentError, match="is not a YouTube video id"):
+            youtube.find(hostile)
+    assert records.units == 2  # a refused id costs nothing
+    with pytest.raises(PermanentError, match="cannot list"):
+        next(iter(youtube.discover()))
+    with pytest.raises(PermanentError, match="cannot move"):
+        youtube.move("a.mp4", "b.mp4")
+
+
+def test_vimeo_find_by_number_uri_or_link(fake: FakePlatforms) -> None:
+    vimeo = api_driver(fake, "vimeo")
+    uri = fake.add_vimeo_video(b"v" * 4321, "Behind the scenes")
+    number = uri.rsplit("/", 1)[1]
+    expected = Found(uri, None, None, 4321, f"https://vimeo.com/{number}", "Behind the scenes")
+    for given in (uri, number, f"https://vimeo.com/{number}"):
+        assert vimeo.find(given) == expected
+    assert vimeo.find("/videos/987654") is None
+    for hostile in ("/videos/../me", "/users/1", "12a", ""):
+        with pytest.raises(PermanentError, match="is not a Vimeo video"):
+            vimeo.find(hostile)
+
+
+def test_vimeo_find_answers_the_id_an_upload_records(fake: FakePlatforms, tmp_path: Path) -> None:
+    vimeo = api_driver(fake, "vimeo")
+    (tmp_path / "a.mp4").write_bytes(b"sent by this tool" * 100)
+    uploaded = vimeo.upload(payload_of(tmp_path / "a.mp4"), "a.mp4", {"title": "Sent"})
+    found = vimeo.find(uploaded.platform_asset_id)
+    assert found is not None and found.remote_id == uploaded.platform_asset_id
+    assert (found.title, found.size) == ("Sent", 1700)
+
+
+def test_vimeo_discover_lists_every_video_page_by_page(
+    fake: FakePlatforms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vimeo = api_driver(fake, "vimeo")
+    uris = [fake.add_vimeo_video(bytes(n + 1), f"clip {n}") for n in range(7)]
+    gone = fake.add_vimeo_video(b"deleted", "deleted")
+    fake.uploads[gone.rsplit("/", 1)[1]].video = "deleted"
+    monkeypatch.setattr(vimeo, "LIST_PAGE", 3)
+    found = list(vimeo.discover())
+    assert [f.remote_id for f in found] == uris
+    assert [(f.title, f.size) for f in found] == [(f"clip {n}", n + 1) for n in range(7)]
+    pages = [p for m, p in fake.requests if (m, p) == ("GET", "/vimeo/me/videos")]
+    assert len(pages) == 3
+
+
+def test_vimeo_discover_never_follows_a_next_page_elsewhere(
+    fake: FakePlatforms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vimeo = api_driver(fake, "vimeo")
+    fake.add_vimeo_video(b"one", "one")
+    fake.fail_once(
+        "GET", "/vimeo/me/videos", 200,
+        body={"data": [], "paging": {"next": "https://elsewhere.example/me/videos?page=2"}},
+    )  # fmt: skip
+    with pytest.raises(PermanentError, match="not followed"):
+        list(vimeo.discover())
