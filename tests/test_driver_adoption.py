@@ -17,11 +17,13 @@ from typing import Any
 import boto3
 import pytest
 from apiservers import API_KEY, REFRESH_TOKEN, VIMEO_TOKEN, FakePlatforms
+from botocore.exceptions import ClientError
 
 from reconciler.drivers import driver_for, local_adopt, s3_adopt
 from reconciler.drivers.base import Driver, Found, PermanentError
 from reconciler.drivers.local import LocalDriver
 from reconciler.drivers.s3 import S3Driver
+from reconciler.drivers.state import Session
 from reconciler.model import Platform, SecretRef
 
 from helpers import payload_of
@@ -512,3 +514,52 @@ def test_vimeo_discover_never_follows_a_next_page_elsewhere(
     )  # fmt: skip
     with pytest.raises(PermanentError, match="not followed"):
         list(vimeo.discover())
+
+
+def test_s3_move_on_a_store_without_conditional_copies(
+    s3: S3Driver, bucket: str, tmp_path: Path
+) -> None:
+    """A store that does not implement If-None-Match on a copy: the key looked at before
+    stands for it, and the move goes on."""
+
+    def unimplemented(params: dict[str, Any], **kw: Any) -> None:
+        if "If-None-Match" in params.get("headers", {}):
+            raise ClientError({"Error": {"Code": "NotImplemented", "Message": "no"}}, "CopyObject")
+
+    s3.client.put_object(Bucket=bucket, Key="masters/a.mp4", Body=b"plain")
+    s3.client.meta.events.register("before-call.s3.CopyObject", unimplemented)
+    s3.move("a.mp4", "b.mp4")
+    assert keys(s3) == ["masters/b.mp4"] and body(s3, "masters/b.mp4") == b"plain"
+
+
+def test_s3_multipart_move_that_fails_leaves_nothing_behind(
+    s3: S3Driver, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3_adopt, "COPY_LIMIT", 5 * MiB)
+    data = os.urandom(9 * MiB)
+    (tmp_path / "big.mp4").write_bytes(data)
+    s3.upload(payload_of(tmp_path / "big.mp4"), "big.mp4", {"code": "VID-BIG"})
+    recorded: list[Any] = []
+
+    def second_part_fails(params: dict[str, Any], **kw: Any) -> None:
+        recorded.append(s3.kept("new.mp4"))
+        if len(recorded) == 2:
+            raise ClientError(
+                {"Error": {"Code": "AccessDenied", "Message": "no"}}, "UploadPartCopy"
+            )
+
+    s3.client.meta.events.register("before-call.s3.UploadPartCopy", second_part_fails)
+    with pytest.raises(PermanentError, match="AccessDenied"):
+        s3.move("big.mp4", "new.mp4")
+    assert recorded[0] is not None and recorded[0].state == "uploading"  # before any part
+    assert s3.kept("new.mp4") is None and s3.kept("big.mp4") is not None
+    assert keys(s3) == ["masters/big.mp4"] and body(s3, "masters/big.mp4") == data
+    assert s3.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_s3_move_onto_an_unfinished_upload_of_ours_is_refused(s3: S3Driver, bucket: str) -> None:
+    s3.client.put_object(Bucket=bucket, Key="masters/a.mp4", Body=b"plain")
+    s3.keep(Session("b.mp4", "s3", "uploading", "0" * 64, 10, "upload-id"))
+    with pytest.raises(PermanentError, match="unfinished"):
+        s3.move("a.mp4", "b.mp4")
+    assert keys(s3) == ["masters/a.mp4"] and s3.kept("b.mp4") is not None

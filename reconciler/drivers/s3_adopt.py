@@ -28,7 +28,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from reconciler.drivers.base import Driver, DriverError, Found, PermanentError
+from reconciler.drivers.base import Driver, DriverError, Found, PermanentError, TemporaryError
 from reconciler.drivers.s3_parts import PART_SIZE, PART_WORKERS, failure, is_composite, same
 from reconciler.drivers.state import Session, SessionState
 
@@ -36,7 +36,7 @@ COPY_LIMIT = 5 * 1024**3  # the most CopyObject copies in one request
 MAX_PARTS = 10_000
 MIB = 1024 * 1024
 MISSING = {"404", "NoSuchKey", "NotFound"}
-UNSUPPORTED = {"NotImplemented", "501"}  # a store that has no such condition
+UNSUPPORTED = {"NotImplemented", "501", "InvalidArgument"}  # a store without the condition
 
 
 class BucketAdoption(Driver):
@@ -121,8 +121,11 @@ class BucketAdoption(Driver):
         old, new = self.full_key(old_key), self.full_key(new_key)
         here, there = f"s3://{self.bucket}/{old}", f"s3://{self.bucket}/{new}"
         if old == new:
-            raise PermanentError(f"{here} is already at {new_key}")
-        doing = f"moving {here} to {there}"
+            raise PermanentError(f"{here} on {self.platform.code} is already at {new_key}")
+        doing = f"moving {here} to {there} on {self.platform.code}"
+        unfinished = self.kept(new_key)
+        if unfinished is not None and unfinished.state == SessionState.UPLOADING:
+            raise PermanentError(f"{doing}: an upload to {there} is unfinished; nothing was moved")
         try:
             head = self._head(old)
             if head is None:
@@ -133,7 +136,7 @@ class BucketAdoption(Driver):
             if size <= COPY_LIMIT:
                 self._copy_whole(old, new, head, there)
             else:
-                self._copy_parts(old, new, head, size, there)
+                self._copy_parts(old_key, new_key, head, size)
             landed = self._head(new)
         except DriverError:
             raise
@@ -143,7 +146,8 @@ class BucketAdoption(Driver):
             raise PermanentError(f"{doing}: the copy is not whole; {here} was left as it is")
         self._carry(old_key, new_key, head, landed)
         self._remove_source(old, str(head.get("ETag")), doing)
-        self.forget(old_key)
+        if (left := self.kept(old_key)) is None or left.state != SessionState.UPLOADING:
+            self.forget(old_key)  # (an unfinished upload there stays recorded, to be aborted)
 
     def _head(self, full: str) -> dict[str, Any] | None:
         try:
@@ -168,7 +172,8 @@ class BucketAdoption(Driver):
         if self._head(new) is not None:
             return self._taken(there)
         return PermanentError(
-            f"the object to be moved to {there} changed while it was copied; nothing was moved"
+            f"the object to be moved to {there} on {self.platform.code} changed while it was "
+            "copied; nothing was moved"
         )
 
     def _copy_whole(self, old: str, new: str, head: dict[str, Any], there: str) -> None:
@@ -188,16 +193,28 @@ class BucketAdoption(Driver):
             else:
                 raise
 
-    def _copy_parts(self, old: str, new: str, head: dict[str, Any], size: int, there: str) -> None:
+    def _copy_parts(self, old_key: str, new_key: str, head: dict[str, Any], size: int) -> None:
         """A multipart copy of ranges of the version looked at, completed only if nothing is
-        at the new key by then; aborted on any failure."""
-        etag = head["ETag"]
+        at the new key by then; aborted on any failure. The upload is recorded before its
+        first part, as an upload's is, so that recovery aborts it after a kill."""
+        old, new = self.full_key(old_key), self.full_key(new_key)
+        there, etag = f"s3://{self.bucket}/{new}", head["ETag"]
         part = self._part_size(old, size)
         upload_id = self.client.create_multipart_upload(
             Bucket=self.bucket, Key=new, ChecksumAlgorithm="SHA256",
             ContentType=head.get("ContentType") or "application/octet-stream",
             Metadata=head.get("Metadata") or {},
         )["UploadId"]  # fmt: skip
+        known = self.kept(old_key)
+        started = Session(new_key, "s3", SessionState.UPLOADING, known.file_sha256 if known else "",
+                          size, upload_id)  # fmt: skip
+        if self.state is not None and not self.state.record_before_sending(started):
+            self._abort(new, upload_id)
+            self.forget(new_key)
+            raise TemporaryError(
+                f"the state file stayed busy, so the copy to {there} could not be recorded "
+                "before its first part; it waits"
+            )
 
         def copy(number: int) -> dict[str, Any]:
             start = (number - 1) * part
@@ -214,16 +231,25 @@ class BucketAdoption(Driver):
         try:
             with ThreadPoolExecutor(max_workers=PART_WORKERS) as pool:
                 parts = list(pool.map(copy, range(1, math.ceil(size / part) + 1)))
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=new, UploadId=upload_id,
-                MultipartUpload={"Parts": parts}, IfNoneMatch="*",
-            )  # fmt: skip
+            ask = {"Bucket": self.bucket, "Key": new, "UploadId": upload_id,
+                   "MultipartUpload": {"Parts": parts}}  # fmt: skip
+            try:
+                self.client.complete_multipart_upload(IfNoneMatch="*", **ask)
+            except ClientError as exc:
+                if _code(exc) not in UNSUPPORTED:
+                    raise
+                self.client.complete_multipart_upload(**ask)  # the key was looked at before
         except BaseException as exc:
-            with contextlib.suppress(Exception):  # best effort: what it left is no object
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=new, UploadId=upload_id)
+            self._abort(new, upload_id)
+            self.forget(new_key)
             if isinstance(exc, ClientError) and _code(exc) in ("PreconditionFailed", "412"):
                 raise self._refused(new, there) from None
             raise
+        self.forget(new_key)  # made: what describes it now is for _carry to say
+
+    def _abort(self, full: str, upload_id: str) -> None:
+        with contextlib.suppress(Exception):  # best effort: what it left is no object
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
 
     def _part_size(self, full: str, size: int) -> int:
         """The source's own part size when its parts are of one size (as this driver and
@@ -244,9 +270,7 @@ class BucketAdoption(Driver):
         checksum stands for) now describes the copy at ``new_key``, when it described the
         version that was copied and the copy's checksum is the same composite (or S3's own
         SHA-256 of the content, which needs no record)."""
-        known, there = self.kept(old_key), self.kept(new_key)
-        if there is not None and there.state == SessionState.UPLOADING:
-            return  # an upload of ours in flight there: recovery still needs its record
+        known = self.kept(old_key)
         checksum, copied = head.get("ChecksumSHA256"), landed.get("ChecksumSHA256")
         if (
             not known
