@@ -10,7 +10,9 @@ One :class:`FakePlatforms` serves, on 127.0.0.1 and a free port:
 It keeps what arrived (every body byte is counted per upload) and lets a test inject the
 failures the drivers must survive: a status answered once, a connection stalled at a chosen
 fraction of an upload (so that the client can be killed there), expired access tokens,
-processing that fails, a spent quota, rate limits.
+processing that fails, a spent quota, rate limits. Videos already in an account (uploaded by
+other means) are added with :meth:`FakePlatforms.add_video` and
+:meth:`FakePlatforms.add_vimeo_video`; Vimeo's ``GET /me/videos`` lists them, page by page.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Video:
     data: bytes
     metadata: dict[str, Any]
     polls: int = 0
+    ready: bool = False  # processed long ago (put there by add_video, not uploaded)
 
 
 class FakePlatforms:
@@ -115,6 +118,20 @@ class FakePlatforms:
         """Every upload body byte that arrived, over all uploads."""
         return sum(len(u.data) for u in self.uploads.values())
 
+    def add_video(self, data: bytes, title: str) -> str:
+        """A YouTube video already in the account (uploaded by other means, processed long
+        ago); returns its id."""
+        vid = f"v-{self.next_id()}"
+        self.videos[vid] = Video(vid, data, {"snippet": {"title": title}}, ready=True)
+        return vid
+
+    def add_vimeo_video(self, data: bytes, name: str) -> str:
+        """A Vimeo video already in the account (uploaded and transcoded); returns its uri."""
+        number = str(self.next_id())
+        self.uploads[number] = Upload(number, len(data), {"name": name}, bytearray(data))
+        self.videos[number] = Video(number, data, self.uploads[number].metadata, ready=True)
+        return f"/videos/{number}"
+
 
 def _handler(fake: FakePlatforms) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -168,7 +185,7 @@ def _handler(fake: FakePlatforms) -> type[BaseHTTPRequestHandler]:
             if path.startswith("/vimeo-upload/"):
                 return self._tus(path.rsplit("/", 1)[1])
             if path.startswith("/vimeo"):
-                return self._vimeo(path[len("/vimeo") :])
+                return self._vimeo(path[len("/vimeo") :], query)
             self._send(404, {"error": "no such path"})
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _route
@@ -316,7 +333,9 @@ def _handler(fake: FakePlatforms) -> type[BaseHTTPRequestHandler]:
                 if found is None:
                     return self._send(200, {"items": []})
                 found.polls += 1
-                if found.polls <= fake.processing_polls:
+                if found.ready:
+                    upload, processing = "processed", "succeeded"
+                elif found.polls <= fake.processing_polls:
                     upload, processing = "uploaded", "processing"
                 elif fake.processing_outcome == "succeeded":
                     upload, processing = "processed", "succeeded"
@@ -326,6 +345,11 @@ def _handler(fake: FakePlatforms) -> type[BaseHTTPRequestHandler]:
                         "processingDetails": {"processingStatus": processing}}  # fmt: skip
                 if upload == "failed":
                     item["status"]["failureReason"] = "codec"
+                parts = query.get("part", [""])[0].split(",")
+                if "fileDetails" in parts:  # a uint64, which the API sends as a JSON string
+                    item["fileDetails"] = {"fileSize": str(len(found.data))}
+                if "snippet" in parts:
+                    item["snippet"] = found.metadata.get("snippet", {})
                 return self._send(200, {"items": [item]})
             if self.command == "PUT":
                 body = self._json()
@@ -349,7 +373,7 @@ def _handler(fake: FakePlatforms) -> type[BaseHTTPRequestHandler]:
             return {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": str(fake.rate_remaining),
                     "X-RateLimit-Reset": reset}  # fmt: skip
 
-        def _vimeo(self, path: str) -> None:
+        def _vimeo(self, path: str, query: dict[str, list[str]]) -> None:
             if self.headers.get("Authorization", "") != f"bearer {VIMEO_TOKEN}":
                 self._body()
                 return self._send(401, {"error": "a valid user token must be passed"})
@@ -369,6 +393,8 @@ def _handler(fake: FakePlatforms) -> type[BaseHTTPRequestHandler]:
                     "upload": {"approach": "tus", "upload_link": link, "size": size},
                 }
                 return self._send(200, video, headers)  # fmt: skip
+            if path == "/me/videos" and self.command == "GET":
+                return self._send(200, self._vimeo_listing(query), headers)
             if path.startswith("/videos/"):
                 number = path.rsplit("/", 1)[1]
                 upload = fake.uploads.get(number)
@@ -383,8 +409,8 @@ def _handler(fake: FakePlatforms) -> type[BaseHTTPRequestHandler]:
                     return self._send(200, {"uri": path}, headers)
                 complete = len(upload.data) == upload.size
                 video = fake.videos.setdefault(number, Video(number, b"", upload.metadata))
-                transcode = "in_progress"
-                if complete:
+                transcode = "complete" if video.ready else "in_progress"
+                if complete and not video.ready:
                     video.polls += 1
                     if video.polls > fake.processing_polls:
                         ok = fake.processing_outcome == "succeeded"
@@ -393,8 +419,29 @@ def _handler(fake: FakePlatforms) -> type[BaseHTTPRequestHandler]:
                         "upload": {"status": "complete" if complete else "in_progress",
                                    "size": upload.size},
                         "transcode": {"status": transcode}}  # fmt: skip
+                if "name" in upload.metadata:
+                    body["name"] = upload.metadata["name"]
                 return self._send(200, body, headers)
             self._send(404, {"error": "no such path"})
+
+        def _vimeo_listing(self, query: dict[str, list[str]]) -> dict[str, Any]:
+            """GET /me/videos: the account's videos (not deleted), ``per_page`` at a time."""
+            numbers = sorted(
+                (u.id for u in fake.uploads.values() if u.id.isdigit() and u.video != "deleted"),
+                key=int,
+            )
+            per_page = int(query.get("per_page", ["25"])[0])
+            page = int(query.get("page", ["1"])[0])
+            shown = numbers[(page - 1) * per_page : page * per_page]
+            data = [
+                {"uri": f"/videos/{n}", "name": fake.uploads[n].metadata.get("name"),
+                 "link": f"https://vimeo.com/{n}", "upload": {"size": fake.uploads[n].size}}
+                for n in shown
+            ]  # fmt: skip
+            more = page * per_page < len(numbers)
+            following = f"/me/videos?page={page + 1}&per_page={per_page}" if more else None
+            return {"total": len(numbers), "page": page, "per_page": per_page, "data": data,
+                    "paging": {"next": following, "previous": None}}  # fmt: skip
 
         def _tus(self, uid: str) -> None:
             upload = fake.uploads.get(uid)

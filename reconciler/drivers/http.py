@@ -18,7 +18,9 @@ Credentials follow ``auth_type``: ``api_key`` sends the referenced secret in the
 ``Authorization: Bearer``, ``basic`` takes ``user:password``. 429 and 5xx are temporary
 (``Retry-After`` honoured), any other 4xx permanent.
 
-Objects are found again by the id kept in the state file (``upload_sessions``).
+Objects are found again by the id kept in the state file (``upload_sessions``); an object
+uploaded by other means is found by its id for an import (:meth:`HttpDriver.find`). The API
+has no listing this driver knows of, so there is no discovery.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import requests
 from reconciler.drivers import web
 from reconciler.drivers.base import (
     Driver,
+    Found,
     PermanentError,
     Progress,
     RemoteObject,
@@ -286,6 +289,23 @@ class HttpDriver(ApiDriver):
         ):
             sent = None  # it says it holds another size than was sent: not that copy
         return RemoteObject(str(reported) if reported else sent, held, {"remote_id": remote_id})
+
+    def find(self, remote_id: str) -> Found | None:
+        """The object the API knows by the id ``remote_id`` (``GET {collection}/{id}``, as
+        :meth:`stat` looks up a recorded one), with the checksum and size it reports; None
+        when it answers 404 or 410."""
+        if remote_id.strip() in ("", ".", ".."):
+            raise PermanentError(f"'{remote_id}' is not an object id on {self.platform.code}")
+        doing = f"looking up {remote_id} on {self.platform.code}"
+        response = self._call("GET", self._object_url(remote_id), doing, ok=(404, 410))
+        if response.status_code in (404, 410):
+            return None
+        body = web.json_object(response, doing)
+        reported, link = body.get(self.checksum_field), body.get(self.url_field)
+        return Found(
+            remote_id, None, str(reported) if reported else None,
+            web.byte_count(body.get("size")), str(link or self._object_url(remote_id)),
+        )  # fmt: skip
 
     def _remove(self, remote_id: str, key: str) -> None:
         self._call(

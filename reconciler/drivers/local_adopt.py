@@ -142,7 +142,7 @@ class FolderAdoption(Driver):
                         os.fsync(source.fd)
             remove_empty(self.folders, old[:-1], verb="moved")
         except OSError as exc:
-            raise os_failure(exc, f"moving {where} to {there}") from None
+            raise os_failure(exc, f"moving {where} to {there} on {self.platform.code}") from None
 
     def _place(self, name: str, src: int, new: str, dst: int, there: Path) -> None:
         """Give the file ``name`` of folder ``src`` the name ``new`` in folder ``dst``, never

@@ -15,6 +15,9 @@ Verification trusts only S3: a single-part object's SHA-256 is its content's; a 
 object's composite checksum is matched with the one recorded when it was put; an object with
 neither (put by someone else) is read and hashed. Metadata such as ``x-amz-meta-sha256`` is
 never trusted, since anyone who can write the object can write it.
+
+Finding an object by its key, listing the prefix for discovery and moving an object to a new
+key on S3 itself (adoption) are in :mod:`reconciler.drivers.s3_adopt`.
 """
 
 from __future__ import annotations
@@ -30,12 +33,12 @@ from botocore.exceptions import ClientError
 
 from reconciler.drivers.base import (
     Cancelled,
-    Driver,
     Progress,
     RemoteObject,
     TemporaryError,
     Uploaded,
 )
+from reconciler.drivers.s3_adopt import BucketAdoption
 from reconciler.drivers.s3_parts import (
     PART_SIZE,
     PART_WORKERS,
@@ -53,7 +56,7 @@ from reconciler.observe.payload import NotLanded, Payload, SourceChanged
 from reconciler.redact import register
 
 
-class S3Driver(Driver):
+class S3Driver(BucketAdoption):
     def __init__(self, platform: Platform) -> None:
         super().__init__(platform)
         config = platform.driver_config

@@ -12,12 +12,17 @@ a changed file a new video (the old one is deleted once the new one is up).
 The platform's ``auth`` references an access token (sent as a bearer token). Vimeo's rate
 limit headers are respected: when ``X-RateLimit-Remaining`` reaches 0, the driver waits for
 ``X-RateLimit-Reset`` (a 429 is temporary, retried after that time).
+
+For adoption, a video is found by its number or uri (:meth:`VimeoDriver.find`) and the
+account's videos are listed for discovery (:meth:`VimeoDriver.discover`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +31,7 @@ import requests
 from reconciler.drivers import web
 from reconciler.drivers.base import (
     DriverError,
+    Found,
     PermanentError,
     Progress,
     RemoteObject,
@@ -39,12 +45,15 @@ from reconciler.observe.payload import Payload
 ACCEPT = "application/vnd.vimeo.*+json;version=3.4"
 TUS = {"Tus-Resumable": "1.0.0"}
 MAX_RATE_WAIT = 60.0  # wait in place for a rate-limit reset at most this long
+FOUND_FIELDS = "uri,name,link,upload.size"  # what an import or discovery asks of a video
+VIDEO = re.compile(r"(?:/videos/|https://(?:www\.)?vimeo\.com/)?([0-9]{1,20})")
 
 
 class VimeoDriver(VideoApiDriver):
     WAITING = "transcoding"
     READY = ("transcode", "complete")
     ID_DETAIL = "video_uri"
+    LIST_PAGE = 100  # videos asked for per page of a listing (Vimeo's most)
 
     def __init__(self, platform: Platform) -> None:
         super().__init__(platform)
@@ -209,6 +218,50 @@ class VimeoDriver(VideoApiDriver):
             sent = None  # it holds another size than was sent: not that copy
         return RemoteObject(sent, held, {"uri": uri})
 
+    def find(self, remote_id: str) -> Found | None:
+        """The video Vimeo knows by ``remote_id``: its number, its uri ``/videos/N`` or its
+        ``https://vimeo.com/N`` link. Its id in the answer is the uri form, the id an upload
+        records; with its name, link and size, no checksum (Vimeo gives none). None when
+        there is no such video."""
+        match = VIDEO.fullmatch(remote_id.strip())
+        if match is None:
+            raise PermanentError(f"'{remote_id}' is not a Vimeo video id or uri")
+        uri = f"/videos/{match.group(1)}"
+        doing = f"looking up {uri} on {self.platform.code}"
+        response = self._call(
+            "GET", self._url(uri), doing, ok=(404,), params={"fields": FOUND_FIELDS}
+        )
+        if response.status_code == 404:
+            return None
+        return _found(web.json_object(response, doing), uri)
+
+    def discover(self) -> Iterator[Found]:
+        """Every video of the account (``GET /me/videos``, page by page), with its name, link
+        and size; no checksums (Vimeo gives none)."""
+        doing = f"listing the videos of {self.platform.code}"
+        url: str | None = f"{self.base}/me/videos"
+        params: dict[str, Any] | None = {"fields": FOUND_FIELDS, "per_page": self.LIST_PAGE}
+        seen: set[str] = set()
+        while url is not None:
+            body = web.json_object(self._call("GET", url, doing, params=params), doing)
+            for video in body.get("data") or []:
+                if isinstance(video, dict) and video.get("uri"):
+                    yield _found(video, str(video["uri"]))
+            url, params = self._next_page(body, seen, doing), None
+
+    def _next_page(self, body: dict[str, Any], seen: set[str], doing: str) -> str | None:
+        """The next page of a listing: on this API only (it gets the token), never twice."""
+        following = (body.get("paging") or {}).get("next")
+        if not following:
+            return None
+        url = self._url(str(following))
+        if not url.startswith(f"{self.base}/"):
+            raise PermanentError(f"{doing}: the next page is not on {self.base}; not followed")
+        if url in seen:
+            return None
+        seen.add(url)
+        return url
+
     def _remove(self, remote_id: str, key: str) -> None:
         self._call("DELETE", self._url(remote_id), f"deleting {key} from Vimeo", ok=(404,))
 
@@ -228,6 +281,15 @@ class VimeoDriver(VideoApiDriver):
 def _naming(key: str, metadata: dict[str, Any]) -> dict[str, str]:
     """The video's name and description, as Vimeo takes them."""
     return {"name": title_of(key, metadata)[:128], "description": description_of(metadata)}
+
+
+def _found(video: dict[str, Any], uri: str) -> Found:
+    """A video as found by an import or a discovery."""
+    name, link = video.get("name"), video.get("link")
+    size = web.byte_count((video.get("upload") or {}).get("size"))
+    return Found(
+        uri, None, None, size, str(link) if link else None, None if name is None else str(name)
+    )
 
 
 def _reset_in(response: requests.Response) -> float | None:

@@ -17,12 +17,14 @@ and fetched again on a 401. The daily quota (``quota_daily_units``, default 10,0
 cost of each operation (``quota_costs``) are configuration; units are counted in the state
 file per quota day (midnight Pacific time), and when the quota is spent — counted, or said so
 by a ``quotaExceeded`` answer — jobs are deferred until it resets
-(:mod:`reconciler.drivers.youtube_quota`).
+(:mod:`reconciler.drivers.youtube_quota`). A video uploaded by other means is found by its id
+for an import (:meth:`YouTubeDriver.find`); there is no discovery.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from typing import Any
 
@@ -31,6 +33,7 @@ import requests
 from reconciler.drivers import web
 from reconciler.drivers.base import (
     DriverError,
+    Found,
     PermanentError,
     Progress,
     RemoteObject,
@@ -48,6 +51,7 @@ UNIT = 256 * 1024  # chunks are multiples of this
 TOKEN_URL = "https://oauth2.googleapis.com/token"
 FAILED_UPLOAD = {"failed", "rejected", "deleted"}
 FAILED_PROCESSING = {"failed", "terminated"}
+VIDEO_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # one id (a comma would list several)
 
 
 class YouTubeDriver(VideoApiDriver):
@@ -326,6 +330,24 @@ class YouTubeDriver(VideoApiDriver):
         status = (item.get("status") or {}).get("uploadStatus")
         # YouTube reports no checksum and never changes a video's bytes: the one sent stands
         return RemoteObject(sent, None, {"video_id": video_id, "uploadStatus": status})
+
+    def find(self, remote_id: str) -> Found | None:
+        """The video YouTube knows by the id ``remote_id`` (one videos.list, counted against
+        the quota as a list call): its title, its size when YouTube tells it (fileDetails,
+        shown to the video's owner only) and no checksum, which YouTube never gives; None
+        when there is no such video."""
+        if not VIDEO_ID.fullmatch(remote_id):
+            raise PermanentError(f"'{remote_id}' is not a YouTube video id")
+        doing = f"looking up video {remote_id} on {self.platform.code}"
+        item = self._video(remote_id, "status,fileDetails,snippet", doing)
+        if item is None:
+            return None
+        size = str((item.get("fileDetails") or {}).get("fileSize"))  # a uint64: JSON text
+        title = (item.get("snippet") or {}).get("title")
+        return Found(
+            remote_id, None, None, int(size) if size.isascii() and size.isdigit() else None,
+            _watch_url(remote_id), None if title is None else str(title),
+        )  # fmt: skip
 
     def _remove(self, video_id: str, key: str) -> None:
         self._call(
