@@ -6,8 +6,10 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -75,6 +77,30 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The loopback fake REST API, YouTube and Vimeo servers (tests/apiservers.py), with
+    their credentials where the tests' Platforms look for them."""
+    from apiservers import API_KEY, REFRESH_TOKEN, VIMEO_TOKEN, FakePlatforms
+
+    monkeypatch.setenv("TEST_CDN_KEY", API_KEY)
+    monkeypatch.setenv("TEST_YT_REFRESH", REFRESH_TOKEN)
+    monkeypatch.setenv("TEST_VIMEO_TOKEN", VIMEO_TOKEN)
+    server = FakePlatforms().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str, aws_env: None) -> str:
+    """A new, empty bucket on the loopback S3 server."""
+    import boto3
+
+    name = f"media-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+    return name
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from planning import World, kinds, rows
 from test_apply import apply, target
-from test_s3 import bucket, client, s3_world  # noqa: F401 (bucket: a fixture)
+from test_s3 import client, s3_world
 
 from reconciler.drivers.local import LocalDriver
 from reconciler.drivers.s3 import S3Driver
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 def no_uploads(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any upload through the local or S3 driver fails the test."""
 
-    def refuse(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+    def refuse(self, *args, **kwargs):
         raise AssertionError(f"{type(self).__name__}.upload was called")
 
     monkeypatch.setattr(LocalDriver, "upload", refuse)
@@ -96,7 +96,7 @@ def test_a_renamed_code_keeps_its_copies_and_sends_nothing(
 
 
 def no_uploads_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+    def refuse(self, *args, **kwargs):
         raise AssertionError(f"{type(self).__name__}.upload was called")
 
     monkeypatch.setattr(LocalDriver, "upload", refuse)
@@ -113,7 +113,7 @@ def test_a_moved_master_moves_its_local_copies_by_rename(
     (world.media / "vid-a.mp4").rename(world.media / "videos-a.mp4")
     world.asset("VID-A", b"a master " * 100, file="videos-a.mp4")
     plan = world.plan()
-    action = [a for a in plan.actions if (a.asset, a.platform) == ("VID-A", "CDN")][0]
+    action = next(a for a in plan.actions if (a.asset, a.platform) == ("VID-A", "CDN"))
     assert action.action == ActionKind.MOVED
     assert (action.previous_key, action.reason_code) == ("vid-a.mp4", "master_moved")
     no_uploads_again(monkeypatch)
@@ -137,7 +137,7 @@ def test_a_move_never_replaces_an_object_at_the_new_key(tmp_path: Path) -> None:
     (world.media / "vid-a.mp4").rename(world.media / "moved-a.mp4")
     world.asset("VID-A", b"a master " * 100, file="moved-a.mp4")
     result = apply(world)
-    cdn = [j for j in result.jobs if j.action.platform == "CDN"][0]
+    cdn = next(j for j in result.jobs if j.action.platform == "CDN")
     assert cdn.status == "failed" and "did not make" in (cdn.error or "")
     assert stranger.read_bytes() == b"somebody else's file"
     assert (target(world, "CDN") / "vid-a.mp4").exists()
@@ -168,7 +168,7 @@ def test_a_move_of_a_copy_someone_changed_is_a_conflict(tmp_path: Path) -> None:
     (world.media / "vid-a.mp4").rename(world.media / "elsewhere.mp4")
     world.asset("VID-A", b"a master " * 100, file="elsewhere.mp4")
     result = apply(world)
-    cdn = [j for j in result.jobs if j.action.platform == "CDN"][0]
+    cdn = next(j for j in result.jobs if j.action.platform == "CDN")
     assert cdn.status == "failed"
     assert not (target(world, "CDN") / "elsewhere.mp4").exists()
     assert rows(world, "SELECT conflict_type FROM sync_conflicts") == [("remote_modified",)]
@@ -195,7 +195,7 @@ def test_a_moved_master_moves_its_s3_object_server_side(
     assert not world.plan().changes
 
 
-def test_moves_are_checked_with_file_and_line(tmp_path: Path, run) -> None:  # noqa: ANN001
+def test_moves_are_checked_with_file_and_line(tmp_path: Path, run) -> None:
     world = local_world(tmp_path)
     moved(world, "TO-NOWHERE", "VID-OLD", "VID-NOPE")
     moved(world, "FROM-DECLARED", "VID-B", "VID-A")
@@ -320,7 +320,7 @@ def test_an_import_of_an_s3_object_records_it_without_uploading(
     assert not world.plan().changes
 
 
-def test_imports_are_checked_with_file_and_line(tmp_path: Path, run) -> None:  # noqa: ANN001
+def test_imports_are_checked_with_file_and_line(tmp_path: Path, run) -> None:
     world = local_world(tmp_path)
     imported(world, "IMP-1", "VID-A", "CDN", "a.mp4")
     imported(world, "IMP-2", "VID-A", "CDN", "b.mp4")
@@ -337,7 +337,7 @@ def test_imports_are_checked_with_file_and_line(tmp_path: Path, run) -> None:  #
     assert "Import IMP-4: spec.platform: unknown platform 'CDNX'" in out
 
 
-def test_reconcile_import_takes_over_one_object(tmp_path: Path, run) -> None:  # noqa: ANN001
+def test_reconcile_import_takes_over_one_object(tmp_path: Path, run) -> None:
     world = local_world(tmp_path)
     world.manifests()  # writes the manifests
     (target(world, "CDN")).mkdir(parents=True)
@@ -364,7 +364,7 @@ def test_discovery_lists_exactly_the_unmanaged_objects_and_its_imports_leave_not
     tmp_path: Path,
     s3_endpoint: str,
     bucket: str,
-    run,  # noqa: ANN001
+    run,
 ) -> None:
     world = s3_world(tmp_path, s3_endpoint, bucket)
     world.remove("Asset", "VID-SMALL")
@@ -399,7 +399,7 @@ def test_discovery_lists_exactly_the_unmanaged_objects_and_its_imports_leave_not
     assert not world.plan().changes
 
 
-def test_the_shipped_example_renamed_plans_moves_only(tmp_path: Path, run) -> None:  # noqa: ANN001
+def test_the_shipped_example_renamed_plans_moves_only(tmp_path: Path, run) -> None:
     manifests = tmp_path / "manifests"
     shutil.copytree(REPO / "manifests", manifests)
     state = tmp_path / "state" / "r.duckdb"

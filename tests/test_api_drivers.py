@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,13 +28,6 @@ from helpers import payload_of
 
 FAST = ApplyOptions(parallel=1, backoff_base=0.001, backoff_max=0.05)
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def fake() -> Iterator[FakePlatforms]:
-    server = FakePlatforms().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -8,15 +8,14 @@ import errno
 import hashlib
 import os
 import threading
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from apiservers import API_KEY, REFRESH_TOKEN, VIMEO_TOKEN, FakePlatforms
+from apiservers import FakePlatforms
 from botocore.exceptions import ClientError
 
 from reconciler.drivers import driver_for, local_adopt, s3_adopt
@@ -234,13 +233,6 @@ def test_local_move_of_a_symlink_is_refused(nas: LocalDriver, target: Path, tmp_
 
 # -- s3 ----------------------------------------------------------------------------------------
 @pytest.fixture
-def bucket(s3_endpoint: str, aws_env: None) -> str:
-    name = f"adopt-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
-    return name
-
-
-@pytest.fixture
 def s3(s3_endpoint: str, bucket: str) -> S3Driver:
     platform = Platform(
         code="BACKUP",
@@ -399,16 +391,6 @@ def test_s3_multipart_move_refuses_an_object_made_at_the_new_key_meanwhile(
 
 
 # -- the API platforms -------------------------------------------------------------------------
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePlatforms]:
-    monkeypatch.setenv("TEST_CDN_KEY", API_KEY)
-    monkeypatch.setenv("TEST_YT_REFRESH", REFRESH_TOKEN)
-    monkeypatch.setenv("TEST_VIMEO_TOKEN", VIMEO_TOKEN)
-    server = FakePlatforms().start()
-    yield server
-    server.stop()
-
-
 def api_driver(fake: FakePlatforms, kind: str, records: MemoryRecords | None = None) -> Driver:
     """The http, youtube or vimeo driver, pointed at the fake servers."""
     specs = {

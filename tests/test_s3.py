@@ -5,22 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import uuid
 from pathlib import Path
 
 import boto3
-import pytest
 from planning import World
 from test_apply import apply, rows
 
 from reconciler.apply.verify import verify
-
-
-@pytest.fixture
-def bucket(s3_endpoint: str, aws_env: None) -> str:
-    name = f"media-{uuid.uuid4().hex[:12]}"
-    client(s3_endpoint).create_bucket(Bucket=name)
-    return name
 
 
 def composite(data: bytes, part: int = 8 * 1024 * 1024) -> str:

@@ -56,7 +56,9 @@ def take_over(tools: Tools, driver: Driver, job: Job, master: Opened) -> Outcome
             f"took over {found.remote_id} on {action.platform} as the copy of {action.asset} "
             f"without sending it: {how}"
         )
-        record = synced(job, found.checksum, found.remote_id, found.url, action.rendition_id or "")
+        record = synced(
+            job, found.checksum, driver.recorded_id(found), found.url, action.rendition_id or ""
+        )
         event = job.event(EventType.IMPORTED, EventStatus.SUCCESS, message, details)
         return Outcome(JobStatus.COMPLETED, placement=record, events=(event,))
     expected_of = f"sha256 {_short(expected)}" if found.checksum is not None else f"{size} bytes"
@@ -69,12 +71,12 @@ def take_over(tools: Tools, driver: Driver, job: Job, master: Opened) -> Outcome
     return Outcome(
         JobStatus.FAILED,
         message=reason,
-        placement=_outdated(job, found),
+        placement=_outdated(job, found, driver.recorded_id(found)),
         events=(event,),
     )
 
 
-def _outdated(job: Job, found: Found) -> PlacementRecord:
+def _outdated(job: Job, found: Found, recorded_id: str) -> PlacementRecord:
     """An imported object with other bytes: taken over (so it is updated where it is, never
     duplicated), but not in sync."""
     a = job.action
@@ -86,7 +88,7 @@ def _outdated(job: Job, found: Found) -> PlacementRecord:
         synced_version=a.source_version,
         local_checksum=found.checksum or "unknown",  # not the master's: an update is due
         remote_checksum=found.checksum,
-        platform_asset_id=found.remote_id,
+        platform_asset_id=recorded_id,
         platform_url=found.url,
         remote_key=job.key,
         metadata_hash=None,
@@ -124,7 +126,7 @@ def move(tools: Tools, driver: Driver, job: Job) -> Outcome:
     if action.metadata_changed:
         driver.update_metadata(job.key, asset_fields(tools, job))
     message = f"moved {old} to {job.key} on {action.platform} without sending it again"
-    return _moved(job, there.checksum, there.remote_id, there.url, message)
+    return _moved(job, there.checksum, driver.recorded_id(there), there.url, message)
 
 
 def _moved(

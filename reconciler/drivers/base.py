@@ -159,6 +159,11 @@ class Driver(ABC):
         :meth:`stat`). Only reads."""
         raise PermanentError(f"the {self.platform.driver} driver cannot list its objects")
 
+    def recorded_id(self, found: Found) -> str:
+        """The platform id a copy of ``found`` is recorded with: the one an upload of it
+        would have recorded (an ``s3://`` URI on S3)."""
+        return found.remote_id
+
     def move(self, old_key: str, new_key: str) -> None:
         """On platforms whose keys are paths: move the object at ``old_key`` to ``new_key``
         on the platform itself (a rename, a server-side copy then delete), never sending its

@@ -65,6 +65,9 @@ class BucketAdoption(Driver):
     def forget(self, key: str) -> None:
         """Drop what is recorded for ``key``."""
 
+    def recorded_id(self, found: Found) -> str:
+        return self._where(found.key or found.remote_id)  # as an upload records it
+
     def find(self, remote_id: str) -> Found | None:
         """The object at the key ``remote_id`` (relative to the prefix), or given as
         ``s3://bucket/prefix+key`` (the id an upload records); None when there is none."""
