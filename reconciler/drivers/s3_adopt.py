@@ -66,7 +66,7 @@ class BucketAdoption(Driver):
         """Drop what is recorded for ``key``."""
 
     def recorded_id(self, found: Found) -> str:
-        return self._where(found.key or found.remote_id)  # as an upload records it
+        return f"s3://{self.bucket}/{self.full_key(found.key or found.remote_id)}"  # as uploads
 
     def find(self, remote_id: str) -> Found | None:
         """The object at the key ``remote_id`` (relative to the prefix), or given as
