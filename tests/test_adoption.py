@@ -27,15 +27,20 @@ from reconciler.model import ActionKind
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def no_uploads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any upload through the local or S3 driver fails the test."""
+def no_uploads_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on, any upload through the local or S3 driver fails the test."""
 
     def refuse(self, *args, **kwargs):
         raise AssertionError(f"{type(self).__name__}.upload was called")
 
     monkeypatch.setattr(LocalDriver, "upload", refuse)
     monkeypatch.setattr(S3Driver, "upload", refuse)
+
+
+@pytest.fixture
+def no_uploads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No upload at all in the test."""
+    no_uploads_again(monkeypatch)
 
 
 def moved(world: World, code: str, old: str, new: str) -> None:
@@ -93,14 +98,6 @@ def test_a_renamed_code_keeps_its_copies_and_sends_nothing(
         "SELECT count(*) FROM sync_jobs j JOIN source_assets sa ON sa.id = j.asset_id "
         "WHERE sa.asset_code = 'VID-A-KEYNOTE'",
     ) == [(4,)]
-
-
-def no_uploads_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(self, *args, **kwargs):
-        raise AssertionError(f"{type(self).__name__}.upload was called")
-
-    monkeypatch.setattr(LocalDriver, "upload", refuse)
-    monkeypatch.setattr(S3Driver, "upload", refuse)
 
 
 def test_a_moved_master_moves_its_local_copies_by_rename(

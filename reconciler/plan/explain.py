@@ -22,6 +22,7 @@ from reconciler.model import ManifestSet
 from reconciler.observe.sources import observe
 from reconciler.plan.actions import Action
 from reconciler.plan.desired import BYTES_PER_MB, accepted_formats, load_desired
+from reconciler.plan.moves import codes, resolve
 from reconciler.plan.planner import recorded_diff
 from reconciler.store import planning
 from reconciler.store.db import StateStore
@@ -84,12 +85,14 @@ def explain(
     observed = observe([str(asset.path)], planning.cached_hashes(store), str(manifests.media_root))
     seen = observed.files[str(asset.path)]
     with planning.planning_connection(store) as (con, _exists):
-        desired = load_desired(con, only, observed.files)
+        moves = {m.old: m for m in manifests.moves.values() if m.new == code}
+        renames = resolve(moves, planning.recorded_codes(con, codes(moves)))
+        desired = load_desired(con, only, observed.files, renames.recorded)
         actions = {a.platform: a for a in recorded_diff(con, desired) if a.asset == code}
         verdicts = _verdicts(
             planning.rule_match_rows(con, code), manifests, asset.category, asset.asset_type
         )
-        recorded = planning.recorded_placements(con, code)
+        recorded = planning.recorded_placements(con, renames.recorded.get(code, code))
     by_platform: dict[str, list[RuleVerdict]] = {}
     for verdict in verdicts:
         by_platform.setdefault(verdict.platform, []).append(verdict)
