@@ -214,6 +214,7 @@ class AssetSet:
     mime_type: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     status: str = "active"
+    moved_from: str | None = None  # the code_template used before: each file's earlier code
     origin: Origin | None = None
 
 

@@ -419,3 +419,28 @@ def test_the_shipped_example_renamed_plans_moves_only(tmp_path: Path, run) -> No
     assert run(*args).exit_code == 0
     assert inodes(tmp_path / "state" / "platforms") == before
     assert run("--dry-run", *args, "--detailed-exitcode").exit_code == 0
+
+
+def test_an_asset_set_whose_code_template_changed_keeps_every_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
+    for n in range(12):
+        world.write_file(f"clip-{n}.mp4", f"clip {n}".encode())
+    spec = {"include": "*.mp4", "asset_type": "video", "category": "marketing",
+            "code_template": "VID-{stem}", "code_case": "upper"}  # fmt: skip
+    world._doc("AssetSet", "CLIPS", spec)
+    apply(world)
+    world._doc("AssetSet", "CLIPS", {**spec, "code_template": "CLIP-{stem}",
+                                     "moved_from": "VID-{stem}"})  # fmt: skip
+    plan = world.plan()
+    assert plan.summary()["moved"] == 12
+    assert plan.summary()["create"] == plan.summary()["orphan"] == 0
+    no_uploads_again(monkeypatch)
+    result = apply(world)
+    assert [j.job_type for j in result.jobs] == ["move"] * 12
+    assert rows(world, "SELECT count(*) FROM source_assets WHERE asset_code LIKE 'CLIP-%'") == [
+        (12,)
+    ]
+    again = world.plan()
+    assert not again.changes and not again.notes

@@ -114,3 +114,21 @@ def test_vimeo_discovery_matches_by_title_and_size(
     matched = {o["title"]: (o["asset"], o["matched_by"]) for o in listed["objects"]}
     assert matched == {"Tutorial": ("VID-EDU", "title and size"), "Holiday party": (None, None)}
     assert not world.store.path.exists()  # read-only: not even a state file
+
+
+def test_an_outdated_youtube_import_is_replaced_by_the_master(
+    tmp_path: Path, fake: FakePlatforms
+) -> None:
+    """YouTube never replaces a video's bytes: the update uploads the master as a new video
+    and removes the imported one, so the channel holds one video of the asset, the right one."""
+    world = world_for(tmp_path, fake, "YOUTUBE")
+    world.asset("VID-LAUNCH", MASTER)
+    old = fake.add_video(MASTER[:-10], "An older cut")
+    imported(world, "IMP-YT", "VID-LAUNCH", "YOUTUBE", old)
+    apply(world)
+    (job,) = apply(world).jobs
+    assert (job.job_type, job.status) == ("update", "completed"), job.error
+    assert old not in fake.videos
+    (video,) = fake.videos.values()
+    assert video.data == MASTER
+    assert not world.plan().changes

@@ -12,13 +12,18 @@ code holds nothing, or two codes of one asset both hold copies) is the planner's
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
+from reconciler.manifests.assetsets import make_code
 from reconciler.manifests.build import import_, moved
 from reconciler.manifests.declared import Declared, Report, Reports
 from reconciler.manifests.locate import Locator
+from reconciler.manifests.problems import ERROR, Anchor, Path
 from reconciler.manifests.quoting import suggest
-from reconciler.model import Asset, Import, Move, Platform
+from reconciler.model import Asset, AssetSet, Import, Move, Platform
+
+SHOWN = 5  # problems reported per document; an AssetSet's moved_from makes many moves
+_Candidate = tuple[Move, Declared, tuple[str, ...], tuple[str, ...]]
 
 
 @dataclass
@@ -30,6 +35,7 @@ class AdoptionChecks:
     assets: Mapping[str, Asset]
     platforms: Mapping[str, Platform]
     asset_items: Mapping[str, Declared]  # the Asset documents by code (for moved_from)
+    asset_sets: Mapping[str, AssetSet] = field(default_factory=dict)
 
     def imports(self, items: Iterable[Declared]) -> dict[tuple[str, str], Import]:
         """The valid Imports by (asset, platform); every problem reported."""
@@ -68,11 +74,14 @@ class AdoptionChecks:
                 ids[same] = item
         return {pair: declared for pair, (declared, _) in found.items()}
 
-    def moves(self, items: Iterable[Declared]) -> dict[str, Move]:
-        """The valid moves by their old code, from Moved documents and from the Assets'
-        ``moved_from``; every problem reported."""
+    def moves(
+        self, items: Iterable[Declared], set_items: Mapping[str, Declared] | None = None
+    ) -> dict[str, Move]:
+        """The valid moves by their old code, from Moved documents and from the Assets' and
+        AssetSets' ``moved_from`` (``set_items``: the AssetSet documents by code); every
+        problem reported, at most :data:`SHOWN` per document."""
         found: dict[str, tuple[Move, Declared, tuple[str, ...]]] = {}
-        candidates: list[tuple[Move, Declared, tuple[str, ...], tuple[str, ...]]] = []
+        candidates: list[_Candidate] = []
         for item in items:
             if item.valid:
                 candidates.append((moved(item), item, ("spec", "from"), ("spec", "to")))
@@ -84,8 +93,10 @@ class AdoptionChecks:
                 move = Move(code, old, code, asset.origin)
                 path = ("spec", "moved_from")
                 candidates.append((move, declared, path, path))
+        candidates += self._set_moves(set_items)
+        refused: dict[int, int] = {}  # per document: moves refused (an AssetSet's are many)
         for move, item, old_path, new_path in candidates:
-            report = self.reports.on(item)
+            report = self._limited(item, refused)
             if not self._move_ok(move, report, old_path, new_path):
                 continue
             if move.old in found:
@@ -99,6 +110,44 @@ class AdoptionChecks:
                 continue
             found[move.old] = (move, item, old_path)
         return {old: move for old, (move, _, _) in found.items()}
+
+    def _set_moves(self, set_items: Mapping[str, Declared] | None) -> list[_Candidate]:
+        """Each generated asset's move from the code its set's earlier template gives."""
+        out: list[_Candidate] = []
+        earlier: dict[str, AssetSet] = {}
+        for code, item in (set_items or {}).items():
+            aset = self.asset_sets.get(code)
+            if aset is not None and aset.moved_from and item.valid:
+                earlier[code] = replace(aset, code_template=aset.moved_from)
+        if not earlier:
+            return out
+        path = ("spec", "moved_from")
+        for asset in self.assets.values():
+            old_set = earlier.get(asset.asset_set or "")
+            if old_set is None:
+                continue
+            old = make_code(old_set, asset.file)
+            if old != asset.code:
+                item = (set_items or {})[old_set.code]
+                out.append((Move(old_set.code, old, asset.code, asset.origin), item, path, path))
+        return out
+
+    def _limited(self, item: Declared, refused: dict[int, int]) -> Report:
+        """The document's Report, quiet after :data:`SHOWN` problems (then one more line
+        saying how many were left out, when the checks end)."""
+        report = self.reports.on(item)
+
+        def limited(
+            path: Path, error: str, message: str, anchor: Anchor = "value", severity: str = ERROR
+        ) -> None:
+            seen = refused.get(id(item), 0)
+            refused[id(item)] = seen + 1
+            if seen < SHOWN:
+                report(path, error, message, anchor, severity)
+            elif seen == SHOWN:
+                report(path, error, "... and more moves of this document are refused likewise")
+
+        return limited
 
     def _move_ok(
         self,

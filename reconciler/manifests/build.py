@@ -43,6 +43,7 @@ _RULE_AS_GIVEN = (
 _ASSET_AS_GIVEN = ("description", "metadata", "status")
 _ASSET_SET_AS_GIVEN = (
     *("code_case", "title_template", "description", "mime_type", "metadata", "status"),
+    "moved_from",
 )
 
 

@@ -119,7 +119,7 @@ class CrossChecks:
 
     def templates(self, item: Declared) -> None:
         """An AssetSet's code and title templates; a bad one makes the set invalid."""
-        for name in ("code_template", "title_template"):
+        for name in ("code_template", "title_template", "moved_from"):
             template = item.field(name, str)
             if template is not None and (message := assetsets.template_error(template)):
                 item.bad_paths.append(("spec", name))

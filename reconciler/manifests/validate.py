@@ -187,9 +187,10 @@ class _Validation:
             assets,
             platforms,
             {d.code: d for d in valid["Asset"] if d.code is not None},
+            asset_sets,
         )
         imports = adoption.imports(by_kind["Import"])
-        moves = adoption.moves(by_kind["Moved"])
+        moves = adoption.moves(by_kind["Moved"], declarations.first["AssetSet"])
 
         problems = sorted(
             (locator.resolve(f) for f in reports.findings),

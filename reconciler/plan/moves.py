@@ -38,6 +38,7 @@ def resolve(moves: Mapping[str, Move], recorded: set[str]) -> Renames:
     for move in moves.values():
         by_new.setdefault(move.new, []).append(move)
     out = Renames()
+    idle: dict[tuple[str, str], list[Move]] = {}  # moves with nothing to move, by document
     for new, olds in sorted(by_new.items()):
         held = [m for m in olds if m.old in recorded]
         if held and new in recorded:
@@ -53,10 +54,20 @@ def resolve(moves: Mapping[str, Move], recorded: set[str]) -> Renames:
         if held:
             out.recorded[new] = held[0].old
         elif new not in recorded:
-            out.notes += [
-                f"{_named(m)}: nothing is recorded under {m.old}; the move has nothing to move"
-                for m in olds
-            ]
+            for m in olds:
+                idle.setdefault((m.code, str(m.origin)), []).append(m)
+    for same in idle.values():
+        first = same[0]
+        if len(same) == 1:
+            out.notes.append(
+                f"{_named(first)}: nothing is recorded under {first.old}; the move has nothing "
+                "to move"
+            )
+        else:  # an AssetSet's moved_from: one note for all its files
+            out.notes.append(
+                f"{_named(first)} and {len(same) - 1} more moves of {first.code}: nothing is "
+                "recorded under their old codes; they have nothing to move"
+            )
     return out
 
 
