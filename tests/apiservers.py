@@ -185,7 +185,8 @@ def _handler(fake: FakePlatforms) -> type[BaseHTTPRequestHandler]:
             if path.startswith("/vimeo-upload/"):
                 return self._tus(path.rsplit("/", 1)[1])
             if path.startswith("/vimeo"):
-                return self._vimeo(path[len("/vimeo") :], query)
+                self.query = query  # Vimeo's listing pages by it; _vimeo(path) stays patchable
+                return self._vimeo(path[len("/vimeo") :])
             self._send(404, {"error": "no such path"})
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _route
@@ -373,7 +374,7 @@ def _handler(fake: FakePlatforms) -> type[BaseHTTPRequestHandler]:
             return {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": str(fake.rate_remaining),
                     "X-RateLimit-Reset": reset}  # fmt: skip
 
-        def _vimeo(self, path: str, query: dict[str, list[str]]) -> None:
+        def _vimeo(self, path: str) -> None:
             if self.headers.get("Authorization", "") != f"bearer {VIMEO_TOKEN}":
                 self._body()
                 return self._send(401, {"error": "a valid user token must be passed"})
@@ -394,7 +395,7 @@ def _handler(fake: FakePlatforms) -> type[BaseHTTPRequestHandler]:
                 }
                 return self._send(200, video, headers)  # fmt: skip
             if path == "/me/videos" and self.command == "GET":
-                return self._send(200, self._vimeo_listing(query), headers)
+                return self._send(200, self._vimeo_listing(self.query), headers)
             if path.startswith("/videos/"):
                 number = path.rsplit("/", 1)[1]
                 upload = fake.uploads.get(number)
