@@ -1,0 +1,401 @@
+"""Attacks on adoption (issue 21): Import documents, `reconcile import`, discovery, Moved
+documents and moved_from, and `--dry-run --refresh`. Each test is what an attacker, a
+careless colleague, a kill -9, a second process or a lying server does, against the real
+drivers (local folders in a temporary folder, moto's S3 on loopback, the loopback fakes).
+
+A test whose docstring names a defect fails on the code it was written against; a test
+marked ``# guard`` passes and keeps a property that was checked."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from attack_kit import FAST, out
+from planning import World, apply_run, kinds, rows
+
+from reconciler.model import ActionKind
+
+
+def apply(world: World, **plan_options):
+    return apply_run(world, FAST, **plan_options)
+
+
+def imported(world: World, code: str, asset: str, platform: str, remote_id: str) -> None:
+    world._doc("Import", code, {"asset": asset, "platform": platform, "id": remote_id})
+
+
+def moved(world: World, code: str, old: str, new: str) -> None:
+    world._doc("Moved", code, {"from": old, "to": new})
+
+
+def cdn_world(tmp_path: Path) -> World:
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
+    world.asset("VID-A", b"a master " * 100).asset("VID-B", b"b master " * 50)
+    return world
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# -- an Import that names an object another asset's copy already is ------------------------------
+
+
+def test_an_import_of_another_assets_copy_never_overwrites_it(tmp_path: Path) -> None:
+    """An Import whose id is the key of another asset's recorded copy is taken over as an
+    outdated copy, and the next reconcile writes the imported asset's bytes over the other
+    asset's copy: one object becomes two assets' copies, and an object is overwritten by a
+    placement that does not own it."""
+    world = cdn_world(tmp_path)
+    apply(world)
+    b_copy = out(world, "CDN") / "vid-b.mp4"
+    before = digest(b_copy)
+    world.asset("VID-C", b"c master " * 70)
+    imported(world, "IMP-C", "VID-C", "CDN", "vid-b.mp4")
+    apply(world)
+    apply(world)
+    assert digest(b_copy) == before, "VID-B's copy was overwritten by VID-C's bytes"
+    owners = rows(
+        world,
+        "SELECT count(*) FROM platform_assets WHERE remote_key = 'vid-b.mp4' "
+        "AND sync_status <> 'deleted'",
+    )
+    assert owners == [(1,)], "one object is recorded as the copy of two assets"
+
+
+# -- discovery ------------------------------------------------------------------------------------
+
+
+def test_discovery_text_never_prints_control_characters_from_object_names(
+    tmp_path: Path, run
+) -> None:
+    """A file on the target named with a carriage return and a newline is printed raw by
+    `reconcile import --discover` (discovery_text): whoever can put a file on the platform
+    forges lines of the listing (here a fake 'importable' match) that the person reviewing
+    discovery reads as the tool's own; names from a platform must be shown escaped, as
+    manifests.quoting.printable does for names from disk."""
+    world = cdn_world(tmp_path)
+    apply(world)
+    evil = "x\x1b[2K\rVID-B.mp4\nforged.mp4  1 bytes  sha256 -  VID-A (by sha256): importable"
+    (out(world, "CDN") / evil).write_bytes(b"nobody's")
+    result = run("import", "--discover", "CDN", *world.cli_args())
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.stdout
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, lines  # the one unmanaged object, then the summary
+
+
+def test_discovery_without_a_state_file_creates_none(tmp_path: Path, run) -> None:  # guard
+    """Discovery is read-only: with no state yet, it must not create one."""
+    world = cdn_world(tmp_path)
+    world.manifests()
+    out(world, "CDN").mkdir(parents=True)
+    (out(world, "CDN") / "vid-a.mp4").write_bytes(b"a master " * 100)
+    result = run("import", "--discover", "CDN", *world.cli_args(), "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["importable"] == 1
+    assert not world.store.path.exists()
+    assert not list(world.store.path.parent.glob("*")) if world.store.path.parent.exists() else True
+
+
+def test_discovery_leaves_the_state_file_byte_for_byte(tmp_path: Path, run) -> None:
+    """Discovery is read-only: the state file's bytes and mtime must not change."""
+    world = cdn_world(tmp_path)
+    apply(world)
+    (out(world, "CDN") / "legacy.mp4").write_bytes(b"a master " * 100)
+    world.asset("VID-C", b"c master")  # a master discovery hashes for the first time
+    world.manifests()
+    state = world.store.path
+    before = (
+        digest(state),
+        state.stat().st_mtime_ns,
+        sorted(p.name for p in state.parent.iterdir()),
+    )
+    result = run("import", "--discover", "CDN", *world.cli_args(), "-o", "json")
+    assert result.exit_code == 0, result.output
+    after = (
+        digest(state),
+        state.stat().st_mtime_ns,
+        sorted(p.name for p in state.parent.iterdir()),
+    )
+    assert after == before
+
+
+# -- what an import records ------------------------------------------------------------------------
+
+
+def test_an_imported_object_stays_unpruned_after_its_update(tmp_path: Path) -> None:  # guard
+    """An imported object with other bytes is updated in place; pruning must never delete
+    it afterwards (it is still not this tool's)."""
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN", prune=True)
+    world.asset("IMG-A", b"image a").asset("IMG-B", b"image b")
+    legacy = out(world, "CDN") / "legacy-a.jpg"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"an older image a")
+    imported(world, "IMP-A", "IMG-A", "CDN", "legacy-a.jpg")
+    apply(world)
+    apply(world)
+    assert legacy.read_bytes() == b"image a"
+    world.remove("Asset", "IMG-A").remove("Import", "IMP-A")
+    apply(world)
+    assert legacy.exists(), "pruning deleted an imported object"
+
+
+def test_a_vimeo_video_that_tells_no_size_is_not_recorded_synced(tmp_path: Path, fake) -> None:
+    """A Vimeo video whose answer gives no size (still uploading, or a server that omits it)
+    is taken over as synced with no check at all (take_over: 'it exists'): any video of the
+    account named by a careless Import, or matched by title alone in discovery, is recorded
+    as holding the master's bytes, which the project's first rule forbids."""
+    from test_api_drivers import world_for
+
+    world = world_for(tmp_path, fake, "VIMEO")
+    world.asset("VID-EDU", b"\x00\x00\x00\x18ftypisom" + b"tutorial " * 300)
+    uri = fake.add_vimeo_video(b"a holiday party, not the tutorial", "Holiday")
+    fake.uploads[uri.rsplit("/", 1)[1]].size = None
+    imported(world, "IMP-V", "VID-EDU", "VIMEO", uri)
+    apply(world)
+    assert rows(world, "SELECT sync_status FROM platform_assets") != [("synced",)]
+
+
+# -- moves ---------------------------------------------------------------------------------
+
+
+def rename(world: World, old: str, new: str) -> None:
+    spec = world.docs.pop(("Asset", old))["spec"]
+    world._doc("Asset", new, spec)
+
+
+def test_a_second_rename_keeps_the_first_moved_document_as_the_docs_say(tmp_path: Path) -> None:
+    """docs/manifests.md says 'Keep a Moved document after it is applied', but once the asset
+    is renamed again (A -> A2 applied, then A2 -> A3) the kept Moved A -> A2 is an error
+    ('spec.to: unknown asset VID-A2'): following the docs makes the manifests invalid, and a
+    state that has not applied the first move yet (a second environment) can only orphan its
+    copies and upload them again. A chain of moves must resolve to the declared code."""
+    world = cdn_world(tmp_path)
+    apply(world)
+    rename(world, "VID-A", "VID-A2")
+    moved(world, "RENAME-1", "VID-A", "VID-A2")
+    apply(world)
+    rename(world, "VID-A2", "VID-A3")
+    moved(world, "RENAME-2", "VID-A2", "VID-A3")
+    plan = world.plan()  # the manifests (with both Moved documents) must be valid
+    assert kinds(plan)[("VID-A3", "CDN")] == ActionKind.MOVED
+    assert plan.summary()["create"] == 0
+
+
+# -- read-only paths ----------------------------------------------------------------------------
+
+
+def snapshot(world: World, *folders: Path) -> dict[str, tuple[str, int]]:
+    files = [world.store.path] + [p for f in folders for p in sorted(f.rglob("*")) if p.is_file()]
+    return {str(p): (digest(p), p.stat().st_mtime_ns) for p in files}
+
+
+def test_a_refreshed_dry_run_changes_no_byte_anywhere(tmp_path: Path, run) -> None:  # guard
+    """`--dry-run --refresh` over creates, an import and a move reads the platform only: the
+    state file and the target are untouched, byte for byte and mtime for mtime."""
+    world = cdn_world(tmp_path)
+    apply(world)
+    (world.media / "vid-b.mp4").rename(world.media / "moved-b.mp4")
+    world.asset("VID-B", b"b master " * 50, file="moved-b.mp4")
+    world.asset("VID-C", b"c master")
+    (out(world, "CDN") / "vid-c.mp4").write_bytes(b"c master")  # an adopt
+    world.asset("VID-D", b"d master")
+    (out(world, "CDN") / "old-d.mp4").write_bytes(b"d master")
+    imported(world, "IMP-D", "VID-D", "CDN", "old-d.mp4")
+    world.manifests()
+    before = snapshot(world, out(world, "CDN"))
+    result = run("--dry-run", "--refresh", *world.cli_args(), "-o", "json")
+    assert result.exit_code in (0, 2), result.output
+    actions = {a["asset"]: a["action"] for a in json.loads(result.stdout)["actions"]}
+    assert actions == {"VID-A": "noop", "VID-B": "moved", "VID-C": "adopt", "VID-D": "import"}
+    assert snapshot(world, out(world, "CDN")) == before
+
+
+# -- kill -9 during a move ----------------------------------------------------------------
+
+# A real `python -m reconciler` that SIGKILLs itself at one moment of a move (KILL_AT).
+KILLER = r"""
+import os, runpy, signal, sys
+from reconciler.drivers.local_adopt import FolderAdoption
+from reconciler.drivers.s3_adopt import BucketAdoption
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+point = os.environ["KILL_AT"]
+if point == "before-move":
+    FolderAdoption.move = BucketAdoption.move = die
+elif point in ("linked", "unlinked"):
+    real = os.link if point == "linked" else os.unlink
+    def then_die(*args, **kwargs):
+        real(*args, **kwargs)
+        die()
+    setattr(os, "link" if point == "linked" else "unlink", then_die)
+elif point == "s3-copied":
+    BucketAdoption._remove_source = die
+elif point == "s3-removed":
+    real = BucketAdoption._remove_source
+    def removed_then_die(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        die()
+    BucketAdoption._remove_source = removed_then_die
+sys.argv = ["reconcile", *sys.argv[1:]]
+runpy.run_module("reconciler", run_name="__main__")
+"""
+
+
+def killed(world: World, point: str) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", KILLER, *world.cli_args()],
+        capture_output=True, text=True, timeout=60, cwd=world.root,
+        env={**os.environ, "KILL_AT": point},
+    )  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, (done.returncode, done.stderr)
+
+
+def sent_jobs(world: World) -> list[tuple]:
+    return rows(
+        world,
+        "SELECT job_type, status FROM sync_jobs WHERE job_type NOT IN ('move', 'metadata') "
+        "AND created_at > (SELECT min(created_at) FROM sync_jobs WHERE job_type = 'move')",
+    )
+
+
+@pytest.mark.parametrize("point", ["before-move", "linked", "unlinked"])
+@pytest.mark.parametrize("renamed", [False, True])
+def test_a_local_move_killed_at_any_moment_converges_without_sending(
+    tmp_path: Path, point: str, renamed: bool
+) -> None:  # guard
+    """kill -9 before the move, between the link and the unlink, after the unlink: the next
+    plain run finishes the move, with the very file (same inode), nothing sent."""
+    from attack_kit import reconcile
+
+    world = cdn_world(tmp_path)
+    apply(world)
+    inode = (out(world, "CDN") / "vid-a.mp4").stat().st_ino
+    (world.media / "vid-a.mp4").rename(world.media / "moved-a.mp4")
+    if renamed:
+        rename(world, "VID-A", "VID-A2")
+        moved(world, "RENAME", "VID-A", "VID-A2")
+    code = "VID-A2" if renamed else "VID-A"
+    world.asset(code, b"a master " * 100, file="moved-a.mp4")
+    world.manifests()
+    killed(world, point)
+    again = reconcile(world, *world.cli_args())
+    assert again.returncode == 0, again.stderr + again.stdout
+    assert sorted(p.name for p in out(world, "CDN").iterdir()) == ["moved-a.mp4", "vid-b.mp4"]
+    assert (out(world, "CDN") / "moved-a.mp4").stat().st_ino == inode
+    assert sent_jobs(world) == []
+    assert not world.plan().changes
+
+
+@pytest.mark.parametrize("point", ["before-move", "s3-copied", "s3-removed"])
+def test_an_s3_move_killed_at_any_moment_converges_without_sending(
+    tmp_path: Path, s3_endpoint: str, bucket: str, point: str
+) -> None:  # guard
+    """kill -9 before the server-side copy, between the copy and the delete, after the
+    delete: the next plain run finishes the move without an upload or a duplicate."""
+    from attack_kit import reconcile
+    from test_s3 import client, s3_world
+
+    world = s3_world(tmp_path, s3_endpoint, bucket)
+    apply(world)
+    (world.media / "vid-small.mp4").rename(world.media / "moved-small.mp4")
+    world.asset("VID-SMALL", b"small master " * 10, file="moved-small.mp4")
+    world.manifests()
+    killed(world, point)
+    again = reconcile(world, *world.cli_args())
+    assert again.returncode == 0, again.stderr + again.stdout
+    s3 = client(s3_endpoint)
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+    assert keys == ["masters/moved-small.mp4"]
+    assert sent_jobs(world) == []
+    assert not world.plan().changes
+
+
+def test_one_video_named_two_ways_is_not_imported_as_two_assets_copies(
+    tmp_path: Path, fake
+) -> None:
+    """Two Imports naming one Vimeo video by its uri and by its link ('/videos/N' and
+    'https://vimeo.com/N') pass validation (AdoptionChecks.imports compares the id strings)
+    and both are taken over: one video is recorded as the copy of two assets, so a change of
+    either asset's metadata or bytes overwrites the other's copy, and deleting one deletes
+    both."""
+    from test_api_drivers import world_for
+
+    master = b"\x00\x00\x00\x18ftypisom" + b"tutorial " * 300
+    world = world_for(tmp_path, fake, "VIMEO")
+    world.asset("VID-EDU", master).asset("VID-EDU-COPY", master, file="copy.mp4")
+    uri = fake.add_vimeo_video(master, "Tutorial")
+    number = uri.rsplit("/", 1)[1]
+    imported(world, "IMP-1", "VID-EDU", "VIMEO", uri)
+    imported(world, "IMP-2", "VID-EDU-COPY", "VIMEO", f"https://vimeo.com/{number}")
+    try:
+        world.manifests()
+    except AssertionError as problems:  # refused with file and line: the defect is fixed
+        assert "already imported" in str(problems)
+        return
+    apply(world)
+    owners = rows(
+        world,
+        "SELECT count(*) FROM platform_assets WHERE platform_asset_id = ? "
+        "AND sync_status <> 'deleted'",
+        [uri],
+    )
+    assert owners == [(1,)], "one video is recorded as the copy of two assets"
+
+
+# -- a second process ---------------------------------------------------------------------------
+
+HOLDER = r"""
+import sys, time
+from pathlib import Path
+from reconciler.store.db import StateStore
+store = StateStore(Path(sys.argv[1]), lock_timeout=5)
+with store.session():
+    print("held", flush=True)
+    time.sleep(30)
+"""
+
+
+def test_reconcile_import_waits_for_the_run_lock_and_changes_nothing(
+    tmp_path: Path,
+) -> None:  # guard
+    """`reconcile import` while another process holds the run lock: one error line naming the
+    holder, exit 1, the state file untouched, no traceback."""
+    import subprocess
+    import sys
+
+    from attack_kit import reconcile
+
+    world = cdn_world(tmp_path)
+    apply(world)
+    world.asset("VID-C", b"c master")
+    (out(world, "CDN") / "keep-c.mp4").write_bytes(b"c master")
+    world.manifests()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(world.store.path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        before = snapshot(world, out(world, "CDN"))
+        done = reconcile(
+            world, "import", "VID-C", "CDN", "keep-c.mp4", *world.cli_args(), "--lock-timeout",
+            "0.3",
+        )  # fmt: skip
+        assert done.returncode == 1, done.stdout + done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"locked by pid {holder.pid}" in lines[0], lines
+        assert snapshot(world, out(world, "CDN")) == before
+    finally:
+        holder.kill()
+        holder.wait()
