@@ -399,3 +399,54 @@ def test_reconcile_import_waits_for_the_run_lock_and_changes_nothing(
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize("name", ["\u0085next-line.mp4", "\ufeffbom.mp4"])
+def test_discovery_writes_import_documents_that_name_the_very_object(
+    tmp_path: Path, run, name: str
+) -> None:
+    """`--discover --write` writes ids with json.dumps(ensure_ascii=False) (import_documents):
+    a U+0085 (NEL) in an object's name is written raw, and YAML folds it into a space, so the
+    Import names another object (' next-line.mp4') and fails; a U+FEFF makes the written file
+    invalid manifests ('a byte-order mark inside the file'). Reviewed and committed as told,
+    the file must import exactly the objects discovery listed."""
+    import shutil
+
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN").asset("VID-A", b"a master")
+    out(world, "CDN").mkdir(parents=True)
+    (out(world, "CDN") / name).write_bytes(b"a master")
+    world.manifests()
+    written = tmp_path / "imports.yaml"
+    found = run("import", "--discover", "CDN", *world.cli_args(), "--write", str(written))
+    assert found.exit_code == 0, found.output
+    shutil.copy(written, world.manifests_dir / "imports.yaml")
+    (job,) = apply(world).jobs
+    assert (job.job_type, job.status) == ("import", "completed"), job.error
+    assert rows(world, "SELECT remote_key, sync_status FROM platform_assets") == [
+        (name, "synced")
+    ]
+
+
+def test_two_masters_that_swap_paths_are_not_called_foreign_objects(tmp_path: Path) -> None:
+    """Two masters swap their paths (a.mp4 <-> b.mp4) in one commit: the plan says 'moved'
+    for both, and apply fails both moves with 'an object this tool did not make is already at
+    b.mp4' and records two foreign_object conflicts, about copies this tool made and records:
+    the message is false, and the state never converges without a person resolving
+    conflicts. The planner (diff._adopted) must see that the new key is another recorded copy
+    moving away, and order the moves (or send), never call its own copy foreign."""
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
+    world.asset("VID-A", b"a master " * 10, file="a.mp4")
+    world.asset("VID-B", b"b master " * 10, file="b.mp4")
+    apply(world)
+    media = world.media
+    os.rename(media / "a.mp4", media / "swap")
+    os.rename(media / "b.mp4", media / "a.mp4")
+    os.rename(media / "swap", media / "b.mp4")
+    world.asset("VID-A", b"a master " * 10, file="b.mp4")
+    world.asset("VID-B", b"b master " * 10, file="a.mp4")
+    apply(world)
+    apply(world)
+    assert rows(world, "SELECT conflict_type, notes FROM sync_conflicts") == []
+    assert (out(world, "CDN") / "b.mp4").read_bytes() == b"a master " * 10
+    assert (out(world, "CDN") / "a.mp4").read_bytes() == b"b master " * 10
+    assert not world.plan().changes
