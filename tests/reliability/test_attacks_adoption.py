@@ -244,6 +244,9 @@ elif point == "s3-removed":
         real(self, *args, **kwargs)
         die()
     BucketAdoption._remove_source = removed_then_die
+elif point == "update-landed":
+    import reconciler.apply.transfer as transfer
+    transfer._landed = die
 sys.argv = ["reconcile", *sys.argv[1:]]
 runpy.run_module("reconciler", run_name="__main__")
 """
@@ -422,9 +425,7 @@ def test_discovery_writes_import_documents_that_name_the_very_object(
     shutil.copy(written, world.manifests_dir / "imports.yaml")
     (job,) = apply(world).jobs
     assert (job.job_type, job.status) == ("import", "completed"), job.error
-    assert rows(world, "SELECT remote_key, sync_status FROM platform_assets") == [
-        (name, "synced")
-    ]
+    assert rows(world, "SELECT remote_key, sync_status FROM platform_assets") == [(name, "synced")]
 
 
 def test_two_masters_that_swap_paths_are_not_called_foreign_objects(tmp_path: Path) -> None:
@@ -450,3 +451,45 @@ def test_two_masters_that_swap_paths_are_not_called_foreign_objects(tmp_path: Pa
     assert (out(world, "CDN") / "b.mp4").read_bytes() == b"a master " * 10
     assert (out(world, "CDN") / "a.mp4").read_bytes() == b"b master " * 10
     assert not world.plan().changes
+
+
+def test_a_rename_onto_a_retired_code_with_no_copies_left_is_planned(tmp_path: Path) -> None:
+    """VID-B was removed and its copy pruned (the state keeps only its source_assets row);
+    renaming VID-A to VID-B with a Moved document then fails the whole plan with 'VID-B
+    already has copies of its own in the state', which is false (it has none): no reconcile
+    can run at all until the rename is undone. moves.resolve is given the codes the state
+    knows, not the codes that hold copies."""
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN", prune=True)
+    world.asset("VID-A", b"a master " * 10).asset("VID-B", b"b master " * 10)
+    apply(world)
+    world.remove("Asset", "VID-B")
+    apply(world)  # VID-B's copy is pruned
+    assert sorted(p.name for p in out(world, "CDN").iterdir()) == ["vid-a.mp4"]
+    rename(world, "VID-A", "VID-B")
+    moved(world, "REUSE-B", "VID-A", "VID-B")
+    plan = world.plan()
+    assert kinds(plan)[("VID-B", "CDN")] == ActionKind.MOVED
+
+
+def test_an_imported_object_updated_when_the_run_is_killed_stays_unpruned(tmp_path: Path) -> None:
+    """An imported object with other bytes is updated in place; kill -9 after the new bytes
+    landed and before they were recorded: recovery (recovery._landed_copy) records the copy as
+    this tool's own (managed: an update with no previous key), so pruning later deletes the
+    team's object, which an Import must never allow."""
+    from attack_kit import reconcile
+
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN", prune=True)
+    world.asset("IMG-A", b"image a").asset("IMG-B", b"image b")
+    legacy = out(world, "CDN") / "legacy-a.jpg"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"an older image a")
+    imported(world, "IMP-A", "IMG-A", "CDN", "legacy-a.jpg")
+    apply(world)  # taken over, outdated
+    world.manifests()
+    killed(world, "update-landed")
+    assert legacy.read_bytes() == b"image a"
+    again = reconcile(world, *world.cli_args())
+    assert again.returncode == 0, again.stderr + again.stdout
+    world.remove("Asset", "IMG-A").remove("Import", "IMP-A")
+    apply(world)
+    assert legacy.exists(), "pruning deleted an imported object"
