@@ -493,3 +493,54 @@ def test_an_imported_object_updated_when_the_run_is_killed_stays_unpruned(tmp_pa
     world.remove("Asset", "IMG-A").remove("Import", "IMP-A")
     apply(world)
     assert legacy.exists(), "pruning deleted an imported object"
+
+
+# -- bad input on the command line ----------------------------------------------------------------
+
+
+def cli(world: World, *args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args, *world.cli_args()],
+        capture_output=True, text=True, timeout=60, cwd=world.root, env=dict(os.environ),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("platform", ["YOUTUBE", "CDN"])
+def test_discovery_on_a_platform_that_cannot_list_is_one_line_not_a_traceback(
+    tmp_path: Path, fake, platform: str
+) -> None:
+    """`reconcile import --discover YOUTUBE` (or a REST platform) prints a Python traceback
+    ending in 'PermanentError: the youtube driver cannot list its objects': the driver's
+    error escapes adopting.discover and cli/adopt.py uncaught (any DriverError while listing,
+    an unreachable bucket too). Bad input must be one clear line and a non-zero exit."""
+    from test_api_drivers import world_for
+
+    world = world_for(tmp_path, fake, platform)
+    world.asset("VID-A", b"x" * 100)
+    world.manifests()
+    done = cli(world, "import", "--discover", platform)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+
+
+def test_reconcile_import_of_an_id_that_cannot_be_a_video_id_changes_no_state(
+    tmp_path: Path, fake
+) -> None:
+    """`reconcile import VID-A YOUTUBE ../../etc/passwd`: the id can never be a YouTube
+    video id, yet a state file is made with a pending copy and a failed import job (exit 3,
+    'not everything was done'): bad input must be refused before anything is written, as an
+    unknown platform is."""
+    from test_api_drivers import world_for
+
+    world = world_for(tmp_path, fake, "YOUTUBE")
+    world.asset("VID-A", b"x" * 100)
+    world.manifests()
+    done = cli(world, "import", "VID-A", "YOUTUBE", "../../etc/passwd")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "is not a YouTube video id" in done.stdout + done.stderr
+    assert not world.store.path.exists()
