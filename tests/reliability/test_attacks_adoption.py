@@ -544,3 +544,19 @@ def test_reconcile_import_of_an_id_that_cannot_be_a_video_id_changes_no_state(
     assert done.returncode == 1, done.stdout + done.stderr
     assert "is not a YouTube video id" in done.stdout + done.stderr
     assert not world.store.path.exists()
+
+
+def test_an_import_naming_another_object_than_the_recorded_copy_is_not_silently_ignored(
+    tmp_path: Path,
+) -> None:
+    """An Import for a placement that already has a recorded copy at another object (the
+    team's legacy.mp4, while the tool's copy is vid-a.mp4) is dropped without a word
+    (diff._imported runs only for a create): the plan says 'in sync', the declared object
+    is never looked at, and the team believes its object is the asset's copy. A declared
+    document that does nothing must be a note of the plan, as an Import no rule wants is."""
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN").asset("VID-A", b"a master")
+    apply(world)
+    (out(world, "CDN") / "legacy.mp4").write_bytes(b"a master")
+    imported(world, "IMP-LEGACY", "VID-A", "CDN", "legacy.mp4")
+    plan = world.plan()
+    assert [n for n in plan.notes if "IMP-LEGACY" in n], plan.notes
