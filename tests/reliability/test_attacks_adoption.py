@@ -560,3 +560,22 @@ def test_an_import_naming_another_object_than_the_recorded_copy_is_not_silently_
     imported(world, "IMP-LEGACY", "VID-A", "CDN", "legacy.mp4")
     plan = world.plan()
     assert [n for n in plan.notes if "IMP-LEGACY" in n], plan.notes
+
+
+def test_reconcile_import_on_a_blocked_placement_does_not_claim_a_recorded_copy(
+    tmp_path: Path, run
+) -> None:
+    """`reconcile import` for a placement the plan blocks (the platform has sync_enabled:
+    false) says 'VID-A on CDN has a recorded copy already (the platform has sync_enabled:
+    false)', which is false: nothing is recorded (adopting._the_import treats every action
+    that is not an import as an existing copy). The message must say why it cannot import."""
+    world = World(tmp_path).platform("CDN", sync_enabled=False).rule("TO-CDN", "CDN")
+    world.asset("VID-A", b"a master")
+    out(world, "CDN").mkdir(parents=True)
+    (out(world, "CDN") / "legacy.mp4").write_bytes(b"a master")
+    world.manifests()
+    done = run("import", "VID-A", "CDN", "legacy.mp4", *world.cli_args())
+    assert done.exit_code == 1
+    assert "sync_enabled" in done.stderr
+    assert "recorded copy already" not in done.stderr, done.stderr
+    assert not world.store.path.exists()
