@@ -244,6 +244,12 @@ elif point == "s3-removed":
         real(self, *args, **kwargs)
         die()
     BucketAdoption._remove_source = removed_then_die
+elif point == "import-found":
+    real_find = FolderAdoption.find
+    def found_then_die(self, *args, **kwargs):
+        real_find(self, *args, **kwargs)
+        die()
+    FolderAdoption.find = found_then_die
 elif point == "update-landed":
     import reconciler.apply.transfer as transfer
     transfer._landed = die
@@ -579,3 +585,47 @@ def test_reconcile_import_on_a_blocked_placement_does_not_claim_a_recorded_copy(
     assert "sync_enabled" in done.stderr
     assert "recorded copy already" not in done.stderr, done.stderr
     assert not world.store.path.exists()
+
+
+def test_an_import_killed_while_it_checks_the_object_converges_without_sending(
+    tmp_path: Path,
+) -> None:  # guard
+    """kill -9 while the import job looks at the object: the next plain run takes it over,
+    the very file (same inode), nothing uploaded, the copy not this tool's."""
+    from attack_kit import reconcile
+
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN").asset("IMG-A", b"image a")
+    legacy = out(world, "CDN") / "legacy" / "a.jpg"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"image a")
+    inode = legacy.stat().st_ino
+    imported(world, "IMP-A", "IMG-A", "CDN", "legacy/a.jpg")
+    world.manifests()
+    killed(world, "import-found")
+    again = reconcile(world, *world.cli_args())
+    assert again.returncode == 0, again.stderr + again.stdout
+    assert legacy.stat().st_ino == inode
+    assert sorted(str(p.relative_to(out(world, "CDN"))) for p in out(world, "CDN").rglob("*")) == [
+        "legacy",
+        "legacy/a.jpg",
+    ]
+    assert rows(world, "SELECT sync_status, remote_key, managed FROM platform_assets") == [
+        ("synced", "legacy/a.jpg", False)
+    ]
+    assert not world.plan().changes
+
+
+def test_a_fifo_named_by_an_import_never_blocks_a_refresh_or_an_apply(tmp_path: Path) -> None:
+    # guard
+    """An Import naming a FIFO in the target: `--dry-run --refresh` and the apply finish
+    (no open blocks), the import fails saying so, and nothing is recorded synced."""
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN").asset("IMG-A", b"image a")
+    out(world, "CDN").mkdir(parents=True)
+    os.mkfifo(out(world, "CDN") / "pipe.jpg")
+    imported(world, "IMP-A", "IMG-A", "CDN", "pipe.jpg")
+    world.manifests()
+    dry = cli(world, "--dry-run", "--refresh")
+    assert dry.returncode == 0 and "Traceback" not in dry.stderr, dry.stderr
+    done = cli(world)
+    assert done.returncode == 3 and "not a regular file" in done.stdout, done.stdout
+    assert rows(world, "SELECT sync_status FROM platform_assets") == [("pending",)]
