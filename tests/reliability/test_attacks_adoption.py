@@ -629,3 +629,23 @@ def test_a_fifo_named_by_an_import_never_blocks_a_refresh_or_an_apply(tmp_path: 
     done = cli(world)
     assert done.returncode == 3 and "not a regular file" in done.stdout, done.stdout
     assert rows(world, "SELECT sync_status FROM platform_assets") == [("pending",)]
+
+
+def test_discovery_lists_an_object_at_the_key_of_a_copy_that_was_deleted(
+    tmp_path: Path, run
+) -> None:  # guard
+    """VID-B's copy was pruned (recorded 'deleted'); the team then puts its own file at that
+    key: discovery lists it, and counts only the live copy as recorded."""
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN", prune=True)
+    world.asset("VID-A", b"a master").asset("VID-B", b"b master")
+    apply(world)
+    world.remove("Asset", "VID-B")
+    apply(world)
+    assert not (out(world, "CDN") / "vid-b.mp4").exists()
+    (out(world, "CDN") / "vid-b.mp4").write_bytes(b"the team's own file")
+    world.manifests()
+    found = run("import", "--discover", "CDN", *world.cli_args(), "-o", "json")
+    assert found.exit_code == 0, found.output
+    listed = json.loads(found.stdout)
+    assert [o["id"] for o in listed["objects"]] == ["vid-b.mp4"]
+    assert listed["managed"] == 1
