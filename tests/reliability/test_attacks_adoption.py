@@ -649,3 +649,23 @@ def test_discovery_lists_an_object_at_the_key_of_a_copy_that_was_deleted(
     listed = json.loads(found.stdout)
     assert [o["id"] for o in listed["objects"]] == ["vid-b.mp4"]
     assert listed["managed"] == 1
+
+
+def test_discovery_never_offers_another_platforms_copy_for_import(tmp_path: Path, run) -> None:
+    """Two platforms whose places overlap (a bucket's root and its archive/ prefix; here a
+    folder and its archive/ subfolder, which validation accepts): discovery on the outer
+    one offers the inner platform's recorded copy as 'importable' (adopting.discover only
+    leaves out what this platform's copies record), and the written Import makes one object
+    the copy of two platforms: an update through one overwrites the other's copy, a prune
+    of one deletes the other's."""
+    world = World(tmp_path).platform("ARCHIVE", target="../out/cdn/archive")
+    world.platform("CDN").rule("TO-ARCHIVE", "ARCHIVE").asset("VID-A", b"a master")
+    apply(world)
+    assert (out(world, "CDN") / "archive" / "vid-a.mp4").exists()
+    world.rule("TO-CDN", "CDN")  # now CDN wants VID-A too
+    world.manifests()
+    found = run("import", "--discover", "CDN", *world.cli_args(), "-o", "json")
+    assert found.exit_code == 0, found.output
+    listed = json.loads(found.stdout)
+    offered = [o["id"] for o in listed["objects"] if o["importable"]]
+    assert offered == [], "another platform's recorded copy is offered for import"
