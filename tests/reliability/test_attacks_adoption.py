@@ -669,3 +669,51 @@ def test_discovery_never_offers_another_platforms_copy_for_import(tmp_path: Path
     listed = json.loads(found.stdout)
     offered = [o["id"] for o in listed["objects"] if o["importable"]]
     assert offered == [], "another platform's recorded copy is offered for import"
+
+
+def test_an_object_imported_at_its_own_key_stays_unpruned_after_its_update(
+    tmp_path: Path,
+) -> None:
+    """An Import whose id is the very key the asset's copy would have (vid-a.mp4), holding
+    older bytes: taken over as outdated, then updated where it is, and the update records it
+    as this tool's (transfer.synced: managed when the job's key is the derived key), so a
+    prune deletes the team's object. The same holds on every REST and video platform, where
+    an imported copy is always recorded at the derived key."""
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN", prune=True)
+    world.asset("VID-A", b"a master").asset("VID-B", b"b master")
+    legacy = out(world, "CDN") / "vid-a.mp4"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"the team's older cut")
+    imported(world, "IMP-A", "VID-A", "CDN", "vid-a.mp4")
+    apply(world)
+    apply(world)
+    assert legacy.read_bytes() == b"a master"
+    assert rows(
+        world, "SELECT DISTINCT managed FROM platform_assets WHERE remote_key = 'vid-a.mp4'"
+    ) == [(False,)]
+    world.remove("Asset", "VID-A").remove("Import", "IMP-A")
+    apply(world)
+    assert legacy.exists(), "pruning deleted an imported object"
+
+
+def test_a_rest_object_imported_and_updated_stays_unpruned(tmp_path: Path, fake) -> None:
+    """A REST object imported with other bytes is updated (the API makes a new object and the
+    imported one is deleted); the new copy is recorded as this tool's (managed), so a later
+    prune deletes the asset's only copy on a platform where the team's object was imported:
+    'pruning never deletes an imported object' does not survive one update."""
+    from test_api_drivers import world_for
+
+    world = world_for(tmp_path, fake, "CDN")
+    world.remove("SyncRule", "R").rule("R", "CDN", prune=True)
+    world.asset("VID-A", b"x" * 100).asset("VID-B", b"y" * 50)
+    fake.objects["legacy-1"] = {"id": "legacy-1", "sha256": hashlib.sha256(b"old").hexdigest(),
+                                "size": 3, "data": b"old", "key": "", "metadata": {}}  # fmt: skip
+    imported(world, "IMP-A", "VID-A", "CDN", "legacy-1")
+    apply(world)
+    apply(world)
+    managed = rows(
+        world,
+        "SELECT DISTINCT managed FROM platform_assets pa JOIN source_assets sa "
+        "ON sa.id = pa.source_asset_id WHERE sa.asset_code = 'VID-A'",
+    )
+    assert managed == [(False,)]
