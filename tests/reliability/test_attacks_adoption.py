@@ -99,7 +99,8 @@ def test_discovery_without_a_state_file_creates_none(tmp_path: Path, run) -> Non
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["importable"] == 1
     assert not world.store.path.exists()
-    assert not list(world.store.path.parent.glob("*")) if world.store.path.parent.exists() else True
+    folder = world.store.path.parent
+    assert not folder.exists() or not any(folder.iterdir())
 
 
 def test_discovery_leaves_the_state_file_byte_for_byte(tmp_path: Path, run) -> None:
@@ -717,3 +718,27 @@ def test_a_rest_object_imported_and_updated_stays_unpruned(tmp_path: Path, fake)
         "ON sa.id = pa.source_asset_id WHERE sa.asset_code = 'VID-A'",
     )
     assert managed == [(False,)]
+
+
+def test_a_saved_adopt_never_overwrites_what_replaced_the_bytes_since(
+    tmp_path: Path, run
+) -> None:  # guard
+    """`--dry-run --refresh --out p.json` plans an adopt of the very bytes at the key; then a
+    colleague replaces that file with other bytes: `apply p.json` leaves their file alone."""
+    world = cdn_world(tmp_path)
+    out(world, "CDN").mkdir(parents=True)
+    (out(world, "CDN") / "vid-a.mp4").write_bytes(b"a master " * 100)
+    world.manifests()
+    saved = tmp_path / "p.json"
+    dry = run("--dry-run", "--refresh", *world.cli_args(), "--out", str(saved))
+    assert dry.exit_code in (0, 2), dry.output
+    actions = {a["asset"]: a["action"] for a in json.loads(saved.read_text())["actions"]}
+    assert actions == {"VID-A": "adopt", "VID-B": "create"}
+    (out(world, "CDN") / "vid-a.mp4").write_bytes(b"a colleague's file")
+    run("apply", str(saved), *world.cli_args())
+    assert (out(world, "CDN") / "vid-a.mp4").read_bytes() == b"a colleague's file"
+    assert rows(
+        world,
+        "SELECT pa.sync_status FROM platform_assets pa JOIN source_assets sa "
+        "ON sa.id = pa.source_asset_id WHERE sa.asset_code = 'VID-A'",
+    ) != [("synced",)]
