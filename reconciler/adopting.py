@@ -18,24 +18,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from reconciler.apply.run import Observer
 from reconciler.drivers import driver_for
-from reconciler.drivers.base import Found
+from reconciler.drivers.base import DriverError, Found
 from reconciler.errors import UsageError
 from reconciler.manifests.quoting import suggest
-from reconciler.model import ActionKind, Import, ManifestSet
+from reconciler.model import ActionKind, Import, ManifestSet, Platform
 from reconciler.ops import Listener, Options, Reconciled, Workspace, locked_run, plan
 from reconciler.plan.actions import Action, Plan
 from reconciler.plan.planner import make_plan
+from reconciler.redact import redact
 from reconciler.store.db import StateStore
 from reconciler.store.placements import recorded_objects
 from reconciler.transforms.renditions import RenditionCache
 
 CLI_IMPORT = "command-line"  # the code of an Import given on the command line
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # what no Import id may hold (its schema)
 
 
 def import_one(
@@ -58,6 +62,9 @@ def import_one(
             f"Import {declared.code} at {declared.origin} already names {declared.remote_id!r} "
             f"as {asset}'s copy on {platform}"
         )
+    problem = driver_for(manifest_set.platforms[platform]).id_problem(remote_id)
+    if problem is not None:
+        raise UsageError(problem)
     one = Import(CLI_IMPORT, asset, platform, remote_id)
     manifests = replace(manifest_set, imports={**manifest_set.imports, (asset, platform): one})
     base = options or Options()
@@ -78,6 +85,8 @@ def _the_import(made: Plan, asset: str, platform: str) -> Action:
         if action.asset == asset and action.platform == platform:
             if action.action == ActionKind.IMPORT:
                 return action
+            if action.platform_asset_id is None:  # blocked, held, waiting: not imported now
+                raise UsageError(f"{asset} on {platform} cannot be imported now: {action.reason}")
             raise UsageError(
                 f"{asset} on {platform} has a recorded copy already ({action.reason}); "
                 "there is nothing to import"
@@ -124,15 +133,55 @@ def discover(manifest_set: ManifestSet, where: Workspace, platform: str) -> Disc
     keys, ids = _recorded(where.store, platform)
     by_sha, by_title = _fingerprints(manifest_set, made, platform, where)
     wanted = {a.asset for a in made.actions if a.platform == platform and a.action in _NEW}
+    keys |= _overlapping(manifest_set, platform, where.store)
     driver = driver_for(manifest_set.platforms[platform])  # no records: it writes nothing
     out = Discovery(platform)
-    for found in driver.discover():
-        if (found.key is not None and found.key in keys) or found.remote_id in ids:
-            out.managed += 1
-            continue
-        asset, how = _match(found, by_sha, by_title)
-        out.objects.append(Discovered(found, asset, how, asset in wanted))
+    try:
+        for found in driver.discover():
+            if (found.key is not None and found.key in keys) or found.remote_id in ids:
+                out.managed += 1
+                continue
+            asset, how = _match(found, by_sha, by_title)
+            out.objects.append(Discovered(found, asset, how, asset in wanted))
+    except DriverError as exc:
+        raise UsageError(redact(f"cannot discover the objects on {platform}: {exc}")) from None
     return out
+
+
+def _overlapping(manifest_set: ManifestSet, platform: str, store: StateStore) -> set[str]:
+    """The keys, as this platform names them, of the copies other platforms record in the
+    same place (a folder inside this one's target, the same bucket under a longer prefix):
+    they are another platform's, never importable here."""
+    mine = manifest_set.platforms[platform]
+    out: set[str] = set()
+    for other in manifest_set.platforms.values():
+        if other.code == platform or other.driver != mine.driver:
+            continue
+        base = _place(other, mine)
+        if base is None:
+            continue
+        keys, _ = _recorded(store, other.code)
+        out |= {base + key for key in keys}
+    return out
+
+
+def _place(other: Platform, mine: Platform) -> str | None:
+    """Where ``other``'s keys start among ``mine``'s keys ('' for the same place, 'sub/' for
+    a folder or prefix inside it); None when they do not share a place."""
+    if mine.driver == "local" and mine.target is not None and other.target is not None:
+        inner, outer = os.path.realpath(other.target), os.path.realpath(mine.target)
+        if inner == outer:
+            return ""
+        if inner.startswith(outer + os.sep):
+            return inner[len(outer) + 1 :].replace(os.sep, "/") + "/"
+        return None
+    if mine.driver == "s3":
+        same = other.driver_config.get("bucket") == mine.driver_config.get("bucket")
+        outer = str(mine.driver_config.get("prefix", ""))
+        inner = str(other.driver_config.get("prefix", ""))
+        if same and inner.startswith(outer):
+            return inner[len(outer) :]
+    return None
 
 
 _NEW = (ActionKind.CREATE, ActionKind.IMPORT)
@@ -197,6 +246,12 @@ def import_documents(discovery: Discovery, taken: Iterable[str] = ()) -> str:
     ]
     for item in discovery.importable:
         assert item.asset is not None
+        if CONTROL.search(item.found.remote_id):
+            lines.append(  # an Import's id is one line of printable text (its schema)
+                f"# left out: {json.dumps(item.found.remote_id)} ({item.asset}) has control "
+                "characters in its name; rename it on the platform, then discover again"
+            )
+            continue
         code = _code(discovery.platform, item.asset, used)
         lines += [
             "---",
@@ -207,7 +262,7 @@ def import_documents(discovery: Discovery, taken: Iterable[str] = ()) -> str:
             "spec:",
             f"  asset: {item.asset}",
             f"  platform: {discovery.platform}",
-            f"  id: {json.dumps(item.found.remote_id, ensure_ascii=False)}",
+            f"  id: {json.dumps(item.found.remote_id)}",  # \uXXXX: YAML folds no character
             f"  # matched by {item.matched_by}",
         ]
     return "\n".join(lines) + "\n"

@@ -55,6 +55,7 @@ from reconciler.store.placements import (
     object_ids,
     record_health,
     record_placements,
+    recorded_objects,
 )
 from reconciler.store.records import EventRow, insert_events
 from reconciler.transforms.renditions import RenditionCache
@@ -147,6 +148,12 @@ class Admission:
         # exactly that, it is this tool's own write (a run killed when recovery could not
         # look); completed jobs need no such memory, their bytes are the recorded ones
         intended = intended_checksums(con)
+        # the objects already recorded as copies, on the platforms of imports: an import of
+        # one of them would make one object two assets' copy
+        taken = {
+            platform: frozenset(set.union(*recorded_objects(con, platform)))
+            for platform in {a.platform for a in triage.runnable if a.action == ActionKind.IMPORT}
+        }
         entries: list[tuple[Action, JobStatus, datetime | None, str | None]] = [
             *((a, JobStatus.PENDING, None, None) for a in triage.runnable),
             *((a, JobStatus.DEFERRED, when, None) for a, when in triage.deferred),
@@ -157,6 +164,8 @@ class Admission:
             self._job(n, action, status, eligible, error, recorded, intended, ids, now)
             for n, (action, status, eligible, error) in enumerate(entries, start=1)
         ]
+        for job in jobs:
+            job.taken = taken.get(job.action.platform, frozenset())
         new_ids = insert_jobs(con, [self._row(job, now) for job in jobs])
         for job, job_id in zip(jobs, new_ids, strict=True):
             job.id = job_id
@@ -202,6 +211,7 @@ class Admission:
             eligible_at=eligible,
             error=error,
             completed_at=now if status == JobStatus.FAILED else None,
+            keeps_owner=latest.imported,
         )
         # what the job will write, known before it starts: the master, or a rendition
         # already in the cache (one still to be made is recorded once it is made)

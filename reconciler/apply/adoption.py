@@ -40,6 +40,14 @@ def take_over(tools: Tools, driver: Driver, job: Job, master: Opened) -> Outcome
             f"the Import names {action.import_id!r}, which is not on {action.platform}; "
             "nothing was recorded"
         )
+    names = {found.remote_id, driver.recorded_id(found)} | ({found.key} if found.key else set())
+    if names & job.taken or not tools.claim(
+        action.platform, driver.recorded_id(found), action.asset
+    ):
+        raise PermanentError(
+            f"the object {found.remote_id} on {action.platform} is already another asset's "
+            "copy; one object is one asset's copy, so it was not taken over"
+        )
     with ExitStack() as stack:
         payload, _ = sendable(tools, job, master, stack)
         expected, size = payload.expected, payload.size
@@ -48,8 +56,8 @@ def take_over(tools: Tools, driver: Driver, job: Job, master: Opened) -> Outcome
         matches, how = found.checksum == expected, f"sha256 {_short(found.checksum)}"
     elif found.size is not None:
         matches, how = found.size == size, f"{found.size} bytes (the platform gives no checksum)"
-    else:
-        matches, how = True, "it exists (the platform gives neither checksum nor size)"
+    else:  # nothing vouches for its bytes: never recorded as synced
+        matches, how = False, "the platform tells neither its checksum nor its size"
     details = {"id": found.remote_id, "sha256": found.checksum, "size": found.size}
     if matches:
         message = (
@@ -61,11 +69,16 @@ def take_over(tools: Tools, driver: Driver, job: Job, master: Opened) -> Outcome
         )
         event = job.event(EventType.IMPORTED, EventStatus.SUCCESS, message, details)
         return Outcome(JobStatus.COMPLETED, placement=record, events=(event,))
-    expected_of = f"sha256 {_short(expected)}" if found.checksum is not None else f"{size} bytes"
+    if found.checksum is None and found.size is None:
+        why = f"cannot be checked against {action.asset}'s bytes ({how})"
+    else:
+        expected_of = (
+            f"sha256 {_short(expected)}" if found.checksum is not None else f"{size} bytes"
+        )
+        why = f"holds other bytes than {action.asset}'s ({how}, expected {expected_of})"
     reason = (
-        f"the imported object {found.remote_id} on {action.platform} holds other bytes than "
-        f"{action.asset}'s ({how}, expected {expected_of}); it is recorded as outdated, and the "
-        "next reconcile updates it"
+        f"the imported object {found.remote_id} on {action.platform} {why}; it is recorded as "
+        "outdated, and the next reconcile updates it"
     )
     event = job.event(EventType.IMPORTED, EventStatus.FAILED, reason, details)
     return Outcome(

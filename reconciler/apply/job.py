@@ -83,6 +83,8 @@ class Job:
     replaces: Any = None  # the identity of the object checked at the key ("absent": none)
     expected_checksum: str | None = None  # what must land; a rendition's once it is made
     expected_size: int | None = None  # its size, recorded with it before the first byte
+    keeps_owner: bool = False  # the copy is an imported object: the team's after any update
+    taken: frozenset[str] = frozenset()  # an import: the platform's keys and ids other copies hold
     _progress_step: int = 0
 
     def state(self) -> JobState:

@@ -30,6 +30,7 @@ from reconciler.store.placements import (
     upsert_platforms,
     upsert_rules,
 )
+from reconciler.store.planning import recorded_codes
 
 # source_assets rows built and written at a time: 100,000 rows of 15 columns, as dicts and
 # then as DuckDB values all at once, were the largest part of admission's peak memory
@@ -90,8 +91,7 @@ def record_objects(
         ],
     )
     if manifests.moves:  # a renamed asset keeps its row, so its copies follow it
-        known = recorded_assets(con)
-        renames = resolve(manifests.moves, {c for c in codes(manifests.moves) if c in known})
+        renames = resolve(manifests.moves, recorded_codes(con, codes(manifests.moves)))
         rename_assets(con, {old: new for new, old in renames.recorded.items()})
     recorded = recorded_assets(con)
     hasher = MetadataHasher()

@@ -166,7 +166,9 @@ def _landed_copy(job: StaleJob, expected: str | None, now: datetime) -> Placemen
     # a job that had a new key (a create, a copy that moved) may have found these bytes
     # there and adopted them rather than sent them: whose they are cannot be told, so the
     # copy is never pruned until this tool writes it again
-    ours = job.job_type == JobType.UPDATE and not job.previous_key
+    ours: bool | None = job.job_type == JobType.UPDATE and not job.previous_key
+    if job.imported:  # an imported object stays the team's
+        ours = None
     return PlacementRecord(
         job.asset, job.platform, job.rule, SyncStatus.SYNCED, job.source_version,
         job.source_checksum or expected, expected, job.remote_key, None, job.remote_key,

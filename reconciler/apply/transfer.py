@@ -22,9 +22,10 @@ upload course follows "trust the bytes, not the plan":
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,6 @@ from reconciler.observe.payload import (
     SourceChanged,
     stable_copy,
 )
-from reconciler.plan.actions import remote_key
 from reconciler.plan.desired import asset_metadata
 from reconciler.store.db import utcnow
 from reconciler.store.placements import PlacementRecord
@@ -75,6 +75,14 @@ class Tools:
     recorder: Recorder
     transformer: Transformer
     progress: Callable[[Job, int], None]  # bytes sent so far; raises Cancelled on a stop
+    _claims: dict[tuple[str, str], str] = field(default_factory=dict)  # imports of the run
+    _claims_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def claim(self, platform: str, remote_id: str, asset: str) -> bool:
+        """Take ``remote_id`` on ``platform`` as ``asset``'s copy for this run; False when
+        another asset's import of this run took it first."""
+        with self._claims_lock:
+            return self._claims.setdefault((platform, remote_id), asset) == asset
 
     def report(self, job: Job) -> Callable[[EventRow], None]:
         """Where ``job``'s events go as they happen."""
@@ -311,9 +319,15 @@ def synced(
         remote_key=job.key,
         metadata_hash=a.metadata_hash,
         transform_hash=a.transform_hash,
-        # only what this tool wrote at a key it derived may be pruned or moved (an imported
-        # object updated where it is stays the team's)
-        managed=job.job_type not in (JobType.ADOPT, JobType.IMPORT) and job.key == remote_key(a),
+        # only what this tool wrote may be pruned or moved; an imported object stays the
+        # team's whatever updates it gets (None: as recorded)
+        managed=(
+            False
+            if job.job_type in (JobType.ADOPT, JobType.IMPORT)
+            else None
+            if job.keeps_owner
+            else True
+        ),
         synced_at=now,
         verified_at=now,
         rendition_id=rendition_id,

@@ -29,6 +29,7 @@ from reconciler.cli.options import (
     workspace,
 )
 from reconciler.errors import ExitCode
+from reconciler.manifests.quoting import printable
 from reconciler.render.formats import APPLY_RENDERERS
 
 
@@ -120,7 +121,7 @@ def discovery_text(found: adopting.Discovery, color: bool = False) -> str:
             match = f"{item.asset} (by {item.matched_by}): importable"
         else:
             match = f"{item.asset} (by {item.matched_by}): no rule wants it here, or it has a copy"
-        lines.append(f"{obj.remote_id}  {size} bytes  sha256 {sha}  {match}")
+        lines.append(f"{printable(obj.remote_id)}  {size} bytes  sha256 {sha}  {match}")
     lines.append(
         f"{found.platform}: {len(found.objects)} objects no recorded copy accounts for, "
         f"{len(found.importable)} importable; {found.managed} recorded copies"

@@ -146,6 +146,11 @@ class Driver(ABC):
         """Change the metadata of the object at ``key`` without sending the bytes again.
         Drivers that store no metadata keep this default, which does nothing."""
 
+    def id_problem(self, remote_id: str) -> str | None:
+        """Why ``remote_id`` cannot name an object on this platform (None: it can), told
+        without asking the platform: what :meth:`find` refuses."""
+        return None
+
     def find(self, remote_id: str) -> Found | None:
         """The object the platform knows by ``remote_id`` (a key on a folder or bucket, a
         video id on a video platform), or None when there is none. Only reads."""

@@ -290,12 +290,17 @@ class HttpDriver(ApiDriver):
             sent = None  # it says it holds another size than was sent: not that copy
         return RemoteObject(str(reported) if reported else sent, held, {"remote_id": remote_id})
 
+    def id_problem(self, remote_id: str) -> str | None:
+        if remote_id.strip() in ("", ".", ".."):
+            return f"'{remote_id}' is not an object id on {self.platform.code}"
+        return None
+
     def find(self, remote_id: str) -> Found | None:
         """The object the API knows by the id ``remote_id`` (``GET {collection}/{id}``, as
         :meth:`stat` looks up a recorded one), with the checksum and size it reports; None
         when it answers 404 or 410."""
-        if remote_id.strip() in ("", ".", ".."):
-            raise PermanentError(f"'{remote_id}' is not an object id on {self.platform.code}")
+        if problem := self.id_problem(remote_id):
+            raise PermanentError(problem)
         doing = f"looking up {remote_id} on {self.platform.code}"
         response = self._call("GET", self._object_url(remote_id), doing, ok=(404, 410))
         if response.status_code in (404, 410):

@@ -49,6 +49,13 @@ class FolderAdoption(Driver):
     fsync: bool
     _root_uri: str
 
+    def id_problem(self, remote_id: str) -> str | None:
+        try:
+            key_parts(remote_id)
+        except PermanentError as exc:
+            return str(exc)
+        return None
+
     def find(self, remote_id: str) -> Found | None:
         """The regular file at the key ``remote_id`` (relative to the target,
         '/'-separated), hashed through a descriptor; None when nothing is there. A key that

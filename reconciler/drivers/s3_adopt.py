@@ -68,6 +68,13 @@ class BucketAdoption(Driver):
     def recorded_id(self, found: Found) -> str:
         return f"s3://{self.bucket}/{self.full_key(found.key or found.remote_id)}"  # as uploads
 
+    def id_problem(self, remote_id: str) -> str | None:
+        try:
+            self._key_of(remote_id)
+        except PermanentError as exc:
+            return str(exc)
+        return None
+
     def find(self, remote_id: str) -> Found | None:
         """The object at the key ``remote_id`` (relative to the prefix), or given as
         ``s3://bucket/prefix+key`` (the id an upload records); None when there is none."""

@@ -218,6 +218,11 @@ class VimeoDriver(VideoApiDriver):
             sent = None  # it holds another size than was sent: not that copy
         return RemoteObject(sent, held, {"uri": uri})
 
+    def id_problem(self, remote_id: str) -> str | None:
+        if VIDEO.fullmatch(remote_id.strip()):
+            return None
+        return f"'{remote_id}' is not a Vimeo video id or uri"
+
     def find(self, remote_id: str) -> Found | None:
         """The video Vimeo knows by ``remote_id``: its number, its uri ``/videos/N`` or its
         ``https://vimeo.com/N`` link. Its id in the answer is the uri form, the id an upload

@@ -331,13 +331,16 @@ class YouTubeDriver(VideoApiDriver):
         # YouTube reports no checksum and never changes a video's bytes: the one sent stands
         return RemoteObject(sent, None, {"video_id": video_id, "uploadStatus": status})
 
+    def id_problem(self, remote_id: str) -> str | None:
+        return None if VIDEO_ID.fullmatch(remote_id) else f"'{remote_id}' is not a YouTube video id"
+
     def find(self, remote_id: str) -> Found | None:
         """The video YouTube knows by the id ``remote_id`` (one videos.list, counted against
         the quota as a list call): its title, its size when YouTube tells it (fileDetails,
         shown to the video's owner only) and no checksum, which YouTube never gives; None
         when there is no such video."""
-        if not VIDEO_ID.fullmatch(remote_id):
-            raise PermanentError(f"'{remote_id}' is not a YouTube video id")
+        if problem := self.id_problem(remote_id):
+            raise PermanentError(problem)
         doing = f"looking up video {remote_id} on {self.platform.code}"
         item = self._video(remote_id, "status,fileDetails,snippet", doing)
         if item is None:

@@ -80,7 +80,7 @@ class AdoptionChecks:
         """The valid moves by their old code, from Moved documents and from the Assets' and
         AssetSets' ``moved_from`` (``set_items``: the AssetSet documents by code); every
         problem reported, at most :data:`SHOWN` per document."""
-        found: dict[str, tuple[Move, Declared, tuple[str, ...]]] = {}
+        found: dict[str, _Candidate] = {}
         candidates: list[_Candidate] = []
         for item in items:
             if item.valid:
@@ -95,12 +95,13 @@ class AdoptionChecks:
                 candidates.append((move, declared, path, path))
         candidates += self._set_moves(set_items)
         refused: dict[int, int] = {}  # per document: moves refused (an AssetSet's are many)
-        for move, item, old_path, new_path in candidates:
+        for candidate in candidates:
+            move, item, old_path, _ = candidate
             report = self._limited(item, refused)
-            if not self._move_ok(move, report, old_path, new_path):
+            if not self._move_ok(move, report, old_path):
                 continue
             if move.old in found:
-                first, first_item, first_path = found[move.old]
+                first, first_item, first_path, _ = found[move.old]
                 where = self._where(first_item, first_path)
                 report(
                     old_path,
@@ -108,8 +109,29 @@ class AdoptionChecks:
                     f"{move.old} already moves to {first.new} at {where}; a code moves once",
                 )
                 continue
-            found[move.old] = (move, item, old_path)
-        return {old: move for old, (move, _, _) in found.items()}
+            found[move.old] = candidate
+        return self._chained(found, refused)
+
+    def _chained(self, found: dict[str, _Candidate], refused: dict[int, int]) -> dict[str, Move]:
+        """Each move to the asset its chain ends at (A to A2, kept after it was applied, and
+        A2 to A3 later: A moves to A3 too); a chain that ends at no asset, or runs in a
+        circle, is an error."""
+        out: dict[str, Move] = {}
+        for old, (move, item, _, new_path) in found.items():
+            seen, new = {old}, move.new
+            while new not in self.assets and new in found and new not in seen:
+                seen.add(new)
+                new = found[new][0].new
+            if new in self.assets:
+                out[old] = replace(move, new=new)
+                continue
+            report = self._limited(item, refused)
+            if new in seen:
+                report(new_path, "move", f"the moves from {move.old} run in a circle: {new} "
+                       "moves back; a code can only move to a declared asset")  # fmt: skip
+            else:
+                self._known(new, self.assets, "asset", report, new_path)
+        return out
 
     def _set_moves(self, set_items: Mapping[str, Declared] | None) -> list[_Candidate]:
         """Each generated asset's move from the code its set's earlier template gives."""
@@ -149,17 +171,9 @@ class AdoptionChecks:
 
         return limited
 
-    def _move_ok(
-        self,
-        move: Move,
-        report: Report,
-        old_path: tuple[str, ...],
-        new_path: tuple[str, ...],
-    ) -> bool:
+    def _move_ok(self, move: Move, report: Report, old_path: tuple[str, ...]) -> bool:
         if move.old == move.new:
             report(old_path, "move", f"{move.old} moves to itself; remove the move")
-            return False
-        if not self._known(move.new, self.assets, "asset", report, new_path):
             return False
         if move.old in self.assets:
             where = self._asset_where(move.old)

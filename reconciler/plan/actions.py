@@ -68,6 +68,7 @@ class Reason(StrEnum):
     RENAMED = "renamed"  # moved: the asset's code changed (a Moved document, moved_from)
     MASTER_MOVED = "master_moved"  # moved: the master file moved, so the copy's key changes
     FOUND_AT_KEY = "found_at_key"  # adopt: the very bytes are already at the key (--refresh)
+    KEY_HELD = "key_held"  # blocked (blocked_by key-held): another moving copy is at the key
 
 
 REASONS: dict[str, Reason] = {reason.value: reason for reason in Reason}

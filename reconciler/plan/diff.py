@@ -53,6 +53,7 @@ def diff(
     first. ``placements`` is read to its end before ``orphans`` is touched."""
     actions = [_desired_action(row, desired) for row in placements]
     _block_shared_keys(actions)
+    _order_moves(actions)
     left = [_orphan_action(row, prune_all) for row in orphans]
     if left:
         actions += left
@@ -82,6 +83,41 @@ def _block_shared_keys(actions: list[Action]) -> None:
             other.reason = (
                 f"asset {owner.asset} already sends a copy to the same key ({key}) on this "
                 "platform; a platform holds one object per key"
+            )
+
+
+def _order_moves(actions: list[Action]) -> None:
+    """A copy that moves to a key another moving copy still holds (b.mp4 moves to c.mp4,
+    a.mp4 to b.mp4) waits for the next reconcile, blocked; copies that would swap keys (a
+    circle) are blocked with that said, since neither key is ever free: a move never puts a
+    copy over another."""
+    leaving = {(a.platform, a.previous_key): a for a in actions if a.action == ActionKind.MOVED}
+    if len(leaving) < 2:
+        return
+    waiting = []
+    for action in leaving.values():
+        held = leaving.get((action.platform, remote_key(action)))
+        if held is not None and held is not action:
+            waiting.append((action, held))
+    for action, held in waiting:
+        key = remote_key(action)
+        circle: set[str] = {action.asset}
+        step: Action | None = held
+        while step is not None and step.asset not in circle:
+            circle.add(step.asset)
+            step = leaving.get((step.platform, remote_key(step)))
+        action.action, action.blocked_by = ActionKind.BLOCKED, "key-held"
+        action.reason_code = Reason.KEY_HELD
+        if step is not None and step.asset == action.asset:  # back to itself: a swap
+            action.reason = (
+                f"it would move to {key}, where {held.asset}'s copy is, and the moving copies "
+                f"swap keys ({', '.join(sorted(circle))}): a copy never moves over another; "
+                "rename one master to a third name, reconcile, then rename it again"
+            )
+        else:
+            action.reason = (
+                f"its new key {key} still holds {held.asset}'s copy, which moves away in this "
+                "run; it moves at the next reconcile"
             )
 
 
@@ -152,8 +188,8 @@ def _desired_action(row: PlacementRow, desired: Desired) -> Action:
     )
     if recorded_code != asset_code or (recorded_key is not None and managed):
         _adopted(action, recorded_code, recorded_key, managed)
-    elif kind == ActionKind.CREATE and desired.imports and synced_version is None:
-        _imported(action, desired)
+    if desired.imports and action.action != ActionKind.MOVED:
+        _imported(action, desired, managed and synced_version is not None)
     return action
 
 
@@ -187,11 +223,17 @@ def _adopted(action: Action, recorded_code: str, recorded_key: str | None, manag
         action.reason += "; its metadata changed too"
 
 
-def _imported(action: Action, desired: Desired) -> None:
-    """A placement with no recorded copy that an Import names: the object on the platform is
-    checked and taken over instead of being uploaded."""
+def _imported(action: Action, desired: Desired, uploaded: bool) -> None:
+    """A placement never synced that an Import names: the object on the platform is checked
+    and taken over instead of being uploaded. ``uploaded``: the placement's copy is one this
+    tool sent, so the Import was never applied; the action keeps the Import's id, which the
+    planner notes."""
     declared = desired.imports.get((action.asset, action.platform))
     if declared is None:
+        return
+    if uploaded:
+        action.import_id = declared.remote_id
+    if action.action != ActionKind.CREATE or action.target_version is not None:
         return
     action.action = ActionKind.IMPORT
     action.import_id = declared.remote_id

@@ -100,6 +100,13 @@ def diff_state(
             placed = {(a.asset, a.platform) for a in actions}
             imports = [(i.code, i.asset, i.platform) for i in manifests.imports.values()]
             notes += unrecorded_imports(imports, placed)
+            notes += [
+                f"Import {manifests.imports[(a.asset, a.platform)].code}: {a.asset} on "
+                f"{a.platform} has a copy this tool sent; the object it names "
+                f"({a.import_id}) is not taken over"
+                for a in actions
+                if a.import_id is not None and a.action != ActionKind.IMPORT
+            ]
         return Diffed(
             actions,
             exists,

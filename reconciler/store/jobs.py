@@ -177,12 +177,22 @@ class StaleJob:
     source_checksum: str | None
     previous_key: str | None
     previous_platform_id: str | None  # the platform's id of the copy recorded before
+    imported: bool = False  # the copy recorded before is an imported object: the team's
 
 
-STALE_SQL = """
+# Whether the copy ``pa`` is an object taken over by an import (not made by this tool, and
+# an import job ran for it): it stays the team's, never pruned, whatever updates it gets.
+IMPORTED_SQL = (
+    "coalesce(NOT coalesce(pa.managed, FALSE) AND EXISTS (SELECT 1 FROM sync_jobs ij "
+    "WHERE ij.job_type = 'import' AND ij.asset_id = pa.source_asset_id "
+    "AND ij.platform_id = pa.platform_id), FALSE)"
+)
+
+STALE_SQL = f"""
 SELECT j.id, j.job_code, j.job_type, j.remote_key, j.expected_checksum, j.source_version,
        j.metadata_hash, j.transform_hash, sa.asset_code, sp.platform_code, c.config_code,
-       j.rendition_id, j.source_checksum, j.previous_key, pa.platform_asset_id
+       j.rendition_id, j.source_checksum, j.previous_key, pa.platform_asset_id,
+       {IMPORTED_SQL}
 FROM sync_jobs j
 JOIN source_assets sa ON sa.id = j.asset_id
 JOIN sync_platforms sp ON sp.id = j.platform_id

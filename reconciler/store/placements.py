@@ -18,6 +18,7 @@ from reconciler.model import ConflictType, Resolution, SyncStatus
 from reconciler.redact import redact
 from reconciler.store.bulk import insert_batched
 from reconciler.store.db import Connection, upsert_rows
+from reconciler.store.jobs import IMPORTED_SQL
 from reconciler.store.records import retire_deleted
 
 Row = Mapping[str, Any]  # one row, keyed by column name
@@ -155,6 +156,7 @@ class Latest:
     remote_key: str | None
     remote_checksum: str | None
     managed: bool = False  # made by this tool (else adopted or imported: it stays at its key)
+    imported: bool = False  # an object an import took over: the team's, whatever updates it
 
 
 def recorded_objects(con: Connection, platform: str) -> tuple[set[str], set[str]]:
@@ -172,7 +174,8 @@ def latest_placements(con: Connection) -> dict[tuple[str, str], Latest]:
     """The newest recorded copy of every (asset code, platform code)."""
     rows = con.execute(
         "SELECT sa.asset_code, sp.platform_code, pa.id, pa.remote_key, "
-        "pa.remote_checksum, coalesce(pa.managed, FALSE) FROM platform_assets pa "
+        f"pa.remote_checksum, coalesce(pa.managed, FALSE), {IMPORTED_SQL} "
+        "FROM platform_assets pa "
         "JOIN source_assets sa ON sa.id = pa.source_asset_id "
         "JOIN sync_platforms sp ON sp.id = pa.platform_id "
         "QUALIFY row_number() OVER (PARTITION BY pa.source_asset_id, pa.platform_id "
@@ -245,6 +248,14 @@ def rename_assets(con: Connection, renames: Mapping[str, str]) -> None:
     """Give recorded assets their new codes (by old code), keeping their ids, versions and
     history; a new code already recorded is left alone (the planner refuses that case)."""
     for old, new in sorted(renames.items()):
+        # a retired row under the new code (its copies all pruned) keeps its history under
+        # a code of its own, CODE#id
+        con.execute(
+            "UPDATE source_assets SET asset_code = left(asset_code, 38) || '#' || id::VARCHAR "
+            "WHERE asset_code = ? AND NOT EXISTS "
+            "(SELECT 1 FROM platform_assets pa WHERE pa.source_asset_id = source_assets.id)",
+            [new],
+        )
         con.execute(
             "UPDATE source_assets SET asset_code = ? WHERE asset_code = ? "
             "AND NOT EXISTS (SELECT 1 FROM source_assets WHERE asset_code = ?)",

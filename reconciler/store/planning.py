@@ -221,12 +221,14 @@ def orphan_rows(con: Connection) -> Iterator[Row]:
 
 
 def recorded_codes(con: Connection, codes: Sequence[str]) -> set[str]:
-    """Which of ``codes`` the state records as assets."""
+    """Which of ``codes`` the state records as assets that hold copies (a retired code whose
+    copies were all pruned holds none: a renamed asset may take it)."""
     if not codes:
         return set()
     rows = con.execute(
-        "SELECT asset_code FROM source_assets "
-        "WHERE asset_code IN (SELECT unnest(?::VARCHAR[]))",  # a hash join, not a list scan
+        "SELECT DISTINCT sa.asset_code FROM source_assets sa "
+        "JOIN platform_assets pa ON pa.source_asset_id = sa.id "
+        "WHERE sa.asset_code IN (SELECT unnest(?::VARCHAR[]))",  # a hash join, not a list scan
         [list(codes)],
     ).fetchall()
     return {code for (code,) in rows}

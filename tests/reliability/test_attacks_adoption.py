@@ -411,7 +411,22 @@ def test_reconcile_import_waits_for_the_run_lock_and_changes_nothing(
         holder.wait()
 
 
-@pytest.mark.parametrize("name", ["\u0085next-line.mp4", "\ufeffbom.mp4"])
+def test_discovery_leaves_out_what_an_import_cannot_name(tmp_path: Path, run) -> None:
+    """An object whose name holds a control character (U+0085) cannot be named by an Import
+    (its schema refuses control characters in ids): `--write` leaves it out, saying so in
+    the file, rather than write a document that names another object or fails."""
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN").asset("VID-A", b"a master")
+    out(world, "CDN").mkdir(parents=True)
+    (out(world, "CDN") / "\u0085next-line.mp4").write_bytes(b"a master")
+    world.manifests()
+    written = tmp_path / "imports.yaml"
+    found = run("import", "--discover", "CDN", *world.cli_args(), "--write", str(written))
+    assert found.exit_code == 0, found.output
+    text = written.read_text()
+    assert "kind: Import" not in text and "left out" in text and "\\u0085" in text
+
+
+@pytest.mark.parametrize("name", ["\ufeffbom.mp4", "caf\u00e9 \u2028.mp4"])
 def test_discovery_writes_import_documents_that_name_the_very_object(
     tmp_path: Path, run, name: str
 ) -> None:
@@ -455,8 +470,34 @@ def test_two_masters_that_swap_paths_are_not_called_foreign_objects(tmp_path: Pa
     apply(world)
     apply(world)
     assert rows(world, "SELECT conflict_type, notes FROM sync_conflicts") == []
+    # no key is ever free for a swap: both are blocked, saying so, and nothing is touched
+    plan = world.plan()
+    assert {a.action for a in plan.actions} == {ActionKind.BLOCKED}
+    assert all("swap keys" in a.reason for a in plan.actions), [a.reason for a in plan.actions]
+    assert (out(world, "CDN") / "a.mp4").read_bytes() == b"a master " * 10
+    assert (out(world, "CDN") / "b.mp4").read_bytes() == b"b master " * 10
+
+
+def test_a_chain_of_moved_masters_converges_without_conflicts(tmp_path: Path) -> None:
+    """b.mp4 moves to c.mp4 while a.mp4 moves to b.mp4: the copy at b moves first, the other
+    waits one reconcile for its key to be free; nothing is called foreign, nothing sent."""
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
+    world.asset("VID-A", b"a master " * 10, file="a.mp4")
+    world.asset("VID-B", b"b master " * 10, file="b.mp4")
+    apply(world)
+    media = world.media
+    os.rename(media / "b.mp4", media / "c.mp4")
+    os.rename(media / "a.mp4", media / "b.mp4")
+    world.asset("VID-A", b"a master " * 10, file="b.mp4")
+    world.asset("VID-B", b"b master " * 10, file="c.mp4")
+    first = world.plan()
+    assert kinds(first) == {("VID-A", "CDN"): ActionKind.BLOCKED, ("VID-B", "CDN"): "moved"}
+    apply(world)
+    apply(world)
+    assert rows(world, "SELECT count(*) FROM sync_conflicts") == [(0,)]
     assert (out(world, "CDN") / "b.mp4").read_bytes() == b"a master " * 10
-    assert (out(world, "CDN") / "a.mp4").read_bytes() == b"b master " * 10
+    assert (out(world, "CDN") / "c.mp4").read_bytes() == b"b master " * 10
+    assert not (out(world, "CDN") / "a.mp4").exists()
     assert not world.plan().changes
 
 
