@@ -66,3 +66,78 @@ def test_a_move_onto_an_orphaned_copy_is_not_called_a_foreign_object(tmp_path: P
     conflicts = rows(world, "SELECT conflict_type, notes FROM sync_conflicts")
     assert not any("did not make" in str(n) for _, n in conflicts), conflicts
     assert (out(world, "CDN") / "b.mp4").read_bytes() == b"b master " * 10
+
+
+# -- --refresh on API platforms: credentials ----------------------------------------------------
+
+WRONG = "sk-live-0123456789abcdef-WRONG"
+
+
+def test_a_refreshed_dry_run_never_prints_a_key_the_server_echoes(
+    tmp_path: Path, fake, run, monkeypatch
+) -> None:  # guard
+    """`--dry-run --refresh` on a REST platform whose server quotes a rejected API key back in
+    its error: the key must appear nowhere in what the tool prints (stdout, stderr, notes).
+    Rule: no credential is ever recorded or printed."""
+    import hashlib
+
+    from test_api_drivers import world_for
+
+    world = world_for(tmp_path, fake, "CDN")
+    world.asset("VID-A", b"x" * 100).asset("VID-B", b"y" * 50)
+    data = b"x" * 100
+    fake.objects["legacy-1"] = {"id": "legacy-1", "sha256": hashlib.sha256(data).hexdigest(),
+                                "size": 100, "data": data, "key": "", "metadata": {}}  # fmt: skip
+    imported(world, "IMP-A", "VID-A", "CDN", "legacy-1")
+    world.manifests()
+    fake.echo_key = True
+    monkeypatch.setenv("TEST_CDN_KEY", WRONG)
+    for fmt in ("text", "json"):
+        result = run("--dry-run", "--refresh", *world.cli_args(), "-o", fmt)
+        assert "Traceback" not in result.output
+        assert WRONG not in result.stdout + result.stderr, result.output
+    assert not world.store.path.exists() or rows(world, "SELECT count(*) FROM sync_jobs") == [
+        (0,)
+    ]
+
+
+def test_a_new_asset_at_an_orphaned_copys_key_never_shares_that_object(tmp_path: Path) -> None:
+    """VID-B is removed (no prune: its copy stays at b.mp4, recorded), and a new asset VID-C
+    with the same bytes is declared with the file b.mp4: its create finds the very bytes at
+    its key and adopts them, so one object is recorded as VID-B's orphan and VID-C's copy, and
+    turning pruning on deletes VID-C's only copy. Rule: one object is one asset's copy;
+    pruning deletes only copies no asset wants."""
+    same = b"same bytes " * 40
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
+    world.asset("VID-A", b"a master").asset("VID-B", same, file="b.mp4")
+    apply(world)
+    world.remove("Asset", "VID-B")
+    world.asset("VID-C", same, file="b.mp4")
+    apply(world)
+    world.rule("TO-CDN", "CDN", prune=True)
+    apply(world)
+    apply(world)
+    assert (out(world, "CDN") / "b.mp4").exists(), "pruning VID-B deleted VID-C's copy"
+    assert not world.plan().changes
+
+
+def test_a_refreshed_import_of_another_assets_copy_says_it_will_fail(tmp_path: Path, run) -> None:
+    """`--dry-run --refresh` on an Import naming the key of another asset's recorded copy says
+    'it is there and holds these bytes', but apply refuses it (already another asset's copy):
+    the refreshed plan promises what apply does not do (refresh._look_up never checks whose
+    the object is). Rule: what the docs promise holds ('an import says what it will find')."""
+    same = b"same bytes " * 40
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
+    world.asset("VID-B", same)
+    apply(world)
+    world.asset("VID-C", same)
+    imported(world, "IMP-C", "VID-C", "CDN", "vid-b.mp4")
+    world.manifests()
+    result = run("--dry-run", "--refresh", *world.cli_args(), "-o", "json")
+    import json
+
+    (action,) = [a for a in json.loads(result.stdout)["actions"] if a["asset"] == "VID-C"]
+    applied = apply(world)
+    (job,) = [j for j in applied.jobs if j.job_type == "import"]
+    assert job.status == "failed"  # apply refuses it, as it must
+    assert "holds these bytes" not in action["reason"], action["reason"]
