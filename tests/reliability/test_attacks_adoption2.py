@@ -5,10 +5,11 @@ open. Each test names a defect and fails on the code it was written against; a t
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
-from attack_kit import out
-from planning import World, kinds, rows
+from attack_kit import FAST, out
+from planning import World, apply_run, kinds, rows
 from test_attacks_adoption import apply, cdn_world, imported, moved, rename
 
 from reconciler.model import ActionKind
@@ -141,3 +142,35 @@ def test_a_refreshed_import_of_another_assets_copy_says_it_will_fail(tmp_path: P
     (job,) = [j for j in applied.jobs if j.job_type == "import"]
     assert job.status == "failed"  # apply refuses it, as it must
     assert "holds these bytes" not in action["reason"], action["reason"]
+
+
+# -- an import and a move in one run --------------------------------------------------------------
+
+
+def test_an_import_never_takes_over_the_key_a_copy_moves_to_in_the_same_run(
+    tmp_path: Path,
+) -> None:
+    """VID-A's master is renamed (its copy moves from vid-a.mp4 to new-a.mp4) while an Import
+    names new-a.mp4 for VID-C, where nothing is yet: the move runs first, then the import
+    finds VID-A's freshly moved copy there (admission's 'taken' holds only the keys recorded
+    before the run) and takes it over, so one object is two assets' copies and the next
+    reconcile writes VID-C's bytes over VID-A's copy. Rule: one object is one asset's copy;
+    nothing is written over a copy of another asset."""
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
+    world.asset("VID-A", b"a master " * 20)
+    apply(world)
+    os.rename(world.media / "vid-a.mp4", world.media / "new-a.mp4")
+    world.asset("VID-A", b"a master " * 20, file="new-a.mp4")
+    world.asset("VID-C", b"c master " * 20)
+    imported(world, "IMP-C", "VID-C", "CDN", "new-a.mp4")
+    one_at_a_time = replace(FAST, parallel=1)  # the move first, then the import (by code)
+    apply_run(world, one_at_a_time)
+    apply_run(world, one_at_a_time)
+    apply_run(world, one_at_a_time)
+    assert (out(world, "CDN") / "new-a.mp4").read_bytes() == b"a master " * 20
+    holders = rows(
+        world,
+        "SELECT count(*) FROM platform_assets WHERE remote_key = 'new-a.mp4' "
+        "AND sync_status <> 'deleted'",
+    )
+    assert holders == [(1,)]
