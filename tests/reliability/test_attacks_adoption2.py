@@ -174,3 +174,26 @@ def test_an_import_never_takes_over_the_key_a_copy_moves_to_in_the_same_run(
         "AND sync_status <> 'deleted'",
     )
     assert holders == [(1,)]
+
+
+def test_an_import_never_takes_over_a_copy_uploaded_earlier_in_the_same_run(
+    tmp_path: Path,
+) -> None:
+    """A new asset VID-A is created at vid-a.mp4 while an Import names vid-a.mp4 for VID-C:
+    the upload runs first, the import then finds VID-A's new copy and takes it over (the
+    claims of a run only count imports), and the next reconcile overwrites VID-A's copy with
+    VID-C's bytes. Rule: one object is one asset's copy; nothing is written over another
+    asset's copy."""
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
+    world.asset("VID-A", b"a master " * 20).asset("VID-C", b"c master " * 20)
+    imported(world, "IMP-C", "VID-C", "CDN", "vid-a.mp4")
+    one_at_a_time = replace(FAST, parallel=1)
+    for _ in range(3):
+        apply_run(world, one_at_a_time)
+    assert (out(world, "CDN") / "vid-a.mp4").read_bytes() == b"a master " * 20
+    holders = rows(
+        world,
+        "SELECT count(*) FROM platform_assets WHERE remote_key = 'vid-a.mp4' "
+        "AND sync_status <> 'deleted'",
+    )
+    assert holders == [(1,)]
