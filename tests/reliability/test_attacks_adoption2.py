@@ -10,7 +10,7 @@ from pathlib import Path
 
 from attack_kit import FAST, out
 from planning import World, apply_run, kinds, rows
-from test_attacks_adoption import apply, cdn_world, imported, moved, rename
+from test_attacks_adoption import apply, imported, moved, rename
 
 from reconciler.model import ActionKind
 
@@ -197,3 +197,45 @@ def test_an_import_never_takes_over_a_copy_uploaded_earlier_in_the_same_run(
         "AND sync_status <> 'deleted'",
     )
     assert holders == [(1,)]
+
+
+# -- a rename onto a retired code --------------------------------------------------------------
+
+LONG_B = "VID-B" + "X" * 45  # 50 characters, the longest code
+
+
+def test_a_retired_fifty_character_code_taken_by_a_rename_reads_back_everywhere(
+    tmp_path: Path, run
+) -> None:  # guard
+    """VID-A is renamed onto a 50-character code whose copies were all pruned: the retired
+    row keeps its history under CODE#id, and status, events, jobs, explain and the
+    distribution report read the state without a traceback; the new code's history starts
+    with the rename, the retired code's events stay its own."""
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN", prune=True)
+    world.asset("VID-A", b"a master " * 10).asset(LONG_B, b"b master " * 10)
+    apply(world)
+    world.remove("Asset", LONG_B)
+    apply(world)
+    rename(world, "VID-A", LONG_B)
+    moved(world, "REUSE-B", "VID-A", LONG_B)
+    apply(world)
+    codes = sorted(c for (c,) in rows(world, "SELECT asset_code FROM source_assets"))
+    assert len(codes) == 2 and LONG_B in codes
+    retired = next(c for c in codes if c != LONG_B)
+    assert "#" in retired and len(retired) <= 50, retired
+    args = world.cli_args()
+    state = ["--state", args[-1]]
+    for command in (
+        ["status", *state],
+        ["events", "--asset", LONG_B, *state],
+        ["events", "--asset", retired, *state],
+        ["jobs", *state],
+        ["explain", LONG_B, *args],
+        ["report", "distribution", *state],
+    ):
+        result = run(*command)
+        assert result.exit_code == 0, (command, result.output)
+        assert "Traceback" not in result.output
+    mine = run("events", "--asset", LONG_B, *state, "-o", "json").stdout
+    assert "pruned" not in mine.lower() and "delete" not in mine.lower(), mine
+    assert not world.plan().changes
