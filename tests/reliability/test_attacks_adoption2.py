@@ -239,3 +239,27 @@ def test_a_retired_fifty_character_code_taken_by_a_rename_reads_back_everywhere(
     mine = run("events", "--asset", LONG_B, *state, "-o", "json").stdout
     assert "pruned" not in mine.lower() and "delete" not in mine.lower(), mine
     assert not world.plan().changes
+
+
+def test_an_imported_copy_renamed_out_of_its_rule_is_never_pruned(
+    tmp_path: Path,
+) -> None:  # guard
+    """An imported object (VID-A's copy) whose asset is renamed to CLIP-A with a Moved
+    document while the selective rule only takes VID-*: the copy is no longer desired, and
+    pruning must still leave it, an imported object being the team's. Rule: pruning never
+    deletes an imported object."""
+    world = World(tmp_path).platform("CDN")
+    world.rule("TO-CDN", "CDN", sync_mode="selective", include=["VID-*"], prune=True)
+    world.asset("VID-A", b"a master " * 10).asset("VID-B", b"b master " * 10)
+    legacy = out(world, "CDN") / "legacy-a.mp4"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"a master " * 10)
+    imported(world, "IMP-A", "VID-A", "CDN", "legacy-a.mp4")
+    apply(world)
+    assert rows(world, "SELECT count(*) FROM sync_jobs WHERE job_type = 'import'") == [(1,)]
+    rename(world, "VID-A", "CLIP-A")
+    moved(world, "RENAME-A", "VID-A", "CLIP-A")
+    world.remove("Import", "IMP-A")
+    apply(world)
+    apply(world)
+    assert legacy.exists(), "pruning deleted an imported object"
