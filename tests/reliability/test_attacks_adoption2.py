@@ -8,11 +8,10 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from attack_kit import FAST, out
-from planning import World, apply_run, kinds, rows
+from planning import World, apply_run, rows
 from test_attacks_adoption import apply, imported, moved, rename
-
-from reconciler.model import ActionKind
 
 # -- a move onto a key an unmoving copy holds --------------------------------------------------
 
@@ -97,9 +96,7 @@ def test_a_refreshed_dry_run_never_prints_a_key_the_server_echoes(
         result = run("--dry-run", "--refresh", *world.cli_args(), "-o", fmt)
         assert "Traceback" not in result.output
         assert WRONG not in result.stdout + result.stderr, result.output
-    assert not world.store.path.exists() or rows(world, "SELECT count(*) FROM sync_jobs") == [
-        (0,)
-    ]
+    assert not world.store.path.exists() or rows(world, "SELECT count(*) FROM sync_jobs") == [(0,)]
 
 
 def test_a_new_asset_at_an_orphaned_copys_key_never_shares_that_object(tmp_path: Path) -> None:
@@ -263,3 +260,37 @@ def test_an_imported_copy_renamed_out_of_its_rule_is_never_pruned(
     apply(world)
     apply(world)
     assert legacy.exists(), "pruning deleted an imported object"
+
+
+# -- what an Import may name on a folder --------------------------------------------------------
+
+
+@pytest.mark.parametrize("linked", ["file", "folder"])
+def test_an_import_of_a_symlink_out_of_the_target_never_reads_or_writes_outside(
+    tmp_path: Path, linked: str
+) -> None:  # guard
+    """An Import names legacy.mp4 on a local target, a symlink to a file outside the target
+    and the media root: the import must neither take the outside file's bytes as the copy
+    (read outside) nor let the update that follows write through the link. Rule: nothing
+    outside the media root or a local target is read or written."""
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
+    world.asset("VID-A", b"a master " * 10)
+    outside = tmp_path / "elsewhere" / "precious.bin"
+    outside.parent.mkdir()
+    outside.write_bytes(b"a master " * 10)  # the very bytes: a match if it is read
+    target = out(world, "CDN")
+    target.mkdir(parents=True)
+    if linked == "file":
+        key = "legacy.mp4"
+        (target / key).symlink_to(outside)
+    else:
+        key = "sub/precious.bin"
+        (target / "sub").symlink_to(outside.parent, target_is_directory=True)
+    imported(world, "IMP-A", "VID-A", "CDN", key)
+    apply(world)
+    synced = rows(world, "SELECT sync_status FROM platform_assets WHERE remote_key = ?", [key])
+    assert synced != [("synced",)], "the bytes of a file outside the target were taken"
+    outside.write_bytes(b"precious, other bytes")
+    apply(world)
+    apply(world)
+    assert outside.read_bytes() == b"precious, other bytes", "written through a symlink"
