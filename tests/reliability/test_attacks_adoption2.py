@@ -322,3 +322,23 @@ def test_a_move_onto_the_key_an_updated_copy_leaves_is_not_a_foreign_conflict(
     assert (out(world, "CDN") / "b.mp4").read_bytes() == b"a master " * 10
     assert (out(world, "CDN") / "c.mp4").read_bytes() == b"b master, edited"
     assert not (out(world, "CDN") / "a.mp4").exists()
+
+
+def test_an_import_never_takes_over_a_copy_another_platform_records(tmp_path: Path) -> None:
+    """Platform CDN2's target is a folder inside CDN's: an Import on CDN naming sub/vid-b.mp4
+    (CDN2's copy of VID-B) is taken over as VID-C's copy (admission's 'taken' only holds the
+    import's own platform's copies; discovery was fixed for overlaps, imports were not), and
+    the next reconcile writes VID-C's bytes over CDN2's copy. Rule: nothing is written over
+    an object this tool did not make for this placement; one object is one copy."""
+    world = World(tmp_path).platform("CDN").platform("CDN2", target="../out/cdn/sub")
+    world.rule("TO-CDN2", "CDN2", sync_mode="selective", include=["VID-B"])
+    world.rule("TO-CDN", "CDN", sync_mode="selective", include=["VID-C"])
+    world.asset("VID-B", b"b master " * 10)
+    apply(world)
+    theirs = out(world, "CDN") / "sub" / "vid-b.mp4"
+    assert theirs.read_bytes() == b"b master " * 10
+    world.asset("VID-C", b"c master " * 10)
+    imported(world, "IMP-C", "VID-C", "CDN", "sub/vid-b.mp4")
+    for _ in range(3):
+        apply(world)
+    assert theirs.read_bytes() == b"b master " * 10, "CDN2's copy was overwritten"
