@@ -342,3 +342,37 @@ def test_an_import_never_takes_over_a_copy_another_platform_records(tmp_path: Pa
     for _ in range(3):
         apply(world)
     assert theirs.read_bytes() == b"b master " * 10, "CDN2's copy was overwritten"
+
+
+# -- discovery on S3 -------------------------------------------------------------------------------
+
+
+def test_discovery_does_not_hide_objects_because_another_endpoint_has_a_same_named_bucket(
+    tmp_path: Path, s3_endpoint: str, bucket: str, run
+) -> None:
+    """Two S3 platforms name the same bucket and prefix on different endpoints (another
+    region's or another provider's store: other objects): discovery on BACKUP counts an
+    object no copy of BACKUP records as 'managed' because MIRROR records a copy at that key
+    (adopting._place compares bucket and prefix, never the endpoint), so an importable
+    object is hidden. Rule: what the docs promise (discovery lists what no copy records)."""
+    import json
+
+    from test_s3 import client, s3_world
+
+    world = s3_world(tmp_path, s3_endpoint, bucket)
+    world.platform(
+        "MIRROR", platform_type="cloud_storage", driver="s3", target=None, bucket=bucket,
+        prefix="masters/", region="eu-west-1", endpoint_url="http://127.0.0.1:9",
+    )  # fmt: skip
+    world.rule("ALL", "BACKUP", sync_mode="selective", include=["VID-SMALL"])
+    world.rule("TO-MIRROR", "MIRROR", sync_mode="selective", include=["VID-LEGACY"])
+    world.asset("VID-LEGACY", b"legacy master " * 10)
+    world.applied()  # as if synced: MIRROR records masters/vid-legacy.mp4 on its own store
+    client(s3_endpoint).put_object(
+        Bucket=bucket, Key="masters/vid-legacy.mp4", Body=b"legacy master " * 10
+    )
+    result = run("import", "--discover", "BACKUP", *world.cli_args(), "-o", "json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    listed = json.dumps(found)
+    assert "vid-legacy.mp4" in listed, found
