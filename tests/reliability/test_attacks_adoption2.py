@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from attack_kit import FAST, out
 from planning import World, apply_run, rows
-from test_attacks_adoption import apply, imported, moved, rename
+from test_attacks_adoption import apply, digest, imported, moved, rename
 
 # -- a move onto a key an unmoving copy holds --------------------------------------------------
 
@@ -376,3 +376,48 @@ def test_discovery_does_not_hide_objects_because_another_endpoint_has_a_same_nam
     found = json.loads(result.stdout)
     listed = json.dumps(found)
     assert "vid-legacy.mp4" in listed, found
+
+
+# -- reconcile import where the rule makes a rendition ----------------------------------------
+
+
+def small_jpeg(size: tuple[int, int] = (400, 300)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 90)).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_reconcile_import_compares_the_rendition_and_sends_nothing(
+    tmp_path: Path, run
+) -> None:  # guard
+    """`reconcile import` of an object that holds the very rendition the rule makes (a
+    resized image) records it synced, compared with the rendition made from the master, and
+    sends nothing; the object is left byte for byte."""
+    import shutil
+
+    rules = {"resize_images": True, "max_dimension": 100}
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN", transform_rules=rules)
+    world.asset("IMG-A", small_jpeg(), file="img-a.jpg", asset_type="image")
+    apply(world)
+    made = out(world, "CDN") / "img-a.jpg"
+    assert digest(made) != digest(world.media / "img-a.jpg")  # a rendition, not the master
+    legacy = out(world, "CDN2") / "legacy.jpg"
+    legacy.parent.mkdir(parents=True)
+    shutil.copy(made, legacy)
+    before = (digest(legacy), legacy.stat().st_mtime_ns)
+    world.platform("CDN2").rule("TO-CDN2", "CDN2", transform_rules=rules)
+    world.manifests()
+    result = run("import", "IMG-A", "CDN2", "legacy.jpg", *world.cli_args())
+    assert result.exit_code == 0, result.output
+    assert (digest(legacy), legacy.stat().st_mtime_ns) == before
+    assert sorted(p.name for p in legacy.parent.iterdir()) == ["legacy.jpg"]
+    status = rows(
+        world,
+        "SELECT pa.sync_status, pa.remote_key FROM platform_assets pa JOIN sync_platforms sp "
+        "ON sp.id = pa.platform_id WHERE sp.platform_code = 'CDN2'",
+    )
+    assert status == [("synced", "legacy.jpg")]
