@@ -421,3 +421,40 @@ def test_reconcile_import_compares_the_rendition_and_sends_nothing(
         "ON sp.id = pa.platform_id WHERE sp.platform_code = 'CDN2'",
     )
     assert status == [("synced", "legacy.jpg")]
+
+
+# -- kill -9 in a chain of moves ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("point", ["linked", "unlinked"])
+def test_a_chain_of_moves_killed_in_its_first_step_converges_without_sending(
+    tmp_path: Path, point: str
+) -> None:  # guard
+    """b.mp4 moves to c.mp4 while a.mp4 waits for b.mp4 (key held); kill -9 in the middle of
+    the first move: the next runs finish both moves, the very files, nothing sent, no
+    conflict."""
+    from attack_kit import reconcile
+    from test_attacks_adoption import killed, sent_jobs
+
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
+    world.asset("VID-A", b"a master " * 10, file="a.mp4")
+    world.asset("VID-B", b"b master " * 10, file="b.mp4")
+    apply(world)
+    inodes = {n: (out(world, "CDN") / n).stat().st_ino for n in ("a.mp4", "b.mp4")}
+    media = world.media
+    os.rename(media / "b.mp4", media / "c.mp4")
+    os.rename(media / "a.mp4", media / "b.mp4")
+    world.asset("VID-A", b"a master " * 10, file="b.mp4")
+    world.asset("VID-B", b"b master " * 10, file="c.mp4")
+    world.manifests()
+    killed(world, point)
+    for _ in range(2):
+        done = reconcile(world, *world.cli_args())
+    assert done.returncode == 0, done.stderr + done.stdout
+    target = out(world, "CDN")
+    assert sorted(p.name for p in target.iterdir()) == ["b.mp4", "c.mp4"]
+    assert (target / "b.mp4").stat().st_ino == inodes["a.mp4"]
+    assert (target / "c.mp4").stat().st_ino == inodes["b.mp4"]
+    assert sent_jobs(world) == []
+    assert rows(world, "SELECT count(*) FROM sync_conflicts") == [(0,)]
+    assert not world.plan().changes
