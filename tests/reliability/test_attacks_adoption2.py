@@ -464,14 +464,12 @@ def test_a_chain_of_moves_killed_in_its_first_step_converges_without_sending(
 
 
 @pytest.mark.parametrize("how", ["renamed", "master-moved"])
-def test_an_import_for_a_moving_copy_is_not_silently_ignored(
-    tmp_path: Path, how: str
-) -> None:
+def test_an_import_for_a_moving_copy_is_not_silently_ignored(tmp_path: Path, how: str) -> None:
     """An Import for a placement that has a copy this tool sent is a note of the plan (the
     first round's fix, which holds for an update), but not when that copy moves (a rename, a
     moved master: diff._desired_action calls _imported only when the action is not MOVED):
-    the Import of legacy.mp4 is dropped without a word. Rule: what the docs promise ('an Import ... whose placement already has a copy
-    this tool sent, is a note of the plan')."""
+    the Import of legacy.mp4 is dropped without a word. Rule: what the docs promise ('an
+    Import ... whose placement already has a copy this tool sent, is a note of the plan')."""
     world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN").asset("VID-A", b"a master")
     apply(world)
     (out(world, "CDN") / "legacy.mp4").write_bytes(b"a master")
