@@ -484,3 +484,36 @@ def test_an_import_for_a_moving_copy_is_not_silently_ignored(tmp_path: Path, how
     imported(world, "IMP-LEGACY", code, "CDN", "legacy.mp4")
     plan = world.plan()
     assert [n for n in plan.notes if "IMP-LEGACY" in n], plan.notes
+
+
+# -- discovery's written Imports -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["two-matches", "already-imported"])
+def test_discovery_never_writes_imports_that_make_the_manifests_invalid(
+    tmp_path: Path, run, case: str
+) -> None:
+    """Discovery writes an Import for every match of an asset: two identical legacy files
+    both matching VID-A (or one, while the manifests already declare an Import for VID-A on
+    CDN that is not applied yet, a placement discovery still counts as wanted) give two
+    Imports of VID-A on CDN, and committing the reviewed file, as its header says, makes the
+    manifests invalid ('one object per asset and platform'). Rule: what the docs promise
+    (discovery writes Imports for the objects it finds, to commit after review); nothing
+    the tool writes for the manifests may break them."""
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
+    world.asset("VID-A", b"a master " * 10).asset("VID-B", b"b master " * 10)
+    target = out(world, "CDN")
+    target.mkdir(parents=True)
+    (target / "legacy-1.mp4").write_bytes(b"a master " * 10)
+    if case == "two-matches":
+        (target / "legacy-2.mp4").write_bytes(b"a master " * 10)
+    else:
+        (target / "old-a.mp4").write_bytes(b"a master " * 10)
+        imported(world, "IMP-A", "VID-A", "CDN", "old-a.mp4")
+    world.manifests()
+    written = world.manifests_dir / "imports.yaml"
+    found = run("import", "--discover", "CDN", *world.cli_args(), "--write", str(written))
+    assert found.exit_code == 0, found.output
+    result = run("validate", "--manifests", str(world.manifests_dir), "--media-root",
+                 str(world.media))  # fmt: skip
+    assert result.exit_code == 0, written.read_text() + result.output
