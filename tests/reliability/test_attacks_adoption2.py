@@ -544,3 +544,32 @@ def test_an_updated_copy_whose_new_key_another_copy_leaves_is_not_a_foreign_conf
     assert conflicts == [], conflicts
     assert (out(world, "CDN") / "b.mp4").read_bytes() == b"a master, edited"
     assert (out(world, "CDN") / "c.mp4").read_bytes() == b"b master " * 10
+
+
+# -- reconcile import on the command line ----------------------------------------------------------
+
+
+def test_reconcile_import_of_an_object_a_declared_import_names_is_refused(
+    tmp_path: Path, run
+) -> None:
+    """The manifests declare an Import of legacy.mp4 for VID-A (not applied yet);
+    `reconcile import VID-C CDN legacy.mp4` takes the same object for VID-C (import_one checks
+    only an Import of the same asset and platform, never 'one asset per object' as the
+    manifests' own checks do), so the declared Import fails on the next reconcile, and the
+    object may be updated with VID-C's bytes. Rule: bad input is one clear line, a non-zero
+    exit, nothing changed."""
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
+    world.asset("VID-A", b"a master " * 10).asset("VID-C", b"c master " * 10)
+    legacy = out(world, "CDN") / "legacy.mp4"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"a master " * 10)
+    imported(world, "IMP-A", "VID-A", "CDN", "legacy.mp4")
+    world.manifests()
+    result = run("import", "VID-C", "CDN", "legacy.mp4", *world.cli_args())
+    assert result.exit_code != 0, result.output
+    taken = rows(
+        world,
+        "SELECT sa.asset_code FROM platform_assets pa JOIN source_assets sa "
+        "ON sa.id = pa.source_asset_id WHERE pa.remote_key = 'legacy.mp4'",
+    ) if world.store.path.exists() else []  # fmt: skip
+    assert ("VID-C",) not in taken, (taken, result.output)
