@@ -573,3 +573,32 @@ def test_reconcile_import_of_an_object_a_declared_import_names_is_refused(
         "ON sa.id = pa.source_asset_id WHERE pa.remote_key = 'legacy.mp4'",
     ) if world.store.path.exists() else []  # fmt: skip
     assert ("VID-C",) not in taken, (taken, result.output)
+
+
+# -- an Import on an encrypted rule ---------------------------------------------------------------
+
+
+def test_an_import_of_the_plaintext_master_on_an_encrypted_rule_is_never_synced(
+    tmp_path: Path, monkeypatch
+) -> None:  # guard
+    """An Import on a rule that encrypts names an object holding the plaintext master: it is
+    compared with the encrypted rendition, never recorded synced, and the next reconcile
+    replaces the plaintext with ciphertext at the object's own key; after that the copy is in
+    sync (no endless re-send although encryption differs each time)."""
+    monkeypatch.setenv("TEST_BACKUP_KEY", "11" * 32)
+    encrypt = {"encrypt": True, "encryption_key": {"secret_env": "TEST_BACKUP_KEY"}}
+    world = World(tmp_path).platform("VAULT", platform_type="cloud_storage")
+    world.rule("TO-VAULT", "VAULT", transform_rules=encrypt)
+    master = b"secret master " * 30
+    world.asset("VID-A", master)
+    legacy = out(world, "VAULT") / "legacy.mp4"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(master)
+    imported(world, "IMP-A", "VID-A", "VAULT", "legacy.mp4")
+    apply(world)
+    assert rows(world, "SELECT sync_status FROM platform_assets") == [("outdated",)]
+    apply(world)
+    assert master[:20] not in legacy.read_bytes()
+    status = rows(world, "SELECT sync_status, remote_key, remote_checksum FROM platform_assets")
+    assert status == [("synced", "legacy.mp4", digest(legacy))]
+    assert not world.plan().changes
