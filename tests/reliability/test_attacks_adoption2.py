@@ -602,3 +602,28 @@ def test_an_import_of_the_plaintext_master_on_an_encrypted_rule_is_never_synced(
     status = rows(world, "SELECT sync_status, remote_key, remote_checksum FROM platform_assets")
     assert status == [("synced", "legacy.mp4", digest(legacy))]
     assert not world.plan().changes
+
+
+# -- reconcile watch ---------------------------------------------------------------------------
+
+
+def test_a_watch_cycle_follows_a_moved_document_without_sending(tmp_path: Path) -> None:  # guard
+    """A watch cycle after a rename with its Moved document moves the record: no upload, no
+    orphan, the file on the target is the very one."""
+    from reconciler.ops import Workspace
+    from reconciler.watch import Log, Watcher, WatchOptions
+
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN").asset("VID-A", b"a " * 50)
+    apply(world)
+    inode = (out(world, "CDN") / "vid-a.mp4").stat().st_ino
+    rename(world, "VID-A", "VID-A2")
+    moved(world, "RENAME-A", "VID-A", "VID-A2")
+    world.manifests()
+    lines: list[str] = []
+    where = Workspace(world.manifests_dir, world.media, world.store.path, lock_timeout=5)
+    watcher = Watcher(where, WatchOptions(parallel=1), Log(lines.append))
+    done = watcher.cycle("test")
+    assert done is not None, lines
+    assert [j.job_type for j in done.jobs] == ["move"], lines
+    assert (out(world, "CDN") / "vid-a.mp4").stat().st_ino == inode
+    assert not world.plan().changes
