@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -29,9 +28,10 @@ from reconciler.drivers import driver_for
 from reconciler.drivers.base import DriverError, Found
 from reconciler.errors import UsageError
 from reconciler.manifests.quoting import suggest
-from reconciler.model import ActionKind, Import, ManifestSet, Platform
+from reconciler.model import ActionKind, Import, ManifestSet
 from reconciler.ops import Listener, Options, Reconciled, Workspace, locked_run, plan
 from reconciler.plan.actions import Action, Plan
+from reconciler.plan.places import overlaps
 from reconciler.plan.planner import make_plan
 from reconciler.redact import redact
 from reconciler.store.db import StateStore
@@ -56,6 +56,12 @@ def import_one(
     recorded (synced on a match, outdated on a mismatch); nothing else runs."""
     _known(asset, manifest_set.assets, "asset")
     _known(platform, manifest_set.platforms, "platform")
+    for other in manifest_set.imports.values():
+        if other.platform == platform and other.remote_id == remote_id and other.asset != asset:
+            raise UsageError(
+                f"Import {other.code} at {other.origin} already names {remote_id!r} on "
+                f"{platform} as {other.asset}'s copy; one object is one asset's copy"
+            )
     declared = manifest_set.imports.get((asset, platform))
     if declared is not None and declared.remote_id != remote_id:
         raise UsageError(
@@ -132,7 +138,14 @@ def discover(manifest_set: ManifestSet, where: Workspace, platform: str) -> Disc
     made = plan(manifest_set, where, Options())
     keys, ids = _recorded(where.store, platform)
     by_sha, by_title = _fingerprints(manifest_set, made, platform, where)
-    wanted = {a.asset for a in made.actions if a.platform == platform and a.action in _NEW}
+    # the assets an Import may still take over here: a rule wants them, they have no copy
+    # and no declared Import yet (a second Import of one placement is invalid manifests)
+    declared = {
+        i.remote_id: i.asset for i in manifest_set.imports.values() if i.platform == platform
+    }
+    wanted = {
+        a.asset for a in made.actions if a.platform == platform and a.action == ActionKind.CREATE
+    } - set(declared.values())
     keys |= _overlapping(manifest_set, platform, where.store)
     driver = driver_for(manifest_set.platforms[platform])  # no records: it writes nothing
     out = Discovery(platform)
@@ -142,7 +155,11 @@ def discover(manifest_set: ManifestSet, where: Workspace, platform: str) -> Disc
                 out.managed += 1
                 continue
             asset, how = _match(found, by_sha, by_title)
-            out.objects.append(Discovered(found, asset, how, asset in wanted))
+            named = found.remote_id in declared or (found.key or "") in declared
+            importable = asset in wanted and not named
+            if importable:
+                wanted.discard(asset)  # one object per asset: the first match
+            out.objects.append(Discovered(found, asset, how, importable))
     except DriverError as exc:
         raise UsageError(redact(f"cannot discover the objects on {platform}: {exc}")) from None
     return out
@@ -152,39 +169,13 @@ def _overlapping(manifest_set: ManifestSet, platform: str, store: StateStore) ->
     """The keys, as this platform names them, of the copies other platforms record in the
     same place (a folder inside this one's target, the same bucket under a longer prefix):
     they are another platform's, never importable here."""
-    mine = manifest_set.platforms[platform]
     out: set[str] = set()
-    for other in manifest_set.platforms.values():
-        if other.code == platform or other.driver != mine.driver:
-            continue
-        base = _place(other, mine)
-        if base is None:
-            continue
-        keys, _ = _recorded(store, other.code)
-        out |= {base + key for key in keys}
+    for inner, pairs in overlaps(manifest_set.platforms).items():
+        for outer, base in pairs:
+            if outer == platform:
+                keys, _ = _recorded(store, inner)
+                out |= {base + key for key in keys}
     return out
-
-
-def _place(other: Platform, mine: Platform) -> str | None:
-    """Where ``other``'s keys start among ``mine``'s keys ('' for the same place, 'sub/' for
-    a folder or prefix inside it); None when they do not share a place."""
-    if mine.driver == "local" and mine.target is not None and other.target is not None:
-        inner, outer = os.path.realpath(other.target), os.path.realpath(mine.target)
-        if inner == outer:
-            return ""
-        if inner.startswith(outer + os.sep):
-            return inner[len(outer) + 1 :].replace(os.sep, "/") + "/"
-        return None
-    if mine.driver == "s3":
-        same = other.driver_config.get("bucket") == mine.driver_config.get("bucket")
-        outer = str(mine.driver_config.get("prefix", ""))
-        inner = str(other.driver_config.get("prefix", ""))
-        if same and inner.startswith(outer):
-            return inner[len(outer) :]
-    return None
-
-
-_NEW = (ActionKind.CREATE, ActionKind.IMPORT)
 
 
 def _recorded(store: StateStore, platform: str) -> tuple[set[str], set[str]]:
@@ -234,10 +225,21 @@ def _match(
     return None, None
 
 
-def import_documents(discovery: Discovery, taken: Iterable[str] = ()) -> str:
+@dataclass(frozen=True)
+class Documents:
+    """Import documents for review: their YAML text, how many, and what was left out."""
+
+    text: str
+    count: int
+    left_out: list[str]
+
+
+def import_documents(discovery: Discovery, taken: Iterable[str] = ()) -> Documents:
     """The Import documents of the objects discovery matched to assets a rule wants on the
     platform, as YAML for review; ``taken``: Import codes already declared."""
     used = set(taken)
+    left_out: list[str] = []
+    count = 0
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"# Written by `reconcile import --discover {discovery.platform}` on {when}.",
@@ -246,12 +248,15 @@ def import_documents(discovery: Discovery, taken: Iterable[str] = ()) -> str:
     ]
     for item in discovery.importable:
         assert item.asset is not None
-        if CONTROL.search(item.found.remote_id):
-            lines.append(  # an Import's id is one line of printable text (its schema)
-                f"# left out: {json.dumps(item.found.remote_id)} ({item.asset}) has control "
+        if CONTROL.search(item.found.remote_id):  # an Import's id is printable text
+            note = (
+                f"left out: {json.dumps(item.found.remote_id)} ({item.asset}) has control "
                 "characters in its name; rename it on the platform, then discover again"
             )
+            left_out.append(note)
+            lines.append(f"# {note}")
             continue
+        count += 1
         code = _code(discovery.platform, item.asset, used)
         lines += [
             "---",
@@ -265,7 +270,7 @@ def import_documents(discovery: Discovery, taken: Iterable[str] = ()) -> str:
             f"  id: {json.dumps(item.found.remote_id)}",  # \uXXXX: YAML folds no character
             f"  # matched by {item.matched_by}",
         ]
-    return "\n".join(lines) + "\n"
+    return Documents("\n".join(lines) + "\n", count, left_out)
 
 
 def _code(platform: str, asset: str, used: set[str]) -> str:

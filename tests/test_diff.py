@@ -194,7 +194,7 @@ def test_diff_should_import_a_placement_never_synced_that_an_import_names() -> N
 
 def orphan(declared: bool = True, managed: bool = True, prunes: bool = False) -> tuple[Any, ...]:
     return ("GONE", "P", 9, "R", managed, 1, 1, 10, "c", "gone.mp4", "video/mp4", declared,
-            prunes, 5)  # fmt: skip
+            prunes, 5, "gone.mp4")  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -84,8 +84,14 @@ def import_command(
         show(DISCOVERY_RENDERERS, output, found, colored=False)
         if write is not None:
             taken = [i.code for i in manifest_set.imports.values()]
-            _write(write, force, adopting.import_documents(found, taken))
-            click.echo(f"wrote {len(found.importable)} Import documents to {write}", err=True)
+            documents = adopting.import_documents(found, taken)
+            for note in documents.left_out:
+                click.echo(f"note: {printable(note)}", err=True)
+            if documents.count:  # a file of comments alone would be invalid manifests
+                _write(write, force, documents.text)
+                click.echo(f"wrote {documents.count} Import documents to {write}", err=True)
+            else:
+                click.echo(f"nothing to import: {write} was not written", err=True)
         return ExitCode.OK
     if write is not None or force:
         raise click.UsageError("--write and --force go with --discover")
@@ -120,7 +126,10 @@ def discovery_text(found: adopting.Discovery, color: bool = False) -> str:
         elif item.wanted:
             match = f"{item.asset} (by {item.matched_by}): importable"
         else:
-            match = f"{item.asset} (by {item.matched_by}): no rule wants it here, or it has a copy"
+            match = (
+                f"{item.asset} (by {item.matched_by}): not importable (no rule wants it here, "
+                "it has a copy or a declared Import, or another object matched first)"
+            )
         lines.append(f"{printable(obj.remote_id)}  {size} bytes  sha256 {sha}  {match}")
     lines.append(
         f"{found.platform}: {len(found.objects)} objects no recorded copy accounts for, "

@@ -25,11 +25,13 @@ from typing import Any
 from reconciler.mime import canonical_mime
 from reconciler.model import Asset, Import, ManifestSet, Platform
 from reconciler.observe.sources import Observation
+from reconciler.plan.places import overlaps
 from reconciler.store.db import Connection
 from reconciler.store.planning import write_desired
 from reconciler.transforms.recipe import RecipeBook
 
 BYTES_PER_MB = 1024 * 1024  # max_file_size_mb and file_size_mb count MiB
+PATHS = ("local", "s3")  # the drivers whose keys are where the objects are (a folder, a bucket)
 
 
 def accepted_formats(platform: Platform) -> list[str] | None:
@@ -117,6 +119,9 @@ class Desired:
     max_file_size_mb: dict[str, float | None] = field(default_factory=dict)
     recipes: RecipeBook | None = None  # how each placement's rendition is made
     imports: Mapping[tuple[str, str], Import] = field(default_factory=dict)  # (asset, platform)
+    key_paths: frozenset[str] = frozenset()  # platforms whose keys are where objects are
+    # platforms that share their place with others: (the other, where their keys start there)
+    overlaps: Mapping[str, list[tuple[str, str]]] = field(default_factory=dict)
 
 
 def load_desired(
@@ -128,7 +133,12 @@ def load_desired(
     """Create d_assets, d_rules, d_rule_patterns and d_platforms in ``con``; return the
     per-object details the planner joins back in Python. ``renamed``: the code the state
     records each moved asset under, by its new code."""
-    desired = Desired(recipes=RecipeBook(manifests), imports=manifests.imports)
+    desired = Desired(
+        recipes=RecipeBook(manifests),
+        imports=manifests.imports,
+        key_paths=frozenset(p.code for p in manifests.platforms.values() if p.driver in PATHS),
+        overlaps=overlaps(manifests.platforms),
+    )
     renamed = renamed or {}
     assets = []
     hasher = MetadataHasher()

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from reconciler.model import ActionKind, SyncStatus
+from reconciler.plan import keys
 from reconciler.plan.actions import KINDS, Action, Reason, remote_key
 from reconciler.plan.desired import BYTES_PER_MB, Desired, DesiredAsset
 from reconciler.transforms.recipe import Recipe
@@ -28,7 +29,7 @@ from reconciler.transforms.recipe import Recipe
 # reconciler.store.planning.placement_rows).
 PlacementRow = tuple[Any, ...]
 # A recorded copy nothing desires: asset, platform, pa_id, rule, managed, synced_version,
-# version, size, checksum, file, mime, platform_declared, rule_prunes, priority
+# version, size, checksum, file, mime, platform_declared, rule_prunes, priority, remote_key
 # (see reconciler.store.planning.orphan_rows).
 OrphanRow = tuple[Any, ...]
 
@@ -51,74 +52,28 @@ def diff(
 ) -> list[Action]:
     """Desired placements + recorded copies nobody desires -> actions, highest rule priority
     first. ``placements`` is read to its end before ``orphans`` is touched."""
-    actions = [_desired_action(row, desired) for row in placements]
-    _block_shared_keys(actions)
-    _order_moves(actions)
-    left = [_orphan_action(row, prune_all) for row in orphans]
+    actions = []
+    moved_keys: dict[tuple[str, str], Action] = {}  # copies not at their derived key
+    for row in placements:
+        action = _desired_action(row, desired)
+        actions.append(action)
+        recorded_key = row[15]
+        if recorded_key is not None and recorded_key != remote_key(action):
+            moved_keys[(action.platform, recorded_key)] = action
+    keys.block_shared_keys(actions)
+    left, held = [], {}
+    for row in orphans:
+        orphan = _orphan_action(row, prune_all)
+        left.append(orphan)
+        if row[14] is not None:
+            held[(orphan.platform, row[14])] = orphan
+    keys.settle(actions, moved_keys, held, desired.key_paths, desired.overlaps)
     if left:
         actions += left
         actions.sort(
             key=lambda a: (-(a.priority if a.priority is not None else -1), a.platform, a.asset)
         )
     return actions
-
-
-def _block_shared_keys(actions: list[Action]) -> None:
-    """Two placements whose copies would have the same key on one platform (report.pdf
-    encrypted is report.pdf.enc, which may be another master's name): the one that already
-    has a copy, else the first asset code, keeps the key; the other is blocked, never a
-    conflict of the tool with its own copy."""
-    by_key: dict[tuple[str, str], list[Action]] = {}
-    for action in actions:
-        if action.action != ActionKind.BLOCKED:
-            by_key.setdefault((action.platform, remote_key(action)), []).append(action)
-    for (_platform, key), sharing in by_key.items():
-        if len(sharing) < 2:
-            continue
-        sharing.sort(key=lambda a: (a.platform_asset_id is None, a.asset))
-        owner = sharing[0]
-        for other in sharing[1:]:
-            other.action, other.blocked_by = ActionKind.BLOCKED, "shared-key"
-            other.reason_code = Reason.SHARED_KEY
-            other.reason = (
-                f"asset {owner.asset} already sends a copy to the same key ({key}) on this "
-                "platform; a platform holds one object per key"
-            )
-
-
-def _order_moves(actions: list[Action]) -> None:
-    """A copy that moves to a key another moving copy still holds (b.mp4 moves to c.mp4,
-    a.mp4 to b.mp4) waits for the next reconcile, blocked; copies that would swap keys (a
-    circle) are blocked with that said, since neither key is ever free: a move never puts a
-    copy over another."""
-    leaving = {(a.platform, a.previous_key): a for a in actions if a.action == ActionKind.MOVED}
-    if len(leaving) < 2:
-        return
-    waiting = []
-    for action in leaving.values():
-        held = leaving.get((action.platform, remote_key(action)))
-        if held is not None and held is not action:
-            waiting.append((action, held))
-    for action, held in waiting:
-        key = remote_key(action)
-        circle: set[str] = {action.asset}
-        step: Action | None = held
-        while step is not None and step.asset not in circle:
-            circle.add(step.asset)
-            step = leaving.get((step.platform, remote_key(step)))
-        action.action, action.blocked_by = ActionKind.BLOCKED, "key-held"
-        action.reason_code = Reason.KEY_HELD
-        if step is not None and step.asset == action.asset:  # back to itself: a swap
-            action.reason = (
-                f"it would move to {key}, where {held.asset}'s copy is, and the moving copies "
-                f"swap keys ({', '.join(sorted(circle))}): a copy never moves over another; "
-                "rename one master to a third name, reconcile, then rename it again"
-            )
-        else:
-            action.reason = (
-                f"its new key {key} still holds {held.asset}'s copy, which moves away in this "
-                "run; it moves at the next reconcile"
-            )
 
 
 def _desired_action(row: PlacementRow, desired: Desired) -> Action:
@@ -188,7 +143,7 @@ def _desired_action(row: PlacementRow, desired: Desired) -> Action:
     )
     if recorded_code != asset_code or (recorded_key is not None and managed):
         _adopted(action, recorded_code, recorded_key, managed)
-    if desired.imports and action.action != ActionKind.MOVED:
+    if desired.imports:
         _imported(action, desired, managed and synced_version is not None)
     return action
 
@@ -318,6 +273,7 @@ def _orphan_action(row: OrphanRow, prune_all: bool) -> Action:
         platform_declared,
         rule_prunes,
         priority,
+        _remote_key,
     ) = row
     kind, code, reason = _orphan_verdict(platform_declared, prune_all or rule_prunes, managed)
     return Action(

@@ -181,7 +181,7 @@ SELECT coalesce(mv.code, sa.asset_code), sp.platform_code, pa.id, pa.rule_code,
        coalesce(pa.managed, FALSE),
        pa.synced_version, sa.version, sa.file_size_bytes, pa.local_checksum, sa.file_path,
        sa.mime_type, dp.code IS NOT NULL AS platform_declared,
-       coalesce(r.prune, FALSE) AS rule_prunes, r.priority
+       coalesce(r.prune, FALSE) AS rule_prunes, r.priority, pa.remote_key
 FROM platform_assets pa
 JOIN source_assets sa ON sa.id = pa.source_asset_id
 JOIN sync_platforms sp ON sp.id = pa.platform_id
@@ -216,7 +216,7 @@ def orphan_rows(con: Connection) -> Iterator[Row]:
     """The recorded copies no placement wants (lazily: the query runs at the first ``next``,
     so after the placements are read). Each row holds: asset, platform, pa_id, rule, managed,
     synced_version, version, size, checksum, file, mime, platform_declared, rule_prunes,
-    priority."""
+    priority, remote_key."""
     yield from con.execute(ORPHAN_ROWS_SQL).fetchall()
 
 

@@ -135,10 +135,12 @@ def test_a_refreshed_import_of_another_assets_copy_says_it_will_fail(tmp_path: P
     import json
 
     (action,) = [a for a in json.loads(result.stdout)["actions"] if a["asset"] == "VID-C"]
-    applied = apply(world)
-    (job,) = [j for j in applied.jobs if j.job_type == "import"]
-    assert job.status == "failed"  # apply refuses it, as it must
     assert "holds these bytes" not in action["reason"], action["reason"]
+    # fixed in the plan itself: the import is blocked, saying whose the object is
+    assert action["action"] == "blocked" and "VID-B's recorded copy" in action["reason"]
+    applied = apply(world)
+    assert [j for j in applied.jobs if j.job_type == "import"] == []
+    assert (out(world, "CDN") / "vid-b.mp4").read_bytes() == same
 
 
 # -- an import and a move in one run --------------------------------------------------------------
