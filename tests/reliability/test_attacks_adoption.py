@@ -478,9 +478,9 @@ def test_two_masters_that_swap_paths_are_not_called_foreign_objects(tmp_path: Pa
     assert (out(world, "CDN") / "b.mp4").read_bytes() == b"b master " * 10
 
 
-def test_a_chain_of_moved_masters_converges_without_conflicts(tmp_path: Path) -> None:
-    """b.mp4 moves to c.mp4 while a.mp4 moves to b.mp4: the copy at b moves first, the other
-    waits one reconcile for its key to be free; nothing is called foreign, nothing sent."""
+def shifted_masters(tmp_path: Path, b_content: bytes) -> World:
+    """a.mp4 and b.mp4 synced, then b.mp4 renamed to c.mp4 (its content now ``b_content``)
+    and a.mp4 renamed to b.mp4: a chain of keys, each copy going where another still is."""
     world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
     world.asset("VID-A", b"a master " * 10, file="a.mp4")
     world.asset("VID-B", b"b master " * 10, file="b.mp4")
@@ -489,7 +489,14 @@ def test_a_chain_of_moved_masters_converges_without_conflicts(tmp_path: Path) ->
     os.rename(media / "b.mp4", media / "c.mp4")
     os.rename(media / "a.mp4", media / "b.mp4")
     world.asset("VID-A", b"a master " * 10, file="b.mp4")
-    world.asset("VID-B", b"b master " * 10, file="c.mp4")
+    world.asset("VID-B", b_content, file="c.mp4")
+    return world
+
+
+def test_a_chain_of_moved_masters_converges_without_conflicts(tmp_path: Path) -> None:
+    """b.mp4 moves to c.mp4 while a.mp4 moves to b.mp4: the copy at b moves first, the other
+    waits one reconcile for its key to be free; nothing is called foreign, nothing sent."""
+    world = shifted_masters(tmp_path, b"b master " * 10)
     first = world.plan()
     assert kinds(first) == {("VID-A", "CDN"): ActionKind.BLOCKED, ("VID-B", "CDN"): "moved"}
     apply(world)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from attack_kit import FAST, out
 from planning import World, apply_run, rows
-from test_attacks_adoption import apply, digest, imported, moved, rename
+from test_attacks_adoption import apply, digest, imported, moved, rename, shifted_masters
 
 # -- a move onto a key an unmoving copy holds --------------------------------------------------
 
@@ -307,15 +307,7 @@ def test_a_move_onto_the_key_an_updated_copy_leaves_is_not_a_foreign_conflict(
     records a foreign_object conflict 'an object this tool did not make is already at b.mp4'
     about this tool's own copy; the state never converges without a person. Rule: what the
     tool says is true; a move waits for a free key (docs/manifests.md, Moved)."""
-    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
-    world.asset("VID-A", b"a master " * 10, file="a.mp4")
-    world.asset("VID-B", b"b master " * 10, file="b.mp4")
-    apply(world)
-    media = world.media
-    os.rename(media / "b.mp4", media / "c.mp4")
-    os.rename(media / "a.mp4", media / "b.mp4")
-    world.asset("VID-A", b"a master " * 10, file="b.mp4")
-    world.asset("VID-B", b"b master, edited", file="c.mp4")
+    world = shifted_masters(tmp_path, b"b master, edited")
     one_at_a_time = replace(FAST, parallel=1)
     for _ in range(3):
         apply_run(world, one_at_a_time)
