@@ -170,17 +170,20 @@ def recorded_objects(con: Connection, platform: str) -> tuple[set[str], set[str]
     return {k for k, _ in rows if k is not None}, {i for _, i in rows if i is not None}
 
 
+LATEST_SQL = f"""
+SELECT sa.asset_code, sp.platform_code, pa.id, pa.remote_key, pa.remote_checksum,
+       coalesce(pa.managed, FALSE), {IMPORTED_SQL}
+FROM platform_assets pa
+JOIN source_assets sa ON sa.id = pa.source_asset_id
+JOIN sync_platforms sp ON sp.id = pa.platform_id
+QUALIFY row_number() OVER (PARTITION BY pa.source_asset_id, pa.platform_id
+                           ORDER BY pa.id DESC) = 1
+"""  # a constant: IMPORTED_SQL is SQL text of this module's own, no value
+
+
 def latest_placements(con: Connection) -> dict[tuple[str, str], Latest]:
     """The newest recorded copy of every (asset code, platform code)."""
-    rows = con.execute(
-        "SELECT sa.asset_code, sp.platform_code, pa.id, pa.remote_key, "
-        f"pa.remote_checksum, coalesce(pa.managed, FALSE), {IMPORTED_SQL} "
-        "FROM platform_assets pa "
-        "JOIN source_assets sa ON sa.id = pa.source_asset_id "
-        "JOIN sync_platforms sp ON sp.id = pa.platform_id "
-        "QUALIFY row_number() OVER (PARTITION BY pa.source_asset_id, pa.platform_id "
-        "ORDER BY pa.id DESC) = 1"
-    ).fetchall()
+    rows = con.execute(LATEST_SQL).fetchall()
     return {(asset, platform): Latest(*rest) for asset, platform, *rest in rows}
 
 
