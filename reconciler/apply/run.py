@@ -110,7 +110,9 @@ class Run:
         self.store = store
         self.options = options
         self.observer = observer or NullObserver()
-        self.run_id = f"R{utcnow():%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
+        # 48 random bits: runs of one second (tests, a fast watch loop) do not share job codes
+        # (16 bits collided in a full test run: a unique-key error at admission)
+        self.run_id = f"R{utcnow():%Y%m%dT%H%M%S}-{secrets.token_hex(6)}"
         self.drivers: dict[str, Driver] = {}
         self.provenance = provenance_of(manifests.manifests_dir)
         self.recorder = Recorder(store, self.observer, self.provenance)
