@@ -58,7 +58,7 @@ def diff(
         action = _desired_action(row, desired)
         actions.append(action)
         recorded_key = row[15]
-        if recorded_key is not None and recorded_key != remote_key(action):
+        if recorded_key is not None and recorded_key != derived_key(action):
             moved_keys[(action.platform, recorded_key)] = action
     keys.block_shared_keys(actions)
     left, held = [], {}
@@ -141,11 +141,19 @@ def _desired_action(row: PlacementRow, desired: Desired) -> Action:
         blocked if kind == ActionKind.BLOCKED else None,
         code,
     )
-    if recorded_code != asset_code or (recorded_key is not None and managed):
+    if recorded_code != asset_code or (
+        recorded_key is not None and managed and recorded_key != derived_key(action)
+    ):
         _adopted(action, recorded_code, recorded_key, managed)
     if desired.imports:
         _imported(action, desired, managed and synced_version is not None)
     return action
+
+
+def derived_key(action: Action) -> str:
+    """:func:`remote_key` of a desired placement, without a path object in the common case
+    (no rendition of another type): this runs for every recorded copy of a library."""
+    return action.file if action.rendition_suffix is None and action.file else remote_key(action)
 
 
 def _adopted(action: Action, recorded_code: str, recorded_key: str | None, managed: bool) -> None:
