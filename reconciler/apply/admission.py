@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from reconciler.apply import health as platform_health
 from reconciler.apply.health import Health
-from reconciler.apply.job import JOB_TYPES, ApplyOptions, Job
+from reconciler.apply.job import JOB_TYPES, ApplyOptions, Job, expected_bytes
 from reconciler.apply.objects import record_objects
 from reconciler.drivers.base import Driver
 from reconciler.model import (
@@ -215,11 +215,7 @@ class Admission:
         )
         # what the job will write, known before it starts: the master, or a rendition
         # already in the cache (one still to be made is recorded once it is made)
-        if action.rendition_id:
-            known = self.cache.expected(action.rendition_id)
-            job.expected_checksum, job.expected_size = known or (None, None)
-        else:
-            job.expected_checksum, job.expected_size = action.checksum, action.size_bytes
+        job.expected_checksum, job.expected_size = expected_bytes(action, self.cache)
         if status == JobStatus.DEFERRED:
             job.error = f"rate limit reached; eligible at {eligible:%Y-%m-%d %H:%M:%S} UTC"
         return job

@@ -22,7 +22,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 
 from reconciler.apply.conflicts import Refused, check_untouched
-from reconciler.apply.job import ConflictRow, Job, Outcome
+from reconciler.apply.job import ConflictRow, Job, Outcome, holds
 from reconciler.apply.transfer import Tools, asset_fields, sendable, synced
 from reconciler.drivers.base import Driver, Found, PermanentError
 from reconciler.model import ConflictType, EventStatus, EventType, JobStatus, SyncStatus
@@ -40,10 +40,9 @@ def take_over(tools: Tools, driver: Driver, job: Job, master: Opened) -> Outcome
             f"the Import names {action.import_id!r}, which is not on {action.platform}; "
             "nothing was recorded"
         )
-    names = {found.remote_id, driver.recorded_id(found)} | ({found.key} if found.key else set())
-    if names & job.taken or not tools.claim(
-        action.platform, driver.recorded_id(found), action.asset
-    ):
+    recorded_id = driver.recorded_id(found)
+    names = {found.remote_id, recorded_id} | ({found.key} if found.key else set())
+    if names & job.taken or not tools.claim(action.platform, recorded_id, action.asset):
         raise PermanentError(
             f"the object {found.remote_id} on {action.platform} is already another asset's "
             "copy; one object is one asset's copy, so it was not taken over"
@@ -52,21 +51,20 @@ def take_over(tools: Tools, driver: Driver, job: Job, master: Opened) -> Outcome
         payload, _ = sendable(tools, job, master, stack)
         expected, size = payload.expected, payload.size
     job.key = found.key or job.key
+    matches = holds(found.checksum, found.size, expected, size) is True  # None: unverifiable
     if found.checksum is not None:
-        matches, how = found.checksum == expected, f"sha256 {_short(found.checksum)}"
+        how = f"sha256 {_short(found.checksum)}"
     elif found.size is not None:
-        matches, how = found.size == size, f"{found.size} bytes (the platform gives no checksum)"
+        how = f"{found.size} bytes (the platform gives no checksum)"
     else:  # nothing vouches for its bytes: never recorded as synced
-        matches, how = False, "the platform tells neither its checksum nor its size"
+        how = "the platform tells neither its checksum nor its size"
     details = {"id": found.remote_id, "sha256": found.checksum, "size": found.size}
     if matches:
         message = (
             f"took over {found.remote_id} on {action.platform} as the copy of {action.asset} "
             f"without sending it: {how}"
         )
-        record = synced(
-            job, found.checksum, driver.recorded_id(found), found.url, action.rendition_id or ""
-        )
+        record = synced(job, found.checksum, recorded_id, found.url, action.rendition_id or "")
         event = job.event(EventType.IMPORTED, EventStatus.SUCCESS, message, details)
         return Outcome(JobStatus.COMPLETED, placement=record, events=(event,))
     if found.checksum is None and found.size is None:
@@ -84,7 +82,7 @@ def take_over(tools: Tools, driver: Driver, job: Job, master: Opened) -> Outcome
     return Outcome(
         JobStatus.FAILED,
         message=reason,
-        placement=_outdated(job, found, driver.recorded_id(found)),
+        placement=_outdated(job, found, recorded_id),
         events=(event,),
     )
 

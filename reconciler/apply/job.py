@@ -39,6 +39,30 @@ CHANGED = (
 )
 
 
+class Expected(Protocol):
+    """Where a finished rendition's (sha256, size) is known (the rendition cache)."""
+
+    def expected(self, rid: str) -> tuple[str, int] | None: ...
+
+
+def expected_bytes(action: Action, cache: Expected) -> tuple[str | None, int | None]:
+    """What a placement sends, as far as it is known before the job starts: the master's
+    sha256 and size, or its rendition's when the cache has it made ((None, None): not yet)."""
+    if action.rendition_id:
+        return cache.expected(action.rendition_id) or (None, None)
+    return action.checksum, action.size_bytes
+
+
+def holds(found_sha: str | None, found_size: int | None, sha: str, size: int | None) -> bool | None:
+    """Whether an object the platform reports holds the expected bytes: by its sha256 where
+    the platform gives one, else by its size; None when it gives neither."""
+    if found_sha is not None:
+        return found_sha == sha
+    if found_size is not None:
+        return found_size == size
+    return None
+
+
 @dataclass(frozen=True)
 class ApplyOptions:
     parallel: int = 4

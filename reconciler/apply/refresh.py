@@ -13,6 +13,7 @@ platform that cannot be read is a note of the plan, never a failure of it.
 
 from __future__ import annotations
 
+from reconciler.apply.job import expected_bytes, holds
 from reconciler.drivers import driver_for
 from reconciler.drivers.base import Driver, DriverError
 from reconciler.model import ActionKind, ManifestSet
@@ -46,27 +47,19 @@ def refresh(plan: Plan, manifests: ManifestSet, cache: RenditionCache) -> None:
             drivers[action.platform] = None
 
 
-def _expected(action: Action, cache: RenditionCache) -> tuple[str, int | None] | None:
-    """What the placement would send: the master, or its rendition when the cache has it
-    made; None when that cannot be told before the rendition is made."""
-    if not action.rendition_id:
-        return (action.checksum, action.size_bytes) if action.checksum else None
-    return cache.expected(action.rendition_id)
-
-
 def _look_at_key(action: Action, driver: Driver, cache: RenditionCache) -> None:
     key = remote_key(action)
-    expected = _expected(action, cache)
-    remote = driver.stat(key, size=expected[1] if expected else None)
+    sha, size = expected_bytes(action, cache)
+    remote = driver.stat(key, size=size)
     if remote is None:
         return
-    if expected is None:
+    if sha is None:
         action.reason += (
             f"; --refresh found an object at {key}: apply adopts it if it holds the rendition "
             "once that is made, else leaves it (a foreign_object conflict)"
         )
         return
-    if remote.checksum == expected[0]:
+    if remote.checksum == sha:
         action.action = ActionKind.ADOPT
         action.reason_code = Reason.FOUND_AT_KEY
         action.reason = f"the very bytes are already at {key}: recorded without sending them"
@@ -83,21 +76,18 @@ def _look_up(action: Action, driver: Driver, cache: RenditionCache) -> None:
     if found is None:
         action.reason += "; --refresh: the platform has no such object, so the import fails"
         return
-    expected = _expected(action, cache)
-    if expected is None:
+    sha, size = expected_bytes(action, cache)
+    if sha is None:
         action.reason += (
             "; --refresh: it is there (its bytes are checked once the rendition is made)"
         )
-    elif found.checksum is not None or found.size is not None:
-        same = (
-            found.checksum == expected[0]
-            if found.checksum is not None
-            else found.size == expected[1]
-        )
-        action.reason += (
-            "; --refresh: it is there and holds these bytes"
-            if same
-            else "; --refresh: it holds other bytes, so it is recorded as outdated and updated"
-        )
-    else:
+        return
+    same = holds(found.checksum, found.size, sha, size)
+    if same is None:
         action.reason += "; --refresh: it is there (the platform tells neither checksum nor size)"
+    elif same:
+        action.reason += "; --refresh: it is there and holds these bytes"
+    else:
+        action.reason += (
+            "; --refresh: it holds other bytes, so it is recorded as outdated and updated"
+        )
