@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,13 +29,6 @@ print("held", flush=True)
 time.sleep(float(sys.argv[2]))
 con.close()
 """
-
-
-@pytest.fixture
-def fake() -> Iterator[FakePlatforms]:
-    server = FakePlatforms().start()
-    yield server
-    server.stop()
 
 
 def test_a_reader_holding_the_state_file_does_not_fail_an_upload(
