@@ -79,6 +79,27 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.wait(timeout=10)
 
 
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster (a pgcluster.Cluster) on a free loopback port, started
+    the first time a test asks for it and stopped at the end of the run."""
+    from pgcluster import start_cluster
+
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new, empty database on the run's cluster: its URL (no password in it) with the
+    superuser's password in PGPASSWORD, where the product and psql look for it."""
+    monkeypatch.setenv("PGPASSWORD", pg_cluster.password)
+    return pg_cluster.createdb(f"reconcile_{uuid.uuid4().hex[:12]}")
+
+
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The loopback fake REST API, YouTube and Vimeo servers (tests/apiservers.py), with
