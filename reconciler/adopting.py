@@ -34,7 +34,7 @@ from reconciler.plan.actions import Action, Plan
 from reconciler.plan.places import overlaps
 from reconciler.plan.planner import make_plan
 from reconciler.redact import redact
-from reconciler.store.db import StateStore
+from reconciler.store.db import Store
 from reconciler.store.placements import recorded_objects
 from reconciler.transforms.renditions import RenditionCache
 
@@ -77,7 +77,7 @@ def import_one(
     action = _the_import(plan(manifests, where, replace(base, platform=platform)), asset, platform)
     narrowed = replace(base, platform=platform, rule=action.rule)
 
-    def planned(store: StateStore) -> Plan:
+    def planned(store: Store) -> Plan:
         made = make_plan(manifests, store, narrowed.planning())
         made.actions = [_the_import(made, asset, platform)]
         return made
@@ -165,7 +165,7 @@ def discover(manifest_set: ManifestSet, where: Workspace, platform: str) -> Disc
     return out
 
 
-def _overlapping(manifest_set: ManifestSet, platform: str, store: StateStore) -> set[str]:
+def _overlapping(manifest_set: ManifestSet, platform: str, store: Store) -> set[str]:
     """The keys, as this platform names them, of the copies other platforms record in the
     same place (a folder inside this one's target, the same bucket under a longer prefix):
     they are another platform's, never importable here."""
@@ -178,7 +178,7 @@ def _overlapping(manifest_set: ManifestSet, platform: str, store: StateStore) ->
     return out
 
 
-def _recorded(store: StateStore, platform: str) -> tuple[set[str], set[str]]:
+def _recorded(store: Store, platform: str) -> tuple[set[str], set[str]]:
     if not store.exists():
         return set(), set()
     with store.reading(allow_migrate=False) as con:

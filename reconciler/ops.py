@@ -41,7 +41,7 @@ from reconciler.plan.planner import reused_plan as reused
 from reconciler.plan.reuse import World
 from reconciler.plan.saved import checked, made_for, read_saved_plan
 from reconciler.store import records
-from reconciler.store.db import DEFAULT_STATE, StateStore
+from reconciler.store.db import DEFAULT_STATE, Location, Store, open_state
 from reconciler.store.embedded import DuckDBState
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES, RenditionCache
 
@@ -52,22 +52,24 @@ class Workspace:
 
     manifests: Path = Path("manifests")
     media_root: Path | None = None  # None: the manifests folder
-    state: Path = DEFAULT_STATE
+    state: Location = DEFAULT_STATE  # a DuckDB file, or a PostgreSQL server and schema
     lock_timeout: float = 30.0  # seconds to keep retrying while another process holds it
     renditions: Path | None = None  # the rendition cache; None: renditions/ by the state file
     command: str = "reconcile"  # who holds the run lock, as `reconcile state info` says
 
     @cached_property
-    def store(self) -> StateStore:
+    def store(self) -> Store:
         """The state file (opened only when a use case reads or writes it)."""
-        return StateStore(self.state, lock_timeout=self.lock_timeout, command=self.command)
+        return open_state(self.state, lock_timeout=self.lock_timeout, command=self.command)
 
     @property
     def rendition_folder(self) -> Path:
-        return self.renditions or default_renditions(self.state)
+        return self.renditions or default_renditions(self.store.home / "state")
 
     def tool_files(self) -> list[Path]:
         """This tool's own files, never masters even inside the media root."""
+        if not isinstance(self.state, Path):  # a PostgreSQL state has no files here
+            return [self.rendition_folder]
         return tool_files(self.state, self.renditions)
 
 
@@ -187,8 +189,8 @@ def look(
     """What a plan of ``where`` would be made from, as it is now (taken before the manifests
     are read): the key to the last plan of an unchanged world. None without a cache folder
     (``--no-cache``), where no plan is kept or reused and walking the tree would be waste."""
-    if cache is None or cache.folder is None:
-        return None
+    if cache is None or cache.folder is None or not isinstance(where.state, Path):
+        return None  # a PostgreSQL state changes without a file to show it: plan afresh
     # the cache folder is not left out: validation does not leave it out (a file in it may be
     # a master), so a cache inside the media root makes every plan a new one
     prune = (options or Options()).prune
@@ -259,7 +261,7 @@ def reconcile(
     options = options or Options()
     check_narrowing(manifest_set, options.rule, options.platform)
 
-    def fresh(store: StateStore) -> Plan:
+    def fresh(store: Store) -> Plan:
         return make_plan(manifest_set, store, options.planning(), cache)
 
     return locked_run(manifest_set, where, options, fresh, observer, listener)
@@ -269,7 +271,7 @@ def read_saved(plan_file: Path, where: Workspace) -> SavedPlan:
     """Read a plan file and check that it was made for these manifests, media root and state
     file (refused when it was not)."""
     saved = read_saved_plan(plan_file)
-    return SavedPlan(saved, made_for(saved, where.manifests, where.media_root, where.state))
+    return SavedPlan(saved, made_for(saved, where.manifests, where.media_root, where.store.name))
 
 
 def apply_saved(
@@ -288,7 +290,7 @@ def apply_saved(
     options = options or Options()
     check_narrowing(manifest_set, options.rule, options.platform)
 
-    def compared(store: StateStore) -> Plan:
+    def compared(store: Store) -> Plan:
         again = PlanOptions(prune=options.prune, force=True, rule=options.rule)
         fresh = make_plan(manifest_set, store, again, cache)
         fresh.actions = narrow(
@@ -305,7 +307,7 @@ def locked_run(
     manifest_set: ManifestSet,
     where: Workspace,
     options: Options,
-    planner: Callable[[StateStore], Plan],
+    planner: Callable[[Store], Plan],
     observer: Observer | None,
     listener: Listener | None,
 ) -> Reconciled:

@@ -37,7 +37,7 @@ from reconciler.plan.actions import Action, Plan, remote_key
 from reconciler.plan.schedule import next_occurrence, timing
 from reconciler.provenance import Provenance
 from reconciler.store import hash_cache
-from reconciler.store.db import Connection, StateStore, utcnow
+from reconciler.store.db import Connection, Store, utcnow
 from reconciler.store.jobs import (
     NewJob,
     Schedule,
@@ -81,7 +81,7 @@ class Admission:
     """What admission needs of the run."""
 
     manifests: ManifestSet
-    store: StateStore
+    store: Store
     options: ApplyOptions
     run_id: str
     provenance: Provenance

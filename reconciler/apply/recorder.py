@@ -26,7 +26,7 @@ from reconciler.errors import LockTimeout, StateError
 from reconciler.model import ConflictType, JobStatus, Resolution
 from reconciler.provenance import Provenance
 from reconciler.redact import redact_value
-from reconciler.store.db import StateStore, utcnow
+from reconciler.store.db import Store, utcnow
 from reconciler.store.jobs import JobState, record_job_states
 from reconciler.store.placements import (
     PlacementRecord,
@@ -59,7 +59,7 @@ class Recorder:
     """
 
     def __init__(
-        self, store: StateStore, observer: Observer, provenance: Provenance | None = None
+        self, store: Store, observer: Observer, provenance: Provenance | None = None
     ) -> None:
         self.store = store
         self.observer = observer
@@ -141,8 +141,8 @@ class Recorder:
             if self.flush():
                 return
         raise StateError(
-            f"the results of this run could not be recorded: the state file {self.store.path} "
-            "stayed busy; the next run checks the platforms and records what landed"
+            f"the results of this run could not be recorded: {self.store.label} stayed busy; "
+            "the next run checks the platforms and records what landed"
         )
 
     def _loop(self) -> None:

@@ -22,7 +22,7 @@ from reconciler.drivers.base import Driver
 from reconciler.model import EventStatus, EventType, JobStatus, JobType, ManifestSet, SyncStatus
 from reconciler.provenance import Provenance
 from reconciler.redact import redact
-from reconciler.store.db import StateStore, utcnow
+from reconciler.store.db import Store, utcnow
 from reconciler.store.jobs import JobState, StaleJob, close_jobs, stale_jobs, uploading_platforms
 from reconciler.store.placements import PlacementRecord, record_placements
 from reconciler.store.records import EventRow, insert_events
@@ -43,7 +43,7 @@ class Closing:
 
 def recover_jobs(
     manifests: ManifestSet,
-    store: StateStore,
+    store: Store,
     driver: Callable[[str], Driver],
     cache: RenditionCache,
     provenance: Provenance,

@@ -36,7 +36,7 @@ from reconciler.errors import ExitCode
 from reconciler.model import ActionKind, JobStatus, ManifestSet
 from reconciler.plan.actions import Action, Plan
 from reconciler.provenance import of as provenance_of
-from reconciler.store.db import StateStore, utcnow
+from reconciler.store.db import Store, utcnow
 from reconciler.store.placements import open_conflict_count
 from reconciler.store.sessions import StoredSessions
 
@@ -102,7 +102,7 @@ class Run:
     def __init__(
         self,
         manifests: ManifestSet,
-        store: StateStore,
+        store: Store,
         options: ApplyOptions,
         observer: Observer | None = None,
     ) -> None:
@@ -118,7 +118,7 @@ class Run:
         self.recorder = Recorder(store, self.observer, self.provenance)
         self.transformer = Transformer(
             manifests,
-            options.renditions or default_renditions(store.path),
+            options.renditions or default_renditions(store.home / "state"),
             options.renditions_max_bytes,
         )
 
@@ -174,7 +174,7 @@ class Run:
 
 def apply_plan(
     manifests: ManifestSet,
-    store: StateStore,
+    store: Store,
     plan: Plan,
     options: ApplyOptions | None = None,
     observer: Observer | None = None,
@@ -200,6 +200,6 @@ def apply_plan(
     )
 
 
-def recover(manifests: ManifestSet, store: StateStore) -> list[str]:
+def recover(manifests: ManifestSet, store: Store) -> list[str]:
     """Close the jobs an interrupted run left open. Hold the run lock."""
     return Run(manifests, store, ApplyOptions()).recover()

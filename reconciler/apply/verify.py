@@ -29,7 +29,7 @@ from reconciler.model import (
     Resolution,
 )
 from reconciler.redact import redact
-from reconciler.store.db import StateStore, utcnow
+from reconciler.store.db import Store, utcnow
 from reconciler.store.placements import (
     SyncedCopy,
     mark_outdated,
@@ -58,7 +58,7 @@ class VerifyResult:
 
 
 def verify(
-    manifests: ManifestSet, store: StateStore, platform: str | None = None, parallel: int = 8
+    manifests: ManifestSet, store: Store, platform: str | None = None, parallel: int = 8
 ) -> VerifyResult:
     if platform is not None and platform not in manifests.platforms:
         raise UsageError(f"no platform with code '{platform}' in the manifests")
@@ -92,7 +92,7 @@ def verify(
 
 
 def _record(
-    store: StateStore,
+    store: Store,
     manifests: ManifestSet,
     looked: list[Looked],
     result: VerifyResult,

@@ -25,6 +25,7 @@ from reconciler.cli.options import (
 )
 from reconciler.errors import ExitCode, UsageError
 from reconciler.render.formats import EXPLAIN_RENDERERS, VALIDATION_RENDERERS, VERIFY_RENDERERS
+from reconciler.store.db import Location
 
 
 @click.command("validate")
@@ -55,7 +56,7 @@ def validate_command(manifests: Path, media_root: Path | None, output: str) -> i
 def verify_command(
     manifests: Path,
     media_root: Path | None,
-    state: Path,
+    state: Location,
     lock_timeout: float,
     platform: str | None,
     output: str,
@@ -85,7 +86,7 @@ def explain_command(
     platform: str | None,
     manifests: Path,
     media_root: Path | None,
-    state: Path,
+    state: Location,
     lock_timeout: float,
     renditions: Path | None,
     output: str,

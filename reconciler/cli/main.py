@@ -46,6 +46,7 @@ from reconciler.cli.options import (
 from reconciler.errors import ExitCode
 from reconciler.plan.actions import Plan
 from reconciler.render.formats import APPLY_RENDERERS, PLAN_RENDERERS
+from reconciler.store.db import Location
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES
 
 
@@ -72,7 +73,7 @@ def plan_only_options(func: F) -> F:
 def run_plan(
     manifests: Path,
     media_root: Path | None,
-    state: Path,
+    state: Location,
     lock_timeout: float,
     output: str,
     detailed_exitcode: bool = False,
@@ -123,7 +124,7 @@ class _SavedPlanNotes(ops.Listener):
 def run_apply(
     manifests: Path,
     media_root: Path | None,
-    state: Path,
+    state: Location,
     lock_timeout: float,
     output: str,
     parallel: int = 4,

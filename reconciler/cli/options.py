@@ -20,15 +20,16 @@ import click
 from reconciler import ops
 from reconciler.cache import Cache, default_folder
 from reconciler.cli import ci
-from reconciler.errors import ExitCode, ManifestError, ReconcilerError
+from reconciler.errors import ExitCode, ManifestError, ReconcilerError, StateError
 from reconciler.model import ManifestSet
 from reconciler.ops import Workspace
 from reconciler.redact import redact
 from reconciler.render.formats import REPORT_RENDERERS
 from reconciler.render.phrases import validation_summary
 from reconciler.store.backend import StateBackend
-from reconciler.store.db import DEFAULT_STATE, StateStore
+from reconciler.store.db import DEFAULT_STATE, Location, location, open_state
 from reconciler.store.embedded import DuckDBState
+from reconciler.store.pg import PgLocation
 from reconciler.store.queries import Report
 from reconciler.units import parse_size
 
@@ -115,13 +116,36 @@ def state_options(func: F) -> F:
     )(func)
     return click.option(
         "--state",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=StateParam(),
         default=str(DEFAULT_STATE),
         show_default=True,
         envvar="RECONCILE_STATE",
         show_envvar=True,
-        help="The state file (DuckDB). Created on first use by a command that writes.",
+        help="The recorded state: a DuckDB file (created on first use by a command that "
+        "writes), or postgresql://USER@HOST:PORT/DB[?schema=NAME] for a shared PostgreSQL "
+        "state (schema mediasync by default; the password from PGPASSWORD, ~/.pgpass, or "
+        "the variable named by ?password_env=NAME, never in the URL).",
     )(func)
+
+
+class StateParam(click.ParamType):
+    """``--state``: a DuckDB file's path or a PostgreSQL URL."""
+
+    name = "PATH|URL"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Location:
+        if isinstance(value, Path | PgLocation):
+            return value
+        text = str(value)
+        try:
+            found = location(text)
+        except StateError as exc:
+            self.fail(str(exc), param, ctx)
+        if isinstance(found, Path) and found.is_dir():
+            self.fail(f"{text} is a folder; --state names a file or a postgresql:// URL")
+        return found
 
 
 def seconds(_ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -228,7 +252,7 @@ def rendition_options(func: F) -> F:
 def workspace(
     manifests: Path = Path("manifests"),
     media_root: Path | None = None,
-    state: Path = DEFAULT_STATE,
+    state: Location = DEFAULT_STATE,
     lock_timeout: float = 30.0,
     renditions: Path | None = None,
 ) -> Workspace:
@@ -238,11 +262,11 @@ def workspace(
     return Workspace(manifests, media_root, state, lock_timeout, renditions, command)
 
 
-def open_store(state: Path, lock_timeout: float) -> StateBackend:
+def open_store(state: Location, lock_timeout: float) -> StateBackend:
     """The recorded state, for the report and state commands (reports read it without the
     run lock)."""
     command = click.get_current_context().command_path
-    return DuckDBState(StateStore(state, lock_timeout=lock_timeout, command=command))
+    return DuckDBState(open_state(state, lock_timeout=lock_timeout, command=command))
 
 
 def show(

@@ -21,13 +21,14 @@ from reconciler.cli.options import (
 )
 from reconciler.errors import ExitCode
 from reconciler.store import queries, records
+from reconciler.store.db import Location, state_name
 from reconciler.store.migrations import latest_version
 
 
 @click.command()
 @state_options
 @output_option(REPORT_FORMATS)
-def status(state: Path, lock_timeout: float, output: str) -> int:
+def status(state: Location, lock_timeout: float, output: str) -> int:
     """Sync status per platform: the seed's dashboard.
 
     For each enabled platform: health, synced assets, up to date, outdated, in progress,
@@ -46,7 +47,7 @@ def report() -> None:
 @report.command()
 @state_options
 @output_option(REPORT_FORMATS)
-def distribution(state: Path, lock_timeout: float, output: str) -> int:
+def distribution(state: Location, lock_timeout: float, output: str) -> int:
     """Where each active asset is synced: the seed's distribution report.
 
     Per asset: code, title, type, source version, platforms synced, up to date, needing an
@@ -80,7 +81,7 @@ def events(
     job: str | None,
     since: str | None,
     limit: int,
-    state: Path,
+    state: Location,
     lock_timeout: float,
     output: str,
 ) -> int:
@@ -101,7 +102,7 @@ def events(
 )
 @state_options
 @output_option(REPORT_FORMATS)
-def jobs(status_filter: str | None, state: Path, lock_timeout: float, output: str) -> int:
+def jobs(status_filter: str | None, state: Location, lock_timeout: float, output: str) -> int:
     """Sync jobs: what ran, when, how far it got, and why it failed."""
     show_report(open_store(state, lock_timeout).jobs(status_filter), output)
     return ExitCode.OK
@@ -113,7 +114,7 @@ def jobs(status_filter: str | None, state: Path, lock_timeout: float, output: st
 @output_option(REPORT_FORMATS)
 @click.pass_context
 def conflicts(
-    ctx: click.Context, include_resolved: bool, state: Path, lock_timeout: float, output: str
+    ctx: click.Context, include_resolved: bool, state: Location, lock_timeout: float, output: str
 ) -> int:
     """Open conflicts (recorded state that disagrees with a platform); --all for every one.
 
@@ -168,25 +169,29 @@ def state() -> None:
 
 @state.command("load-sample")
 @state_options
-def load_sample(state: Path, lock_timeout: float) -> int:
+def load_sample(state: Location, lock_timeout: float) -> int:
     """Load the seed's sample rows (platforms, assets, rules, jobs, copies, a conflict,
     events) into an empty state file, to see every report on the seed's own data."""
     counts = open_store(state, lock_timeout).load_sample()
     loaded = ", ".join(f"{n} {table}" for table, n in counts.items())
-    click.echo(f"loaded the seed's sample into {state}: {loaded}")
+    click.echo(f"loaded the seed's sample into {state_name(state)}: {loaded}")
     return ExitCode.OK
 
 
 @state.command("info")
 @state_options
-def info(state: Path, lock_timeout: float) -> int:
-    """Where the state file is, its schema version, and who holds its lock."""
+def info(state: Location, lock_timeout: float) -> int:
+    """Where the state is, its schema version, and who holds its lock."""
     store = open_store(state, lock_timeout)
-    click.echo(f"state file: {state}")
+    if isinstance(state, Path):
+        click.echo(f"state file: {state}")
+    else:
+        click.echo(f"state: {state_name(state)}")
     if not store.exists():
         click.echo("status: not created yet (a command that writes creates it)")
     else:
-        click.echo(f"size: {state.stat().st_size} bytes")
+        if isinstance(state, Path):
+            click.echo(f"size: {state.stat().st_size} bytes")
         click.echo(f"schema version: {store.schema_version()} (this reconcile: {latest_version()})")
     holder = store.lock_holder()
     click.echo(f"lock: {'held by ' + holder.describe() if holder else 'free'}")

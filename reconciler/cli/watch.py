@@ -25,6 +25,7 @@ from reconciler.cli.options import (
     workspace,
 )
 from reconciler.errors import UsageError
+from reconciler.store.db import Location
 
 
 @click.command("watch")
@@ -60,7 +61,7 @@ from reconciler.errors import UsageError
 def watch_command(
     manifests: Path,
     media_root: Path | None,
-    state: Path,
+    state: Location,
     lock_timeout: float,
     parallel: int,
     debounce: float,

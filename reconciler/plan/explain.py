@@ -25,7 +25,7 @@ from reconciler.plan.desired import BYTES_PER_MB, accepted_formats, load_desired
 from reconciler.plan.moves import codes, resolve
 from reconciler.plan.planner import recorded_diff
 from reconciler.store import planning
-from reconciler.store.db import StateStore
+from reconciler.store.db import Store
 from reconciler.transforms.renditions import RenditionCache
 from reconciler.units import human_size
 
@@ -64,7 +64,7 @@ class Explanation:
 
 def explain(
     manifests: ManifestSet,
-    store: StateStore,
+    store: Store,
     code: str,
     platform: str | None = None,
     renditions: Path | None = None,

@@ -27,7 +27,8 @@ from reconciler.plan.moves import codes, resolve, unrecorded_imports
 from reconciler.plan.reuse import Diffed, Recalled, Setting, World, recall, remember, setting
 from reconciler.plan.schedule import Scheduled, waiting_reason
 from reconciler.store import planning
-from reconciler.store.db import Connection, StateStore, utcnow
+from reconciler.store.db import Connection, Store, utcnow
+from reconciler.store.pg import is_url
 
 MAX_DELETE_SHARE = 0.10
 MAX_DELETE_CAP = 50
@@ -51,7 +52,7 @@ def recorded_diff(con: Connection, desired: Desired, prune_all: bool = False) ->
 @gc_paused
 def make_plan(
     manifests: ManifestSet,
-    store: StateStore,
+    store: Store,
     options: PlanOptions | None = None,
     cache: Cache | None = None,
     world: World | None = None,
@@ -61,7 +62,7 @@ def make_plan(
     kept in ``cache`` for the next plan of the same unchanged world."""
     options = options or PlanOptions()
     diffed = diff_state(manifests, store, options, cache)
-    where = setting(manifests, str(store.path))
+    where = setting(manifests, store.name)
     if world is not None and cache is not None and manifests.warnings == 0:
         remember(cache, world, diffed, manifests, where)
     return finish(diffed, manifests.rules, where, options)
@@ -77,7 +78,7 @@ def reused_plan(cache: Cache, world: World, options: PlanOptions) -> tuple[Plan,
 
 
 def diff_state(
-    manifests: ManifestSet, store: StateStore, options: PlanOptions, cache: Cache | None
+    manifests: ManifestSet, store: Store, options: PlanOptions, cache: Cache | None
 ) -> Diffed:
     """Observe the masters (hash what the caches do not know), load the desired state and
     diff it against the recorded one."""
@@ -141,9 +142,8 @@ def finish(
     )
     plan.notes += diffed.notes
     if not diffed.state_exists:
-        plan.notes.append(
-            f"no state file at {setting.state_path}: planned against empty recorded state"
-        )
+        kind = "state in" if is_url(setting.state_path) else "state file at"
+        plan.notes.append(f"no {kind} {setting.state_path}: planned against empty recorded state")
     check_guards(plan, options)
     return plan
 

@@ -170,7 +170,9 @@ def _action_fields() -> dict[str, tuple[type, ...]]:
 ACTION_FIELDS = _action_fields()
 
 
-def made_for(saved: Plan, manifests: Path, media_root: Path | None, state: Path) -> str | None:
+def made_for(
+    saved: Plan, manifests: Path, media_root: Path | None, state: Path | str
+) -> str | None:
     """A note when the plan names other folders than the ones this apply works on. The plan
     file never chooses which manifests run, which files may be published or where state is
     written: those are always the apply command's own, and every action is checked against a

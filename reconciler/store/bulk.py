@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler.store.connection import Connection
+from reconciler.store.connection import Connection, dialect
 
 SEED_TABLES = (
     "source_assets",
@@ -27,20 +27,22 @@ SEED_TABLES = (
 )
 CSV_ROWS = 20_000  # above this, rows travel through a temporary CSV file
 
-_TYPES: dict[str, dict[str, str]] = {}
+_TYPES: dict[tuple[str, str], dict[str, str]] = {}
 
 
 def column_types(con: Connection, table: str, need: Sequence[str] = ()) -> dict[str, str]:
-    """The DuckDB type of each column of a table. Cached: the schema only grows (by
-    migration), so a cached answer lacking a needed column is simply asked again."""
-    cached = _TYPES.get(table)
+    """The SQL type of each column of a table, in the connection's database. Cached: the
+    schema only grows (by migration), so a cached answer lacking a needed column is simply
+    asked again."""
+    cached = _TYPES.get((dialect(con), table))
     if cached is not None and all(c in cached for c in need):
         return cached
     rows = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
+        "AND table_schema = current_schema() ORDER BY ordinal_position",
         [table],
     ).fetchall()
-    _TYPES[table] = types = {name: dtype for name, dtype in rows}
+    _TYPES[(dialect(con), table)] = types = {name: dtype for name, dtype in rows}
     return types
 
 
@@ -79,7 +81,7 @@ def insert_rows(
     picks = ", ".join(f"c{i}" for i in range(len(columns)))
     con.execute(
         f"INSERT INTO {table} (id, {', '.join(columns)}) "
-        f"SELECT ? + ord, {picks} FROM (SELECT unnest(?::BIGINT[]) AS ord, {unnests})",
+        f"SELECT ? + ord, {picks} FROM (SELECT unnest(?::BIGINT[]) AS ord, {unnests}) AS rows",
         [base, list(range(1, n + 1)), *values],
     )
     return list(range(base + 1, base + n + 1))
@@ -105,7 +107,10 @@ def temp_table(
     con: Connection, name: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
 ) -> None:
     """(Re)create a temporary table from Python rows in one statement; columns are
-    (name, DuckDB type) pairs."""
+    (name, SQL type) pairs."""
+    if dialect(con) == "postgresql":
+        _pg_temp_table(con, name, columns, rows)
+        return
     if not rows:
         spec = ", ".join(f"{c} {t}" for c, t in columns)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({spec})")
@@ -116,6 +121,22 @@ def temp_table(
     unnests = ", ".join(f"unnest(?::{t}[]) AS {c}" for c, t in columns)
     values = [list(col) for col in zip(*rows, strict=True)]
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {unnests}", values)
+
+
+PG_TYPES = {"DOUBLE": "DOUBLE PRECISION", "UBIGINT": "NUMERIC(20)"}
+
+
+def _pg_temp_table(
+    con: Connection, name: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
+) -> None:
+    """PostgreSQL: a temporary table dropped with the transaction, filled by one statement."""
+    con.execute(f"DROP TABLE IF EXISTS {name}")
+    spec = ", ".join(f"{c} {PG_TYPES.get(t, t)}" for c, t in columns)
+    con.execute(f"CREATE TEMP TABLE {name} ({spec}) ON COMMIT DROP")
+    if rows:
+        unnests = ", ".join(f"unnest(?::{PG_TYPES.get(t, t)}[])" for _c, t in columns)
+        values = [list(col) for col in zip(*rows, strict=True)]
+        con.execute(f"INSERT INTO {name} SELECT {unnests}", values)
 
 
 def _temp_table_from_csv(
@@ -175,8 +196,8 @@ def upsert_rows(
     )
     con.execute(f"DROP TABLE {staged}")
     ids = con.execute(
-        f"SELECT t.{key}, t.id FROM {table} t JOIN (SELECT unnest(?::{types[key]}[]) AS k) "
-        f"ON t.{key} = k",
+        f"SELECT t.{key}, t.id FROM {table} t JOIN (SELECT unnest(?::{types[key]}[]) AS k) ks "
+        f"ON t.{key} = ks.k",
         [[r[columns.index(key)] for r in rows]],
     ).fetchall()
     return dict(ids)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 import duckdb
 
@@ -28,7 +29,34 @@ from reconciler.store.statefile import (
     storage_error,
 )
 
-Connection = duckdb.DuckDBPyConnection
+
+class Cursor(Protocol):
+    """What a query hands back, in DuckDB and in psycopg alike."""
+
+    @property
+    def description(self) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def fetchmany(self, size: int = ..., /) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    """A connection to the state, whatever database holds it: the store's modules need
+    nothing else of it. Its SQL takes DuckDB's placeholders (``?``, ``$name``); a PostgreSQL
+    connection (:class:`reconciler.store.pg.PgConnection`) translates them."""
+
+    def execute(self, query: str, parameters: Any = None, /) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+def dialect(con: Connection) -> str:
+    """``duckdb`` or ``postgresql``: which SQL the connection speaks."""
+    return str(getattr(con, "dialect", "duckdb"))
+
 
 # Our transactions are short and small: one DuckDB thread avoids starting a pool of threads on
 # every open (a run opens the file many times) and the lock traffic that comes with them.
@@ -52,7 +80,7 @@ def is_busy(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and _BUSY in str(exc)
 
 
-def connect(path: Path, read_only: bool, wait: float) -> Connection:
+def connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
     """Open the file, retrying for ``wait`` seconds while another process holds it.
 
     A file still busy after that raises DuckDB's own error (:func:`is_busy` holds for it), for
@@ -72,7 +100,7 @@ def connect(path: Path, read_only: bool, wait: float) -> Connection:
 
 
 @contextmanager
-def transaction(con: Connection, path: Path) -> Iterator[Connection]:
+def transaction(con: duckdb.DuckDBPyConnection, path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """``BEGIN`` ... ``COMMIT`` on ``con``: rolled back on any error, and a failure of the file
     or its disk (a full disk shows at the commit, as the WAL is written) becomes a
     :class:`StateError` saying that nothing was recorded."""

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import duckdb
 
-from reconciler.errors import LockTimeout, StateError
+from reconciler.errors import LockTimeout
 from reconciler.model import EventStatus, EventType
 from reconciler.store.bulk import (
     SEED_TABLES,
@@ -53,11 +53,14 @@ from reconciler.store.connection import (
 from reconciler.store.events import STATE_FILE_REPLACED, EventRow, insert_events
 from reconciler.store.lock import Holder, RunLock, lock_path_for, real_path
 from reconciler.store.migrations import (
+    OutdatedSchema,
     check_not_newer,
     current_version,
     latest_version,
     migrate,
 )
+from reconciler.store.pg import PgLocation, is_url
+from reconciler.store.postgres import PgStore
 from reconciler.store.statefile import STORAGE_ERRORS, close, create, never_held_data, storage_error
 
 # Where the store's callers have always found these; they live in .connection and .bulk.
@@ -68,9 +71,12 @@ __all__ = [
     "Busy",
     "Connection",
     "OutdatedSchema",
+    "PgStore",
     "StateStore",
+    "Store",
     "column_types",
     "insert_rows",
+    "open_state",
     "table_rows",
     "temp_table",
     "upsert_rows",
@@ -78,10 +84,6 @@ __all__ = [
 ]
 
 DEFAULT_STATE = Path("state") / "reconciler.duckdb"
-
-
-class OutdatedSchema(StateError):
-    """The state file needs a migration that the caller may not run (a dry run)."""
 
 
 @dataclass
@@ -102,6 +104,23 @@ class StateStore:
         # Threads of one run (the recorder, drivers keeping upload sessions) write through
         # this store: one write transaction at a time, and the lock depth kept exactly.
         self._guard = threading.RLock()
+
+    dialect = "duckdb"
+
+    @property
+    def label(self) -> str:
+        """The state, as messages name it."""
+        return f"the state file {self.path}"
+
+    @property
+    def name(self) -> str:
+        """The state as a plan records it: the file's path as given."""
+        return str(self.path)
+
+    @property
+    def home(self) -> Path:
+        """Where this tool's own local files go by default (the rendition cache)."""
+        return self.path.parent
 
     def exists(self) -> bool:
         """Whether there is a state file; one that never held data (DuckDB's headers left by
@@ -233,7 +252,7 @@ class StateStore:
             return None if con is None else current_version(con)
 
     # -- internals -----------------------------------------------------------------------
-    def _open(self, read_only: bool, patience: float | None = None) -> Connection:
+    def _open(self, read_only: bool, patience: float | None = None) -> duckdb.DuckDBPyConnection:
         wait = self.lock_timeout if patience is None else patience
         try:
             return connect(self.path, read_only, wait)
@@ -261,3 +280,29 @@ class StateStore:
                     )
                 ],
             )
+
+
+Store = StateStore | PgStore
+"""A state, whichever database holds it: the DuckDB file or a PostgreSQL schema."""
+
+Location = Path | PgLocation
+"""Where a state is: a DuckDB file's path, or a PostgreSQL server and schema."""
+
+
+def location(value: str | Path | PgLocation) -> Location:
+    """``--state`` as given: a ``postgresql://`` URL, else a file's path."""
+    if isinstance(value, Path | PgLocation):
+        return value
+    return PgLocation.parse(value) if is_url(value) else Path(value)
+
+
+def state_name(where: Location) -> str:
+    """A state as people are shown it (never with a password)."""
+    return str(where) if isinstance(where, Path) else where.describe()
+
+
+def open_state(where: Location, lock_timeout: float = 30.0, command: str = "reconcile") -> Store:
+    """The store of a state (nothing is opened yet)."""
+    if isinstance(where, PgLocation):
+        return PgStore(where, lock_timeout=lock_timeout, command=command)
+    return StateStore(where, lock_timeout=lock_timeout, command=command)

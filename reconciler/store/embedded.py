@@ -22,7 +22,7 @@ from reconciler.provenance import Provenance
 from reconciler.store import hash_cache, queries, records
 from reconciler.store.backend import StateBackend, Transaction
 from reconciler.store.connection import Connection
-from reconciler.store.db import StateStore
+from reconciler.store.db import Store
 from reconciler.store.events import EventRow, insert_events
 from reconciler.store.lock import Holder
 from reconciler.store.queries import Report
@@ -53,7 +53,7 @@ class DuckDBTransaction(Transaction):
 class DuckDBState(StateBackend):
     """The state held in one DuckDB file, reached through ``store``."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
 
     def exists(self) -> bool:

@@ -122,12 +122,13 @@ def hourly_calls(con: Connection, now: datetime) -> dict[str, tuple[int, datetim
 def intended_checksums(con: Connection) -> dict[tuple[str, str], str]:
     """Per (asset code, platform code): what the last failed job set out to write."""
     rows = con.execute(
-        "SELECT sa.asset_code, sp.platform_code, j.expected_checksum FROM sync_jobs j "
+        "SELECT asset_code, platform_code, expected_checksum FROM ("
+        "SELECT sa.asset_code, sp.platform_code, j.expected_checksum, row_number() OVER "
+        "(PARTITION BY j.asset_id, j.platform_id ORDER BY j.id DESC) AS newest FROM sync_jobs j "
         "JOIN source_assets sa ON sa.id = j.asset_id "
         "JOIN sync_platforms sp ON sp.id = j.platform_id "
-        "WHERE j.status = 'failed' AND j.expected_checksum IS NOT NULL "
-        "QUALIFY row_number() OVER (PARTITION BY j.asset_id, j.platform_id "
-        "ORDER BY j.id DESC) = 1"
+        "WHERE j.status = 'failed' AND j.expected_checksum IS NOT NULL) AS failed "
+        "WHERE newest = 1"
     ).fetchall()
     return {(asset, platform): expected for asset, platform, expected in rows}
 

@@ -66,10 +66,20 @@ class Holder:
     command: str
     since: str  # ISO 8601, UTC
     host: str
+    heartbeat: str = ""  # a lease's last renewal (PostgreSQL states)
+    ttl: float | None = None  # a lease's seconds without renewal before it can be taken over
 
     def describe(self) -> str:
-        where = "" if self.host == socket.gethostname() else f" on {self.host}"
-        return f"pid {self.pid}{where} ({self.command}, since {self.since})"
+        here = self.host == socket.gethostname()
+        where = "" if here else f" on {self.host}"
+        beat = f", last heartbeat {self.heartbeat}" if self.heartbeat else ""
+        said = f"pid {self.pid}{where} ({self.command}, since {self.since}{beat})"
+        if here and process_state(self.pid) == "stopped":
+            said += (
+                ", which is stopped (SIGSTOP): it holds the lock and does no work; resume it "
+                f"with kill -CONT {self.pid} or end it"
+            )
+        return said
 
     @staticmethod
     def parse(text: str) -> Holder | None:
@@ -170,6 +180,18 @@ def alive(pid: int) -> bool:
     return True
 
 
+def process_state(pid: int) -> str | None:
+    """``running``, ``stopped`` (SIGSTOP, or a debugger) or ``zombie``, as /proc tells; None
+    where it cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text("utf-8", "replace")
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    code = fields[0] if fields else ""
+    return {"T": "stopped", "t": "stopped", "Z": "zombie"}.get(code, "running")
+
+
 def describe_pid(pid: int) -> str:
     """``pid N (its command line)``, as far as /proc tells."""
     try:
@@ -179,7 +201,10 @@ def describe_pid(pid: int) -> str:
         command = ""
     if len(command) > 100:  # one line, whatever the command line holds
         command = command[:99] + "…"
-    return f"pid {pid} ({command})" if command else f"pid {pid}"
+    said = f"pid {pid} ({command})" if command else f"pid {pid}"
+    if process_state(pid) == "stopped":
+        said += f", which is stopped (SIGSTOP): resume it with kill -CONT {pid} or end it"
+    return said
 
 
 class RunLock:

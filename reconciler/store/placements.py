@@ -174,10 +174,10 @@ LATEST_SQL = f"""
 SELECT sa.asset_code, sp.platform_code, pa.id, pa.remote_key, pa.remote_checksum,
        coalesce(pa.managed, FALSE), {IMPORTED_SQL}
 FROM platform_assets pa
+JOIN (SELECT max(id) AS id FROM platform_assets
+      GROUP BY source_asset_id, platform_id) newest ON newest.id = pa.id
 JOIN source_assets sa ON sa.id = pa.source_asset_id
 JOIN sync_platforms sp ON sp.id = pa.platform_id
-QUALIFY row_number() OVER (PARTITION BY pa.source_asset_id, pa.platform_id
-                           ORDER BY pa.id DESC) = 1
 """  # a constant: IMPORTED_SQL is SQL text of this module's own, no value
 
 

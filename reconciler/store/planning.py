@@ -27,7 +27,8 @@ import duckdb
 
 from reconciler.observe.sources import CacheEntry
 from reconciler.store import hash_cache
-from reconciler.store.db import Connection, OutdatedSchema, StateStore, temp_table
+from reconciler.store.copying import planning_snapshot
+from reconciler.store.db import Connection, OutdatedSchema, PgStore, StateStore, Store, temp_table
 from reconciler.store.migrations import migrate
 
 PLANNING_MEMORY = "100MB"  # DuckDB takes what it may; a bound keeps a large plan modest (it
@@ -329,7 +330,7 @@ def state_fingerprint(con: Connection) -> str:
     return str(row[0]) if row else ""
 
 
-def cached_hashes(store: StateStore, paths: Sequence[str] | None = None) -> dict[str, CacheEntry]:
+def cached_hashes(store: Store, paths: Sequence[str] | None = None) -> dict[str, CacheEntry]:
     """The state file's hash cache (its entries for ``paths``, when given), read in one short
     look; empty without a (current) state file."""
     if not store.exists():
@@ -345,7 +346,7 @@ def cached_hashes(store: StateStore, paths: Sequence[str] | None = None) -> dict
 
 
 @contextmanager
-def planning_connection(store: StateStore) -> Iterator[tuple[Connection, bool]]:
+def planning_connection(store: Store) -> Iterator[tuple[Connection, bool]]:
     """A connection holding the recorded tables, never writing the state file.
 
     Yields (connection, whether a state file exists). Without a state file the tables are
@@ -364,8 +365,14 @@ def planning_connection(store: StateStore) -> Iterator[tuple[Connection, bool]]:
 
 
 @contextmanager
-def _recorded(store: StateStore, scratch: Path) -> Iterator[tuple[Connection, bool]]:
-    if not store.exists():
+def _recorded(store: Store, scratch: Path) -> Iterator[tuple[Connection, bool]]:
+    if isinstance(store, PgStore):
+        with store.reading(allow_migrate=False) as recorded:
+            if recorded is not None:
+                with planning_snapshot(recorded) as memory:
+                    yield memory, True
+                return
+    if isinstance(store, PgStore) or not store.exists():
         empty = duckdb.connect()
         try:
             migrate(empty, ":memory:")

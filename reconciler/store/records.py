@@ -17,9 +17,9 @@ from typing import Any
 
 from reconciler.errors import StateError
 from reconciler.model import ConflictType, EventStatus, EventType, Resolution, SyncStatus
-from reconciler.store.bulk import insert_rows, table_rows
+from reconciler.store.bulk import column_types, insert_rows, table_rows
 from reconciler.store.connection import Connection, utcnow
-from reconciler.store.db import StateStore
+from reconciler.store.db import Store
 from reconciler.store.events import HOUSEKEEPING_EVENTS, EventRow, insert_events
 
 # EventRow and insert_events live in .events (the store writes events about the file itself,
@@ -95,7 +95,7 @@ class Resolved:
 
 
 def resolve_conflict(
-    store: StateStore, conflict_id: int, use: str, by: str, note: str | None = None
+    store: Store, conflict_id: int, use: str, by: str, note: str | None = None
 ) -> Resolved:
     """Close an open conflict: record the decision and who made it, and log an event."""
     if use not in RESOLUTIONS:
@@ -103,7 +103,7 @@ def resolve_conflict(
     if not by.strip():
         raise StateError("--by must name who resolves the conflict")
     if not store.exists():
-        raise StateError(f"there is no state file at {store.path}, so no conflict {conflict_id}")
+        raise StateError(f"there is no state in {store.name}, so no conflict {conflict_id}")
     with store.writing() as con:
         row = con.execute(
             "SELECT c.resolution, c.resolved_by, c.resolved_at, c.platform_asset_id, "
@@ -242,16 +242,17 @@ def retire_deleted(con: Connection, now: datetime | None = None) -> int:
         "(SELECT id FROM platform_assets WHERE sync_status = ?)",
         [RESOLVED_BY_PRUNE, now, OPEN, DELETED],
     )
+    moved = ", ".join(c for c in column_types(con, "platform_assets"))
     con.execute(
-        "INSERT INTO platform_assets_pruned BY NAME SELECT *, ?::TIMESTAMP AS pruned_at "
-        "FROM platform_assets WHERE sync_status = ?",
+        f"INSERT INTO platform_assets_pruned ({moved}, pruned_at) SELECT {moved}, "
+        "?::TIMESTAMP FROM platform_assets WHERE sync_status = ?",
         [now, DELETED],
     )
     con.execute("DELETE FROM platform_assets WHERE sync_status = ?", [DELETED])
     return int(row[0])
 
 
-def load_sample(store: StateStore) -> dict[str, int]:
+def load_sample(store: Store) -> dict[str, int]:
     """Load the seed's sample rows (Steps 8-13) into an empty state file.
 
     The store's own events about the file (a replaced unfinished file, a lock takeover) do
@@ -261,7 +262,7 @@ def load_sample(store: StateStore) -> dict[str, int]:
     with store.writing() as con:
         kept = con.execute(
             "SELECT event_type, event_status, message, details, event_time FROM "
-            "sync_events_log WHERE list_contains(?::VARCHAR[], event_type) ORDER BY id",
+            "sync_events_log WHERE event_type IN (SELECT unnest(?::VARCHAR[])) ORDER BY id",
             [list(HOUSEKEEPING_EVENTS)],
         ).fetchall()
         existing = {t: n for t, n in table_rows(con).items() if n}
@@ -270,8 +271,8 @@ def load_sample(store: StateStore) -> dict[str, int]:
         if existing:
             held = ", ".join(f"{n} {t}" for t, n in existing.items())
             raise StateError(
-                f"the state file {store.path} already holds data ({held}); load-sample only "
-                "fills an empty one: pass --state with a new path"
+                f"{store.label} already holds data ({held}); load-sample only fills an empty "
+                "one: pass --state with a new path"
             )
         con.execute("DELETE FROM sync_events_log")
         con.execute(sql)

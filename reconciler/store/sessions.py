@@ -19,7 +19,7 @@ from datetime import date
 from typing import Any
 
 from reconciler.model import SyncStatus
-from reconciler.store.db import StateStore, utcnow
+from reconciler.store.db import Store, utcnow
 
 THREAD_PATIENCE = 2.0
 """Seconds a session write waits for another thread of this run that is writing (the
@@ -69,7 +69,7 @@ _SPEND = (
 class StoredSessions:
     """Upload sessions and quota of every platform, in one state file."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
 
     @property

@@ -3,7 +3,12 @@
 Each migration is a SQL file ``vNNN_name.sql`` in this folder, applied in order, each in its
 own transaction together with its row in ``schema_migrations``: a migration that fails leaves
 the file exactly as it was. Called by :mod:`reconciler.store.db` whenever a command opens the
-state file for writing. A file whose schema is newer than this code knows is refused.
+state file for writing, and by :mod:`reconciler.store.postgres` for a PostgreSQL state. A
+state whose schema is newer than this code knows is refused.
+
+PostgreSQL runs the same numbered files. Where DuckDB's SQL is not PostgreSQL's, the file
+``postgresql/vNNN_name.sql`` replaces it (the same version, the same tables and columns), and
+DuckDB's unsigned 64-bit type becomes ``NUMERIC(20)``.
 """
 
 from __future__ import annotations
@@ -14,11 +19,16 @@ from functools import cache
 from importlib import resources
 
 import duckdb
+import psycopg
 
 from reconciler.errors import StateError
-from reconciler.store.connection import utcnow
+from reconciler.store.connection import Connection, dialect, utcnow
 
 _NAME = re.compile(r"^v(\d{3})_([a-z0-9_]+)\.sql$")
+
+
+class OutdatedSchema(StateError):
+    """The state needs a migration that the caller may not run (a dry run)."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,16 @@ class Migration:
     version: int
     name: str
     sql: str
+
+
+@cache
+def for_postgresql(migration: Migration) -> Migration:
+    """The migration as PostgreSQL runs it."""
+    override = resources.files(__package__).joinpath(
+        "postgresql", f"v{migration.version:03d}_{migration.name}.sql"
+    )
+    sql = override.read_text("utf-8") if override.is_file() else migration.sql
+    return Migration(migration.version, migration.name, re.sub(r"\bUBIGINT\b", "NUMERIC(20)", sql))
 
 
 @cache
@@ -45,10 +65,11 @@ def latest_version() -> int:
     return all_migrations()[-1].version
 
 
-def current_version(con: duckdb.DuckDBPyConnection) -> int:
-    """The schema version of an open state file; 0 for an empty file."""
+def current_version(con: Connection) -> int:
+    """The schema version of an open state; 0 for an empty one."""
     exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations' "
+        "AND table_schema = current_schema()"
     ).fetchone()
     if not exists or not exists[0]:
         return 0
@@ -64,7 +85,7 @@ def check_not_newer(version: int, where: str) -> None:
         )
 
 
-def migrate(con: duckdb.DuckDBPyConnection, where: str) -> list[int]:
+def migrate(con: Connection, where: str) -> list[int]:
     """Apply every pending migration, one transaction each. Returns the versions applied."""
     version = current_version(con)
     check_not_newer(version, where)
@@ -72,6 +93,8 @@ def migrate(con: duckdb.DuckDBPyConnection, where: str) -> list[int]:
     for migration in all_migrations():
         if migration.version <= version:
             continue
+        if dialect(con) == "postgresql":
+            migration = for_postgresql(migration)
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(
@@ -84,7 +107,7 @@ def migrate(con: duckdb.DuckDBPyConnection, where: str) -> list[int]:
                 [migration.version, migration.name, utcnow()],
             )
             con.execute("COMMIT")
-        except duckdb.Error as exc:
+        except (duckdb.Error, psycopg.Error) as exc:
             con.execute("ROLLBACK")
             raise StateError(
                 f"migrating the state file {where} to schema version {migration.version} "

@@ -1,0 +1,223 @@
+"""The run lock of a PostgreSQL state: a lease, held by one writing command at a time.
+
+Many hosts share one PostgreSQL state, so the DuckDB file's ``flock`` cannot serve: a holder
+on another host cannot be seen dying. Instead one row of ``run_lease`` names the holder (host,
+pid, command), when it took the lease and when it last renewed it, the lease's TTL, and a
+**fencing token** that grows by one at every acquisition.
+
+* A holder renews the lease (its heartbeat) from a thread, every quarter TTL, on the server's
+  clock (hosts' clocks may differ).
+* A holder that stops renewing (killed, its host lost, SIGSTOPped past the TTL) is taken over:
+  the next command takes the row with a new token, and reports whom it took over from, for a
+  ``lock_takeover`` event.
+* Every write transaction of the store first checks, under a share lock of the row, that the
+  token is still its own (:meth:`Lease.fence`): a holder that wakes after losing its lease
+  stops at its next write with :class:`LeaseLost`, having written nothing more. A takeover
+  waits for the share lock, so a write is committed either before the takeover or not at all.
+  A holder frozen inside a transaction loses its session to PostgreSQL's
+  ``idle_in_transaction_session_timeout`` (set to the TTL), which lets the takeover through.
+
+The table is the lock's, not the schema's: it is made outside the numbered migrations, since
+migrating needs the lock. Used by :class:`reconciler.store.postgres.PgStore`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from reconciler.errors import LockTimeout, StateError
+from reconciler.store.lock import Holder
+from reconciler.store.pg import PgConnection, PgLocation, connect
+
+LEASE_TABLE = """
+CREATE TABLE IF NOT EXISTS run_lease (
+    name VARCHAR PRIMARY KEY,
+    token BIGINT NOT NULL,
+    host VARCHAR,
+    pid INTEGER,
+    command VARCHAR,
+    acquired_at TIMESTAMP,
+    heartbeat_at TIMESTAMP,
+    ttl_seconds DOUBLE PRECISION,
+    released BOOLEAN NOT NULL
+)"""
+_SEED_ROW = (
+    "INSERT INTO run_lease (name, token, released) VALUES ('run', 0, TRUE) "
+    "ON CONFLICT (name) DO NOTHING"
+)
+_NOW = "(clock_timestamp() AT TIME ZONE 'UTC')"
+_ROW = (
+    "SELECT token, host, pid, command, acquired_at, heartbeat_at, ttl_seconds, released, "
+    f"{_NOW} FROM run_lease WHERE name = 'run'"
+)
+_TAKE = (
+    "UPDATE run_lease SET token = token + 1, host = ?, pid = ?, command = ?, "
+    f"acquired_at = {_NOW}, heartbeat_at = {_NOW}, ttl_seconds = ?, released = FALSE "
+    "WHERE name = 'run' RETURNING token"
+)
+_RENEW = (
+    f"UPDATE run_lease SET heartbeat_at = {_NOW} WHERE name = 'run' AND token = ? AND NOT released"
+)
+_RELEASE = "UPDATE run_lease SET released = TRUE WHERE name = 'run' AND token = ?"
+_FENCE = "SELECT 1 FROM run_lease WHERE name = 'run' AND token = ? AND NOT released FOR SHARE"
+
+
+class LeaseLost(StateError):
+    """This process's lease was taken over while it was stopped or cut off: it must stop
+    writing."""
+
+
+def _stamp(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _holder(row: tuple[Any, ...]) -> Holder:
+    _token, host, pid, command, acquired, heartbeat, ttl, _released, _now = row
+    return Holder(
+        int(pid or 0),
+        str(command or ""),
+        _stamp(acquired),
+        str(host or ""),
+        heartbeat=_stamp(heartbeat),
+        ttl=float(ttl) if ttl is not None else None,
+    )
+
+
+def prepare(con: PgConnection) -> None:
+    """Make the lease's table and row if they are not there (idempotent, races included)."""
+    with contextlib.suppress(psycopg.errors.UniqueViolation):  # two first commands at once
+        con.execute(LEASE_TABLE)
+    con.execute(_SEED_ROW)
+
+
+class Lease:
+    """The run lock of one PostgreSQL state, for one process."""
+
+    def __init__(self, location: PgLocation, command: str) -> None:
+        self.location = location
+        self.command = command
+        self.ttl = location.lease_ttl
+        self.token: int | None = None
+        self.taken_over: Holder | None = None  # whom the last acquire took the lease from
+        self.lost: Holder | None = None  # who took it from us, once the heartbeat sees it
+        self._beat: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._con: PgConnection | None = None
+
+    # -- holding -------------------------------------------------------------------------
+    def acquire(self, timeout: float) -> None:
+        """Take the lease, waiting up to ``timeout`` s for a live holder to finish."""
+        con = connect(self.location, f"{self.command} (run lock)")
+        try:
+            prepare(con)
+            con.execute("SET lock_timeout = '1s'")
+            deadline = time.monotonic() + timeout
+            while True:
+                held = self._try(con)
+                if held is None:
+                    break
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(
+                        f"the state {self.location.describe()} is locked by "
+                        f"{held.describe()}; gave up after {timeout:g} s. Wait for it to "
+                        "finish, or pass a longer --lock-timeout"
+                    )
+                time.sleep(min(0.25, max(0.01, deadline - time.monotonic())))
+        except BaseException:
+            con.close()
+            raise
+        self._con = con
+        self.lost = None
+        self._stop.clear()
+        self._beat = threading.Thread(target=self._heartbeat, name="run-lease", daemon=True)
+        self._beat.start()
+
+    def _try(self, con: PgConnection) -> Holder | None:
+        """One attempt: None once the lease is ours, else its live holder."""
+        con.execute("BEGIN")
+        try:
+            row = con.execute(_ROW + " FOR UPDATE").fetchone()
+        except psycopg.errors.LockNotAvailable:
+            con.execute("ROLLBACK")
+            return self.holder() or Holder(0, "a write in progress", "", "")
+        assert row is not None  # prepare() made it
+        token, _host, _pid, _command, _acquired, heartbeat, ttl, released, now = row
+        expired = heartbeat is None or (now - heartbeat).total_seconds() > float(ttl or 0)
+        if not released and not expired:
+            con.execute("ROLLBACK")
+            return _holder(row)
+        me = [socket.gethostname(), os.getpid(), self.command[:200], self.ttl]
+        taken = con.execute(_TAKE, me).fetchone()
+        con.execute("COMMIT")
+        assert taken is not None
+        self.token = int(taken[0])
+        self.taken_over = None if released or token == 0 else _holder(row)
+        return None
+
+    def _heartbeat(self) -> None:
+        every = self.ttl / 4
+        while not self._stop.wait(every):
+            con = self._con
+            if con is None:
+                return
+            try:
+                renewed = con.execute(_RENEW, [self.token]).rowcount
+            except psycopg.Error:
+                continue  # the server is away: the fence of the next write will tell
+            if renewed == 0:
+                self.lost = self.holder() or Holder(0, "another command", "", "")
+                return
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=5)
+            self._beat = None
+        con, self._con = self._con, None
+        if con is None:
+            return
+        try:
+            if self.token is not None:
+                con.execute(_RELEASE, [self.token])
+        except psycopg.Error:
+            pass  # the lease runs out by itself
+        finally:
+            self.token = None
+            con.close()
+
+    # -- checking ------------------------------------------------------------------------
+    def fence(self, con: PgConnection) -> None:
+        """Inside a write transaction on ``con``: stop unless the lease is still ours."""
+        if self.token is None:
+            raise StateError("a write to the PostgreSQL state outside its run lock")
+        if con.execute(_FENCE, [self.token]).fetchone() is None:
+            holder = self.holder()
+            who = holder.describe() if holder is not None else "another command"
+            raise LeaseLost(
+                f"this run lost its lock on {self.location.describe()} to {who} (it was "
+                f"stopped or cut off for longer than the lease's {self.ttl:g} s); it stops "
+                "here and writes nothing more. Run reconcile again to continue"
+            )
+
+    def holder(self) -> Holder | None:
+        """Who holds the lease, or last held it and never released it; None if no one."""
+        con = connect(self.location, f"{self.command} (run lock)")
+        try:
+            found = con.execute(
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_schema = current_schema() AND table_name = 'run_lease'"
+            ).fetchone()
+            row = con.execute(_ROW).fetchone() if found and found[0] else None
+        finally:
+            con.close()
+        if row is None or row[0] == 0 or row[7]:
+            return None
+        return _holder(row)
