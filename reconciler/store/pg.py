@@ -108,7 +108,8 @@ _TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|\$[a-z_]+|%", re.IG
 @lru_cache(maxsize=512)
 def translate(sql: str, with_params: bool) -> str:
     """DuckDB's placeholders as psycopg's: ``?`` as ``%s``, ``$name`` as ``%(name)s``, and a
-    literal ``%`` doubled when parameters are given. Quoted text is left alone."""
+    literal ``%`` doubled when parameters are given (in quoted text too, where psycopg still
+    looks for placeholders). A ``?`` or ``$`` in quoted text stays as it is."""
 
     def swap(match: re.Match[str]) -> str:
         token = match[0]
@@ -118,7 +119,7 @@ def translate(sql: str, with_params: bool) -> str:
             return "%%" if with_params else "%"
         if token.startswith("$"):
             return f"%({token[1:]})s"
-        return token
+        return token.replace("%", "%%")  # psycopg reads % inside quoted text too
 
     return _TOKENS.sub(swap, sql) if with_params else sql
 
