@@ -124,6 +124,46 @@ def translate(sql: str, with_params: bool) -> str:
     return _TOKENS.sub(swap, sql) if with_params else sql
 
 
+class PgCursor:
+    """A psycopg cursor that fetches as DuckDB's does: a statement that returns no rows (an
+    ``UPDATE`` without ``RETURNING``) fetches one row holding the number of rows it changed,
+    which the store's modules read."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+        self._cursor = cursor
+        self._counted = False
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def _count(self) -> list[tuple[int]]:
+        if self._counted:
+            return []
+        self._counted = True
+        return [(self._cursor.rowcount,)]
+
+    def fetchone(self) -> Any:
+        if self._cursor.description is None:
+            counted = self._count()
+            return counted[0] if counted else None
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        if self._cursor.description is None:
+            return list(self._count())
+        return self._cursor.fetchall()
+
+    def fetchmany(self, size: int = 1) -> list[Any]:
+        if self._cursor.description is None:
+            return list(self._count())
+        return self._cursor.fetchmany(size)
+
+
 class PgConnection:
     """A psycopg connection that takes the store's SQL: ``execute`` returns a cursor with
     ``fetchone``, ``fetchall``, ``fetchmany`` and ``description``, as DuckDB's does."""
@@ -136,12 +176,12 @@ class PgConnection:
 
     def execute(
         self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
-    ) -> psycopg.Cursor[Any]:
+    ) -> PgCursor:
         with_params = params is not None and len(params) > 0
         cursor = self.raw.cursor()
         query = translate(sql, with_params)
         cursor.execute(query, params if with_params else None)
-        return cursor
+        return PgCursor(cursor)
 
     def close(self) -> None:
         self.raw.close()
