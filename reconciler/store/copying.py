@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import duckdb
 
@@ -29,10 +30,6 @@ from reconciler.store.pg import PgConnection
 
 # What planning never reads: the logs, which are also the largest tables.
 NOT_PLANNED = frozenset({"sync_events_log", "sync_jobs", "schema_migrations"})
-_READ_CSV = (
-    "header = false, delim = ',', quote = '\"', escape = '\"', auto_detect = false, "
-    "allow_quoted_nulls = false"
-)
 
 
 def tables(con: Connection) -> list[str]:
@@ -58,7 +55,8 @@ def export_table(con: Connection, table: str, columns: Sequence[str], path: Path
             for chunk in copy:
                 out.write(chunk)
         return
-    con.execute(f"COPY (SELECT {names} FROM {table}) TO '{_quoted(path)}' (FORMAT csv)")
+    duck = cast(duckdb.DuckDBPyConnection, con)
+    duck.sql(f"SELECT {names} FROM {table}").write_csv(os.fspath(path), header=False)
 
 
 def import_table(con: Connection, table: str, columns: Sequence[str], path: Path) -> int:
@@ -78,8 +76,10 @@ def import_table(con: Connection, table: str, columns: Sequence[str], path: Path
         types = column_types(con, table, columns)
         spec = ", ".join(f"'{c}': '{types[c]}'" for c in columns)
         con.execute(
-            f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM "
-            f"read_csv('{_quoted(path)}', columns = {{{spec}}}, {_READ_CSV})"
+            f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM read_csv(?, "
+            f"columns = {{{spec}}}, header = false, delim = ',', quote = '\"', escape = '\"', "
+            "auto_detect = false, allow_quoted_nulls = false)",
+            [os.fspath(path)],
         )
     row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
     return int(row[0]) if row else 0
@@ -113,7 +113,3 @@ def planning_snapshot(con: PgConnection) -> Iterator[duckdb.DuckDBPyConnection]:
         yield memory
     finally:
         memory.close()
-
-
-def _quoted(path: Path) -> str:
-    return os.fspath(path).replace("'", "''")

@@ -174,9 +174,7 @@ class PgConnection:
         self.raw = raw
         self.location = location
 
-    def execute(
-        self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
-    ) -> PgCursor:
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> PgCursor:
         with_params = params is not None and len(params) > 0
         cursor = self.raw.cursor()
         query = translate(sql, with_params)

@@ -148,7 +148,10 @@ class PgStore:
             con = connect(self.location, self.command)
             # a writer frozen inside a transaction (SIGSTOP) must not keep the lease's row
             # locked for ever: PostgreSQL ends its session after the TTL
-            con.execute(f"SET idle_in_transaction_session_timeout = {int(self.lock.ttl * 1000)}")
+            con.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', ?, false)",
+                [str(int(self.lock.ttl * 1000))],
+            )
             self._writer = con
         return self._writer
 

@@ -242,9 +242,9 @@ def retire_deleted(con: Connection, now: datetime | None = None) -> int:
         "(SELECT id FROM platform_assets WHERE sync_status = ?)",
         [RESOLVED_BY_PRUNE, now, OPEN, DELETED],
     )
-    moved = ", ".join(c for c in column_types(con, "platform_assets"))
+    names = ", ".join(c for c in column_types(con, "platform_assets"))
     con.execute(
-        f"INSERT INTO platform_assets_pruned ({moved}, pruned_at) SELECT {moved}, "
+        f"INSERT INTO platform_assets_pruned ({names}, pruned_at) SELECT {names}, "
         "?::TIMESTAMP FROM platform_assets WHERE sync_status = ?",
         [now, DELETED],
     )
