@@ -207,8 +207,8 @@ class Plan:
     destinations: dict[str, str] = field(default_factory=dict)
     platform: str | None = None  # the plan was narrowed to this platform
     refresh: Refresh = Refresh.MASTERS  # what was read; a plan of Refresh.NONE never applies
-    # when the masters were observed (ISO 8601, UTC): now, or with Refresh.NONE the oldest
-    # recorded observation the plan used (None: it used none whose time is known)
+    # with Refresh.NONE: the oldest recorded observation the plan used (ISO 8601, UTC; None:
+    # none whose time is known); None too for a plan that observed the masters itself, then
     observed_at: str | None = None
     against: StateDescription | None = None  # the recorded state it was planned against
 

@@ -161,9 +161,7 @@ def finish(
         observed=diffed.observed,
         destinations=dict(setting.destinations),
         refresh=diffed.refresh,
-        observed_at=(
-            diffed.observed_at if diffed.refresh == Refresh.NONE else f"{now:%Y-%m-%dT%H:%M:%SZ}"
-        ),
+        observed_at=diffed.observed_at,
         against=diffed.against,
     )
     plan.notes += diffed.notes
