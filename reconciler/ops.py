@@ -33,7 +33,7 @@ from reconciler.manifests.quoting import suggest
 from reconciler.manifests.validate import ValidationResult, validate_tree
 from reconciler.model import ManifestSet
 from reconciler.plan import reuse
-from reconciler.plan.actions import Plan
+from reconciler.plan.actions import Plan, Refresh
 from reconciler.plan.explain import Explanation
 from reconciler.plan.explain import explain as explain_asset
 from reconciler.plan.planner import PlanOptions, check_guards, make_plan
@@ -85,12 +85,16 @@ class Options:
     parallel: int = 4  # transfers at once
     renditions_max_bytes: int = DEFAULT_MAX_BYTES
     verify: bool = False  # after applying, check the recorded copies (watch's full cycles)
-    refresh: bool = False  # a plan also reads what the platforms hold for creates and imports
+    refresh: Refresh = Refresh.MASTERS  # what a plan reads: none, the masters, also platforms
     stop: threading.Event | None = field(default=None, compare=False)  # set to stop a run
 
     def planning(self) -> PlanOptions:
         return PlanOptions(
-            prune=self.prune, max_delete=self.max_delete, force=self.force, rule=self.rule
+            prune=self.prune,
+            max_delete=self.max_delete,
+            force=self.force,
+            rule=self.rule,
+            refresh=self.refresh,
         )
 
     def applying(self, where: Workspace) -> ApplyOptions:
@@ -149,15 +153,17 @@ def validate(manifests: Path, media_root: Path | None = None) -> ValidationResul
     return validate_tree(manifests, media_root, display_root=str(manifests))
 
 
-def load(where: Workspace, cache: Cache | None = None) -> ValidationResult:
+def load(where: Workspace, cache: Cache | None = None, read_media: bool = True) -> ValidationResult:
     """Validate the manifests for a use case that goes on with them: the tool's own files
-    (state, rendition cache) are never taken for masters."""
+    (state, rendition cache) are never taken for masters. ``read_media=False``: for a plan
+    of Refresh.NONE, which looks at no master."""
     return validate_tree(
         where.manifests,
         where.media_root,
         display_root=str(where.manifests),
         cache=cache,
         private=where.tool_files(),
+        read_media=read_media,
     )
 
 
@@ -188,9 +194,14 @@ def look(
 ) -> World | None:
     """What a plan of ``where`` would be made from, as it is now (taken before the manifests
     are read): the key to the last plan of an unchanged world. None without a cache folder
-    (``--no-cache``), where no plan is kept or reused and walking the tree would be waste."""
-    if cache is None or cache.folder is None or not isinstance(where.state, Path):
-        return None  # a PostgreSQL state changes without a file to show it: plan afresh
+    (``--no-cache``), where no plan is kept or reused and walking the tree would be waste, for
+    a plan of the masters as recorded (``--no-refresh``), which is never kept or reused, and
+    for a PostgreSQL state, which changes without a file to show it."""
+    refresh = (options or Options()).refresh
+    if cache is None or cache.folder is None or refresh == Refresh.NONE:
+        return None
+    if not isinstance(where.state, Path):
+        return None
     # the cache folder is not left out: validation does not leave it out (a file in it may be
     # a master), so a cache inside the media root makes every plan a new one
     prune = (options or Options()).prune
@@ -233,7 +244,7 @@ def plan(
     check_narrowing(manifest_set, options.rule, options.platform)
     made = make_plan(manifest_set, where.store, options.planning(), cache, world)
     narrowed = _narrowed(made, where, options)
-    if options.refresh:
+    if options.refresh == Refresh.PLATFORMS:
         refresh(narrowed, manifest_set, RenditionCache(where.rendition_folder))
     return narrowed
 
@@ -260,6 +271,7 @@ def reconcile(
     when ``options.verify``)."""
     options = options or Options()
     check_narrowing(manifest_set, options.rule, options.platform)
+    applicable(options)
 
     def fresh(store: Store) -> Plan:
         return make_plan(manifest_set, store, options.planning(), cache)
@@ -289,6 +301,7 @@ def apply_saved(
     pruning guards (``options.force``, ``options.max_delete``), never the file's."""
     options = options or Options()
     check_narrowing(manifest_set, options.rule, options.platform)
+    applicable(options)
 
     def compared(store: Store) -> Plan:
         again = PlanOptions(prune=options.prune, force=True, rule=options.rule)
@@ -301,6 +314,15 @@ def apply_saved(
         return confirmed
 
     return locked_run(manifest_set, where, options, compared, observer, listener)
+
+
+def applicable(options: Options) -> None:
+    """An apply sends bytes it has read: never a plan of the masters as recorded."""
+    if options.refresh == Refresh.NONE:
+        raise UsageError(
+            "--no-refresh plans without reading the masters, and an apply must send bytes it "
+            "has read: use it with --dry-run or `reconcile plan`; nothing was changed"
+        )
 
 
 def locked_run(

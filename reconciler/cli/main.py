@@ -44,10 +44,13 @@ from reconciler.cli.options import (
     workspace,
 )
 from reconciler.errors import ExitCode
-from reconciler.plan.actions import Plan
+from reconciler.plan.actions import Plan, Refresh
 from reconciler.render.formats import APPLY_RENDERERS, PLAN_RENDERERS
 from reconciler.store.db import Location
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES
+
+# --refresh / --no-refresh / neither, as click gives them
+REFRESH_LEVELS = {True: Refresh.PLATFORMS, None: Refresh.MASTERS, False: Refresh.NONE}
 
 
 def plan_only_options(func: F) -> F:
@@ -58,10 +61,15 @@ def plan_only_options(func: F) -> F:
         help="Also save the plan as JSON, for `reconcile apply PLAN.json`.",
     )(func)
     func = click.option(
-        "--refresh",
-        is_flag=True,
-        help="With --dry-run: also read what the platforms hold (never write): a create whose "
-        "bytes are already at its key shows as adopt, an import says what it will find.",
+        "--refresh/--no-refresh",
+        "refresh",
+        default=None,
+        help="What a dry run reads besides the manifests and the state. Neither (the "
+        "default): every master is hashed (a hash cache vouches for unchanged ones). "
+        "--refresh: also what the platforms hold (never written): a create whose bytes are "
+        "already at its key shows as adopt, an import says what it will find. --no-refresh: "
+        "neither masters nor platforms; plans manifest changes against the checksums and "
+        "sizes the state recorded (for CI without the media). Such a plan cannot be applied.",
     )(func)
     return click.option(
         "--detailed-exitcode",
@@ -85,7 +93,7 @@ def run_plan(
     platform: str | None = None,
     renditions: Path | None = None,
     no_cache: bool = False,
-    refresh: bool = False,
+    refresh: bool | None = None,
     **_: Any,
 ) -> int:
     """Plan, show the plan (and append it to the step summary), and save it with --out."""
@@ -95,19 +103,25 @@ def run_plan(
         )
     where = workspace(manifests, media_root, state, lock_timeout, renditions)
     cache = user_cache(no_cache)
+    level = REFRESH_LEVELS[refresh]
     options = ops.Options(
         prune=prune, max_delete=max_delete, force=force, rule=rule, platform=platform,
-        refresh=refresh,
+        refresh=level,
     )  # fmt: skip
     world = ops.look(where, options, cache)
-    plan = None if refresh else ops.reused_plan(world, where, options, cache)
+    fresh = level == Refresh.MASTERS  # only such a plan is ever kept or reused
+    plan = ops.reused_plan(world, where, options, cache) if fresh else None
     if plan is None:
-        manifest_set = load_manifests(where, cache, output, summary=True)
+        manifest_set = load_manifests(
+            where, cache, output, summary=True, read_media=level != Refresh.NONE
+        )
         plan = ops.plan(manifest_set, where, options, cache, world)
     show(PLAN_RENDERERS, output, plan)
     ci.append_step_summary(lambda: PLAN_RENDERERS["markdown"](plan, False))
     if out is not None:
         write_atomically(out, PLAN_RENDERERS["json"](plan, False) + "\n")
+        if level == Refresh.NONE:
+            click.echo(f"note: {out} was planned with --no-refresh: apply refuses it", err=True)
     if detailed_exitcode and plan.changes:
         return ExitCode.CHANGES_PENDING
     return ExitCode.OK
@@ -237,6 +251,8 @@ def cli(ctx: click.Context, dry_run: bool, **options: Any) -> int:
         return ExitCode.OK
     if dry_run:
         return run_plan(**options)
+    if options["refresh"] is False:
+        ops.applicable(ops.Options(refresh=Refresh.NONE))  # one line, exit 1
     for name in ("detailed_exitcode", "out", "refresh"):
         if options[name]:
             raise click.UsageError(f"--{name.replace('_', '-')} goes with --dry-run")

@@ -292,12 +292,16 @@ REPORT_FORMATS = ["text", "json", "csv"]
 
 
 def load_manifests(
-    where: Workspace, cache: Cache | None = None, output: str = "text", summary: bool = False
+    where: Workspace,
+    cache: Cache | None = None,
+    output: str = "text",
+    summary: bool = False,
+    read_media: bool = True,
 ) -> ManifestSet:
     """Validate the manifests; on problems print them to stderr and stop with exit 1. For
     ``output`` markdown or github the problems also go to stdout in that format (and, with
-    ``summary``, to the step summary)."""
-    result = ops.load(where, cache)
+    ``summary``, to the step summary). ``read_media=False``: asset files are not looked at."""
+    result = ops.load(where, cache, read_media)
     for problem in result.warnings:
         click.echo(problem.format(), err=True)
     ci.show_problems(result, output, summary)

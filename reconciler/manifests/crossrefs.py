@@ -3,7 +3,8 @@
 Called by :mod:`reconciler.manifests.validate` once every document is declared: a SyncRule's
 platform must be declared, its cron must fire, its transforms must be usable; a local target
 must lie outside the media root; an Asset's file must be a regular file inside the media root,
-and neither a credential nor one of the tool's own files; AssetSet templates must be valid.
+and neither a credential nor one of the tool's own files (for a plan that reads no media,
+``--no-refresh``, only its name is checked); AssetSet templates must be valid.
 Problems are recorded through :class:`~reconciler.manifests.declared.Reports`; the checks only
 ever *stat* files, and never raise for what a manifest holds.
 """
@@ -37,6 +38,7 @@ class CrossChecks:
     media_root: FsPath
     private: tuple[str, ...] = ()
     secrets: set[str] = field(default_factory=set)
+    look: bool = True  # False: media files are named, never looked at (--no-refresh)
 
     def __post_init__(self) -> None:
         self._root = str(self.media_root)
@@ -75,7 +77,7 @@ class CrossChecks:
         mark = transforms.get("add_watermark")
         image = mark.get("image") if isinstance(mark, dict) else None
         if isinstance(image, str):  # schema-valid: field() gave transform_rules
-            _, problem = files.media_file(self._root, image, self._folder_inside, "watermark image")
+            _, problem = self._media_file(image, "watermark image")
             if problem is not None:
                 report(("spec", "transform_rules", "add_watermark", "image"), "path", problem)
 
@@ -100,7 +102,7 @@ class CrossChecks:
         rel = item.field("file", str)
         if rel is None:
             return None
-        path, problem = files.media_file(self._root, rel, self._folder_inside)
+        path, problem = self._media_file(rel)
         if path is not None and self.own(path):
             problem = (
                 f"{printable(rel)} is one of this tool's own files (the "
@@ -116,6 +118,11 @@ class CrossChecks:
             self.reports.on(item)(("spec", "file"), "path", problem)
             return None
         return path
+
+    def _media_file(self, rel: str, what: str = "file") -> files.Checked:
+        if self.look:
+            return files.media_file(self._root, rel, self._folder_inside, what)
+        return files.media_name(self._root, rel)
 
     def templates(self, item: Declared) -> None:
         """An AssetSet's code and title templates; a bad one makes the set invalid."""

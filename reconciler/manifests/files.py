@@ -138,6 +138,7 @@ def _unreachable(exc: OSError, through_link: bool) -> Refused:
 
 # (absolute path, None) or (None, the reason)
 Checked = tuple[str, None] | tuple[None, str]
+_ESCAPES = "must stay inside the media root (no absolute path, no '..')"
 
 
 class FolderCheck:
@@ -155,6 +156,14 @@ class FolderCheck:
         return known
 
 
+def media_name(root: str, rel: str) -> Checked:
+    """The absolute path that the media file ``rel`` would have under the real media
+    ``root``, or (None, why not) when its name leaves the root; nothing is looked at."""
+    if os.path.isabs(rel) or ".." in rel.replace("\\", "/").split("/"):
+        return None, _ESCAPES
+    return os.path.normpath(os.path.join(root, rel)), None
+
+
 def media_file(root: str, rel: str, folder_inside: FolderCheck, what: str = "file") -> Checked:
     """Check the media file ``rel`` (relative to the real media ``root``) without opening it.
 
@@ -162,9 +171,10 @@ def media_file(root: str, rel: str, folder_inside: FolderCheck, what: str = "fil
     ``lstat`` for a plain file; ``folder_inside`` answers (cached) whether a folder resolves
     inside the root, as a library of 100,000 Assets has few folders.
     """
-    if os.path.isabs(rel) or ".." in rel.replace("\\", "/").split("/"):
-        return None, "must stay inside the media root (no absolute path, no '..')"
-    path = os.path.normpath(os.path.join(root, rel))
+    checked = media_name(root, rel)
+    if checked[0] is None:
+        return checked
+    path = checked[0]
     try:
         mode = os.lstat(path).st_mode
     except OSError as exc:

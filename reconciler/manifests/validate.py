@@ -76,14 +76,18 @@ def validate_tree(
     limits: Limits = DEFAULT_LIMITS,
     cache: Cache | None = None,
     private: Sequence[FsPath] = (),
+    read_media: bool = True,
 ) -> ValidationResult:
     """Validate every manifest under ``manifests_dir``.
 
     ``media_root`` defaults to the manifests folder. ``display_root`` is how the folder is
     shown in messages (by default as given). ``private``: the tool's own files and folders
     (the state file and its companions, the rendition cache), never masters even when they
-    lie inside the media root. Raises :class:`UsageError` when a folder is missing; every
-    problem inside the manifests is returned, never raised.
+    lie inside the media root. ``read_media=False`` (a plan of ``--no-refresh``): asset
+    files and watermark images are not looked at, only their names are checked, and the
+    media root need not exist (AssetSets still list what it holds). Raises
+    :class:`UsageError` when a folder is missing; every problem inside the manifests is
+    returned, never raised.
     """
     manifests_dir = FsPath(manifests_dir)
     if not manifests_dir.is_dir():
@@ -92,7 +96,7 @@ def validate_tree(
             "RECONCILE_MANIFESTS"
         )
     media_root = FsPath(media_root) if media_root is not None else manifests_dir
-    if not media_root.is_dir():
+    if read_media and not media_root.is_dir():
         raise UsageError(
             f"media root '{media_root}' not found; pass --media-root DIR or set "
             "RECONCILE_MEDIA_ROOT"
@@ -105,6 +109,7 @@ def validate_tree(
         media_root.resolve(),
         limits,
         tuple(os.path.realpath(p) for p in private),
+        read_media,
     )
     return validation.run()
 
@@ -153,6 +158,7 @@ class _Validation:
     media_root: FsPath
     limits: Limits
     private: tuple[str, ...]  # the tool's own files and folders
+    read_media: bool = True  # look at asset files and watermark images
 
     def run(self) -> ValidationResult:
         locator = Locator(self.files, self.limits)
@@ -160,7 +166,9 @@ class _Validation:
         declarations = Declarations(reports, locator)
         by_kind = declarations.read(self.files.values())
         valid = {k: [d for d in items if d.valid] for k, items in by_kind.items()}
-        checks = CrossChecks(reports, declarations.first, self.media_root, self.private)
+        checks = CrossChecks(
+            reports, declarations.first, self.media_root, self.private, look=self.read_media
+        )
 
         platforms = _by_code(build.platform(d, self.manifests_dir) for d in valid["Platform"])
         checks.targets(platforms)

@@ -7,7 +7,8 @@ runs). An action's kind is an :class:`~reconciler.model.ActionKind`; why it is p
 said twice: ``reason``, a sentence for people (unchanged wording, tests and users read it),
 and ``reason_code``, a :class:`Reason` for machines. The plan file is JSON, format version
 :data:`PLAN_FORMAT_VERSION`; ``reason_code`` is a key of each action that older plan files
-lack (they load, with no code).
+lack (they load, with no code). A plan also says what it read (:class:`Refresh`) and the
+recorded state it was planned against (:class:`StateDescription`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Reason(StrEnum):
     TRANSFORMS_REMOVED = "transforms_removed"  # update: the master itself goes up now
     CONFLICT_OPEN = "conflict_open"  # held
     MASTER_UNREADABLE = "master_unreadable"  # blocked (blocked_by unreadable)
+    MASTER_NOT_OBSERVED = "master_not_observed"  # update: --no-refresh knows no observation
     SHARED_FILE = "shared_file"  # blocked (blocked_by shared-file)
     SHARED_KEY = "shared_key"  # blocked (blocked_by shared-key)
     PLATFORM_DISABLED = "platform_disabled"  # blocked (blocked_by disabled)
@@ -72,6 +74,41 @@ class Reason(StrEnum):
 
 
 REASONS: dict[str, Reason] = {reason.value: reason for reason in Reason}
+
+
+class Refresh(StrEnum):
+    """What a plan reads besides the manifests and the recorded state (Terraform's -refresh)."""
+
+    NONE = "none"  # --no-refresh: nothing; the masters are as the state last recorded them
+    MASTERS = "masters"  # the default: every master is observed (hashed, or vouched by a cache)
+    PLATFORMS = "platforms"  # --refresh: the masters, and what the platforms hold
+
+
+REFRESHES: dict[str, Refresh] = {level.value: level for level in Refresh}
+
+
+@dataclass(frozen=True)
+class StateDescription:
+    """The recorded state a plan was planned against, for people: its backend and where it is
+    (never a password), its schema version, and the last apply with its git commit."""
+
+    backend: str  # "duckdb"
+    location: str  # the state file's name
+    exists: bool = True
+    schema_version: int | None = None
+    last_apply_at: str | None = None  # ISO 8601, UTC
+    last_apply_commit: str | None = None
+    last_apply_dirty: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> StateDescription | None:
+        """A description as :meth:`to_dict` wrote it; None for anything else."""
+        if not isinstance(data, dict) or set(data) != set(cls.__dataclass_fields__):
+            return None
+        return cls(**data)
 
 
 @dataclass(slots=True)  # not frozen: frozen __init__ is 8x slower per object
@@ -169,6 +206,11 @@ class Plan:
     # is never applied to a destination nobody reviewed
     destinations: dict[str, str] = field(default_factory=dict)
     platform: str | None = None  # the plan was narrowed to this platform
+    refresh: Refresh = Refresh.MASTERS  # what was read; a plan of Refresh.NONE never applies
+    # with Refresh.NONE: the oldest recorded observation the plan used (ISO 8601, UTC; None:
+    # none whose time is known); None too for a plan that observed the masters itself, then
+    observed_at: str | None = None
+    against: StateDescription | None = None  # the recorded state it was planned against
 
     @property
     def changes(self) -> list[Action]:
@@ -195,6 +237,9 @@ class Plan:
             "rule": self.rule,
             "destinations": self.destinations,
             "platform": self.platform,
+            "refresh": str(self.refresh),
+            "observed_at": self.observed_at,
+            "planned_against": self.against.to_dict() if self.against is not None else None,
             "notes": self.notes,
             "cached_renditions": self.cached_renditions,
             "summary": self.summary(),
@@ -225,6 +270,8 @@ class Plan:
             rule=_code(data.get("rule"), "rule"),
             platform=_code(data.get("platform"), "platform"),
             destinations={str(k): str(v) for k, v in dict(data.get("destinations") or {}).items()},
+            refresh=REFRESHES.get(str(data.get("refresh")), Refresh.MASTERS),
+            observed_at=data.get("observed_at"),
         )
 
 

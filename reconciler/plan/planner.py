@@ -19,8 +19,9 @@ from datetime import datetime
 from reconciler.cache import Cache
 from reconciler.gcpause import gc_paused
 from reconciler.model import ActionKind, ManifestSet
-from reconciler.observe.sources import cacheable, observe
-from reconciler.plan.actions import Action, Plan, PlanError
+from reconciler.observe.sources import Observed, cacheable, observe
+from reconciler.plan import against
+from reconciler.plan.actions import Action, Plan, PlanError, Refresh
 from reconciler.plan.desired import Desired, load_desired
 from reconciler.plan.diff import diff
 from reconciler.plan.moves import codes, resolve, unrecorded_imports
@@ -28,6 +29,7 @@ from reconciler.plan.reuse import Diffed, Recalled, Setting, World, recall, reme
 from reconciler.plan.schedule import Scheduled, waiting_reason
 from reconciler.store import planning
 from reconciler.store.db import Connection, Store, utcnow
+from reconciler.store.observations import recorded_observations
 from reconciler.store.pg import is_url
 
 MAX_DELETE_SHARE = 0.10
@@ -41,6 +43,7 @@ class PlanOptions:
     max_delete: int | None = None  # per platform; default 10 % of its placements, at most 50
     force: bool = False  # skip the pruning guards
     rule: str | None = None  # a rule named explicitly runs now, schedule or auto_sync aside
+    refresh: Refresh = Refresh.MASTERS  # Refresh.NONE: the masters as recorded, none read
 
 
 def recorded_diff(con: Connection, desired: Desired, prune_all: bool = False) -> list[Action]:
@@ -80,23 +83,24 @@ def reused_plan(cache: Cache, world: World, options: PlanOptions) -> tuple[Plan,
 def diff_state(
     manifests: ManifestSet, store: Store, options: PlanOptions, cache: Cache | None
 ) -> Diffed:
-    """Observe the masters (hash what the caches do not know), load the desired state and
-    diff it against the recorded one."""
-    known = cache.hashes(manifests.media_root) if cache is not None else {}
-    observed = observe(
-        (a.path for a in manifests.assets.values()),
-        known,
-        str(manifests.media_root),
-        more=lambda paths: planning.cached_hashes(store, paths),
-    )
-    del known  # 100,000 cache entries need not outlive the observation
-    if cache is not None and observed.hashed_files:
-        cache.save_hashes(manifests.media_root, cacheable(observed))
+    """Observe the masters (hash what the caches do not know; with Refresh.NONE take what
+    the state recorded of them), load the desired state and diff it against the recorded
+    one."""
+    blind = options.refresh == Refresh.NONE
+    observed = Observed() if blind else _observe(manifests, store, cache)
+    oldest = None
     with planning.planning_connection(store) as (con, exists):
+        recorded = recorded_observations(con, masters=blind)
         renames = resolve(manifests.moves, planning.recorded_codes(con, codes(manifests.moves)))
+        if blind:
+            observed, oldest = against.recorded_masters(
+                manifests, recorded.masters, renames.recorded
+            )
         desired = load_desired(con, manifests, observed.files, renames.recorded)
         actions = recorded_diff(con, desired, prune_all=options.prune)
         notes = renames.notes
+        if blind:
+            notes += against.blind_notes(manifests, against.settle_unobserved(actions))
         if manifests.imports:
             placed = {(a.asset, a.platform) for a in actions}
             imports = [(i.code, i.asset, i.platform) for i in manifests.imports.values()]
@@ -116,7 +120,25 @@ def diff_state(
             planning.resync_requested(con),
             observed,
             notes,
+            against.describe(store, con, exists, recorded.last_apply),
+            options.refresh,
+            against.iso(oldest) if blind else None,
         )
+
+
+def _observe(manifests: ManifestSet, store: Store, cache: Cache | None) -> Observed:
+    """Every master's sha256: hashed unless a hash cache vouches for it."""
+    known = cache.hashes(manifests.media_root) if cache is not None else {}
+    observed = observe(
+        (a.path for a in manifests.assets.values()),
+        known,
+        str(manifests.media_root),
+        more=lambda paths: planning.cached_hashes(store, paths),
+    )
+    del known  # 100,000 cache entries need not outlive the observation
+    if cache is not None and observed.hashed_files:
+        cache.save_hashes(manifests.media_root, cacheable(observed))
+    return observed
 
 
 def finish(
@@ -139,6 +161,9 @@ def finish(
         prune=options.prune,
         observed=diffed.observed,
         destinations=dict(setting.destinations),
+        refresh=diffed.refresh,
+        observed_at=diffed.observed_at,
+        against=diffed.against,
     )
     plan.notes += diffed.notes
     if not diffed.state_exists:

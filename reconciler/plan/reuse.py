@@ -60,10 +60,10 @@ from reconciler.manifests import build
 from reconciler.manifests.schema import schemas_dir
 from reconciler.model import ActionKind, ManifestSet, Platform
 from reconciler.observe.sources import Observed
-from reconciler.plan.actions import REASONS, Action
+from reconciler.plan.actions import REASONS, Action, Refresh, StateDescription
 from reconciler.plan.schedule import RuleTiming
 
-FORMAT = 2  # 2: notes, and the actions of import, moved and adopt
+FORMAT = 3  # 2: notes, and the actions of import, moved and adopt; 3: the state described
 RACY_SECONDS = 2.0
 LIBRARIES = ("yaml", "duckdb", "wcmatch", "jsonschema_rs", "croniter")
 _ACTION_FIELDS = tuple(f.name for f in fields(Action))
@@ -90,6 +90,9 @@ class Diffed:
     requested: frozenset[int]
     observed: Observed | None = None
     notes: list[str] = field(default_factory=list)  # warnings of the diff, for the plan
+    against: StateDescription | None = None  # the recorded state, described
+    refresh: Refresh = Refresh.MASTERS  # only a diff of observed masters is ever kept
+    observed_at: str | None = None  # with Refresh.NONE: the oldest recorded observation
 
 
 @dataclass(frozen=True)
@@ -272,8 +275,9 @@ def _newest(row: tuple[Any, ...]) -> int:
 def remember(
     cache: Cache, world: World, diffed: Diffed, manifests: ManifestSet, where: Setting
 ) -> None:
-    """Keep ``diffed`` as the answer for ``world`` (unless the world is not settled)."""
-    if not world.settled:
+    """Keep ``diffed`` as the answer for ``world`` (unless the world is not settled, or the
+    diff is of the masters as recorded, not as they are: never the answer of a fresh plan)."""
+    if not world.settled or diffed.refresh != Refresh.MASTERS:
         return
     entry = {
         "format": FORMAT,
@@ -285,6 +289,7 @@ def remember(
         "last_runs": [(k, v.isoformat() if v else None) for k, v in diffed.last_runs.items()],
         "requested": sorted(diffed.requested),
         "notes": diffed.notes,
+        "against": diffed.against.to_dict() if diffed.against is not None else None,
         "rules": [(r.code, r.auto_sync, r.schedule_cron) for r in manifests.rules.values()],
         "platforms": sorted(manifests.platforms),
         "setting": [where.state_path, where.manifests_dir, where.media_root,
@@ -328,6 +333,7 @@ def recall(cache: Cache, world: World) -> Recalled | None:
                 frozenset(int(i) for i in entry["requested"]),
                 None,
                 [str(note) for note in entry["notes"]],
+                StateDescription.from_dict(entry["against"]),
             ),
             {code: RuleTiming(code, bool(auto), cron) for code, auto, cron in entry["rules"]},
             frozenset(entry["platforms"]),

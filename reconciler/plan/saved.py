@@ -8,7 +8,8 @@ under the run lock, and compares: every change the saved plan asks for must be t
 change now (same kind, rule, file, path, checksum, size, rendition, versions), and the state
 must be the one the plan was made from. Any difference refuses the whole plan; what runs are
 the fresh actions, never the file's. Changes the fresh plan has beyond the saved one were not
-reviewed, and are left for the next run.
+reviewed, and are left for the next run. A plan of ``--no-refresh``, made from the masters as
+the state recorded them, is refused outright: an apply sends what it has read.
 """
 
 from __future__ import annotations
@@ -66,7 +67,13 @@ OPTIONAL_TOP: dict[str, tuple[type, ...]] = {
     "notes": (list,),
     "cached_renditions": (list,),
     "destinations": (dict,),
+    "refresh": (str,),
+    "observed_at": (str, type(None)),
+    "planned_against": (dict, type(None)),
 }
+# what a plan that may be applied read: the masters (a plan file without "refresh" is older
+# than --no-refresh, and read them), and maybe the platforms too
+APPLICABLE = ("masters", "platforms")
 
 
 def read_saved_plan(path: Path) -> Plan:
@@ -90,6 +97,12 @@ def read_saved_plan(path: Path) -> Plan:
     problem = _shape_problem(data)
     if problem is not None:
         raise PlanError(f"{path} is not a saved plan: {problem}; make the plan again")
+    if data.get("refresh", "masters") not in APPLICABLE:
+        raise PlanError(
+            f"{path} was planned with --no-refresh, against the masters as the state recorded "
+            "them, and cannot be applied: make the plan again where the media are, without "
+            "--no-refresh"
+        )
     try:
         return Plan.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:

@@ -22,10 +22,12 @@ from reconciler.render.phrases import (
     plan_summary,
     problem_detail,
     reason_of,
+    refresh_header,
     rendition_of,
     validation_summary,
     versions,
 )
+from reconciler.render.tables import short_commit
 from reconciler.units import human_size
 
 TABLE_HEAD = [
@@ -42,8 +44,12 @@ def _md(text: Any) -> str:
 def plan_markdown(plan: Plan, color: bool = False) -> str:
     """A summary heading and one table row per non-noop action (the first LISTED_IN_MARKDOWN)."""
     lines = [f"### {plan_summary(plan)}", ""]
-    lines += [f"> {_md(n)}" for n in plan.notes]
-    if plan.notes:
+    if (against := planned_against(plan)) is not None:
+        lines += [against, ""]
+    header = refresh_header(plan)
+    notes = ([header] if header else []) + plan.notes
+    lines += [f"> {_md(n)}" for n in notes]
+    if notes:
         lines.append("")
     shown = listed(plan)
     if not shown:
@@ -60,6 +66,25 @@ def plan_markdown(plan: Plan, color: bool = False) -> str:
     if len(shown) > LISTED_IN_MARKDOWN:
         lines += ["", more(shown[LISTED_IN_MARKDOWN:])]
     return "\n".join(lines)
+
+
+def planned_against(plan: Plan) -> str | None:
+    """The recorded state a plan was planned against, in one sentence; None when the plan
+    does not say (a plan read from a file)."""
+    state = plan.against
+    if state is None:
+        return None
+    where = f"{_inline(state.backend)} state {_code(state.location)}"
+    if not state.exists:
+        return f"Planned against empty recorded state: no {where} yet."
+    applied = "no apply recorded yet"
+    if state.last_apply_at is not None:
+        when = state.last_apply_at.replace("T", " ").replace("Z", " UTC")
+        commit = short_commit(state.last_apply_commit, state.last_apply_dirty)
+        applied = f"last apply {_inline(when)}, " + (
+            f"commit {_code(commit)}" if commit else "no git commit recorded"
+        )
+    return f"Planned against the {where} (schema version {state.schema_version}); {applied}."
 
 
 _INLINE_SPECIALS = str.maketrans(

@@ -9,12 +9,13 @@ they are made once, here. Called by :mod:`reconciler.render.text`,
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 
 from reconciler.apply.run import ApplyResult
 from reconciler.manifests.problems import Problem
 from reconciler.manifests.validate import ValidationResult
 from reconciler.model import ActionKind
-from reconciler.plan.actions import Action, Plan
+from reconciler.plan.actions import Action, Plan, Refresh
 
 # the sign and the colour of each kind of plan action
 PLAN_SIGNS: dict[str, tuple[str, str]] = {
@@ -111,6 +112,35 @@ def plan_summary(plan: Plan) -> str:
         f" {waiting} of the changes wait for their schedule or an explicit run." if waiting else ""
     )
     return f"Plan: {changes}; {rest}.{later}"
+
+
+def age(seconds: float) -> str:
+    """A duration as people say it: ``40 s``, ``12 min``, ``5 h``, ``3 d``."""
+    for unit, size, up_to in (("s", 1, 90), ("min", 60, 90 * 60), ("h", 3600, 36 * 3600)):
+        if seconds < up_to:
+            return f"{max(0, round(seconds / size))} {unit}"
+    return f"{round(seconds / 86400)} d"
+
+
+def _moment(text: str | None) -> datetime | None:
+    try:
+        return datetime.strptime(text or "", "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return None
+
+
+def refresh_header(plan: Plan) -> str | None:
+    """What a plan of ``--no-refresh`` did not read, and how old what it used instead is;
+    None for a plan that read the masters."""
+    if plan.refresh != Refresh.NONE:
+        return None
+    made, oldest = _moment(plan.created_at), _moment(plan.observed_at)
+    since = (
+        f"oldest observation {age((made - oldest).total_seconds())} ago"
+        if made is not None and oldest is not None
+        else "no recorded observation used"
+    )
+    return f"planned against recorded observations (--no-refresh): masters not read; {since}"
 
 
 def listed(plan: Plan) -> list[Action]:

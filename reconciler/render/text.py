@@ -23,6 +23,7 @@ from reconciler.render.phrases import (
     more,
     plan_summary,
     reason_of,
+    refresh_header,
     rendition_of,
     validation_summary,
     versions,
@@ -80,7 +81,8 @@ def _platform_lines(plan: Plan, actions: list[Action], width: int, color: bool) 
 def plan_text(plan: Plan, color: bool = False) -> str:
     """Terraform-like: changes grouped by platform, one line each, then a summary. A platform
     with more than LISTED_PER_PLATFORM changes lists the first ones and counts the rest."""
-    out = [f"note: {n}" for n in plan.notes]
+    header = refresh_header(plan)
+    out = [f"note: {n}" for n in ([header] if header else []) + plan.notes]
     width = min(max((len(a.asset) for a in listed(plan)), default=0), 40)
     for platform, actions in _by_platform(plan).items():
         if all(a.action == ActionKind.NOOP for a in actions):

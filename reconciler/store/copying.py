@@ -28,8 +28,13 @@ from reconciler.store.connection import Connection
 from reconciler.store.migrations import migrate
 from reconciler.store.pg import PgConnection
 
-# What planning never reads: the logs, which are also the largest tables.
-NOT_PLANNED = frozenset({"sync_events_log", "sync_jobs", "schema_migrations"})
+# What planning never reads: the event log, the largest table, and the migrations (the copy
+# is migrated by itself). Of the jobs, the plan names only the last apply: its newest row.
+NOT_PLANNED = frozenset({"sync_events_log", "schema_migrations"})
+SNAPSHOT_ROWS = {
+    "sync_jobs": "WHERE id IN (SELECT id FROM sync_jobs WHERE completed_at IS NOT NULL "
+    "ORDER BY completed_at DESC, id DESC LIMIT 1)",
+}
 
 
 def tables(con: Connection) -> list[str]:
@@ -42,21 +47,24 @@ def tables(con: Connection) -> list[str]:
     return [name for (name,) in rows]
 
 
-def export_table(con: Connection, table: str, columns: Sequence[str], path: Path) -> None:
-    """Write the rows of ``table`` (those columns, in that order) to a CSV file."""
+def export_table(
+    con: Connection, table: str, columns: Sequence[str], path: Path, rows: str = ""
+) -> None:
+    """Write the rows of ``table`` (those columns, in that order; only those a ``WHERE``
+    clause of this module's, ``rows``, picks) to a CSV file."""
     names = ", ".join(columns)
     if isinstance(con, PgConnection):
         with (
             open(path, "wb") as out,
             con.raw.cursor().copy(
-                f"COPY (SELECT {names} FROM {table}) TO STDOUT (FORMAT csv)"
+                f"COPY (SELECT {names} FROM {table} {rows}) TO STDOUT (FORMAT csv)"
             ) as copy,
         ):
             for chunk in copy:
                 out.write(chunk)
         return
     duck = cast(duckdb.DuckDBPyConnection, con)
-    duck.sql(f"SELECT {names} FROM {table}").write_csv(os.fspath(path), header=False)
+    duck.sql(f"SELECT {names} FROM {table} {rows}").write_csv(os.fspath(path), header=False)
 
 
 def import_table(con: Connection, table: str, columns: Sequence[str], path: Path) -> int:
@@ -86,15 +94,20 @@ def import_table(con: Connection, table: str, columns: Sequence[str], path: Path
 
 
 def copy_tables(
-    source: Connection, target: Connection, names: Sequence[str], scratch: Path
+    source: Connection,
+    target: Connection,
+    names: Sequence[str],
+    scratch: Path,
+    picked: dict[str, str] | None = None,
 ) -> dict[str, int]:
     """Copy the rows of each table in ``names`` from ``source`` to ``target`` (whose tables
     exist, with every column of the source's); rows per table."""
     counts = {}
+    picked = picked or {}
     for table in names:
         columns = list(column_types(target, table))
         path = scratch / f"{table}.csv"
-        export_table(source, table, columns, path)
+        export_table(source, table, columns, path, picked.get(table, ""))
         counts[table] = import_table(target, table, columns, path)
         path.unlink()
     return counts
@@ -109,7 +122,7 @@ def planning_snapshot(con: PgConnection) -> Iterator[duckdb.DuckDBPyConnection]:
         migrate(memory, ":memory:")
         with tempfile.TemporaryDirectory(prefix="reconcile-snapshot-") as scratch:
             wanted = [t for t in tables(memory) if t not in NOT_PLANNED]
-            copy_tables(con, memory, wanted, Path(scratch))
+            copy_tables(con, memory, wanted, Path(scratch), SNAPSHOT_ROWS)
         yield memory
     finally:
         memory.close()

@@ -161,6 +161,7 @@ IDENTIFIERS = {
     "name",
     "types[key]",
     "', '.join(columns)",
+    "rows",  # a WHERE clause constant of reconciler/store/copying.py (SNAPSHOT_ROWS)
 }
 
 
