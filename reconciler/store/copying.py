@@ -58,7 +58,11 @@ def export_table(con: Connection, table: str, columns: Sequence[str], path: Path
             for chunk in copy:
                 out.write(chunk)
         return
-    con.execute(f"COPY (SELECT {names} FROM {table}) TO '{_quoted(path)}' (FORMAT csv)")
+    # DuckDB writes a header line unless told not to; PostgreSQL's COPY and read_csv below
+    # take none
+    con.execute(
+        f"COPY (SELECT {names} FROM {table}) TO '{_quoted(path)}' (FORMAT csv, HEADER false)"
+    )
 
 
 def import_table(con: Connection, table: str, columns: Sequence[str], path: Path) -> int:
