@@ -1,4 +1,5 @@
-"""The use cases: validate, plan, reconcile, apply a saved plan, verify, explain, resolve.
+"""The use cases: validate, plan, reconcile, apply a saved plan, verify, explain, resolve, and
+the state's own: migrate it, grant read-only access to it.
 
 This is the layer every front end calls: the CLI (:mod:`reconciler.cli`) parses its options,
 calls one function here, renders the result and picks the exit code; ``reconcile watch``
@@ -43,6 +44,9 @@ from reconciler.plan.saved import checked, made_for, read_saved_plan
 from reconciler.store import records
 from reconciler.store.db import DEFAULT_STATE, Location, Store, open_state
 from reconciler.store.embedded import DuckDBState
+from reconciler.store.migrate import Migrated
+from reconciler.store.migrate import migrate_state as copy_state
+from reconciler.store.readonly import grant_readonly as grant
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES, RenditionCache
 
 
@@ -370,3 +374,17 @@ def resolve(
 ) -> records.Resolved:
     """Close an open conflict: record the decision, who made it and when, and log an event."""
     return DuckDBState(where.store).resolve_conflict(conflict_id, use, by, note)
+
+
+def migrate_state(where: Workspace, target: Location, force: bool = False) -> Migrated:
+    """Copy the state of ``where`` into ``target`` (a DuckDB file or a PostgreSQL schema) with
+    its ids and history, in one transaction under both run locks; refused when the target
+    holds rows, unless ``force`` (which replaces them)."""
+    into = open_state(target, lock_timeout=where.lock_timeout, command=where.command)
+    return copy_state(where.store, into, force)
+
+
+def grant_readonly(where: Workspace, role: str, run: bool = True) -> str:
+    """Give ``role`` read-only access to a PostgreSQL state (or, ``run=False``, only write the
+    statements); the SQL."""
+    return grant(where.store, role, run)

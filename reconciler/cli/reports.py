@@ -1,7 +1,8 @@
 """Report and state commands: status, report distribution, events, jobs, conflicts, state.
 
-Registered on the ``reconcile`` group by :mod:`reconciler.cli.main`. All but ``conflicts resolve``
-and ``state load-sample`` only read the state file, without its run lock.
+Registered on the ``reconcile`` group by :mod:`reconciler.cli.main`. All but ``conflicts resolve``,
+``state load-sample``, ``state migrate`` and ``state grant-readonly`` only read the state, without
+its run lock.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import click
 from reconciler import ops
 from reconciler.cli.options import (
     REPORT_FORMATS,
+    StateParam,
     open_store,
     output_option,
     show_report,
@@ -164,7 +166,7 @@ def resolve(ctx: click.Context, conflict_id: int, use: str, by: str, note: str |
 
 @click.group()
 def state() -> None:
-    """The state file itself: its sample data and its schema."""
+    """The state itself: its sample data, its schema, copies of it, and who may read it."""
 
 
 @state.command("load-sample")
@@ -195,6 +197,57 @@ def info(state: Location, lock_timeout: float) -> int:
         click.echo(f"schema version: {store.schema_version()} (this reconcile: {latest_version()})")
     holder = store.lock_holder()
     click.echo(f"lock: {'held by ' + holder.describe() if holder else 'free'}")
+    return ExitCode.OK
+
+
+@state.command("migrate")
+@click.option(
+    "--to",
+    "target",
+    type=StateParam(),
+    required=True,
+    help="Where the copy goes: a DuckDB file or a postgresql:// URL, as for --state.",
+)
+@click.option(
+    "--force", is_flag=True, help="Replace the rows a target already holds (else it is refused)."
+)
+@state_options
+def migrate(target: Location, force: bool, state: Location, lock_timeout: float) -> int:
+    """Copy the state (--state) into another, with its ids and history: DuckDB to PostgreSQL,
+    back, or to a copy of the same kind.
+
+    Both run locks are held meanwhile; the target is made or migrated to the same schema,
+    written in one transaction, and its row counts checked against the source's. A target
+    that holds any row is refused unless --force.
+    """
+    done = ops.migrate_state(workspace(state=state, lock_timeout=lock_timeout), target, force)
+    replaced = f" (replacing its {done.replaced} rows)" if done.replaced else ""
+    click.echo(
+        f"copied {len(done.rows)} tables, {done.total} rows, from {done.source} into "
+        f"{done.target}{replaced} in {done.seconds:.1f} s; row counts match"
+    )
+    return ExitCode.OK
+
+
+@state.command("grant-readonly")
+@click.argument("role")
+@click.option(
+    "--print",
+    "print_only",
+    is_flag=True,
+    help="Print the SQL instead of running it (nothing is connected to).",
+)
+@state_options
+def grant_readonly(role: str, print_only: bool, state: Location, lock_timeout: float) -> int:
+    """Give ROLE read-only access to a PostgreSQL state: its schema and every table, tables
+    made by later migrations, its search_path set to the schema (so the seed's SQL runs
+    unqualified), and temporary tables for BI tools. The role must exist."""
+    where = workspace(state=state, lock_timeout=lock_timeout)
+    statements = ops.grant_readonly(where, role, run=not print_only)
+    if print_only:
+        click.echo(statements.rstrip())
+    else:
+        click.echo(f"granted {role} read-only access to {state_name(state)}")
     return ExitCode.OK
 
 

@@ -19,7 +19,6 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import cast
 
 import duckdb
 
@@ -63,8 +62,11 @@ def export_table(
             for chunk in copy:
                 out.write(chunk)
         return
-    duck = cast(duckdb.DuckDBPyConnection, con)
-    duck.sql(f"SELECT {names} FROM {table} {rows}").write_csv(os.fspath(path), header=False)
+    # DuckDB writes a header line unless told not to; PostgreSQL's COPY and read_csv take none
+    con.execute(
+        f"COPY (SELECT {names} FROM {table} {rows}) TO ? (FORMAT csv, HEADER false)",
+        [os.fspath(path)],
+    )
 
 
 def import_table(con: Connection, table: str, columns: Sequence[str], path: Path) -> int:
