@@ -10,10 +10,11 @@ pid, command), when it took the lease and when it last renewed it, the lease's T
 * A holder that stops renewing (killed, its host lost, SIGSTOPped past the TTL) is taken over:
   the next command takes the row with a new token, and reports whom it took over from, for a
   ``lock_takeover`` event.
-* Every write transaction of the store first checks, under a share lock of the row, that the
-  token is still its own (:meth:`Lease.fence`): a holder that wakes after losing its lease
-  stops at its next write with :class:`LeaseLost`, having written nothing more. A takeover
-  waits for the share lock, so a write is committed either before the takeover or not at all.
+* Every write transaction of the store first checks, under a key-share lock of the row (which
+  keeps a takeover out but lets the holder's own heartbeat through), that the token is still
+  its own (:meth:`Lease.fence`): a holder that wakes after losing its lease stops at its next
+  write with :class:`LeaseLost`, having written nothing more. A takeover waits for the
+  key-share lock, so a write is committed either before the takeover or not at all.
   A holder frozen inside a transaction loses its session to PostgreSQL's
   ``idle_in_transaction_session_timeout`` (set to the TTL), which lets the takeover through.
 
@@ -67,7 +68,9 @@ _RENEW = (
     f"UPDATE run_lease SET heartbeat_at = {_NOW} WHERE name = 'run' AND token = ? AND NOT released"
 )
 _RELEASE = "UPDATE run_lease SET released = TRUE WHERE name = 'run' AND token = ?"
-_FENCE = "SELECT 1 FROM run_lease WHERE name = 'run' AND token = ? AND NOT released FOR SHARE"
+# KEY SHARE: it keeps a takeover (FOR UPDATE) out until the write ends, yet lets the holder's
+# own heartbeat (an UPDATE of no key column) through, so a long write cannot starve it
+_FENCE = "SELECT 1 FROM run_lease WHERE name = 'run' AND token = ? AND NOT released FOR KEY SHARE"
 
 
 class LeaseLost(StateError):
