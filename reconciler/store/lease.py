@@ -174,10 +174,33 @@ class Lease:
             try:
                 renewed = con.execute(_RENEW, [self.token]).rowcount
             except psycopg.Error:
-                continue  # the server is away: the fence of the next write will tell
+                # the server is away, or ended our session: a new connection for the next
+                # beat (the fence of the next write tells whether the lease was lost)
+                self._reconnect(con)
+                continue
             if renewed == 0:
                 self.lost = self.holder() or Holder(0, "another command", "", "")
                 return
+
+    def _reconnect(self, old: PgConnection) -> None:
+        """A new connection for the heartbeat when its session is gone (else the lease would
+        run out under a live holder after a blip); at the next beat again if this fails."""
+        if not (old.raw.closed or old.raw.broken):
+            return
+        try:
+            con = connect(self.location, f"{self.command} (run lock)")
+        except StateError:
+            return
+        try:
+            con.execute("SET lock_timeout = '1s'")
+        except psycopg.Error:
+            con.close()
+            return
+        if self._con is old and not self._stop.is_set():
+            self._con = con
+            old.close()
+        else:
+            con.close()
 
     def release(self) -> None:
         self._stop.set()
