@@ -222,7 +222,7 @@ def test_a_holder_stopped_inside_a_write_transaction_loses_the_lease_after_its_t
         said = holder.rest()
     assert [r[0] for r in rows if r[0] == "written inside"] == []
     assert [r[0].split(",")[0] for r in rows] == [
-        f"took over the run lock of pid {holder.pid} (reconcile"
+        f"took over the run lock of pid {holder.pid} on {socket.gethostname()} (reconcile"
     ]
     assert said.startswith("error: LeaseLost: this run lost its lock on "), said
     final = query(url, "SELECT message FROM sync_events_log")

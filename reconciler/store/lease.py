@@ -261,19 +261,20 @@ class Lease:
     def _lose(self) -> None:
         """Remember, for every later write of this process, that the lease was taken."""
         try:
-            holder = self.holder()
+            holder = self.holder(released_too=True)
         except (StateError, psycopg.Error):
             holder = None
         self.lost = holder or Holder(0, "another command", "", "")
-        who = holder.describe() if holder is not None else "another command"
+        who = "another command" if holder is None else holder.describe()
         self._lost_message = (
             f"this run lost its lock on {self.location.describe()} to {who} (it was "
             f"stopped or cut off for longer than the lease's {self.ttl:g} s); it stops "
             "here and writes nothing more. Run reconcile again to continue"
         )
 
-    def holder(self) -> Holder | None:
-        """Who holds the lease, or last held it and never released it; None if no one."""
+    def holder(self, released_too: bool = False) -> Holder | None:
+        """Who holds the lease, or last held it and never released it; None if no one (with
+        ``released_too``: also whoever held it last and released it)."""
         con = connect(self.location, f"{self.command} (run lock)")
         try:
             found = con.execute(
@@ -283,6 +284,6 @@ class Lease:
             row = con.execute(_ROW).fetchone() if found and found[0] else None
         finally:
             con.close()
-        if row is None or row[0] == 0 or row[7]:
+        if row is None or row[0] == 0 or (row[7] and not released_too):
             return None
         return _holder(row)

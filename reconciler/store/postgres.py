@@ -228,9 +228,13 @@ class PgStore:
             con.close()
 
     def _record_takeover(self, dead: Holder) -> None:
+        # not Holder.describe(): said of a holder that is stopped, its advice to resume or end
+        # it (since "it holds the lock") is wrong once the lease is taken; and a shared state's
+        # log names the host even when it is this one
         message = (
-            f"took over the run lock of {dead.describe()}, which stopped renewing its lease "
-            f"for longer than its {dead.ttl or self.lock.ttl:g} s"
+            f"took over the run lock of pid {dead.pid} on {dead.host or 'an unknown host'} "
+            f"({dead.command}, since {dead.since}, last heartbeat {dead.heartbeat}), which "
+            f"stopped renewing its lease for longer than its {dead.ttl or self.lock.ttl:g} s"
         )
         details = {"pid": dead.pid, "command": dead.command, "since": dead.since}
         details |= {"host": dead.host, "heartbeat": dead.heartbeat}
