@@ -26,7 +26,7 @@ from reconciler.errors import LockTimeout, StateError
 from reconciler.model import ConflictType, JobStatus, Resolution
 from reconciler.provenance import Provenance
 from reconciler.redact import redact_value
-from reconciler.store.db import Store, utcnow
+from reconciler.store.db import PgStore, Store, utcnow
 from reconciler.store.jobs import JobState, record_job_states
 from reconciler.store.placements import (
     PlacementRecord,
@@ -125,6 +125,12 @@ class Recorder:
         if outcome.eligible_at is not None:
             job.eligible_at = outcome.eligible_at
         self.job(job)
+
+    def lost_lease(self) -> StateError | None:
+        """Why this run must do nothing more: its run lock on a PostgreSQL state was taken
+        over (it was stopped or cut off past the lease's TTL), so nothing it did could be
+        recorded, and another run now works on the same copies. None while it holds it."""
+        return self.store.lock.lost_error() if isinstance(self.store, PgStore) else None
 
     # -- writing ---------------------------------------------------------------------------
     def start(self) -> None:

@@ -5,7 +5,10 @@ Called by :class:`reconciler.apply.run.Run`. Failures follow the driver's error 
 :class:`TemporaryError` is retried with exponential backoff and full jitter (honouring its
 ``retry_after``), each retry logged; a :class:`PermanentError` fails the job at once; a
 :class:`Deferred` makes it wait for the time the platform names; a stop (``--grace``) cancels
-a transfer still in flight. The transfers themselves are in :mod:`.transfer`.
+a transfer still in flight. A run that lost its lease on a PostgreSQL state (stopped or cut
+off past its TTL, and taken over) stops at once: no job starts, no attempt is retried, the
+transfer in flight is cancelled at its next block, since nothing of it could be recorded and
+another run now works on the same copies. The transfers themselves are in :mod:`.transfer`.
 """
 
 from __future__ import annotations
@@ -88,7 +91,8 @@ class Worker:
 
         def take() -> Job | None:
             with lock:
-                return None if failures else next(jobs, None)
+                halted = failures or self.recorder.lost_lease() is not None
+                return None if halted else next(jobs, None)
 
         def loop() -> None:
             while (job := take()) is not None:
@@ -145,6 +149,9 @@ class Worker:
         try:
             return self._attempts(job)
         except Cancelled:
+            lost = self.recorder.lost_lease()
+            if lost is not None:
+                return self._failed(job, str(lost))
             return self._failed(job, "interrupted by shutdown; the next run sends it again")
         except Deferred as exc:
             return self._deferred(job, exc)
@@ -185,6 +192,8 @@ class Worker:
             try:
                 return attempt()
             except TemporaryError as exc:
+                if self.recorder.lost_lease() is not None:  # (the state refusing its writes)
+                    raise Cancelled(job.code) from None
                 if number >= self.options.max_attempts:
                     raise
                 wait = self._wait(exc, number)
@@ -239,12 +248,12 @@ class Worker:
 
     def progress(self, job: Job, sent: int) -> None:
         """A transfer's progress: the job's percentage, an event at each quarter of a large
-        file; after a stop and its grace, :class:`Cancelled`."""
+        file; after a stop and its grace, or once the lease is lost, :class:`Cancelled`."""
         if (
             self.stopping()
             and self.stopping_since is not None
             and (time.monotonic() - self.stopping_since > self.options.grace)
-        ):
+        ) or self.recorder.lost_lease() is not None:
             raise Cancelled(job.code)
         total = job.total_bytes or 0
         if total:

@@ -10,10 +10,13 @@ pid, command), when it took the lease and when it last renewed it, the lease's T
 * A holder that stops renewing (killed, its host lost, SIGSTOPped past the TTL) is taken over:
   the next command takes the row with a new token, and reports whom it took over from, for a
   ``lock_takeover`` event.
-* Every write transaction of the store first checks, under a share lock of the row, that the
-  token is still its own (:meth:`Lease.fence`): a holder that wakes after losing its lease
-  stops at its next write with :class:`LeaseLost`, having written nothing more. A takeover
-  waits for the share lock, so a write is committed either before the takeover or not at all.
+* Every write transaction of the store first checks, under a key-share lock of the row (which
+  keeps a takeover out but lets the holder's own heartbeat through), that the token is still
+  its own (:meth:`Lease.fence`): a holder that wakes after losing its lease stops at its next
+  write with :class:`LeaseLost`, having written nothing more, and so does every later write
+  of that process (:meth:`Lease.lost_error`, which apply also asks before it sends more). A
+  takeover waits for the key-share lock, so a write is committed either before the takeover
+  or not at all.
   A holder frozen inside a transaction loses its session to PostgreSQL's
   ``idle_in_transaction_session_timeout`` (set to the TTL), which lets the takeover through.
 
@@ -67,7 +70,9 @@ _RENEW = (
     f"UPDATE run_lease SET heartbeat_at = {_NOW} WHERE name = 'run' AND token = ? AND NOT released"
 )
 _RELEASE = "UPDATE run_lease SET released = TRUE WHERE name = 'run' AND token = ?"
-_FENCE = "SELECT 1 FROM run_lease WHERE name = 'run' AND token = ? AND NOT released FOR SHARE"
+# KEY SHARE: it keeps a takeover (FOR UPDATE) out until the write ends, yet lets the holder's
+# own heartbeat (an UPDATE of no key column) through, so a long write cannot starve it
+_FENCE = "SELECT 1 FROM run_lease WHERE name = 'run' AND token = ? AND NOT released FOR KEY SHARE"
 
 
 class LeaseLost(StateError):
@@ -107,7 +112,8 @@ class Lease:
         self.ttl = location.lease_ttl
         self.token: int | None = None
         self.taken_over: Holder | None = None  # whom the last acquire took the lease from
-        self.lost: Holder | None = None  # who took it from us, once the heartbeat sees it
+        self.lost: Holder | None = None  # who took it from us, once a heartbeat or fence sees it
+        self._lost_message: str | None = None  # why this process may write nothing more
         self._beat: threading.Thread | None = None
         self._stop = threading.Event()
         self._con: PgConnection | None = None
@@ -135,7 +141,7 @@ class Lease:
             con.close()
             raise
         self._con = con
-        self.lost = None
+        self.lost, self._lost_message = None, None
         self._stop.clear()
         self._beat = threading.Thread(target=self._heartbeat, name="run-lease", daemon=True)
         self._beat.start()
@@ -171,10 +177,33 @@ class Lease:
             try:
                 renewed = con.execute(_RENEW, [self.token]).rowcount
             except psycopg.Error:
-                continue  # the server is away: the fence of the next write will tell
+                # the server is away, or ended our session: a new connection for the next
+                # beat (the fence of the next write tells whether the lease was lost)
+                self._reconnect(con)
+                continue
             if renewed == 0:
-                self.lost = self.holder() or Holder(0, "another command", "", "")
+                self._lose()
                 return
+
+    def _reconnect(self, old: PgConnection) -> None:
+        """A new connection for the heartbeat when its session is gone (else the lease would
+        run out under a live holder after a blip); at the next beat again if this fails."""
+        if not (old.raw.closed or old.raw.broken):
+            return
+        try:
+            con = connect(self.location, f"{self.command} (run lock)")
+        except StateError:
+            return
+        try:
+            con.execute("SET lock_timeout = '1s'")
+        except psycopg.Error:
+            con.close()
+            return
+        if self._con is old and not self._stop.is_set():
+            self._con = con
+            old.close()
+        else:
+            con.close()
 
     def release(self) -> None:
         self._stop.set()
@@ -198,17 +227,54 @@ class Lease:
         """Inside a write transaction on ``con``: stop unless the lease is still ours."""
         if self.token is None:
             raise StateError("a write to the PostgreSQL state outside its run lock")
-        if con.execute(_FENCE, [self.token]).fetchone() is None:
-            holder = self.holder()
-            who = holder.describe() if holder is not None else "another command"
-            raise LeaseLost(
-                f"this run lost its lock on {self.location.describe()} to {who} (it was "
-                f"stopped or cut off for longer than the lease's {self.ttl:g} s); it stops "
-                "here and writes nothing more. Run reconcile again to continue"
-            )
+        if self._lost_message is None and con.execute(_FENCE, [self.token]).fetchone() is None:
+            self._lose()
+        if self._lost_message is not None:
+            raise LeaseLost(self._lost_message)
 
-    def holder(self) -> Holder | None:
-        """Who holds the lease, or last held it and never released it; None if no one."""
+    def lost_error(self) -> LeaseLost | None:
+        """Once the lease is known to be lost (a heartbeat or a fence found another token):
+        the error saying so; None while it is ours as far as this process knows."""
+        return None if self._lost_message is None else LeaseLost(self._lost_message)
+
+    def still_ours(self) -> bool:
+        """Asked afresh of the server, after a write failed: whether the lease is still ours.
+        A server that cannot be asked is given the benefit of the doubt (the write's own
+        error is then what the caller reports)."""
+        if self._lost_message is not None:
+            return False
+        try:
+            con = connect(self.location, f"{self.command} (run lock)")
+        except StateError:
+            return True
+        try:
+            row = con.execute("SELECT token, released FROM run_lease WHERE name = 'run'").fetchone()
+        except psycopg.Error:
+            return True
+        finally:
+            con.close()
+        if row is not None and row[0] == self.token and not row[1]:
+            return True
+        self._lose()
+        return False
+
+    def _lose(self) -> None:
+        """Remember, for every later write of this process, that the lease was taken."""
+        try:
+            holder = self.holder(released_too=True)
+        except (StateError, psycopg.Error):
+            holder = None
+        self.lost = holder or Holder(0, "another command", "", "")
+        who = "another command" if holder is None else holder.describe()
+        self._lost_message = (
+            f"this run lost its lock on {self.location.describe()} to {who} (it was "
+            f"stopped or cut off for longer than the lease's {self.ttl:g} s); it stops "
+            "here and writes nothing more. Run reconcile again to continue"
+        )
+
+    def holder(self, released_too: bool = False) -> Holder | None:
+        """Who holds the lease, or last held it and never released it; None if no one (with
+        ``released_too``: also whoever held it last and released it)."""
         con = connect(self.location, f"{self.command} (run lock)")
         try:
             found = con.execute(
@@ -218,6 +284,6 @@ class Lease:
             row = con.execute(_ROW).fetchone() if found and found[0] else None
         finally:
             con.close()
-        if row is None or row[0] == 0 or row[7]:
+        if row is None or row[0] == 0 or (row[7] and not released_too):
             return None
         return _holder(row)

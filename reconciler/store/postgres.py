@@ -28,7 +28,7 @@ from reconciler.errors import StateError
 from reconciler.model import EventStatus, EventType
 from reconciler.store.connection import Busy
 from reconciler.store.events import EventRow, insert_events
-from reconciler.store.lease import Lease, LeaseLost
+from reconciler.store.lease import Lease
 from reconciler.store.lock import Holder
 from reconciler.store.migrations import (
     OutdatedSchema,
@@ -121,27 +121,40 @@ class PgStore:
             raise Busy(f"{self.label} is being written by another thread")
         try:
             with self.session():
+                lost = self.lock.lost_error()
+                if lost is not None:  # known already: not even a connection for it
+                    raise lost
                 con = self._writer_connection()
                 try:
                     migrate(con, self.label)
                     con.execute("BEGIN")
                 except psycopg.Error as exc:
-                    raise _failed(exc, self.label, "writing") from None
+                    raise self._write_failed(exc) from None
                 try:
                     self.lock.fence(con)
                     yield con
                 except BaseException as exc:
                     _rollback(con)
                     if isinstance(exc, psycopg.Error):
-                        raise _failed(exc, self.label, "writing") from None
+                        raise self._write_failed(exc) from None
                     raise
                 try:
                     con.execute("COMMIT")
                 except psycopg.Error as exc:
                     _rollback(con)
-                    raise _failed(exc, self.label, "writing") from None
+                    raise self._write_failed(exc) from None
         finally:
             self._guard.release()
+
+    def _write_failed(self, exc: psycopg.Error) -> StateError:
+        """The error of a write that failed. One whose session PostgreSQL ended because the
+        process stood still inside it for the TTL (SIGSTOP) has most likely lost the lease
+        too: then that is what it says, as the fence would have."""
+        if not self.lock.still_ours():
+            lost = self.lock.lost_error()
+            assert lost is not None
+            return lost
+        return _failed(exc, self.label, "writing")
 
     def _writer_connection(self) -> PgConnection:
         if self._writer is None or self._writer.raw.closed:
@@ -215,9 +228,13 @@ class PgStore:
             con.close()
 
     def _record_takeover(self, dead: Holder) -> None:
+        # not Holder.describe(): said of a holder that is stopped, its advice to resume or end
+        # it (since "it holds the lock") is wrong once the lease is taken; and a shared state's
+        # log names the host even when it is this one
         message = (
-            f"took over the run lock of {dead.describe()}, which stopped renewing its lease "
-            f"for longer than its {dead.ttl or self.lock.ttl:g} s"
+            f"took over the run lock of pid {dead.pid} on {dead.host or 'an unknown host'} "
+            f"({dead.command}, since {dead.since}, last heartbeat {dead.heartbeat}), which "
+            f"stopped renewing its lease for longer than its {dead.ttl or self.lock.ttl:g} s"
         )
         details = {"pid": dead.pid, "command": dead.command, "since": dead.since}
         details |= {"host": dead.host, "heartbeat": dead.heartbeat}
@@ -236,8 +253,6 @@ def _rollback(con: PgConnection) -> None:
 
 
 def _failed(exc: psycopg.Error, label: str, doing: str) -> StateError:
-    if isinstance(exc, LeaseLost):
-        return exc
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     recorded = "; nothing of this transaction was recorded" if doing == "writing" else ""
     return StateError(f"{doing} {label} failed: {first}{recorded}")
