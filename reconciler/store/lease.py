@@ -38,7 +38,7 @@ import psycopg
 
 from reconciler.errors import LockTimeout, StateError
 from reconciler.store.lock import Holder
-from reconciler.store.pg import PgConnection, PgLocation, connect
+from reconciler.store.pg import PgConnection, PgLocation, connect, unreachable
 
 LEASE_TABLE = """
 CREATE TABLE IF NOT EXISTS run_lease (
@@ -137,6 +137,17 @@ class Lease:
                         "finish, or pass a longer --lock-timeout"
                     )
                 time.sleep(min(0.25, max(0.01, deadline - time.monotonic())))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            con.close()
+            first = str(exc).strip().splitlines()[0]
+            raise StateError(
+                f"cannot take the run lock of {self.location.describe()}: {first}. This role "
+                "may only read (reports and dry runs); a command that writes needs a role "
+                "that owns the state's schema"
+            ) from None
+        except psycopg.Error as exc:
+            con.close()
+            raise unreachable(exc, self.location) from None
         except BaseException:
             con.close()
             raise
