@@ -215,7 +215,7 @@ def test_the_markdown_plan_names_the_state_it_was_planned_against(runner: Runner
     lines = result.stdout.splitlines()
     assert lines[0].startswith("### Plan: 0 to create")
     assert lines[2].startswith(
-        "Planned against the duckdb state `reconciler.duckdb` (schema version "
+        "Planned against the DuckDB state `reconciler.duckdb` (schema version "
     )
     assert "; last apply 20" in lines[2] and " UTC, " in lines[2]
     assert lines[4].startswith("> planned against recorded observations (--no-refresh)")
@@ -226,7 +226,7 @@ def test_the_step_summary_gets_the_same_header(runner: Runner, tmp_path: Path) -
     result = runner("--dry-run", "--no-refresh", env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert result.exit_code == 0, result.output
     text = summary.read_text()
-    assert "Planned against the duckdb state" in text
+    assert "Planned against the DuckDB state" in text
     assert "> planned against recorded observations (--no-refresh)" in text
 
 

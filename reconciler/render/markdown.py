@@ -74,7 +74,8 @@ def planned_against(plan: Plan) -> str | None:
     state = plan.against
     if state is None:
         return None
-    where = f"{_inline(state.backend)} state {_code(state.location)}"
+    kind = {"duckdb": "DuckDB", "postgresql": "PostgreSQL"}.get(state.backend, state.backend)
+    where = f"{_inline(kind)} state {_code(state.location)}"
     if not state.exists:
         return f"Planned against empty recorded state: no {where} yet."
     applied = "no apply recorded yet"
