@@ -152,9 +152,13 @@ class SavedPlan:
 # -- the use cases ------------------------------------------------------------------------------
 
 
-def validate(manifests: Path, media_root: Path | None = None) -> ValidationResult:
-    """Check every manifest; every problem is returned, none raised. Writes nothing."""
-    return validate_tree(manifests, media_root, display_root=str(manifests))
+def validate(
+    manifests: Path, media_root: Path | None = None, read_media: bool = True
+) -> ValidationResult:
+    """Check every manifest; every problem is returned, none raised. Writes nothing.
+    ``read_media=False``: media files are named (inside the media root) but not looked at,
+    for a CI runner that has the manifests and not the media."""
+    return validate_tree(manifests, media_root, display_root=str(manifests), read_media=read_media)
 
 
 def load(where: Workspace, cache: Cache | None = None, read_media: bool = True) -> ValidationResult:

@@ -32,7 +32,17 @@ from reconciler.store.db import Location
 @manifests_option
 @media_root_option
 @output_option(["text", "json", "markdown", "github"])
-def validate_command(manifests: Path, media_root: Path | None, output: str) -> int:
+@click.option(
+    "--no-refresh",
+    "no_refresh",
+    is_flag=True,
+    help="Do not look at the media files: check their names only (each inside the media "
+    "root), for a CI runner that has the manifests but not the media, as "
+    "`reconcile --dry-run --no-refresh` plans.",
+)
+def validate_command(
+    manifests: Path, media_root: Path | None, output: str, no_refresh: bool
+) -> int:
     """Check every manifest and report every problem, each as FILE:LINE:COL.
 
     Checks YAML syntax and safety (duplicate keys, size, nesting and alias limits, UTF-8),
@@ -42,7 +52,7 @@ def validate_command(manifests: Path, media_root: Path | None, output: str) -> i
     one GitHub Actions `::error file=...,line=...,col=...::` command per problem, so that CI
     shows each at its line; markdown prints them as a list.
     """
-    result = ops.validate(manifests, media_root)
+    result = ops.validate(manifests, media_root, read_media=not no_refresh)
     show(VALIDATION_RENDERERS, output, result)
     return ExitCode.OK if result.ok else ExitCode.ERROR
 
