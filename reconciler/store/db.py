@@ -23,7 +23,6 @@ importable from here.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from reconciler.store.connection import (
     utcnow,
 )
 from reconciler.store.events import STATE_FILE_REPLACED, EventRow, insert_events
+from reconciler.store.holding import Holding
 from reconciler.store.lock import Holder, RunLock, lock_path_for, real_path
 from reconciler.store.migrations import (
     OutdatedSchema,
@@ -87,7 +87,7 @@ DEFAULT_STATE = Path("state") / "reconciler.duckdb"
 
 
 @dataclass
-class StateStore:
+class StateStore(Holding):
     """Access to one state file. Cheap to create; opens the file only when asked."""
 
     path: Path
@@ -100,10 +100,7 @@ class StateStore:
         # the lock belongs to the file, whatever name (symlink, .., hard link) reaches it
         self.real_path = real_path(self.path)
         self.lock = RunLock(lock_path_for(self.path), self.command, identity=self.real_path)
-        self._depth = 0
-        # Threads of one run (the recorder, drivers keeping upload sessions) write through
-        # this store: one write transaction at a time, and the lock depth kept exactly.
-        self._guard = threading.RLock()
+        Holding.__init__(self)
 
     dialect = "duckdb"
 
@@ -129,24 +126,15 @@ class StateStore:
         return self.path.exists() and not never_held_data(self.real_path)
 
     # -- writing -------------------------------------------------------------------------
-    @contextmanager
-    def session(self) -> Iterator[StateStore]:
-        """Hold the run lock for a writing command's whole run (re-entrant)."""
-        with self._guard:
-            if self._depth == 0:
-                self.lock.acquire(self.lock_timeout)
-            self._depth += 1
-        try:
-            taken = self.lock.taken_over
-            if taken is not None:
-                self.lock.taken_over = None
-                self._record_takeover(taken)
-            yield self
-        finally:
-            with self._guard:
-                self._depth -= 1
-                if self._depth == 0:
-                    self.lock.release()
+    def _take(self) -> None:
+        self.lock.acquire(self.lock_timeout)
+
+    def _give(self) -> None:
+        self.lock.release()
+
+    def _taken_from(self) -> Holder | None:
+        taken, self.lock.taken_over = self.lock.taken_over, None
+        return taken
 
     @contextmanager
     def writing(
@@ -159,28 +147,16 @@ class StateStore:
         :mod:`reconciler.drivers.state`). ``threads``: seconds to wait for another thread of
         this process that is writing (default: ``patience``), whose transaction is short
         unless it is itself waiting for a busy file."""
-        wait = patience if threads is None or patience is None else max(patience, threads)
-        if wait is None:
-            acquired = self._guard.acquire()
-        elif wait <= 0:
-            acquired = self._guard.acquire(blocking=False)
-        else:
-            acquired = self._guard.acquire(timeout=wait)
-        if not acquired:
-            raise Busy(f"the state file {self.path} is being written by another thread")
-        try:
-            with self.session():
-                if not self.exists():
-                    self._create()
-                con = self._open(read_only=False, patience=patience)
-                try:
-                    migrate(con, str(self.path))
-                    with transaction(con, self.path):
-                        yield con
-                finally:
-                    close(con, self.path)
-        finally:
-            self._guard.release()
+        with self.guarded(patience, threads), self.session():
+            if not self.exists():
+                self._create()
+            con = self._open(read_only=False, patience=patience)
+            try:
+                migrate(con, str(self.path))
+                with transaction(con, self.path):
+                    yield con
+            finally:
+                close(con, self.path)
 
     def _create(self) -> None:
         """Make the file (under the run lock), migrated, in one step; note in its event log

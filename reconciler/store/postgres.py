@@ -17,7 +17,6 @@ either. What differs is underneath:
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,8 +25,8 @@ import psycopg
 
 from reconciler.errors import StateError
 from reconciler.model import EventStatus, EventType
-from reconciler.store.connection import Busy
 from reconciler.store.events import EventRow, insert_events
+from reconciler.store.holding import Holding
 from reconciler.store.lease import Lease
 from reconciler.store.lock import Holder
 from reconciler.store.migrations import (
@@ -40,7 +39,7 @@ from reconciler.store.migrations import (
 from reconciler.store.pg import PgConnection, PgLocation, connect, create_schema, schema_exists
 
 
-class PgStore:
+class PgStore(Holding):
     """Access to one PostgreSQL state. Cheap to create; connects only when asked."""
 
     dialect = "postgresql"
@@ -52,8 +51,7 @@ class PgStore:
         self.lock_timeout = lock_timeout
         self.command = command
         self.lock = Lease(location, command)
-        self._depth = 0
-        self._guard = threading.RLock()
+        Holding.__init__(self)
         self._writer: PgConnection | None = None
 
     @property
@@ -82,26 +80,17 @@ class PgStore:
             con.close()
 
     # -- writing -------------------------------------------------------------------------
-    @contextmanager
-    def session(self) -> Iterator[PgStore]:
-        """Hold the run lock (the lease) for a writing command's whole run (re-entrant)."""
-        with self._guard:
-            if self._depth == 0:
-                self._prepare()
-                self.lock.acquire(self.lock_timeout)
-            self._depth += 1
-        try:
-            taken = self.lock.taken_over
-            if taken is not None:
-                self.lock.taken_over = None
-                self._record_takeover(taken)
-            yield self
-        finally:
-            with self._guard:
-                self._depth -= 1
-                if self._depth == 0:
-                    self._close_writer()
-                    self.lock.release()
+    def _take(self) -> None:
+        self._prepare()
+        self.lock.acquire(self.lock_timeout)
+
+    def _give(self) -> None:
+        self._close_writer()
+        self.lock.release()
+
+    def _taken_from(self) -> Holder | None:
+        taken, self.lock.taken_over = self.lock.taken_over, None
+        return taken
 
     @contextmanager
     def writing(
@@ -110,41 +99,29 @@ class PgStore:
         """One short write transaction, fenced by the lease; migrates the schema first when
         it is behind. ``patience`` and ``threads`` are as for the DuckDB file; only other
         threads of this run can keep a write waiting here."""
-        wait = patience if threads is None or patience is None else max(patience, threads)
-        if wait is None:
-            acquired = self._guard.acquire()
-        elif wait <= 0:
-            acquired = self._guard.acquire(blocking=False)
-        else:
-            acquired = self._guard.acquire(timeout=wait)
-        if not acquired:
-            raise Busy(f"{self.label} is being written by another thread")
-        try:
-            with self.session():
-                lost = self.lock.lost_error()
-                if lost is not None:  # known already: not even a connection for it
-                    raise lost
-                con = self._writer_connection()
-                try:
-                    migrate(con, self.label)
-                    con.execute("BEGIN")
-                except psycopg.Error as exc:
+        with self.guarded(patience, threads), self.session():
+            lost = self.lock.lost_error()
+            if lost is not None:  # known already: not even a connection for it
+                raise lost
+            con = self._writer_connection()
+            try:
+                migrate(con, self.label)
+                con.execute("BEGIN")
+            except psycopg.Error as exc:
+                raise self._write_failed(exc) from None
+            try:
+                self.lock.fence(con)
+                yield con
+            except BaseException as exc:
+                _rollback(con)
+                if isinstance(exc, psycopg.Error):
                     raise self._write_failed(exc) from None
-                try:
-                    self.lock.fence(con)
-                    yield con
-                except BaseException as exc:
-                    _rollback(con)
-                    if isinstance(exc, psycopg.Error):
-                        raise self._write_failed(exc) from None
-                    raise
-                try:
-                    con.execute("COMMIT")
-                except psycopg.Error as exc:
-                    _rollback(con)
-                    raise self._write_failed(exc) from None
-        finally:
-            self._guard.release()
+                raise
+            try:
+                con.execute("COMMIT")
+            except psycopg.Error as exc:
+                _rollback(con)
+                raise self._write_failed(exc) from None
 
     def _write_failed(self, exc: psycopg.Error) -> StateError:
         """The error of a write that failed. One whose session PostgreSQL ended because the
