@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from reconciler.cli.main import cli
+from reconciler.store.db import Store, location, open_state
 
 Run = Callable[..., Result]
 
@@ -98,6 +99,49 @@ def pg_url(pg_cluster: Any, monkeypatch: pytest.MonkeyPatch) -> str:
     superuser's password in PGPASSWORD, where the product and psql look for it."""
     monkeypatch.setenv("PGPASSWORD", pg_cluster.password)
     return pg_cluster.createdb(f"reconcile_{uuid.uuid4().hex[:12]}")
+
+
+BACKENDS = ("duckdb", "postgresql")
+
+
+@pytest.fixture(params=BACKENDS)
+def state_at(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty state for one test, as ``--state`` takes it, once per backend: a DuckDB
+    file's path under tmp_path (not created yet), or a new database's ``postgresql://`` URL
+    (PGPASSWORD set). Only the postgresql case asks for the cluster, so a run of the duckdb
+    cases (``-k duckdb``) never starts one. Read it back with ``helpers.query``."""
+    if request.param == "duckdb":
+        return str(tmp_path / "state" / "reconciler.duckdb")
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+def state_store(state_at: str) -> Store:
+    """The store of ``state_at``, for in-process tests (nothing opened yet)."""
+    return open_state(location(state_at), lock_timeout=5)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "xfail_postgresql(reason): the postgresql case of a test parametrised by state_at "
+        "fails because of a known product defect (strict xfail); the duckdb case must pass",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``@pytest.mark.xfail_postgresql(reason=...)`` marks only the postgresql case of a
+    test xfail(strict=True): the defect stays visible, and its fix turns the run red until
+    the mark goes."""
+    for item in items:
+        marker = item.get_closest_marker("xfail_postgresql")
+        callspec = getattr(item, "callspec", None)
+        if marker is None or callspec is None:
+            continue
+        if callspec.params.get("state_at") == "postgresql":
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 @pytest.fixture
