@@ -63,3 +63,17 @@ def short_lease(state: str, seconds: float = 3.0) -> str:
     if not is_postgresql(state):
         return state
     return f"{state}{'&' if '?' in state else '?'}lease_ttl={seconds:g}"
+
+
+def created(state: str | Path) -> bool:
+    """Whether a state was made: the DuckDB file, or the PostgreSQL state's schema in its
+    database."""
+    if not is_postgresql(state):
+        return Path(state).exists()
+    where = PgLocation.parse(str(state))
+    with psycopg.connect(where.conninfo, autocommit=True) as con:
+        row = con.execute(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s",
+            [where.schema],
+        ).fetchone()
+    return bool(row and row[0])
