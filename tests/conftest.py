@@ -94,11 +94,13 @@ def pg_cluster() -> Iterator[Any]:
 
 
 @pytest.fixture
-def pg_url(pg_cluster: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+def pg_url(pg_cluster: Any) -> Iterator[str]:
     """A new, empty database on the run's cluster: its URL (no password in it) with the
-    superuser's password in PGPASSWORD, where the product and psql look for it."""
-    monkeypatch.setenv("PGPASSWORD", pg_cluster.password)
-    return pg_cluster.createdb(f"reconcile_{uuid.uuid4().hex[:12]}")
+    superuser's password in PGPASSWORD, where the product and psql look for it. Set through
+    a monkeypatch of its own, so that a test's ``monkeypatch.undo()`` keeps it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PGPASSWORD", pg_cluster.password)
+        yield pg_cluster.createdb(f"reconcile_{uuid.uuid4().hex[:12]}")
 
 
 BACKENDS = ("duckdb", "postgresql")

@@ -4,10 +4,12 @@ would, for tests (importable as `helpers`)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from reconciler.observe.payload import Payload
+from reconciler.store.lock import lock_path_for
 from reconciler.store.pg import PgLocation, is_url
 
 TESTS = Path(__file__).resolve().parent
@@ -39,20 +42,46 @@ def is_postgresql(state: str | Path) -> bool:
     return is_url(str(state))
 
 
-def query(state: str | Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """The rows of one query on a state, read as a BI tool would, not through the store: the
-    DuckDB file opened read-only, or psycopg in the state's schema (UTC). ``?`` placeholders
-    on both."""
+@contextmanager
+def reader(state: str | Path) -> Iterator[Any]:
+    """A connection to a state as a BI tool would open one, not through the store: the DuckDB
+    file read-only, or psycopg in the state's schema (UTC, autocommit). Its ``execute(sql)``
+    returns something with ``fetchone``/``fetchall`` on both; for parameters use ``query``."""
     if not is_postgresql(state):
         with duckdb.connect(str(state), read_only=True) as con:
-            return con.execute(sql, list(params)).fetchall()
+            yield con
+        return
     where = PgLocation.parse(str(state))
     with psycopg.connect(where.conninfo, autocommit=True) as con:
         con.execute(pgsql.SQL("SET search_path = {}").format(pgsql.Identifier(where.schema)))
         con.execute("SET TIME ZONE 'UTC'")
-        if params:
+        yield con
+
+
+def query(state: str | Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """The rows of one query on a state, read through :func:`reader`; ``?`` placeholders on
+    both backends."""
+    with reader(state) as con:
+        if params and is_postgresql(state):
             sql = re.sub(r"\?", "%s", sql.replace("%", "%%"))
         return con.execute(sql, list(params) if params else None).fetchall()
+
+
+def snapshot(state: str | Path) -> Any:
+    """Everything a state holds, to compare before and after something that must change
+    nothing: the DuckDB file's bytes, or every row of every table of the PostgreSQL schema
+    but the run lock's (``run_lease``, as the file's lock lives beside it in ``.lock``)."""
+    if not is_postgresql(state):
+        return Path(state).read_bytes()
+    tables = [
+        name
+        for (name,) in query(
+            state,
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = "
+            "current_schema() AND table_name <> 'run_lease' ORDER BY table_name",
+        )
+    ]
+    return {t: sorted(map(repr, query(state, f'SELECT * FROM "{t}"'))) for t in tables}
 
 
 def short_lease(state: str, seconds: float = 3.0) -> str:
@@ -77,3 +106,14 @@ def created(state: str | Path) -> bool:
             [where.schema],
         ).fetchone()
     return bool(row and row[0])
+
+
+def lock_record(state: str | Path) -> dict[str, Any] | None:
+    """What the run lock records of its holder, or of a holder that died holding it (pid,
+    command); None once it was released cleanly. The DuckDB file's ``<state>.lock``, or the
+    PostgreSQL state's lease row."""
+    if not is_postgresql(state):
+        text = lock_path_for(Path(state)).read_text()
+        return json.loads(text) if text else None
+    ((pid, command, released),) = query(state, "SELECT pid, command, released FROM run_lease")
+    return None if released else {"pid": pid, "command": command}
