@@ -70,7 +70,7 @@ def test_waiting_reason(kind: str, auto_sync: bool, forced: str | None, expected
         assert why is not None and why.startswith(expected)
 
 
-def scheduled_world(tmp_path: Path, state: str, **rule_spec) -> World:
+def scheduled_world(tmp_path: Path, state: str | None = None, **rule_spec) -> World:
     world = World(tmp_path, state).platform("YT").asset("VID-A", b"one")
     world.rule("R-YT", "YT", schedule_cron="0 9 * * 1", **rule_spec)
     return world
@@ -153,7 +153,7 @@ def test_jobs_and_events_record_the_git_commit(tmp_path: Path, state_at: str) ->
 YEARLY = "0 0 1 1 *"  # due once a year: never during a test
 
 
-def modified_copy(tmp_path: Path, state: str, **rule_spec) -> tuple[World, int]:
+def modified_copy(tmp_path: Path, state: str | None = None, **rule_spec) -> tuple[World, int]:
     """A synced copy whose bytes someone changed on the platform: a remote_modified conflict,
     found by `reconcile verify`. Returns the world and the conflict's id."""
     world = World(tmp_path, state).platform("CDN").asset("VID-A", b"the master" * 20)
