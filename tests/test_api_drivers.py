@@ -71,9 +71,11 @@ def platforms(fake: FakePlatforms) -> dict[str, dict[str, Any]]:
     }
 
 
-def world_for(tmp_path: Path, fake: FakePlatforms, platform: str, **extra: Any) -> World:
+def world_for(
+    tmp_path: Path, fake: FakePlatforms, platform: str, state: str | None = None, **extra: Any
+) -> World:
     spec = {**platforms(fake)[platform], **extra}
-    return World(tmp_path).platform(platform, **spec).rule("R", platform)
+    return World(tmp_path, state).platform(platform, **spec).rule("R", platform)
 
 
 def apply(world: World, options: ApplyOptions = FAST, **plan_options: Any):
