@@ -107,15 +107,21 @@ BACKENDS = ("duckdb", "postgresql")
 
 
 @pytest.fixture(params=BACKENDS)
-def state_at(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def state_at(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty state for one test, as ``--state`` takes it, once per backend: a DuckDB
     file's path under tmp_path (not created yet), or a new database's ``postgresql://`` URL
     (PGPASSWORD set). Only the postgresql case asks for the cluster, so a run of the duckdb
-    cases (``-k duckdb``) never starts one. Read it back with ``helpers.query``."""
+    cases (``-k duckdb``) never starts one. Read it back with ``helpers.query``.
+
+    A PostgreSQL state keeps this tool's local files (the rendition cache) in ./state, so
+    the postgresql case runs in tmp_path: each test gets its own, as beside its file."""
     if request.param == "duckdb":
-        return str(tmp_path / "state" / "reconciler.duckdb")
+        yield str(tmp_path / "state" / "reconciler.duckdb")
+        return
     url: str = request.getfixturevalue("pg_url")
-    return url
+    with pytest.MonkeyPatch.context() as patch:  # kept through a test's monkeypatch.undo()
+        patch.chdir(tmp_path)
+        yield url
 
 
 @pytest.fixture

@@ -412,15 +412,12 @@ def test_discovery_lists_exactly_the_unmanaged_objects_and_its_imports_leave_not
     assert not world.plan().changes
 
 
-def test_the_shipped_example_renamed_plans_moves_only(
-    tmp_path: Path, state_at: str, run, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_shipped_example_renamed_plans_moves_only(tmp_path: Path, state_at: str, run) -> None:
     manifests = tmp_path / "manifests"
     shutil.copytree(REPO / "manifests", manifests)
     state: Path | str = tmp_path / "state" / "r.duckdb"
     if is_postgresql(state_at):
         state = state_at
-        monkeypatch.chdir(tmp_path)  # a PostgreSQL state keeps local files (renditions) in ./state
     assert run("--manifests", str(manifests), "--state", str(state)).exit_code == 0
     before = inodes(tmp_path / "state" / "platforms")
     text = (manifests / "assets.yaml").read_text()

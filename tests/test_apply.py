@@ -353,17 +353,13 @@ def test_jsonl_streams_events(world: World, run) -> None:
     assert {line["platform"] for line in lines[:-1] if line["job"]} == {"CDN", "S3"}
 
 
-def test_shipped_example_end_to_end(
-    run, tmp_path: Path, state_at: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_shipped_example_end_to_end(run, tmp_path: Path, state_at: str) -> None:
     folder = tmp_path / "repo"
     shutil.copytree(SHIPPED_MANIFESTS, folder / "manifests")
     (folder / "state").mkdir()
     state = str(folder / "state" / "reconciler.duckdb")
     if is_postgresql(state_at):
         state = state_at
-        # a PostgreSQL state keeps this tool's local files (renditions) in ./state
-        monkeypatch.chdir(folder)
     args = ["--manifests", str(folder / "manifests"), "--state", state]
     first = run(*args)
     assert first.exit_code == 0, first.output
