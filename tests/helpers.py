@@ -117,3 +117,20 @@ def lock_record(state: str | Path) -> dict[str, Any] | None:
         return json.loads(text) if text else None
     ((pid, command, released),) = query(state, "SELECT pid, command, released FROM run_lease")
     return None if released else {"pid": pid, "command": command}
+
+
+def held_bytes(state: str | Path) -> bytes:
+    """Every byte a state holds, to look for a secret that must not be recorded: the DuckDB
+    file as it is on disk, or the text of every row of every table of the PostgreSQL schema
+    (the run lock's included)."""
+    if not is_postgresql(state):
+        return Path(state).read_bytes() if Path(state).exists() else b""
+    tables = [
+        name
+        for (name,) in query(
+            state,
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = "
+            "current_schema() ORDER BY table_name",
+        )
+    ]
+    return "\n".join(repr(query(state, f'SELECT * FROM "{t}"')) for t in tables).encode()
