@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from reconciler.cli.main import cli
+from reconciler.store.db import Store, location, open_state
 
 Run = Callable[..., Result]
 
@@ -93,11 +94,62 @@ def pg_cluster() -> Iterator[Any]:
 
 
 @pytest.fixture
-def pg_url(pg_cluster: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+def pg_url(pg_cluster: Any) -> Iterator[str]:
     """A new, empty database on the run's cluster: its URL (no password in it) with the
-    superuser's password in PGPASSWORD, where the product and psql look for it."""
-    monkeypatch.setenv("PGPASSWORD", pg_cluster.password)
-    return pg_cluster.createdb(f"reconcile_{uuid.uuid4().hex[:12]}")
+    superuser's password in PGPASSWORD, where the product and psql look for it. Set through
+    a monkeypatch of its own, so that a test's ``monkeypatch.undo()`` keeps it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PGPASSWORD", pg_cluster.password)
+        yield pg_cluster.createdb(f"reconcile_{uuid.uuid4().hex[:12]}")
+
+
+BACKENDS = ("duckdb", "postgresql")
+
+
+@pytest.fixture(params=BACKENDS)
+def state_at(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty state for one test, as ``--state`` takes it, once per backend: a DuckDB
+    file's path under tmp_path (not created yet), or a new database's ``postgresql://`` URL
+    (PGPASSWORD set). Only the postgresql case asks for the cluster, so a run of the duckdb
+    cases (``-k duckdb``) never starts one. Read it back with ``helpers.query``.
+
+    A PostgreSQL state keeps this tool's local files (the rendition cache) in ./state, so
+    the postgresql case runs in tmp_path: each test gets its own, as beside its file."""
+    if request.param == "duckdb":
+        yield str(tmp_path / "state" / "reconciler.duckdb")
+        return
+    url: str = request.getfixturevalue("pg_url")
+    with pytest.MonkeyPatch.context() as patch:  # kept through a test's monkeypatch.undo()
+        patch.chdir(tmp_path)
+        yield url
+
+
+@pytest.fixture
+def state_store(state_at: str) -> Store:
+    """The store of ``state_at``, for in-process tests (nothing opened yet)."""
+    return open_state(location(state_at), lock_timeout=5)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "xfail_postgresql(reason): the postgresql case of a test parametrised by state_at "
+        "fails because of a known product defect (strict xfail); the duckdb case must pass",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``@pytest.mark.xfail_postgresql(reason=...)`` marks only the postgresql case of a
+    test xfail(strict=True): the defect stays visible, and its fix turns the run red until
+    the mark goes."""
+    for item in items:
+        marker = item.get_closest_marker("xfail_postgresql")
+        callspec = getattr(item, "callspec", None)
+        if marker is None or callspec is None:
+            continue
+        if callspec.params.get("state_at") == "postgresql":
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """A small world for planning tests: manifests and media in a temporary folder, a real state
-file, and a stand-in for a successful apply that records what the plan said it would do."""
+(a DuckDB file, or the ``state_at`` fixture's state of either backend), and a stand-in for a
+successful apply that records what the plan said it would do."""
 
 from __future__ import annotations
 
@@ -15,18 +16,20 @@ from reconciler.model import ManifestSet
 from reconciler.plan.actions import Action, Plan, remote_key
 from reconciler.plan.desired import fingerprint
 from reconciler.plan.planner import PlanOptions, make_plan
-from reconciler.store.db import StateStore, utcnow
+from reconciler.store.db import Store, location, open_state, utcnow
 from reconciler.store.placements import PlacementRecord, record_placements
 
 
 class World:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, state: str | None = None) -> None:
         self.root = root
         self.manifests_dir = root / "manifests"
         self.media = root / "media"
         self.manifests_dir.mkdir(parents=True, exist_ok=True)
         self.media.mkdir(parents=True, exist_ok=True)
-        self.store = StateStore(root / "state" / "reconciler.duckdb", lock_timeout=5)
+        # ``--state`` as given: a DuckDB file's path (the default) or a postgresql:// URL
+        self.state = state or str(root / "state" / "reconciler.duckdb")
+        self.store = open_state(location(self.state), lock_timeout=5)
         self.docs: dict[tuple[str, str], dict[str, Any]] = {}
 
     # -- declaring ---------------------------------------------------------------------------
@@ -80,7 +83,7 @@ class World:
             "--media-root",
             str(self.media),
             "--state",
-            str(self.store.path),
+            self.state,
         ]
 
     def write_file(self, file: str, content: bytes) -> None:
@@ -127,7 +130,7 @@ def kinds(plan: Plan) -> dict[tuple[str, str], str]:
     return {(a.asset, a.platform): a.action for a in plan.actions}
 
 
-def pretend_applied(store: StateStore, manifests: ManifestSet, plan: Plan) -> None:
+def pretend_applied(store: Store, manifests: ManifestSet, plan: Plan) -> None:
     """What apply records when every change of the plan succeeded (no bytes move)."""
     now = utcnow()
     observed = plan.observed.files if plan.observed else {}

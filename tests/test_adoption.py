@@ -24,6 +24,8 @@ from reconciler.drivers.local import LocalDriver
 from reconciler.drivers.s3 import S3Driver
 from reconciler.model import ActionKind
 
+from helpers import created, is_postgresql
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -51,8 +53,8 @@ def imported(world: World, code: str, asset: str, platform: str, remote_id: str)
     world._doc("Import", code, {"asset": asset, "platform": platform, "id": remote_id})
 
 
-def local_world(tmp_path: Path) -> World:
-    world = World(tmp_path).platform("CDN").platform("DAM")
+def local_world(tmp_path: Path, state: str | None = None) -> World:
+    world = World(tmp_path, state).platform("CDN").platform("DAM")
     world.rule("TO-CDN", "CDN").rule("TO-DAM", "DAM")
     world.asset("VID-A", b"a master " * 100).asset("VID-B", b"b master " * 50)
     return world
@@ -66,9 +68,9 @@ def inodes(folder: Path) -> dict[str, int]:
 
 
 def test_a_renamed_code_keeps_its_copies_and_sends_nothing(
-    tmp_path: Path, no_uploads: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, state_at: str, no_uploads: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    world = local_world(tmp_path)
+    world = local_world(tmp_path, state_at)
     monkeypatch.undo()  # the first sync uploads
     apply(world)
     before = {p: inodes(target(world, p)) for p in ("CDN", "DAM")}
@@ -101,9 +103,9 @@ def test_a_renamed_code_keeps_its_copies_and_sends_nothing(
 
 
 def test_a_moved_master_moves_its_local_copies_by_rename(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, state_at: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    world = local_world(tmp_path)
+    world = local_world(tmp_path, state_at)
     apply(world)
     old = target(world, "CDN") / "vid-a.mp4"
     inode = old.stat().st_ino
@@ -126,8 +128,8 @@ def test_a_moved_master_moves_its_local_copies_by_rename(
     assert not world.plan().changes
 
 
-def test_a_move_never_replaces_an_object_at_the_new_key(tmp_path: Path) -> None:
-    world = local_world(tmp_path)
+def test_a_move_never_replaces_an_object_at_the_new_key(tmp_path: Path, state_at: str) -> None:
+    world = local_world(tmp_path, state_at)
     apply(world)
     stranger = target(world, "CDN") / "moved-a.mp4"
     stranger.write_bytes(b"somebody else's file")
@@ -142,10 +144,10 @@ def test_a_move_never_replaces_an_object_at_the_new_key(tmp_path: Path) -> None:
 
 
 def test_a_move_interrupted_after_the_copy_finishes_without_sending(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, state_at: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run killed between the copy and the delete left the bytes at both keys."""
-    world = local_world(tmp_path)
+    world = local_world(tmp_path, state_at)
     apply(world)
     old = target(world, "CDN") / "vid-a.mp4"
     shutil.copy(old, target(world, "CDN") / "v2.mp4")
@@ -158,8 +160,8 @@ def test_a_move_interrupted_after_the_copy_finishes_without_sending(
     assert not world.plan().changes
 
 
-def test_a_move_of_a_copy_someone_changed_is_a_conflict(tmp_path: Path) -> None:
-    world = local_world(tmp_path)
+def test_a_move_of_a_copy_someone_changed_is_a_conflict(tmp_path: Path, state_at: str) -> None:
+    world = local_world(tmp_path, state_at)
     apply(world)
     (target(world, "CDN") / "vid-a.mp4").write_bytes(b"edited on the platform")
     (world.media / "vid-a.mp4").rename(world.media / "elsewhere.mp4")
@@ -172,9 +174,9 @@ def test_a_move_of_a_copy_someone_changed_is_a_conflict(tmp_path: Path) -> None:
 
 
 def test_a_moved_master_moves_its_s3_object_server_side(
-    tmp_path: Path, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, state_at: str, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    world = s3_world(tmp_path, s3_endpoint, bucket)
+    world = s3_world(tmp_path, s3_endpoint, bucket, state_at)
     big = os.urandom(9 * 1024 * 1024)  # multipart: S3's checksum is a composite one
     world.asset("VID-BIG", big)
     apply(world)
@@ -210,8 +212,9 @@ def test_moves_are_checked_with_file_and_line(tmp_path: Path, run) -> None:
 
 def test_a_move_with_nothing_recorded_is_a_warning_and_a_collision_an_error(
     tmp_path: Path,
+    state_at: str,
 ) -> None:
-    world = local_world(tmp_path)
+    world = local_world(tmp_path, state_at)
     moved(world, "NOTHING", "VID-NEVER", "VID-A")
     plan = world.plan()
     assert [n for n in plan.notes if "nothing is recorded under VID-NEVER" in n]
@@ -236,9 +239,11 @@ def _documents(world: World) -> str:
 
 
 def test_an_import_of_a_matching_local_object_records_it_without_sending(
-    tmp_path: Path, no_uploads: None
+    tmp_path: Path, state_at: str, no_uploads: None
 ) -> None:
-    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN").asset("IMG-A", b"image a")
+    world = (
+        World(tmp_path, state_at).platform("CDN").rule("TO-CDN", "CDN").asset("IMG-A", b"image a")
+    )
     legacy = target(world, "CDN") / "legacy" / "a.jpg"
     legacy.parent.mkdir(parents=True)
     legacy.write_bytes(b"image a")
@@ -258,8 +263,12 @@ def test_an_import_of_a_matching_local_object_records_it_without_sending(
     ]
 
 
-def test_an_import_of_other_bytes_is_outdated_and_then_updated_in_place(tmp_path: Path) -> None:
-    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN").asset("IMG-A", b"image a")
+def test_an_import_of_other_bytes_is_outdated_and_then_updated_in_place(
+    tmp_path: Path, state_at: str
+) -> None:
+    world = (
+        World(tmp_path, state_at).platform("CDN").rule("TO-CDN", "CDN").asset("IMG-A", b"image a")
+    )
     legacy = target(world, "CDN") / "old-a.jpg"
     legacy.parent.mkdir(parents=True)
     legacy.write_bytes(b"an older image a")
@@ -279,8 +288,12 @@ def test_an_import_of_other_bytes_is_outdated_and_then_updated_in_place(tmp_path
     assert not world.plan().changes
 
 
-def test_an_import_of_a_missing_object_fails_and_records_nothing_synced(tmp_path: Path) -> None:
-    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN").asset("IMG-A", b"image a")
+def test_an_import_of_a_missing_object_fails_and_records_nothing_synced(
+    tmp_path: Path, state_at: str
+) -> None:
+    world = (
+        World(tmp_path, state_at).platform("CDN").rule("TO-CDN", "CDN").asset("IMG-A", b"image a")
+    )
     imported(world, "IMP-A", "IMG-A", "CDN", "not/there.jpg")
     (job,) = apply(world).jobs
     assert job.status == "failed" and "not on CDN" in (job.error or "")
@@ -288,8 +301,10 @@ def test_an_import_of_a_missing_object_fails_and_records_nothing_synced(tmp_path
     assert kinds(world.plan())[("IMG-A", "CDN")] == ActionKind.IMPORT  # still asked for
 
 
-def test_an_import_never_reads_outside_the_target(tmp_path: Path) -> None:
-    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN").asset("IMG-A", b"image a")
+def test_an_import_never_reads_outside_the_target(tmp_path: Path, state_at: str) -> None:
+    world = (
+        World(tmp_path, state_at).platform("CDN").rule("TO-CDN", "CDN").asset("IMG-A", b"image a")
+    )
     (tmp_path / "secret.jpg").write_bytes(b"image a")
     target(world, "CDN").mkdir(parents=True)
     os.symlink(tmp_path, target(world, "CDN") / "up")
@@ -302,9 +317,9 @@ def test_an_import_never_reads_outside_the_target(tmp_path: Path) -> None:
 
 
 def test_an_import_of_an_s3_object_records_it_without_uploading(
-    tmp_path: Path, s3_endpoint: str, bucket: str, no_uploads: None
+    tmp_path: Path, state_at: str, s3_endpoint: str, bucket: str, no_uploads: None
 ) -> None:
-    world = s3_world(tmp_path, s3_endpoint, bucket)
+    world = s3_world(tmp_path, s3_endpoint, bucket, state_at)
     world.remove("Asset", "VID-SMALL")
     world.asset("VID-OLD", b"an old master")
     client(s3_endpoint).put_object(Bucket=bucket, Key="masters/2019/old.mp4", Body=b"an old master")
@@ -334,15 +349,15 @@ def test_imports_are_checked_with_file_and_line(tmp_path: Path, run) -> None:
     assert "Import IMP-4: spec.platform: unknown platform 'CDNX'" in out
 
 
-def test_reconcile_import_takes_over_one_object(tmp_path: Path, run) -> None:
-    world = local_world(tmp_path)
+def test_reconcile_import_takes_over_one_object(tmp_path: Path, state_at: str, run) -> None:
+    world = local_world(tmp_path, state_at)
     world.manifests()  # writes the manifests
     (target(world, "CDN")).mkdir(parents=True)
     (target(world, "CDN") / "keep.mp4").write_bytes(b"a master " * 100)
     args = world.cli_args()
     bad = run("import", "VID-A", "CDN-X", "keep.mp4", *args)
     assert bad.exit_code == 1 and "unknown platform 'CDN-X'" in bad.stderr
-    assert not world.store.path.exists()
+    assert not created(world.state)
     done = run("import", "VID-A", "CDN", "keep.mp4", *args, "-o", "json")
     assert done.exit_code == 0, done.output
     assert rows(world, "SELECT remote_key, sync_status FROM platform_assets") == [
@@ -359,11 +374,12 @@ def test_reconcile_import_takes_over_one_object(tmp_path: Path, run) -> None:
 
 def test_discovery_lists_exactly_the_unmanaged_objects_and_its_imports_leave_nothing_to_do(
     tmp_path: Path,
+    state_at: str,
     s3_endpoint: str,
     bucket: str,
     run,
 ) -> None:
-    world = s3_world(tmp_path, s3_endpoint, bucket)
+    world = s3_world(tmp_path, s3_endpoint, bucket, state_at)
     world.remove("Asset", "VID-SMALL")
     for n in range(20):
         world.asset(f"VID-{n:02d}", f"managed {n}".encode())
@@ -396,10 +412,12 @@ def test_discovery_lists_exactly_the_unmanaged_objects_and_its_imports_leave_not
     assert not world.plan().changes
 
 
-def test_the_shipped_example_renamed_plans_moves_only(tmp_path: Path, run) -> None:
+def test_the_shipped_example_renamed_plans_moves_only(tmp_path: Path, state_at: str, run) -> None:
     manifests = tmp_path / "manifests"
     shutil.copytree(REPO / "manifests", manifests)
-    state = tmp_path / "state" / "r.duckdb"
+    state: Path | str = tmp_path / "state" / "r.duckdb"
+    if is_postgresql(state_at):
+        state = state_at
     assert run("--manifests", str(manifests), "--state", str(state)).exit_code == 0
     before = inodes(tmp_path / "state" / "platforms")
     text = (manifests / "assets.yaml").read_text()
@@ -422,9 +440,9 @@ def test_the_shipped_example_renamed_plans_moves_only(tmp_path: Path, run) -> No
 
 
 def test_an_asset_set_whose_code_template_changed_keeps_every_copy(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, state_at: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
+    world = World(tmp_path, state_at).platform("CDN").rule("TO-CDN", "CDN")
     for n in range(12):
         world.write_file(f"clip-{n}.mp4", f"clip {n}".encode())
     spec = {"include": "*.mp4", "asset_type": "video", "category": "marketing",

@@ -14,6 +14,8 @@ from test_api_drivers import apply, world_for
 
 from reconciler.model import ActionKind
 
+from helpers import created
+
 MASTER = b"\x00\x00\x00\x18ftypisom" + b"launch keynote " * 200
 
 
@@ -22,9 +24,9 @@ def imported(world, code: str, asset: str, platform: str, remote_id: str) -> Non
 
 
 def test_an_existing_youtube_video_is_imported_without_an_upload(
-    tmp_path: Path, fake: FakePlatforms
+    tmp_path: Path, state_at: str, fake: FakePlatforms
 ) -> None:
-    world = world_for(tmp_path, fake, "YOUTUBE")
+    world = world_for(tmp_path, fake, "YOUTUBE", state_at)
     world.asset("VID-LAUNCH", MASTER)
     video = fake.add_video(MASTER, "Launch keynote")
     imported(world, "IMP-YT", "VID-LAUNCH", "YOUTUBE", video)
@@ -45,9 +47,9 @@ def test_an_existing_youtube_video_is_imported_without_an_upload(
 
 
 def test_a_youtube_video_of_another_size_is_recorded_outdated(
-    tmp_path: Path, fake: FakePlatforms
+    tmp_path: Path, state_at: str, fake: FakePlatforms
 ) -> None:
-    world = world_for(tmp_path, fake, "YOUTUBE")
+    world = world_for(tmp_path, fake, "YOUTUBE", state_at)
     world.asset("VID-LAUNCH", MASTER)
     video = fake.add_video(MASTER[:-10], "An older cut")
     imported(world, "IMP-YT", "VID-LAUNCH", "YOUTUBE", video)
@@ -59,8 +61,10 @@ def test_a_youtube_video_of_another_size_is_recorded_outdated(
     assert kinds(world.plan())[("VID-LAUNCH", "YOUTUBE")] == ActionKind.UPDATE
 
 
-def test_a_missing_youtube_video_fails_the_import(tmp_path: Path, fake: FakePlatforms) -> None:
-    world = world_for(tmp_path, fake, "YOUTUBE")
+def test_a_missing_youtube_video_fails_the_import(
+    tmp_path: Path, state_at: str, fake: FakePlatforms
+) -> None:
+    world = world_for(tmp_path, fake, "YOUTUBE", state_at)
     world.asset("VID-LAUNCH", MASTER)
     imported(world, "IMP-YT", "VID-LAUNCH", "YOUTUBE", "no-such-video")
     (job,) = apply(world).jobs
@@ -68,8 +72,10 @@ def test_a_missing_youtube_video_fails_the_import(tmp_path: Path, fake: FakePlat
     assert not fake.uploads
 
 
-def test_a_vimeo_video_is_imported_by_its_number(tmp_path: Path, fake: FakePlatforms) -> None:
-    world = world_for(tmp_path, fake, "VIMEO")
+def test_a_vimeo_video_is_imported_by_its_number(
+    tmp_path: Path, state_at: str, fake: FakePlatforms
+) -> None:
+    world = world_for(tmp_path, fake, "VIMEO", state_at)
     world.asset("VID-EDU", MASTER)
     uri = fake.add_vimeo_video(MASTER, "Tutorial")
     imported(world, "IMP-VIMEO", "VID-EDU", "VIMEO", uri.rsplit("/", 1)[1])
@@ -81,8 +87,10 @@ def test_a_vimeo_video_is_imported_by_its_number(tmp_path: Path, fake: FakePlatf
     assert not world.plan().changes
 
 
-def test_a_rename_on_youtube_changes_only_the_record(tmp_path: Path, fake: FakePlatforms) -> None:
-    world = world_for(tmp_path, fake, "YOUTUBE")
+def test_a_rename_on_youtube_changes_only_the_record(
+    tmp_path: Path, state_at: str, fake: FakePlatforms
+) -> None:
+    world = world_for(tmp_path, fake, "YOUTUBE", state_at)
     world.asset("VID-LAUNCH", MASTER)
     (job,) = apply(world).jobs
     assert job.status == "completed", job.error
@@ -100,9 +108,9 @@ def test_a_rename_on_youtube_changes_only_the_record(tmp_path: Path, fake: FakeP
 
 
 def test_vimeo_discovery_matches_by_title_and_size(
-    tmp_path: Path, fake: FakePlatforms, run
+    tmp_path: Path, state_at: str, fake: FakePlatforms, run
 ) -> None:
-    world = world_for(tmp_path, fake, "VIMEO")
+    world = world_for(tmp_path, fake, "VIMEO", state_at)
     world.asset("VID-EDU", MASTER, title="Tutorial")
     world.asset("VID-OTHER", b"other master", title="Other")
     fake.add_vimeo_video(MASTER, "Tutorial")
@@ -113,15 +121,15 @@ def test_vimeo_discovery_matches_by_title_and_size(
     listed = json.loads(found.stdout)
     matched = {o["title"]: (o["asset"], o["matched_by"]) for o in listed["objects"]}
     assert matched == {"Tutorial": ("VID-EDU", "title and size"), "Holiday party": (None, None)}
-    assert not world.store.path.exists()  # read-only: not even a state file
+    assert not created(world.state)  # read-only: not even a state file
 
 
 def test_an_outdated_youtube_import_is_replaced_by_the_master(
-    tmp_path: Path, fake: FakePlatforms
+    tmp_path: Path, state_at: str, fake: FakePlatforms
 ) -> None:
     """YouTube never replaces a video's bytes: the update uploads the master as a new video
     and removes the imported one, so the channel holds one video of the asset, the right one."""
-    world = world_for(tmp_path, fake, "YOUTUBE")
+    world = world_for(tmp_path, fake, "YOUTUBE", state_at)
     world.asset("VID-LAUNCH", MASTER)
     old = fake.add_video(MASTER[:-10], "An older cut")
     imported(world, "IMP-YT", "VID-LAUNCH", "YOUTUBE", old)

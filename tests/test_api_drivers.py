@@ -24,7 +24,7 @@ from planning import World, apply_run, rows
 from reconciler.apply.run import ApplyOptions
 from reconciler.apply.verify import verify
 
-from helpers import payload_of
+from helpers import payload_of, short_lease
 
 FAST = ApplyOptions(parallel=1, backoff_base=0.001, backoff_max=0.05)
 MiB = 1024 * 1024
@@ -71,9 +71,11 @@ def platforms(fake: FakePlatforms) -> dict[str, dict[str, Any]]:
     }
 
 
-def world_for(tmp_path: Path, fake: FakePlatforms, platform: str, **extra: Any) -> World:
+def world_for(
+    tmp_path: Path, fake: FakePlatforms, platform: str, state: str | None = None, **extra: Any
+) -> World:
     spec = {**platforms(fake)[platform], **extra}
-    return World(tmp_path).platform(platform, **spec).rule("R", platform)
+    return World(tmp_path, state).platform(platform, **spec).rule("R", platform)
 
 
 def apply(world: World, options: ApplyOptions = FAST, **plan_options: Any):
@@ -370,7 +372,9 @@ def test_vimeo_transcode_error_fails_the_job(tmp_path: Path, fake: FakePlatforms
 
 
 # -- a restart of the tool, killed at 60 % -------------------------------------------------------
-def write_manifests(folder: Path, fake: FakePlatforms, platform: str, size: int) -> list[str]:
+def write_manifests(
+    folder: Path, fake: FakePlatforms, platform: str, size: int, state: str | None = None
+) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "a.mp4").write_bytes(content(size, 7))
     spec = {
@@ -389,17 +393,17 @@ def write_manifests(folder: Path, fake: FakePlatforms, platform: str, size: int)
                   "sync_mode": "full"}},
     ]  # fmt: skip
     (folder / "all.yaml").write_text(yaml.safe_dump_all(docs))
-    state = folder.parent / "state" / "reconciler.duckdb"
-    return [sys.executable, "-m", "reconciler", "--manifests", str(folder), "--state", str(state),
+    state = state or str(folder.parent / "state" / "reconciler.duckdb")
+    return [sys.executable, "-m", "reconciler", "--manifests", str(folder), "--state", state,
             "--output", "jsonl"]  # fmt: skip
 
 
 @pytest.mark.parametrize("platform", ["YOUTUBE", "VIMEO"])
 def test_killed_at_60_percent_the_next_run_resumes_from_the_offset(
-    tmp_path: Path, fake: FakePlatforms, platform: str
+    tmp_path: Path, state_at: str, fake: FakePlatforms, platform: str
 ) -> None:
     size = 4 * MiB
-    command = write_manifests(tmp_path / "manifests", fake, platform, size)
+    command = write_manifests(tmp_path / "manifests", fake, platform, size, short_lease(state_at))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     fake.stall_fraction = 0.6
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -422,9 +426,11 @@ def test_killed_at_60_percent_the_next_run_resumes_from_the_offset(
 
 
 @pytest.mark.parametrize("platform", ["YOUTUBE", "VIMEO"])
-def test_a_changed_file_starts_over(tmp_path: Path, fake: FakePlatforms, platform: str) -> None:
+def test_a_changed_file_starts_over(
+    tmp_path: Path, state_at: str, fake: FakePlatforms, platform: str
+) -> None:
     size = 2 * MiB
-    command = write_manifests(tmp_path / "manifests", fake, platform, size)
+    command = write_manifests(tmp_path / "manifests", fake, platform, size, short_lease(state_at))
     fake.stall_fraction = 0.6
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert fake.stalled.wait(60)

@@ -18,7 +18,7 @@ from reconciler.observe.payload import Payload
 from reconciler.observe.sources import sha256_file
 from reconciler.plan.planner import make_plan
 
-from helpers import SHIPPED_MANIFESTS
+from helpers import SHIPPED_MANIFESTS, is_postgresql
 
 FAST = ApplyOptions(parallel=2, backoff_base=0.001, backoff_max=0.01)
 
@@ -32,9 +32,9 @@ def target(world: World, platform: str) -> Path:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> World:
+def world(tmp_path: Path, state_at: str) -> World:
     return (
-        World(tmp_path)
+        World(tmp_path, state_at)
         .platform("CDN")
         .platform("S3")
         .rule("R-CDN", "CDN")
@@ -105,7 +105,7 @@ def test_outdated_shows_in_status_until_applied(world: World, run) -> None:
 
     with world.store.writing() as con:  # what watch or an apply records first
         record_objects(con, manifests, plan.observed.files)
-    status = json.loads(run("status", "--state", str(world.store.path), "-o", "json").stdout)
+    status = json.loads(run("status", "--state", world.state, "-o", "json").stdout)
     assert {p["platform_code"]: p["outdated"] for p in status["platforms"]} == {"CDN": 1, "S3": 1}
 
 
@@ -315,7 +315,7 @@ def test_resolving_with_the_target_accepts_the_platforms_copy(world: World, run)
     from reconciler.apply.verify import verify
 
     verify(world.manifests(), world.store)
-    state = str(world.store.path)
+    state = world.state
     assert (
         run(
             "conflicts", "--state", state, "resolve", "1", "--use", "target", "--by", "ops"
@@ -353,11 +353,13 @@ def test_jsonl_streams_events(world: World, run) -> None:
     assert {line["platform"] for line in lines[:-1] if line["job"]} == {"CDN", "S3"}
 
 
-def test_shipped_example_end_to_end(run, tmp_path: Path) -> None:
+def test_shipped_example_end_to_end(run, tmp_path: Path, state_at: str) -> None:
     folder = tmp_path / "repo"
     shutil.copytree(SHIPPED_MANIFESTS, folder / "manifests")
     (folder / "state").mkdir()
     state = str(folder / "state" / "reconciler.duckdb")
+    if is_postgresql(state_at):
+        state = state_at
     args = ["--manifests", str(folder / "manifests"), "--state", state]
     first = run(*args)
     assert first.exit_code == 0, first.output

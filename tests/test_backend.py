@@ -1,33 +1,34 @@
-"""The state backend interface over a real DuckDB file: what the stages ask of the recorded
-state, answered by the embedded implementation the report commands use."""
+"""The state backend interface over a real state of each backend (a DuckDB file, a PostgreSQL
+database): what the stages ask of the recorded state, answered by the implementation the
+report commands use."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from reconciler.errors import StateError
 from reconciler.model import EventStatus, EventType, Resolution
-from reconciler.store.db import StateStore
+from reconciler.store.db import location, open_state
 from reconciler.store.embedded import DuckDBState
 from reconciler.store.events import EventRow
 
-
-def state_at(tmp_path: Path) -> DuckDBState:
-    return DuckDBState(StateStore(tmp_path / "state" / "s.duckdb", command="test"))
+from helpers import created
 
 
-def test_before_anything_is_recorded_the_reports_answer_empty(tmp_path: Path) -> None:
-    state = state_at(tmp_path)
+def backend(state_at: str) -> DuckDBState:
+    return DuckDBState(open_state(location(state_at), command="test"))
+
+
+def test_before_anything_is_recorded_the_reports_answer_empty(state_at: str) -> None:
+    state = backend(state_at)
     assert not state.exists() and state.schema_version() is None
     assert state.status().rows == [] and state.jobs().rows == []
     assert state.load_hashes() == {}
-    assert not (tmp_path / "state" / "s.duckdb").exists()  # reading created nothing
+    assert not created(state_at)  # reading created nothing
 
 
-def test_the_seed_sample_through_the_backend(tmp_path: Path) -> None:
-    state = state_at(tmp_path)
+def test_the_seed_sample_through_the_backend(state_at: str) -> None:
+    state = backend(state_at)
     counts = state.load_sample()
     assert counts["sync_platforms"] == 6 and state.exists()
     assert state.schema_version() is not None
@@ -43,8 +44,8 @@ def test_the_seed_sample_through_the_backend(tmp_path: Path) -> None:
         state.resolve_conflict(conflict["id"], "source", "bob")  # already closed
 
 
-def test_a_transaction_commits_together_or_not_at_all(tmp_path: Path) -> None:
-    state = state_at(tmp_path)
+def test_a_transaction_commits_together_or_not_at_all(state_at: str) -> None:
+    state = backend(state_at)
     state.load_sample()
     before = len(state.events(limit=1000).rows)
     row = EventRow(EventType.VERIFICATION, EventStatus.SUCCESS, "checked by a test")
@@ -58,8 +59,8 @@ def test_a_transaction_commits_together_or_not_at_all(tmp_path: Path) -> None:
     assert len(state.events(limit=1000).rows) == before + 1
 
 
-def test_the_run_lock_names_its_holder_while_held(tmp_path: Path) -> None:
-    state = state_at(tmp_path)
+def test_the_run_lock_names_its_holder_while_held(state_at: str) -> None:
+    state = backend(state_at)
     state.load_sample()
     with state.session():
         holder = state.lock_holder()

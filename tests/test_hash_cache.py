@@ -1,5 +1,6 @@
-"""The hash cache in the state file (``file_hashes``): keyed by ctime too, and rows written
-before schema version 10 (no ctime_ns) are misses, never a crash or a stale checksum."""
+"""The hash cache in the state (``file_hashes``, in the DuckDB file or the PostgreSQL schema):
+keyed by ctime too, and rows written before schema version 10 (no ctime_ns) are misses, never
+a crash or a stale checksum."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ OLD = 10**18  # an mtime long ago, as an archive or `cp --preserve` leaves it
 
 
 @pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    world = World(tmp_path).platform("CDN").asset("VID-A", b"A" * 4096).rule("R", "CDN")
+def world(tmp_path: Path, state_at: str, monkeypatch: pytest.MonkeyPatch) -> World:
+    world = World(tmp_path, state_at).platform("CDN").asset("VID-A", b"A" * 4096).rule("R", "CDN")
     os.utime(world.media / "vid-a.mp4", ns=(OLD, OLD))
     # its ctime is now and cannot be set back: no racily clean window, so that it is cached at
     # once instead of RACY_SECONDS from now

@@ -1,4 +1,5 @@
-"""Reports over the seed's sample data, through the CLI, on real state files."""
+"""Reports over the seed's sample data, through the CLI, on real states of each backend (a
+DuckDB file, a PostgreSQL database)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import io
 import json
 from pathlib import Path
 
-import duckdb
 import pytest
 import test_store
 from cli_process import reconcile, reconcile_json
@@ -15,10 +15,12 @@ from planning import World
 
 from reconciler.store.migrations import latest_version
 
+from helpers import created, is_postgresql, reader
+
 
 @pytest.fixture
-def sample(tmp_path: Path, run) -> str:
-    state = str(tmp_path / "state.duckdb")
+def sample(state_at: str, run) -> str:
+    state = state_at
     result = run("state", "load-sample", "--state", state)
     assert result.exit_code == 0, result.output
     assert "6 sync_platforms" in result.stdout
@@ -176,8 +178,8 @@ def test_resolving_a_conflict(run, sample: str) -> None:
     assert "no conflict with id 42" in missing.stderr
 
 
-def test_reports_without_a_state_file_say_so_and_create_nothing(run, tmp_path: Path) -> None:
-    state = tmp_path / "nothing" / "here.duckdb"
+def test_reports_without_a_state_file_say_so_and_create_nothing(run, state_at: str) -> None:
+    state = state_at
     result = run("status", "--state", str(state))
     assert result.exit_code == 0
     assert "no state file yet" in result.stderr
@@ -186,7 +188,8 @@ def test_reports_without_a_state_file_say_so_and_create_nothing(run, tmp_path: P
         "jobs": [],
     }
     assert run("conflicts", "--state", str(state), "-o", "csv").stdout.startswith("id,asset")
-    assert not state.parent.exists()
+    assert not created(state)
+    assert is_postgresql(state) or not Path(state).parent.exists()
 
 
 def test_the_state_path_comes_from_the_environment(run, sample: str) -> None:
@@ -207,24 +210,26 @@ SEED_STEP_14 = test_store.SEED_STEP_14  # the seed's queries, verbatim
 SEED_STEP_15 = test_store.SEED_STEP_15
 
 
-def two_platforms(root: Path) -> World:
-    world = World(root).platform("CDN").platform("BACKUP")
+def two_platforms(root: Path, state: str) -> World:
+    world = World(root, state).platform("CDN").platform("BACKUP")
     world.rule("R-CDN", "CDN").rule("R-BACKUP", "BACKUP")
     world.asset("VID-A", b"a" * 100).asset("VID-B", b"b" * 100)
     world.manifests()
     return world
 
 
-def seed_reports(state: Path) -> tuple[dict[str, tuple], dict[str, tuple]]:
-    with duckdb.connect(str(state), read_only=True) as con:
+def seed_reports(state: str) -> tuple[dict[str, tuple], dict[str, tuple]]:
+    with reader(state) as con:
         step14 = {r[0]: r[1:] for r in con.execute(SEED_STEP_14).fetchall()}
         step15 = {r[0]: r[4:] for r in con.execute(SEED_STEP_15).fetchall()}
     return step14, step15
 
 
-def test_pruned_copies_are_not_counted_by_status_or_the_seeds_reports(tmp_path: Path) -> None:
-    world = two_platforms(tmp_path)
-    state = world.store.path
+def test_pruned_copies_are_not_counted_by_status_or_the_seeds_reports(
+    tmp_path: Path, state_at: str
+) -> None:
+    world = two_platforms(tmp_path, state_at)
+    state = world.state
     assert reconcile(*world.cli_args()).returncode == 0
     world.remove("SyncRule", "R-BACKUP").manifests()
     pruned = reconcile(*world.cli_args(), "--prune", "--force")
@@ -239,7 +244,7 @@ def test_pruned_copies_are_not_counted_by_status_or_the_seeds_reports(tmp_path: 
     assert step14["Cdn"][1:] == (2, 2, 0, 0, 0)
     assert step15["VID-A"] == (1, 1, 0, "Cdn") and step15["VID-B"] == (1, 1, 0, "Cdn")
 
-    with duckdb.connect(str(state), read_only=True) as con:
+    with reader(state) as con:
         gone = con.execute(
             "SELECT id, sync_status, pruned_at IS NOT NULL FROM platform_assets_pruned ORDER BY id"
         ).fetchall()
@@ -257,7 +262,7 @@ def test_pruned_copies_are_not_counted_by_status_or_the_seeds_reports(tmp_path: 
     # the rule comes back: new copies, under ids never used before
     world.rule("R-BACKUP", "BACKUP").manifests()
     assert reconcile(*world.cli_args()).returncode == 0
-    with duckdb.connect(str(state), read_only=True) as con:
+    with reader(state) as con:
         live = con.execute(
             "SELECT pa.id FROM platform_assets pa JOIN sync_platforms sp ON sp.id = "
             "pa.platform_id WHERE sp.platform_code = 'BACKUP'"
@@ -267,10 +272,12 @@ def test_pruned_copies_are_not_counted_by_status_or_the_seeds_reports(tmp_path: 
     assert step14["Backup"][1:] == (2, 2, 0, 0, 0)
 
 
-def test_accepting_that_a_copy_is_gone_takes_it_off_the_dashboard(tmp_path: Path) -> None:
-    world = World(tmp_path).platform("CDN").rule("R", "CDN").asset("VID-A", b"a" * 100)
+def test_accepting_that_a_copy_is_gone_takes_it_off_the_dashboard(
+    tmp_path: Path, state_at: str
+) -> None:
+    world = World(tmp_path, state_at).platform("CDN").rule("R", "CDN").asset("VID-A", b"a" * 100)
     world.manifests()
-    state = world.store.path
+    state = world.state
     assert reconcile(*world.cli_args()).returncode == 0
     (copy,) = (tmp_path / "out" / "cdn").rglob("*.mp4")
     copy.unlink()

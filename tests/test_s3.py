@@ -26,8 +26,8 @@ def client(endpoint: str):
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
 
 
-def s3_world(tmp_path: Path, endpoint: str, bucket: str) -> World:
-    world = World(tmp_path)
+def s3_world(tmp_path: Path, endpoint: str, bucket: str, state: str | None = None) -> World:
+    world = World(tmp_path, state)
     world.platform(
         "BACKUP",
         platform_type="cloud_storage",

@@ -70,14 +70,16 @@ def test_waiting_reason(kind: str, auto_sync: bool, forced: str | None, expected
         assert why is not None and why.startswith(expected)
 
 
-def scheduled_world(tmp_path: Path, **rule_spec) -> World:
-    world = World(tmp_path).platform("YT").asset("VID-A", b"one")
+def scheduled_world(tmp_path: Path, state: str | None = None, **rule_spec) -> World:
+    world = World(tmp_path, state).platform("YT").asset("VID-A", b"one")
     world.rule("R-YT", "YT", schedule_cron="0 9 * * 1", **rule_spec)
     return world
 
 
-def test_updates_wait_for_the_schedule_and_creates_do_not(tmp_path: Path, run) -> None:
-    world = scheduled_world(tmp_path)
+def test_updates_wait_for_the_schedule_and_creates_do_not(
+    tmp_path: Path, state_at: str, run
+) -> None:
+    world = scheduled_world(tmp_path, state_at)
     first = apply(world)  # never ran: the first sync is due
     assert first.counts()["completed"] == 1
     world.write_file("vid-a.mp4", b"two")
@@ -86,9 +88,7 @@ def test_updates_wait_for_the_schedule_and_creates_do_not(tmp_path: Path, run) -
     assert action.scheduled_for is not None and action.scheduled_for.endswith(":00:00Z")
     result = apply(world)
     assert result.jobs == [] and [a.asset for a in result.waiting] == ["VID-A"]
-    status = json.loads(run("status", "--state", str(world.store.path), "-o", "json").stdout)[
-        "platforms"
-    ]
+    status = json.loads(run("status", "--state", world.state, "-o", "json").stdout)["platforms"]
     assert status[0]["scheduled"] == 1 and status[0]["next_run"].endswith("T09:00:00")
     world.asset("VID-B", b"new asset")  # a create is not held by the schedule
     assert [j.action.asset for j in apply(world).jobs] == ["VID-B"]
@@ -96,8 +96,8 @@ def test_updates_wait_for_the_schedule_and_creates_do_not(tmp_path: Path, run) -
     assert [(j.action.asset, j.job_type) for j in forced.jobs] == [("VID-A", "update")]
 
 
-def test_a_dry_run_shows_scheduled_changes(tmp_path: Path, run) -> None:
-    world = scheduled_world(tmp_path)
+def test_a_dry_run_shows_scheduled_changes(tmp_path: Path, state_at: str, run) -> None:
+    world = scheduled_world(tmp_path, state_at)
     apply(world)
     world.write_file("vid-a.mp4", b"two")
     text = run("--dry-run", *world.cli_args())
@@ -107,9 +107,12 @@ def test_a_dry_run_shows_scheduled_changes(tmp_path: Path, run) -> None:
     assert data["waiting"] == 1 and data["actions"][0]["scheduled_for"]
 
 
-def test_auto_sync_false_runs_only_when_named(tmp_path: Path) -> None:
+def test_auto_sync_false_runs_only_when_named(tmp_path: Path, state_at: str) -> None:
     world = (
-        World(tmp_path).platform("YT").asset("VID-A", b"one").rule("R-YT", "YT", auto_sync=False)
+        World(tmp_path, state_at)
+        .platform("YT")
+        .asset("VID-A", b"one")
+        .rule("R-YT", "YT", auto_sync=False)
     )
     result = apply(world)
     assert result.jobs == [] and "auto_sync is false" in (result.waiting[0].waiting or "")
@@ -117,8 +120,8 @@ def test_auto_sync_false_runs_only_when_named(tmp_path: Path) -> None:
     assert [j.status for j in apply(world, ApplyOptions(rule="R-YT")).jobs] == ["completed"]
 
 
-def test_jobs_and_events_record_the_git_commit(tmp_path: Path) -> None:
-    world = World(tmp_path).platform("CDN").asset("VID-A", b"one").rule("R", "CDN")
+def test_jobs_and_events_record_the_git_commit(tmp_path: Path, state_at: str) -> None:
+    world = World(tmp_path, state_at).platform("CDN").asset("VID-A", b"one").rule("R", "CDN")
     world.manifests()
 
     def git(*args: str) -> str:
@@ -150,10 +153,10 @@ def test_jobs_and_events_record_the_git_commit(tmp_path: Path) -> None:
 YEARLY = "0 0 1 1 *"  # due once a year: never during a test
 
 
-def modified_copy(tmp_path: Path, **rule_spec) -> tuple[World, int]:
+def modified_copy(tmp_path: Path, state: str | None = None, **rule_spec) -> tuple[World, int]:
     """A synced copy whose bytes someone changed on the platform: a remote_modified conflict,
     found by `reconcile verify`. Returns the world and the conflict's id."""
-    world = World(tmp_path).platform("CDN").asset("VID-A", b"the master" * 20)
+    world = World(tmp_path, state).platform("CDN").asset("VID-A", b"the master" * 20)
     world.rule("R", "CDN", schedule_cron=YEARLY, **rule_spec)
     world.manifests()
     rule_args = ["--rule", "R"] if rule_spec.get("auto_sync") is False else []
@@ -161,28 +164,30 @@ def modified_copy(tmp_path: Path, **rule_spec) -> tuple[World, int]:
     (copy,) = (tmp_path / "out" / "cdn").rglob("*.mp4")
     copy.write_bytes(b"edited on the platform")
     assert reconcile("verify", *world.cli_args()).returncode == 3
-    (conflict,) = reconcile_json("conflicts", "--state", str(world.store.path))["conflicts"]
+    (conflict,) = reconcile_json("conflicts", "--state", world.state)["conflicts"]
     assert conflict["conflict_type"] == "remote_modified"
     return world, conflict["id"]
 
 
 def resolve_source(world: World, conflict_id: int) -> str:
     done = reconcile(
-        "conflicts", "--state", str(world.store.path), "resolve", str(conflict_id),
+        "conflicts", "--state", world.state, "resolve", str(conflict_id),
         "--use", "source", "--by", "alice",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
-def test_use_source_re_syncs_at_the_next_reconcile_whatever_the_schedule(tmp_path: Path) -> None:
-    world, conflict_id = modified_copy(tmp_path)
+def test_use_source_re_syncs_at_the_next_reconcile_whatever_the_schedule(
+    tmp_path: Path, state_at: str
+) -> None:
+    world, conflict_id = modified_copy(tmp_path, state_at)
     held = reconcile_json("--dry-run", *world.cli_args())
     assert held["summary"]["held"] == 1
 
     said = resolve_source(world, conflict_id)
     assert "resolved: use_source by alice; the next reconcile re-syncs it" in said
-    (cdn,) = reconcile_json("status", "--state", str(world.store.path))["platforms"]
+    (cdn,) = reconcile_json("status", "--state", world.state)["platforms"]
     assert (cdn["outdated"], cdn["scheduled"], cdn["next_run"]) == (1, 0, None)  # not waiting
     (action,) = reconcile_json("--dry-run", *world.cli_args())["actions"]
     assert action["action"] == "update" and action["waiting"] is None  # not next January
@@ -200,8 +205,10 @@ def test_use_source_re_syncs_at_the_next_reconcile_whatever_the_schedule(tmp_pat
     assert later["action"] == "update" and later["waiting"].startswith("scheduled for")
 
 
-def test_use_source_on_a_rule_with_auto_sync_false_waits_for_its_rule(tmp_path: Path) -> None:
-    world, conflict_id = modified_copy(tmp_path, auto_sync=False)
+def test_use_source_on_a_rule_with_auto_sync_false_waits_for_its_rule(
+    tmp_path: Path, state_at: str
+) -> None:
+    world, conflict_id = modified_copy(tmp_path, state_at, auto_sync=False)
     said = resolve_source(world, conflict_id)
     assert "its rule R has auto_sync: false, so it re-syncs with the next `reconcile --rule R`" in (
         said

@@ -1,9 +1,11 @@
-"""The state file: real DuckDB files, migrations, bulk writes, and two processes contending."""
+"""The state: real DuckDB files and real PostgreSQL databases (each test that is not about the
+file itself runs on both), migrations, bulk writes, and two processes contending."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,14 +13,24 @@ import textwrap
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from reconciler.errors import LockTimeout, StateError
 from reconciler.store import migrations
-from reconciler.store.db import SEED_TABLES, StateStore, insert_rows, table_rows
+from reconciler.store.db import (
+    SEED_TABLES,
+    Connection,
+    StateStore,
+    Store,
+    insert_rows,
+    location,
+    open_state,
+    table_rows,
+)
 from reconciler.store.placements import PlacementRecord, record_placements, update_placements
 from reconciler.store.records import load_sample
+
+from helpers import created, lock_record, query, reader, short_lease, snapshot
 
 # The seed's Step 14 and Step 15 queries, copied verbatim from the seed.
 SEED_STEP_14 = """
@@ -57,36 +69,42 @@ ORDER BY needs_update DESC;
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> StateStore:
+def store(state_store: Store) -> Store:
+    """A state of each backend (state_at)."""
+    return state_store
+
+
+@pytest.fixture
+def file_store(tmp_path: Path) -> StateStore:
+    """A DuckDB state file, for the tests of the file itself and of DuckDB's own lock."""
     return StateStore(tmp_path / "state" / "reconciler.duckdb", lock_timeout=5)
 
 
-def test_the_file_is_created_by_the_first_write_only(store: StateStore) -> None:
+def test_the_file_is_created_by_the_first_write_only(store: Store, state_at: str) -> None:
     with store.reading() as con:
         assert con is None
-    assert not store.path.exists()
+    assert not created(state_at)
     with store.writing() as con:
         assert table_rows(con) == dict.fromkeys(SEED_TABLES, 0)
-    assert store.path.exists()
+    assert created(state_at)
     assert store.schema_version() == migrations.latest_version()
 
 
-def test_the_seed_tables_have_the_seed_columns(store: StateStore) -> None:
+def test_the_seed_tables_have_the_seed_columns(store: Store, state_at: str) -> None:
     with store.writing():
         pass
-    con = duckdb.connect(str(store.path), read_only=True)
     columns = {
         table: [
             r[0]
-            for r in con.execute(
+            for r in query(
+                state_at,
                 "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
                 "ORDER BY ordinal_position",
                 [table],
-            ).fetchall()
+            )
         ]
         for table in SEED_TABLES
     }
-    con.close()
     assert columns["platform_assets"][:12] == [
         "id",
         "source_asset_id",
@@ -117,12 +135,13 @@ def test_the_seed_tables_have_the_seed_columns(store: StateStore) -> None:
         assert columns[table][0] == "id"
 
 
-def test_the_seed_queries_run_verbatim_on_a_file_the_tool_wrote(store: StateStore) -> None:
+def test_the_seed_queries_run_verbatim_on_a_file_the_tool_wrote(
+    store: Store, state_at: str
+) -> None:
     load_sample(store)
-    con = duckdb.connect(str(store.path), read_only=True)
-    step14 = con.execute(SEED_STEP_14).fetchall()
-    step15 = con.execute(SEED_STEP_15).fetchall()
-    con.close()
+    with reader(state_at) as con:
+        step14 = con.execute(SEED_STEP_14).fetchall()
+        step15 = con.execute(SEED_STEP_15).fetchall()
     assert step14[0] == ("Social Media Hub", "healthy", 1, 0, 0, 1, 1)
     assert step14[1] == ("Primary CDN", "healthy", 2, 2, 0, 0, 0)
     assert sorted(step14[2:5]) == [
@@ -137,15 +156,17 @@ def test_the_seed_queries_run_verbatim_on_a_file_the_tool_wrote(store: StateStor
     assert len(step15) == 5
 
 
-def test_load_sample_refuses_a_file_with_data(store: StateStore) -> None:
+def test_load_sample_refuses_a_file_with_data(store: Store, state_at: str) -> None:
     load_sample(store)
-    before = store.path.read_bytes()
+    before = snapshot(state_at)
     with pytest.raises(StateError, match="already holds data"):
         load_sample(store)
-    assert store.path.read_bytes() == before
+    assert snapshot(state_at) == before
 
 
-def test_a_failed_migration_leaves_the_file_as_it_was(store: StateStore, monkeypatch) -> None:
+def test_a_failed_migration_leaves_the_file_as_it_was(
+    store: Store, state_at: str, monkeypatch
+) -> None:
     with store.writing():
         pass
     good = migrations.all_migrations()
@@ -156,17 +177,16 @@ def test_a_failed_migration_leaves_the_file_as_it_was(store: StateStore, monkeyp
     with pytest.raises(StateError, match="left as it was"), store.writing():
         pass
     monkeypatch.undo()
-    con = duckdb.connect(str(store.path), read_only=True)
-    tables = {
-        r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-    }
-    version = migrations.current_version(con)
-    con.close()
+    with reader(state_at) as con:
+        tables = {
+            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        }
+        version = migrations.current_version(con)
     assert "half_done" not in tables
     assert version == len(good)
 
 
-def test_a_file_from_a_newer_version_is_refused(store: StateStore) -> None:
+def test_a_file_from_a_newer_version_is_refused(store: Store) -> None:
     with store.writing() as con:
         con.execute("INSERT INTO schema_migrations VALUES (999, 'future', now())")
     with pytest.raises(StateError, match="newer version of reconcile"), store.reading():
@@ -175,14 +195,14 @@ def test_a_file_from_a_newer_version_is_refused(store: StateStore) -> None:
         pass
 
 
-def test_a_file_that_is_not_duckdb_is_a_clear_error(store: StateStore) -> None:
-    store.path.parent.mkdir(parents=True)
-    store.path.write_text("this is not a database\n" * 100)
-    with pytest.raises(StateError, match="Is it a reconcile state file"), store.reading():
+def test_a_file_that_is_not_duckdb_is_a_clear_error(file_store: StateStore) -> None:
+    file_store.path.parent.mkdir(parents=True)
+    file_store.path.write_text("this is not a database\n" * 100)
+    with pytest.raises(StateError, match="Is it a reconcile state file"), file_store.reading():
         pass
 
 
-def test_a_write_that_fails_is_rolled_back(store: StateStore) -> None:
+def test_a_write_that_fails_is_rolled_back(store: Store) -> None:
     with pytest.raises(RuntimeError), store.writing() as con:
         insert_rows(con, "sync_events_log", ["event_type"], [("a",), ("b",)])
         raise RuntimeError("boom")
@@ -190,7 +210,7 @@ def test_a_write_that_fails_is_rolled_back(store: StateStore) -> None:
         assert table_rows(con)["sync_events_log"] == 0
 
 
-def test_insert_rows_writes_ten_thousand_rows_in_one_statement(store: StateStore) -> None:
+def test_insert_rows_writes_ten_thousand_rows_in_one_statement(store: Store) -> None:
     rows = [(f"JOB-{i:05d}", 1, i, 1, "initial", "pending", None) for i in range(10_000)]
     columns = [
         "job_code",
@@ -216,8 +236,8 @@ def test_insert_rows_writes_ten_thousand_rows_in_one_statement(store: StateStore
 
 HOLD_RUN_LOCK = """
 import sys, time
-from reconciler.store.db import StateStore
-store = StateStore(sys.argv[1], command="reconcile apply")
+from reconciler.store.db import location, open_state
+store = open_state(location(sys.argv[1]), command="reconcile apply")
 with store.session():
     with store.writing():
         pass
@@ -234,7 +254,7 @@ con.close()
 """
 
 
-def hold(script: str, path: Path, seconds: float) -> subprocess.Popen:
+def hold(script: str, path: Path | str, seconds: float) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(script), str(path), str(seconds)],
         stdout=subprocess.PIPE,
@@ -245,10 +265,10 @@ def hold(script: str, path: Path, seconds: float) -> subprocess.Popen:
     return proc
 
 
-def test_a_second_writer_waits_then_names_the_holder(store: StateStore) -> None:
-    holder = hold(HOLD_RUN_LOCK, store.path, 30)
+def test_a_second_writer_waits_then_names_the_holder(state_at: str) -> None:
+    holder = hold(HOLD_RUN_LOCK, state_at, 30)
     try:
-        waiting = StateStore(store.path, lock_timeout=0.5)
+        waiting = open_state(location(state_at), lock_timeout=0.5)
         started = time.monotonic()
         with pytest.raises(LockTimeout) as caught, waiting.writing():
             pass
@@ -261,11 +281,11 @@ def test_a_second_writer_waits_then_names_the_holder(store: StateStore) -> None:
         holder.wait()
 
 
-def test_readers_answer_while_a_writing_command_runs(store: StateStore) -> None:
+def test_readers_answer_while_a_writing_command_runs(store: Store, state_at: str) -> None:
     load_sample(store)
-    holder = hold(HOLD_RUN_LOCK, store.path, 30)
+    holder = hold(HOLD_RUN_LOCK, state_at, 30)
     try:
-        with StateStore(store.path, lock_timeout=2).reading() as con:
+        with open_state(location(state_at), lock_timeout=2).reading() as con:
             assert con is not None
             assert table_rows(con)["sync_platforms"] == 6
     finally:
@@ -273,14 +293,14 @@ def test_readers_answer_while_a_writing_command_runs(store: StateStore) -> None:
         holder.wait()
 
 
-def test_a_process_holding_the_duckdb_file_is_named(store: StateStore) -> None:
-    with store.writing():
+def test_a_process_holding_the_duckdb_file_is_named(file_store: StateStore) -> None:
+    with file_store.writing():
         pass
-    holder = hold(HOLD_DUCKDB, store.path, 30)
+    holder = hold(HOLD_DUCKDB, file_store.path, 30)
     try:
         with (
             pytest.raises(LockTimeout) as caught,
-            StateStore(store.path, lock_timeout=0.3).reading(),
+            StateStore(file_store.path, lock_timeout=0.3).reading(),
         ):
             pass
         assert f"held by pid {holder.pid}" in str(caught.value)
@@ -290,24 +310,27 @@ def test_a_process_holding_the_duckdb_file_is_named(store: StateStore) -> None:
         holder.wait()
 
 
-def test_a_reader_retries_until_a_short_write_ends(store: StateStore) -> None:
-    with store.writing():
+def test_a_reader_retries_until_a_short_write_ends(file_store: StateStore) -> None:
+    with file_store.writing():
         pass
-    holder = hold(HOLD_DUCKDB, store.path, 1.0)
+    holder = hold(HOLD_DUCKDB, file_store.path, 1.0)
     try:
-        with StateStore(store.path, lock_timeout=20).reading() as con:
+        with StateStore(file_store.path, lock_timeout=20).reading() as con:
             assert con is not None
     finally:
         holder.wait()
 
 
-def test_a_dead_holders_lock_is_taken_over_and_logged(store: StateStore) -> None:
-    holder = hold(HOLD_RUN_LOCK, store.path, 60)
+def test_a_dead_holders_lock_is_taken_over_and_logged(state_at: str) -> None:
+    state = short_lease(state_at, 1)  # a killed holder's lease outlives it by its TTL
+    store = open_state(location(state), lock_timeout=5)
+    holder = hold(HOLD_RUN_LOCK, state, 60)
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
-    lock_record = json.loads(store.lock.path.read_text())
-    assert lock_record["pid"] == holder.pid  # the dead holder's record is still there
-    with StateStore(store.path, lock_timeout=2).writing():
+    record = lock_record(state)
+    assert record is not None
+    assert record["pid"] == holder.pid  # the dead holder's record is still there
+    with open_state(location(state), lock_timeout=2).writing():
         pass
     with store.reading() as con:
         rows = con.execute("SELECT event_type, message, details FROM sync_events_log").fetchall()
@@ -315,11 +338,11 @@ def test_a_dead_holders_lock_is_taken_over_and_logged(store: StateStore) -> None
     assert event_type == "lock_takeover"
     assert f"pid {holder.pid}" in message
     assert json.loads(details)["command"] == "reconcile apply"
-    assert store.lock.path.read_text() == ""  # released cleanly this time
+    assert lock_record(state) is None  # released cleanly this time
 
 
-def test_two_cli_processes_one_gets_a_clear_lock_message(store: StateStore) -> None:
-    holder = hold(HOLD_RUN_LOCK, store.path, 30)
+def test_two_cli_processes_one_gets_a_clear_lock_message(state_at: str) -> None:
+    holder = hold(HOLD_RUN_LOCK, state_at, 30)
     try:
         other = subprocess.run(
             [
@@ -329,7 +352,7 @@ def test_two_cli_processes_one_gets_a_clear_lock_message(store: StateStore) -> N
                 "state",
                 "load-sample",
                 "--state",
-                str(store.path),
+                state_at,
                 "--lock-timeout",
                 "0.5",
             ],
@@ -338,10 +361,14 @@ def test_two_cli_processes_one_gets_a_clear_lock_message(store: StateStore) -> N
             check=False,
         )
         assert other.returncode == 1
-        assert other.stderr.startswith("error: the state file is locked by pid ")
+        # the file's message, or the PostgreSQL state's, which names it by its URL
+        assert re.match(
+            r"error: the state (file|postgresql://\S+ \(schema \w+\)) is locked by pid ",
+            other.stderr,
+        ), other.stderr
         assert "Traceback" not in other.stderr
         status = subprocess.run(
-            [sys.executable, "-m", "reconciler", "status", "--state", str(store.path)],
+            [sys.executable, "-m", "reconciler", "status", "--state", state_at],
             capture_output=True,
             text=True,
             check=False,
@@ -355,7 +382,7 @@ def test_two_cli_processes_one_gets_a_clear_lock_message(store: StateStore) -> N
 # -- copies deleted from their platform ------------------------------------------------------
 
 
-def columns_of(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+def columns_of(con: Connection, table: str) -> list[str]:
     return [
         r[0]
         for r in con.execute(
@@ -367,7 +394,7 @@ def columns_of(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 
 def test_the_history_of_pruned_copies_has_every_column_of_platform_assets(
-    store: StateStore,
+    store: Store,
 ) -> None:
     with store.writing() as con:
         live, pruned = columns_of(con, "platform_assets"), columns_of(con, "platform_assets_pruned")
@@ -375,7 +402,7 @@ def test_the_history_of_pruned_copies_has_every_column_of_platform_assets(
 
 
 def test_an_older_file_moves_its_deleted_copies_out_on_migration(
-    store: StateStore, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     v7 = [m for m in migrations.all_migrations() if m.version <= 7]
     monkeypatch.setattr(migrations, "all_migrations", lambda: tuple(v7))
@@ -394,7 +421,7 @@ def test_an_older_file_moves_its_deleted_copies_out_on_migration(
     assert ("Social Media Hub", "healthy", 0, 0, 0, 0, 0) in step14
 
 
-def test_a_pruned_copys_id_is_never_given_to_a_new_copy(store: StateStore) -> None:
+def test_a_pruned_copys_id_is_never_given_to_a_new_copy(store: Store) -> None:
     load_sample(store)
     with store.writing() as con:
         update_placements(con, [(6, PlacementRecord("VID-TESTIMONIAL", "SOCIAL-MEDIA", None,

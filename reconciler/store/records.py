@@ -170,13 +170,14 @@ def _apply_resolution(
     if resolution == Resolution.USE_SOURCE:
         # the next apply sends the master again, knowingly replacing what the platform has,
         # and does not wait for the rule's schedule: a person asked for it
+        # RETURNING, not the count row DuckDB gives an UPDATE: PostgreSQL's UPDATE has no rows
         changed = con.execute(
             "UPDATE platform_assets SET sync_status = ?, "
             "remote_checksum = coalesce(?, remote_checksum), resync_requested_at = ? "
-            "WHERE id = ?",
+            "WHERE id = ? RETURNING id",
             [SyncStatus.OUTDATED, target, now, pa_id],
-        ).fetchone()
-        return bool(changed and changed[0])
+        ).fetchall()
+        return bool(changed)
     if (
         kind == ConflictType.FOREIGN_OBJECT and target is not None
     ):  # adopt what is there as the copy

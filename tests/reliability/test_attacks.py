@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,6 +23,8 @@ import pytest
 from attack_kit import FAST, out, reconcile, sha
 from media import has_video_stream, make_video
 from planning import World, apply_run, rows
+
+from helpers import held_bytes, is_postgresql, short_lease
 
 MARKER = b"OUTSIDE-THE-MEDIA-ROOT-"
 
@@ -36,6 +39,7 @@ def saved_plan(world: World, name: str = "p.json") -> tuple[Path, dict[str, Any]
 # == a saved plan is a request, not an authority ==============================================
 def test_an_edited_plan_cannot_move_the_media_root_to_publish_an_outside_file(
     tmp_path: Path,
+    state_at: str,
 ) -> None:
     """The attacker edits a reviewed plan file: `media_root` to a folder of their own (outside
     the media root the plan was made with), and the action's path, checksum and size to match
@@ -44,7 +48,7 @@ def test_an_edited_plan_cannot_move_the_media_root_to_publish_an_outside_file(
     (--media-root, RECONCILE_MEDIA_ROOT, else the manifests folder), not with one the plan
     file names. Before the fix, the plan file's media_root is used for the "fresh" plan, so the
     comparison agrees with the edit and the outside file is published and recorded synced."""
-    world = World(tmp_path).platform("NAS").rule("R", "NAS").asset("VID-A", b"a" * 100)
+    world = World(tmp_path, state_at).platform("NAS").rule("R", "NAS").asset("VID-A", b"a" * 100)
     world.manifests()
     plan_file, data = saved_plan(world)
     evil = tmp_path / "evil"
@@ -95,7 +99,7 @@ def attacker() -> Iterator[str]:
 
 
 def test_an_edited_plan_cannot_swap_in_other_manifests_and_exfiltrate_a_credential(
-    tmp_path: Path, attacker: str
+    tmp_path: Path, state_at: str, attacker: str
 ) -> None:
     """The attacker edits the plan file's `manifests` (and `media_root`) to a folder of their
     own holding an http Platform at their endpoint whose auth references the CI's secret
@@ -105,7 +109,7 @@ def test_an_edited_plan_cannot_swap_in_other_manifests_and_exfiltrate_a_credenti
     validates and "re-plans" the attacker's manifests and sends the CI's API key to the
     attacker's endpoint."""
     secret = "PLANTED-ci-cdn-key-0123456789"
-    world = World(tmp_path).platform("NAS").rule("R", "NAS").asset("VID-A", b"a" * 100)
+    world = World(tmp_path, state_at).platform("NAS").rule("R", "NAS").asset("VID-A", b"a" * 100)
     world.manifests()
     plan_file, data = saved_plan(world)
     theirs = World(tmp_path / "theirs")
@@ -115,7 +119,7 @@ def test_an_edited_plan_cannot_swap_in_other_manifests_and_exfiltrate_a_credenti
     theirs.manifests()
     their_plan = theirs.root / "theirs.json"
     made = reconcile(theirs, "--dry-run", "--manifests", str(theirs.manifests_dir),
-                     "--media-root", str(theirs.media), "--state", str(world.store.path),
+                     "--media-root", str(theirs.media), "--state", world.state,
                      "--out", str(their_plan))  # fmt: skip
     assert made.returncode == 0, made.stderr
     evil = json.loads(their_plan.read_text())
@@ -127,7 +131,7 @@ def test_an_edited_plan_cannot_swap_in_other_manifests_and_exfiltrate_a_credenti
     assert sent == [], "the CI's credential was sent to an endpoint only the edited plan named"
 
 
-def test_an_edited_plan_with_a_duplicated_action_is_refused(tmp_path: Path) -> None:
+def test_an_edited_plan_with_a_duplicated_action_is_refused(tmp_path: Path, state_at: str) -> None:
     """The attacker (or a merge of two plan files) repeats a reviewed create three times.
     Every action must be the very same change as a fresh one *and* each change asked once:
     a repeated action must refuse the plan (exit 1, nothing applied). Before the fix, three
@@ -135,7 +139,7 @@ def test_an_edited_plan_with_a_duplicated_action_is_refused(tmp_path: Path) -> N
     copy, so the copy was recorded as not made by this tool (managed = false, never pruned),
     and two phantom placement rows were left that later plans counted as copies (a prune then
     planned two deletes and an orphan for one file)."""
-    world = World(tmp_path).platform("NAS").rule("R", "NAS").asset("VID-A", b"a" * 100)
+    world = World(tmp_path, state_at).platform("NAS").rule("R", "NAS").asset("VID-A", b"a" * 100)
     world.manifests()
     plan_file, data = saved_plan(world)
     data["actions"] = data["actions"] * 3
@@ -154,7 +158,9 @@ def test_an_edited_plan_with_a_duplicated_action_is_refused(tmp_path: Path) -> N
 
 
 # == what is observed is what is on disk =======================================================
-def test_a_same_size_rewrite_with_its_mtime_restored_is_still_synced(tmp_path: Path) -> None:
+def test_a_same_size_rewrite_with_its_mtime_restored_is_still_synced(
+    tmp_path: Path, state_at: str
+) -> None:
     """A careless colleague (or `unzip -o` of a reproducible archive, `cp --preserve`,
     `touch -r`) rewrites a master in place with other bytes of the same size and puts its
     old mtime back. The hash cache keys on (device, inode, size, mtime) only, so every later
@@ -162,7 +168,7 @@ def test_a_same_size_rewrite_with_its_mtime_restored_is_still_synced(tmp_path: P
     `verify` says they match. The change time (st_ctime, which no user can set) moved: a plain
     `reconcile` must notice and sync the new bytes (git compares ctime for this reason)."""
     old, new = b"A" * 4096, b"B" * 4096
-    world = World(tmp_path).platform("NAS").rule("R", "NAS").asset("VID-A", old)
+    world = World(tmp_path, state_at).platform("NAS").rule("R", "NAS").asset("VID-A", old)
     master = world.media / "vid-a.mp4"
     past = 1_700_000_000_000_000_000
     os.utime(master, ns=(past, past))  # long ago: not racily clean, so its hash is cached
@@ -241,7 +247,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 @pytest.mark.parametrize("kind", ["vimeo", "youtube"])
 def test_a_resumed_upload_never_vouches_for_a_prefix_it_did_not_send(
-    tmp_path: Path, fake: Any, kind: str
+    tmp_path: Path, state_at: str, fake: Any, kind: str
 ) -> None:
     """The master's first bytes are changed while the first chunk is read and sent, and put
     back right after; the platform then answers the next chunk with a 503. The retry resumes
@@ -254,7 +260,7 @@ def test_a_resumed_upload_never_vouches_for_a_prefix_it_did_not_send(
     from reconciler.apply.run import apply_plan, recover
 
     master_bytes = os.urandom(1024 * 1024)
-    world = World(tmp_path).platform("VIDS", **api_platform(fake, kind)).rule("R", "VIDS")
+    world = World(tmp_path, state_at).platform("VIDS", **api_platform(fake, kind)).rule("R", "VIDS")
     world.asset("VID-A", master_bytes)
     fake.drop_fraction = 0.2  # the second chunk is answered 503 once
     manifests = world.manifests()
@@ -296,7 +302,7 @@ class RewriteOnProgress(FlipThenRestore):
 
 
 def test_a_torn_put_update_on_an_http_platform_never_replaces_the_good_copy(
-    tmp_path: Path, fake: Any
+    tmp_path: Path, state_at: str, fake: Any
 ) -> None:
     """An http platform with `upload_method: PUT` (objects at collection/KEY, as a DAM or a
     WebDAV-like CDN API does). The master is updated, then rewritten again while the update
@@ -311,7 +317,7 @@ def test_a_torn_put_update_on_an_http_platform_never_replaces_the_good_copy(
 
     first, second = os.urandom(2 * 1024 * 1024), os.urandom(2 * 1024 * 1024)
     torn = os.urandom(2 * 1024 * 1024)
-    world = World(tmp_path).platform(
+    world = World(tmp_path, state_at).platform(
         "DAM", driver="http", api_endpoint=f"{fake.url}/cdn", auth_type="api_key",
         auth={"secret_env": "ATTACK_CDN_KEY"}, upload_method="PUT", target=None,
     ).rule("R", "DAM").asset("VID-A", first)  # fmt: skip
@@ -336,7 +342,9 @@ def test_a_torn_put_update_on_an_http_platform_never_replaces_the_good_copy(
 
 
 # == credentials are never published, recorded or printed ======================================
-def test_a_generated_encryption_key_is_never_published_as_a_master(tmp_path: Path) -> None:
+def test_a_generated_encryption_key_is_never_published_as_a_master(
+    tmp_path: Path, state_at: str
+) -> None:
     """The default media root is the manifests folder. A careless colleague declares an
     AssetSet over everything (`include: "**/*"`) and an encrypted backup whose key file is
     generated beside the manifests (`secret_file: keys/backup.key, create: true`, relative to
@@ -373,8 +381,9 @@ def test_a_generated_encryption_key_is_never_published_as_a_master(tmp_path: Pat
     for doc in docs:
         doc["apiVersion"] = "mediasync/v1"
     (manifests / "all.yaml").write_text(yaml.safe_dump_all(docs))
-    world = World(tmp_path)
-    args = ["--manifests", str(manifests), "--state", str(tmp_path / "state" / "s.duckdb")]
+    world = World(tmp_path, state_at)
+    state = world.state if is_postgresql(world.state) else str(tmp_path / "state" / "s.duckdb")
+    args = ["--manifests", str(manifests), "--state", state]
     for _ in range(2):
         reconcile(world, *args)
     key = (manifests / "keys" / "backup.key").read_bytes()
@@ -447,7 +456,7 @@ def echo() -> Iterator[str]:
 
 def everything_printed(world: World, env: dict[str, str]) -> str:
     """Every output format of an apply, and of every report command afterwards."""
-    state = str(world.store.path)
+    state = world.state
     texts = []
     for fmt in ("text", "json", "jsonl"):
         done = reconcile(world, *world.cli_args(), "-o", fmt, env=env)
@@ -462,11 +471,15 @@ def everything_printed(world: World, env: dict[str, str]) -> str:
 
 
 def state_bytes(world: World) -> bytes:
-    return b"".join(p.read_bytes() for p in world.store.path.parent.rglob("*") if p.is_file())
+    # the folder beside the DuckDB file; a PostgreSQL state's ./state (state_at runs in
+    # tmp_path) and every row of its schema
+    files = world.root / "state"
+    held = b"".join(p.read_bytes() for p in files.rglob("*") if p.is_file())
+    return held + (held_bytes(world.state) if is_postgresql(world.state) else b"")
 
 
 def test_a_key_a_platform_echoes_in_an_object_url_is_never_recorded_or_printed(
-    tmp_path: Path, echo: str
+    tmp_path: Path, state_at: str, echo: str
 ) -> None:
     """A CDN API answers an upload with a link that carries the API key it was given
     (`https://cdn.test/a.mp4?api_key=KEY`, as "authenticated" links of some services do).
@@ -476,7 +489,7 @@ def test_a_key_a_platform_echoes_in_an_object_url_is_never_recorded_or_printed(
     recorded or printed, like messages are."""
     secret = "PLANTED-url-echoed-key-9f8e7d6c5b4a"
     env = {"ATTACK_ECHO_KEY": secret}
-    world = World(tmp_path).platform(
+    world = World(tmp_path, state_at).platform(
         "CDN", driver="http", api_endpoint=echo, auth_type="api_key",
         auth={"secret_env": "ATTACK_ECHO_KEY"}, target=None,
     ).rule("R", "CDN").asset("VID-A", b"a" * 1000)  # fmt: skip
@@ -488,7 +501,7 @@ def test_a_key_a_platform_echoes_in_an_object_url_is_never_recorded_or_printed(
 
 
 def test_a_password_a_platform_echoes_alone_is_never_recorded_or_printed(
-    tmp_path: Path, echo: str
+    tmp_path: Path, state_at: str, echo: str
 ) -> None:
     """`auth_type: basic` takes `user:password` as one secret; a platform that rejects it
     quoting only the password ("invalid password 'X' for bot") is not redacted, because
@@ -498,7 +511,7 @@ def test_a_password_a_platform_echoes_alone_is_never_recorded_or_printed(
     password = "PLANTED-basic-password-1a2b3c4d"
     env = {"ATTACK_BASIC": f"bot:{password}"}
     Echo.mode = "password"
-    world = World(tmp_path).platform(
+    world = World(tmp_path, state_at).platform(
         "CDN", driver="http", api_endpoint=echo, auth_type="basic",
         auth={"secret_env": "ATTACK_BASIC"}, target=None,
     ).rule("R", "CDN").asset("VID-A", b"a" * 1000)  # fmt: skip
@@ -510,7 +523,7 @@ def test_a_password_a_platform_echoes_alone_is_never_recorded_or_printed(
 
 
 def test_a_redirect_never_carries_the_api_key_to_another_origin(
-    tmp_path: Path, echo: str, attacker: str
+    tmp_path: Path, state_at: str, echo: str, attacker: str
 ) -> None:
     """A platform (or an open redirect on its domain, or a man in the middle on plain http)
     answers 307 to another origin. requests follows redirects and strips only the
@@ -520,7 +533,7 @@ def test_a_redirect_never_carries_the_api_key_to_another_origin(
     strip custom credential headers on a change of origin)."""
     secret = "PLANTED-redirected-key-0a1b2c3d4e"
     Echo.mode, Echo.target = "redirect", attacker.replace("127.0.0.1", "localhost")
-    world = World(tmp_path).platform(
+    world = World(tmp_path, state_at).platform(
         "CDN", driver="http", api_endpoint=echo, auth_type="api_key",
         auth={"secret_env": "ATTACK_REDIRECT_KEY"}, target=None,
     ).rule("R", "CDN").asset("VID-A", b"a" * 1000)  # fmt: skip
@@ -532,14 +545,16 @@ def test_a_redirect_never_carries_the_api_key_to_another_origin(
 
 
 # == the local driver stays inside its target ===================================================
-def test_pruning_never_deletes_a_copy_someone_changed_on_the_platform(tmp_path: Path) -> None:
+def test_pruning_never_deletes_a_copy_someone_changed_on_the_platform(
+    tmp_path: Path, state_at: str
+) -> None:
     """The tool made a copy; a colleague then replaced it on the NAS with their own edited
     version (other bytes). The asset is dropped from the manifests and `--prune` runs. An
     update would have stopped with a `remote_modified` conflict ("never overwriting
     silently"); a delete does not look: the colleague's file is deleted. What must hold: a
     prune deletes only the object this tool wrote (the checksum recorded), and leaves a
     changed one alone with a conflict."""
-    world = World(tmp_path).platform("NAS").rule("R", "NAS")
+    world = World(tmp_path, state_at).platform("NAS").rule("R", "NAS")
     world.asset("VID-A", b"a" * 100).asset("VID-B", b"b" * 100)
     world.manifests()
     assert reconcile(world, *world.cli_args()).returncode == 0
@@ -553,6 +568,7 @@ def test_pruning_never_deletes_a_copy_someone_changed_on_the_platform(tmp_path: 
 
 def test_a_symlinked_folder_on_the_target_never_leads_writes_or_deletes_outside_it(
     tmp_path: Path,
+    state_at: str,
 ) -> None:
     """Someone who can write to the NAS replaces a folder the tool made (`clips/`) with a
     symlink to a folder elsewhere on the machine. The local driver opens only the last
@@ -561,7 +577,7 @@ def test_a_symlinked_folder_on_the_target_never_leads_writes_or_deletes_outside_
     file outside it. What must hold: every path on a local target is resolved below the
     target without following symlinks (openat with O_NOFOLLOW per component, or a realpath
     check that it stays inside the target), like masters are below the media root."""
-    world = World(tmp_path).platform("NAS").rule("R", "NAS")
+    world = World(tmp_path, state_at).platform("NAS").rule("R", "NAS")
     world.asset("VID-A", b"a" * 100, file="clips/a.mp4")
     world.manifests()
     assert reconcile(world, *world.cli_args()).returncode == 0
@@ -595,6 +611,7 @@ MPD = """<?xml version="1.0" encoding="utf-8"?>
 
 def test_a_master_that_is_a_streaming_manifest_never_pulls_in_an_outside_video(
     tmp_path: Path,
+    state_at: str,
 ) -> None:
     """The attacker commits a "video" master `clip.mp4` that is really a DASH manifest (a
     few hundred bytes of XML) naming a video elsewhere on the machine by absolute path. The
@@ -605,7 +622,7 @@ def test_a_master_that_is_a_streaming_manifest_never_pulls_in_an_outside_video(
     matroska, avi, mpegts ... — and refuse manifests and playlists: dash, hls, concat)."""
     outside = tmp_path / "elsewhere" / "private.mp4"
     make_video(outside, 640, 480, "testsrc", seconds=2)
-    world = World(tmp_path).platform("VIDS", platform_type="video_platform")
+    world = World(tmp_path, state_at).platform("VIDS", platform_type="video_platform")
     world.rule("R", "VIDS", transform_rules={"add_watermark": True, "quality": "240p"})
     world.asset("VID-A", MPD.format(outside=outside).encode(), file="clip.mp4",
                 mime_type="video/mp4")  # fmt: skip
@@ -675,6 +692,7 @@ KEY_HEX = "22" * 32
 
 def test_a_forged_passthrough_record_never_sends_plaintext_to_an_encrypted_platform(
     tmp_path: Path,
+    state_at: str,
 ) -> None:
     """Someone who can write to the rendition cache (a cache folder shared between CI
     runners, `--renditions` on a shared volume) learns the next rendition id from a dry run
@@ -686,7 +704,7 @@ def test_a_forged_passthrough_record_never_sends_plaintext_to_an_encrypted_platf
     passthrough; a cached record that contradicts its recipe is discarded and made again)."""
     plain_a, plain_b = b"first master " * 100, b"SECOND-MASTER-IN-CLEAR " * 100
     env = {"ATTACK_BACKUP_KEY": KEY_HEX}
-    world = World(tmp_path).platform("BACKUP", platform_type="cloud_storage")
+    world = World(tmp_path, state_at).platform("BACKUP", platform_type="cloud_storage")
     world.rule("R", "BACKUP", transform_rules={
         "encrypt": True, "encryption_key": {"secret_env": "ATTACK_BACKUP_KEY"}})  # fmt: skip
     world.asset("VID-A", plain_a)
@@ -696,7 +714,7 @@ def test_a_forged_passthrough_record_never_sends_plaintext_to_an_encrypted_platf
     planned = reconcile(world, "--dry-run", *world.cli_args(), "-o", "json", env=env)
     (action,) = [a for a in json.loads(planned.stdout)["actions"] if a["action"] == "update"]
     rid = action["rendition_id"]
-    cache = world.store.path.parent / "renditions"
+    cache = world.root / "state" / "renditions"  # beside the file; ./state for PostgreSQL
     (cache / f"{rid}.json").write_text(json.dumps({
         "id": rid, "passthrough": True, "master_verified": True, "master_sha256": sha(plain_b),
         "sha256": sha(plain_b), "size": len(plain_b), "mime": "video/mp4", "suffix": "",
@@ -709,7 +727,9 @@ def test_a_forged_passthrough_record_never_sends_plaintext_to_an_encrypted_platf
             assert data.startswith(b"RCNENC1\n"), path.name
 
 
-def test_an_edited_plan_cannot_run_a_rule_that_never_runs_by_itself(tmp_path: Path) -> None:
+def test_an_edited_plan_cannot_run_a_rule_that_never_runs_by_itself(
+    tmp_path: Path, state_at: str
+) -> None:
     """A rule with `auto_sync: false` never runs by itself; its changes show in a plan as
     waiting. The attacker sets the action's `waiting` to null in the saved plan: the checker
     compares kind, rule, file, path, checksum ... but takes `waiting` from the file ("a saved
@@ -717,7 +737,7 @@ def test_an_edited_plan_cannot_run_a_rule_that_never_runs_by_itself(tmp_path: Pa
     their --rule and the fresh plan is made with it, so what runs can come from the fresh
     plan. What must hold: a saved plan only runs what the fresh plan (with the plan's own
     --rule) would run now; an edited `waiting` is a difference."""
-    world = World(tmp_path).platform("NAS").rule("R", "NAS", auto_sync=False)
+    world = World(tmp_path, state_at).platform("NAS").rule("R", "NAS", auto_sync=False)
     world.asset("VID-A", b"a" * 100)
     world.manifests()
     plan_file, data = saved_plan(world)
@@ -730,7 +750,9 @@ def test_an_edited_plan_cannot_run_a_rule_that_never_runs_by_itself(tmp_path: Pa
 
 
 # == nothing outside the media root: the descriptor's real path ================================
-def test_a_file_named_like_a_deleted_media_root_is_outside_it(tmp_path: Path) -> None:
+def test_a_file_named_like_a_deleted_media_root_is_outside_it(
+    tmp_path: Path, state_at: str
+) -> None:
     """`masters._real_path` strips a " (deleted)" suffix from the kernel's name of the open
     file, and `inside()` counts the root itself as inside. So a regular file *beside* the
     media root named `<root> (deleted)` passes the check: after validation, a folder inside
@@ -742,7 +764,7 @@ def test_a_file_named_like_a_deleted_media_root_is_outside_it(tmp_path: Path) ->
     from reconciler.apply.run import apply_plan
     from reconciler.plan.planner import make_plan
 
-    world = World(tmp_path).platform("NAS").rule("R", "NAS")
+    world = World(tmp_path, state_at).platform("NAS").rule("R", "NAS")
     world.asset("DOC-A", b"inside", file="sub/media (deleted)", asset_type="document",
                 mime_type="application/octet-stream")  # fmt: skip
     manifests = world.manifests()
@@ -762,7 +784,7 @@ def test_a_file_named_like_a_deleted_media_root_is_outside_it(tmp_path: Path) ->
 
 # == kill -9 ==================================================================================
 def test_a_youtube_upload_killed_after_its_last_chunk_leaves_no_orphan_video(
-    tmp_path: Path, fake: Any
+    tmp_path: Path, state_at: str, fake: Any
 ) -> None:
     """`reconcile` is killed (SIGKILL) after YouTube received the last chunk and made the
     video, before the answer naming the video was recorded; then the master changes. The
@@ -775,7 +797,11 @@ def test_a_youtube_upload_killed_after_its_last_chunk_leaves_no_orphan_video(
     from apiservers import Video
 
     first, second = os.urandom(600 * 1024), os.urandom(600 * 1024)
-    world = World(tmp_path).platform("VIDS", **api_platform(fake, "youtube")).rule("R", "VIDS")
+    world = (
+        World(tmp_path, short_lease(state_at))
+        .platform("VIDS", **api_platform(fake, "youtube"))
+        .rule("R", "VIDS")
+    )
     world.asset("VID-A", first)
     world.manifests()
     handler = fake.server.RequestHandlerClass
@@ -871,7 +897,7 @@ class NoChecksums(BaseHTTPRequestHandler):
 
 
 def test_an_s3_store_without_additional_checksums_is_read_back_not_a_conflict(
-    tmp_path: Path, s3_endpoint: str, aws_env: None
+    tmp_path: Path, state_at: str, s3_endpoint: str, aws_env: None
 ) -> None:
     """The S3 driver's verification after an upload asks HEAD for S3's SHA-256 and treats a
     missing one as "the platform holds other bytes": every attempt records a
@@ -882,7 +908,7 @@ def test_an_s3_store_without_additional_checksums_is_read_back_not_a_conflict(
     with no conflict against the tool's own, correct upload."""
     import boto3
 
-    bucket = "nochecksums"
+    bucket = f"nochecksums-{uuid.uuid4().hex[:8]}"  # a bucket of its own per backend case
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(
         Bucket=bucket
     )
@@ -890,7 +916,7 @@ def test_an_s3_store_without_additional_checksums_is_read_back_not_a_conflict(
     proxy = ThreadingHTTPServer(("127.0.0.1", 0), NoChecksums)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     try:
-        world = World(tmp_path).platform(
+        world = World(tmp_path, state_at).platform(
             "BACKUP", platform_type="cloud_storage", driver="s3", target=None, bucket=bucket,
             region="us-east-1", endpoint_url=f"http://127.0.0.1:{proxy.server_address[1]}",
         ).rule("R", "BACKUP").asset("VID-A", b"a" * 5000)  # fmt: skip
@@ -908,7 +934,7 @@ def test_an_s3_store_without_additional_checksums_is_read_back_not_a_conflict(
 
 
 def test_a_platform_that_says_it_holds_fewer_bytes_is_never_recorded_synced(
-    tmp_path: Path, echo: str
+    tmp_path: Path, state_at: str, echo: str
 ) -> None:
     """An http platform reports no checksum, but answers the upload (and every later GET)
     with the size it kept: 10 bytes of a 5,000-byte master. The driver ignores the reported
@@ -918,7 +944,7 @@ def test_a_platform_that_says_it_holds_fewer_bytes_is_never_recorded_synced(
     is not "landed": the job fails (or retries), and verify reports the copy as modified."""
     Echo.mode = "short"
     env = {"ATTACK_SHORT_KEY": "PLANTED-short-key-123456"}
-    world = World(tmp_path).platform(
+    world = World(tmp_path, state_at).platform(
         "CDN", driver="http", api_endpoint=echo, auth_type="api_key",
         auth={"secret_env": "ATTACK_SHORT_KEY"}, target=None,
     ).rule("R", "CDN").asset("VID-A", b"a" * 5000)  # fmt: skip
@@ -932,7 +958,7 @@ def test_a_platform_that_says_it_holds_fewer_bytes_is_never_recorded_synced(
 
 
 def test_a_metadata_update_never_vouches_for_an_object_someone_replaced(
-    tmp_path: Path, s3_endpoint: str, aws_env: None
+    tmp_path: Path, state_at: str, s3_endpoint: str, aws_env: None
 ) -> None:
     """Someone overwrites the tool's S3 copy with other bytes; then the asset's title changes
     in the manifests. An update would check the copy first (remote_modified); a metadata
@@ -944,9 +970,9 @@ def test_a_metadata_update_never_vouches_for_an_object_someone_replaced(
     import boto3
 
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    bucket = "metadata-over-foreign"
+    bucket = f"metadata-over-foreign-{uuid.uuid4().hex[:8]}"  # a bucket of its own per backend case
     client.create_bucket(Bucket=bucket)
-    world = World(tmp_path).platform(
+    world = World(tmp_path, state_at).platform(
         "BACKUP", platform_type="cloud_storage", driver="s3", target=None, bucket=bucket,
         region="us-east-1", endpoint_url=s3_endpoint,
     ).rule("R", "BACKUP").asset("VID-A", b"a" * 5000, title="Old title")  # fmt: skip
@@ -969,7 +995,7 @@ def test_a_metadata_update_never_vouches_for_an_object_someone_replaced(
 
 
 def test_a_relative_auth_secret_file_is_read_beside_the_manifests_not_the_cwd(
-    tmp_path: Path, fake: Any
+    tmp_path: Path, state_at: str, fake: Any
 ) -> None:
     """`auth: {secret_file: keys/cdn.key}` is a relative path in a manifest. An encryption
     key's `secret_file` resolves against the manifests folder, as every relative manifest
@@ -979,7 +1005,7 @@ def test_a_relative_auth_secret_file_is_read_beside_the_manifests_not_the_cwd(
     read from the manifests folder whatever the cwd."""
     from apiservers import API_KEY
 
-    world = World(tmp_path).platform(
+    world = World(tmp_path, state_at).platform(
         "CDN", driver="http", api_endpoint=f"{fake.url}/cdn", auth_type="api_key",
         auth={"secret_file": "keys/cdn.key"}, target=None,
     ).rule("R", "CDN").asset("VID-A", b"a" * 1000)  # fmt: skip
@@ -997,7 +1023,7 @@ def test_a_relative_auth_secret_file_is_read_beside_the_manifests_not_the_cwd(
 
 
 def test_a_kill_before_the_old_key_is_deleted_never_leaves_the_plaintext_copy(
-    tmp_path: Path, s3_endpoint: str, aws_env: None
+    tmp_path: Path, state_at: str, s3_endpoint: str, aws_env: None
 ) -> None:
     """A backup rule gains `encrypt: true`: the copy moves from `vid-a.mp4` to
     `vid-a.mp4.enc`, and once the new object is up the old plaintext one is deleted. The run
@@ -1010,7 +1036,7 @@ def test_a_kill_before_the_old_key_is_deleted_never_leaves_the_plaintext_copy(
     import boto3
 
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    bucket = "plaintext-left"
+    bucket = f"plaintext-left-{uuid.uuid4().hex[:8]}"  # a bucket of its own per backend case
     client.create_bucket(Bucket=bucket)
     NoChecksums.upstream, NoChecksums.strip, NoChecksums.stall = s3_endpoint, False, None
     NoChecksums.stalled, NoChecksums.released = threading.Event(), threading.Event()
@@ -1018,7 +1044,7 @@ def test_a_kill_before_the_old_key_is_deleted_never_leaves_the_plaintext_copy(
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     env = {"ATTACK_BACKUP_KEY": KEY_HEX}
     try:
-        world = World(tmp_path).platform(
+        world = World(tmp_path, short_lease(state_at)).platform(
             "BACKUP", platform_type="cloud_storage", driver="s3", target=None, bucket=bucket,
             region="us-east-1", endpoint_url=f"http://127.0.0.1:{proxy.server_address[1]}",
         ).rule("R", "BACKUP").asset("VID-A", b"PLAINTEXT " * 500)  # fmt: skip
@@ -1060,7 +1086,9 @@ class RewriteAtStart(FlipThenRestore):
         pass
 
 
-def test_an_adopted_copy_stays_not_ours_after_a_failed_update(tmp_path: Path) -> None:
+def test_an_adopted_copy_stays_not_ours_after_a_failed_update(
+    tmp_path: Path, state_at: str
+) -> None:
     """A colleague's file already held exactly the master's bytes, so it was adopted
     (managed = false: "an adopted copy is never pruned, as this tool did not make it"). The
     master then changes and the update attempt fails (here: the master changes again while
@@ -1071,7 +1099,7 @@ def test_an_adopted_copy_stays_not_ours_after_a_failed_update(tmp_path: Path) ->
     deletes an adopted object."""
     from reconciler.apply.run import apply_plan
 
-    world = World(tmp_path).platform("NAS").rule("R", "NAS")
+    world = World(tmp_path, state_at).platform("NAS").rule("R", "NAS")
     world.asset("VID-A", b"a" * 100).asset("VID-B", b"b" * 100)
     theirs = out(world, "NAS") / "vid-a.mp4"
     theirs.parent.mkdir(parents=True)
@@ -1091,14 +1119,16 @@ def test_an_adopted_copy_stays_not_ours_after_a_failed_update(tmp_path: Path) ->
     assert theirs.exists(), "a prune deleted an adopted object this tool never made"
 
 
-def test_an_edited_plan_cannot_turn_a_reviewed_orphan_into_a_delete(tmp_path: Path) -> None:
+def test_an_edited_plan_cannot_turn_a_reviewed_orphan_into_a_delete(
+    tmp_path: Path, state_at: str
+) -> None:
     """The reviewed plan was made without --prune: a copy no longer desired shows as
     `? orphan ... left alone`. The attacker sets `"prune": true` in the file and changes that
     action to `delete`. The fresh plan is made with the file's prune flag, so it agrees, and
     the copy is deleted. The README: "an edited plan cannot point an action at another file
     or add a delete". What must hold: whether a saved plan prunes is the applier's decision
     (or the manifests'), never the file's; an orphan edited into a delete refuses the plan."""
-    world = World(tmp_path).platform("NAS").rule("R", "NAS")
+    world = World(tmp_path, state_at).platform("NAS").rule("R", "NAS")
     for n in range(20):
         world.asset(f"VID-{n:02d}", bytes([65 + n]) * 100)
     world.manifests()
@@ -1115,7 +1145,7 @@ def test_an_edited_plan_cannot_turn_a_reviewed_orphan_into_a_delete(tmp_path: Pa
 
 
 def test_recovery_aborts_the_multipart_upload_of_a_killed_update(
-    tmp_path: Path, s3_endpoint: str, aws_env: None
+    tmp_path: Path, state_at: str, s3_endpoint: str, aws_env: None
 ) -> None:
     """A 20 MiB copy on S3 (a multipart object) is being updated; the run is killed (SIGKILL)
     in the middle of the new multipart upload, whose id was recorded before the first part.
@@ -1128,7 +1158,7 @@ def test_recovery_aborts_the_multipart_upload_of_a_killed_update(
     import boto3
 
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    bucket = "killed-update"
+    bucket = f"killed-update-{uuid.uuid4().hex[:8]}"  # a bucket of its own per backend case
     client.create_bucket(Bucket=bucket)
     NoChecksums.upstream, NoChecksums.strip, NoChecksums.stall = s3_endpoint, False, None
     NoChecksums.stalled, NoChecksums.released = threading.Event(), threading.Event()
@@ -1136,7 +1166,7 @@ def test_recovery_aborts_the_multipart_upload_of_a_killed_update(
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     big = 20 * 1024 * 1024 + 5
     try:
-        world = World(tmp_path).platform(
+        world = World(tmp_path, short_lease(state_at)).platform(
             "BACKUP", platform_type="cloud_storage", driver="s3", target=None, bucket=bucket,
             region="us-east-1", endpoint_url=f"http://127.0.0.1:{proxy.server_address[1]}",
         ).rule("R", "BACKUP").asset("VID-A", b"1" * big)  # fmt: skip
@@ -1167,13 +1197,13 @@ def test_recovery_aborts_the_multipart_upload_of_a_killed_update(
 @pytest.mark.parametrize("option", ["--rule", "--platform"])
 @pytest.mark.parametrize("dry", [False, True], ids=["apply", "dry-run"])
 def test_a_rule_or_platform_that_does_not_exist_is_an_error(
-    tmp_path: Path, option: str, dry: bool
+    tmp_path: Path, state_at: str, option: str, dry: bool
 ) -> None:
     """A typo in CI (`reconcile --rule SYNC-YT-VIDOE`): the run narrows to nothing and exits
     0, "Nothing to apply", so the pipeline is green while nothing was synced (`verify
     --platform NOPE` already refuses with one line). What must hold: a code that the
     manifests do not declare is one clear line and exit 1, for apply and dry run."""
-    world = World(tmp_path).platform("NAS").rule("R", "NAS").asset("VID-A", b"a" * 100)
+    world = World(tmp_path, state_at).platform("NAS").rule("R", "NAS").asset("VID-A", b"a" * 100)
     world.manifests()
     done = reconcile(world, *(["--dry-run"] if dry else []), *world.cli_args(), option, "NOPE")
     assert done.returncode == 1, done.stdout + done.stderr
@@ -1181,7 +1211,9 @@ def test_a_rule_or_platform_that_does_not_exist_is_an_error(
     assert not out(world, "NAS").exists()
 
 
-def test_an_edited_plan_cannot_choose_where_state_files_are_written(tmp_path: Path) -> None:
+def test_an_edited_plan_cannot_choose_where_state_files_are_written(
+    tmp_path: Path, state_at: str
+) -> None:
     """The plan file's `state` is the default state file of `reconcile apply p.json`. The
     attacker points it at a path of their choosing (here a folder outside the project) and
     sets `state_fingerprint` to that of empty state (a dry run against a missing file shows
@@ -1190,7 +1222,7 @@ def test_an_edited_plan_cannot_choose_where_state_files_are_written(tmp_path: Pa
     (adopting the tool's own copies as foreign ones), and exits 0. What must hold: the
     state file is the invocation's (--state, RECONCILE_STATE, the default),
     never one a plan file names; a plan made for another state file is refused."""
-    world = World(tmp_path).platform("NAS").rule("R", "NAS").asset("VID-A", b"a" * 100)
+    world = World(tmp_path, state_at).platform("NAS").rule("R", "NAS").asset("VID-A", b"a" * 100)
     world.manifests()
     assert reconcile(world, *world.cli_args()).returncode == 0
     world.asset("VID-B", b"b" * 100).manifests()
@@ -1208,7 +1240,7 @@ def test_an_edited_plan_cannot_choose_where_state_files_are_written(tmp_path: Pa
 
 
 def test_a_kill_before_the_old_video_is_deleted_leaves_no_second_video(
-    tmp_path: Path, fake: Any
+    tmp_path: Path, state_at: str, fake: Any
 ) -> None:
     """A changed master is a new YouTube video, and the old one is deleted once the new one
     is processed. The run is killed (SIGKILL) while that DELETE is in flight. Recovery finds
@@ -1217,7 +1249,11 @@ def test_a_kill_before_the_old_video_is_deleted_leaves_no_second_video(
     What must hold: after the kill and a plain `reconcile`, the channel holds exactly the
     current video (recovery, or the next run, deletes a completed job's previous object)."""
     first, second = os.urandom(300 * 1024), os.urandom(300 * 1024)
-    world = World(tmp_path).platform("VIDS", **api_platform(fake, "youtube")).rule("R", "VIDS")
+    world = (
+        World(tmp_path, short_lease(state_at))
+        .platform("VIDS", **api_platform(fake, "youtube"))
+        .rule("R", "VIDS")
+    )
     world.asset("VID-A", first)
     world.manifests()
     assert reconcile(world, *world.cli_args()).returncode == 0
@@ -1257,6 +1293,7 @@ def test_a_kill_before_the_old_video_is_deleted_leaves_no_second_video(
 # == two copies, one key ======================================================================
 def test_two_assets_whose_copies_share_a_key_are_blocked_not_a_conflict_with_ourselves(
     tmp_path: Path,
+    state_at: str,
 ) -> None:
     """The planner blocks two assets that share one *file* on a platform, not two whose
     *keys* collide: an encrypted rendition of `report.pdf` is stored as `report.pdf.enc`,
@@ -1268,7 +1305,7 @@ def test_two_assets_whose_copies_share_a_key_are_blocked_not_a_conflict_with_our
     second is blocked with a reason), and the tool never records a conflict against its own
     copy."""
     env = {"ATTACK_BACKUP_KEY": KEY_HEX}
-    world = World(tmp_path).platform("BACKUP", platform_type="cloud_storage")
+    world = World(tmp_path, state_at).platform("BACKUP", platform_type="cloud_storage")
     world.rule("R-SECRET", "BACKUP", source_category=["secret"], transform_rules={
         "encrypt": True, "encryption_key": {"secret_env": "ATTACK_BACKUP_KEY"}})  # fmt: skip
     world.rule("R-PLAIN", "BACKUP", source_category=["plain"])
@@ -1294,7 +1331,7 @@ def test_two_assets_whose_copies_share_a_key_are_blocked_not_a_conflict_with_our
 
 
 def test_a_post_upload_killed_before_its_answer_leaves_no_duplicate_object(
-    tmp_path: Path, fake: Any
+    tmp_path: Path, state_at: str, fake: Any
 ) -> None:
     """An http platform with `upload_method: POST` (a new object per upload). `reconcile` is
     killed (SIGKILL) after the platform stored the object but before its answer (the new
@@ -1304,7 +1341,7 @@ def test_a_post_upload_killed_before_its_answer_leaves_no_duplicate_object(
     state for ever. What must hold: after a kill and a plain `reconcile`, the platform holds
     one object per asset (send an idempotency key with the job's code and reuse the answer,
     or look the key up — X-Reconcile-Key — before uploading again)."""
-    world = World(tmp_path).platform(
+    world = World(tmp_path, short_lease(state_at)).platform(
         "CDN", driver="http", api_endpoint=f"{fake.url}/cdn", auth_type="api_key",
         auth={"secret_env": "ATTACK_CDN_KEY"}, target=None,
     ).rule("R", "CDN").asset("VID-A", b"a" * 5000)  # fmt: skip

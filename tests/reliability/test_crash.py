@@ -19,12 +19,14 @@ from test_apply import rows
 
 from reconciler.observe.sources import sha256_file
 
+from helpers import short_lease
+
 FILES = 16
 SIZE = 3 * 1024 * 1024
 
 
-def build(tmp_path: Path) -> World:
-    world = World(tmp_path).platform("NAS").platform("BACKUP")
+def build(tmp_path: Path, state: str) -> World:
+    world = World(tmp_path, state).platform("NAS").platform("BACKUP")
     world.rule("TO-NAS", "NAS").rule("TO-BACKUP", "BACKUP")
     rng = random.Random(7)
     for i in range(FILES):
@@ -79,9 +81,9 @@ def check_converged(world: World) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(10))
-def test_killed_apply_converges(tmp_path: Path, seed: int) -> None:
+def test_killed_apply_converges(tmp_path: Path, state_at: str, seed: int) -> None:
     """SIGKILL at a seeded random moment between start-up and the end of the transfers."""
-    world = build(tmp_path)
+    world = build(tmp_path, short_lease(state_at))
     delay = random.Random(seed).uniform(0.2, 1.8)
     process = subprocess.Popen(command(world), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(delay)

@@ -24,6 +24,8 @@ from reconciler.apply.run import apply_plan
 from reconciler.apply.verify import verify
 from reconciler.plan.planner import make_plan
 
+from helpers import short_lease
+
 BIG = 20 * 1024 * 1024 + 5  # three parts
 LONG = 6 * 8 * 1024 * 1024 + 5  # seven parts: more than are read ahead of the first upload
 
@@ -39,8 +41,10 @@ def s3(endpoint: str):
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
 
 
-def world_on(tmp_path: Path, endpoint: str, bucket: str, **rule: object) -> World:
-    world = World(tmp_path)
+def world_on(
+    tmp_path: Path, endpoint: str, bucket: str, state: str | None = None, **rule: object
+) -> World:
+    world = World(tmp_path, state)
     world.platform(
         "BACKUP", platform_type="cloud_storage", driver="s3", target=None, bucket=bucket,
         prefix="m/", region="us-east-1", endpoint_url=endpoint,
@@ -58,11 +62,11 @@ def uploads(endpoint: str, bucket: str) -> list[str]:
 
 
 def test_a_master_rewritten_during_a_multipart_upload_commits_nothing(
-    tmp_path: Path, s3_endpoint: str, bucket: str
+    tmp_path: Path, state_at: str, s3_endpoint: str, bucket: str
 ) -> None:
     """Defect 3: the parts after the rewrite carry other bytes; the whole is not the planned
     master, so the upload is aborted: no object, no open multipart upload, nothing synced."""
-    world = world_on(tmp_path, s3_endpoint, bucket)
+    world = world_on(tmp_path, s3_endpoint, bucket, state_at)
     world.asset("VID-BIG", os.urandom(LONG))
     manifests = world.manifests()
     plan = make_plan(manifests, world.store)
@@ -88,9 +92,9 @@ def test_a_master_rewritten_during_a_multipart_upload_commits_nothing(
 
 @pytest.mark.parametrize("size", [3000, BIG])
 def test_an_overwritten_object_with_forged_metadata_is_not_a_match(
-    tmp_path: Path, s3_endpoint: str, bucket: str, size: int
+    tmp_path: Path, state_at: str, s3_endpoint: str, bucket: str, size: int
 ) -> None:
-    world = world_on(tmp_path, s3_endpoint, bucket)
+    world = world_on(tmp_path, s3_endpoint, bucket, state_at)
     master = os.urandom(size)
     world.asset("VID-A", master)
     assert apply_run(world, FAST).counts()["completed"] == 1
@@ -105,9 +109,9 @@ def test_an_overwritten_object_with_forged_metadata_is_not_a_match(
 
 
 def test_a_multipart_copy_verifies_by_its_recorded_composite_without_reading_it(
-    tmp_path: Path, s3_endpoint: str, bucket: str
+    tmp_path: Path, state_at: str, s3_endpoint: str, bucket: str
 ) -> None:
-    world = world_on(tmp_path, s3_endpoint, bucket)
+    world = world_on(tmp_path, s3_endpoint, bucket, state_at)
     world.asset("VID-BIG", os.urandom(BIG))
     apply_run(world, FAST)
     (recorded,) = rows(world, "SELECT remote_checksum FROM upload_sessions WHERE state = 'done'")[0]
@@ -117,10 +121,10 @@ def test_a_multipart_copy_verifies_by_its_recorded_composite_without_reading_it(
 
 
 def test_a_create_over_a_foreign_object_is_a_conflict_or_an_adoption(
-    tmp_path: Path, s3_endpoint: str, bucket: str
+    tmp_path: Path, state_at: str, s3_endpoint: str, bucket: str
 ) -> None:
     """Defect 11 on S3: an object this tool did not make is never overwritten silently."""
-    world = world_on(tmp_path, s3_endpoint, bucket)
+    world = world_on(tmp_path, s3_endpoint, bucket, state_at)
     world.asset("VID-SAME", b"same bytes " * 100).asset("VID-OTHER", b"mine " * 100)
     client = s3(s3_endpoint)
     client.put_object(Bucket=bucket, Key="m/vid-same.mp4", Body=b"same bytes " * 100)
@@ -139,11 +143,11 @@ def test_a_create_over_a_foreign_object_is_a_conflict_or_an_adoption(
 
 
 def test_recovery_aborts_only_the_multipart_uploads_this_tool_recorded(
-    tmp_path: Path, s3_endpoint: str, bucket: str
+    tmp_path: Path, state_at: str, s3_endpoint: str, bucket: str
 ) -> None:
     """Defect 12: another writer's multipart upload under the same prefix survives a
     recovery; ours, left by a kill -9, is aborted."""
-    world = world_on(tmp_path, s3_endpoint, bucket)
+    world = world_on(tmp_path, s3_endpoint, bucket, short_lease(state_at))
     world.asset("VID-HUGE", os.urandom(60 * 1024 * 1024))
     world.manifests()
     theirs = s3(s3_endpoint).create_multipart_upload(Bucket=bucket, Key="m/theirs.bin")

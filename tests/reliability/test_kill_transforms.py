@@ -22,13 +22,17 @@ from planning import World, rows
 
 from reconciler.transforms.crypto import decrypt_file
 
+from helpers import short_lease
+
 ASSETS = 60
 SIZE = 2 * 1024 * 1024
 KEY_HEX = "22" * 32
 
 
-def build(tmp_path: Path, driver: str, endpoint: str | None = None) -> World:
-    world = World(tmp_path)
+def build(
+    tmp_path: Path, driver: str, endpoint: str | None = None, state: str | None = None
+) -> World:
+    world = World(tmp_path, state)
     if driver == "s3":
         bucket = f"kill-{uuid.uuid4().hex[:10]}"
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
@@ -66,14 +70,18 @@ def copy_of(world: World, endpoint: str | None, key: str) -> bytes:
 @pytest.mark.slow
 @pytest.mark.parametrize("driver", ["local", "s3"])
 def test_a_kill_during_transformed_updates_converges_without_false_conflicts(
-    tmp_path: Path, driver: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    state_at: str,
+    driver: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("KILL_TEST_KEY", KEY_HEX)
     endpoint = None
     if driver == "s3":
         endpoint = request.getfixturevalue("s3_endpoint")
         request.getfixturevalue("aws_env")
-    world = build(tmp_path, driver, endpoint)
+    world = build(tmp_path, driver, endpoint, short_lease(state_at))
     first = subprocess.run(command(world), capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr
     rng = random.Random(9)
