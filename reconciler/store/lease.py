@@ -37,7 +37,7 @@ from typing import Any
 import psycopg
 
 from reconciler.errors import LockTimeout, StateError
-from reconciler.store.lock import Holder
+from reconciler.store.lock import Holder, alive
 from reconciler.store.pg import PgConnection, PgLocation, connect, unreachable
 
 LEASE_TABLE = """
@@ -166,8 +166,11 @@ class Lease:
             con.execute("ROLLBACK")
             return self.holder() or Holder(0, "a write in progress", "", "")
         assert row is not None  # prepare() made it
-        token, _host, _pid, _command, _acquired, heartbeat, ttl, released, now = row
+        token, host, pid, _command, _acquired, heartbeat, ttl, released, now = row
         expired = heartbeat is None or (now - heartbeat).total_seconds() > float(ttl or 0)
+        # a holder on this host whose process is gone (killed) need not be waited for
+        dead = host == socket.gethostname() and pid is not None and not alive(int(pid))
+        expired = expired or (dead and int(pid) != os.getpid())
         if not released and not expired:
             con.execute("ROLLBACK")
             return _holder(row)
