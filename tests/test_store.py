@@ -30,42 +30,12 @@ from reconciler.store.db import (
 from reconciler.store.placements import PlacementRecord, record_placements, update_placements
 from reconciler.store.records import load_sample
 
-from helpers import created, lock_record, query, reader, short_lease, snapshot
+from helpers import TESTS, created, lock_record, query, reader, short_lease, snapshot
 
-# The seed's Step 14 and Step 15 queries, copied verbatim from the seed.
-SEED_STEP_14 = """
-SELECT
-sp.platform_name,
-sp.health_status,
-COUNT(DISTINCT pa.source_asset_id) as synced_assets,
-COUNT(CASE WHEN pa.sync_status = 'synced' THEN 1 END) as up_to_date,
-COUNT(CASE WHEN pa.sync_status = 'outdated' THEN 1 END) as outdated,
-COUNT(CASE WHEN pa.sync_status = 'syncing' THEN 1 END) as in_progress,
-COUNT(sc.id) as conflicts
-FROM sync_platforms sp
-LEFT JOIN platform_assets pa ON sp.id = pa.platform_id
-LEFT JOIN sync_conflicts sc ON pa.id = sc.platform_asset_id AND sc.resolution = 'pending'
-WHERE sp.sync_enabled = TRUE
-GROUP BY sp.id, sp.platform_name, sp.health_status
-ORDER BY conflicts DESC, synced_assets DESC;
-"""
-SEED_STEP_15 = """
-SELECT
-sa.asset_code,
-sa.title,
-sa.asset_type,
-sa.version as source_version,
-COUNT(pa.id) as platforms_synced,
-COUNT(CASE WHEN pa.synced_version = sa.version THEN 1 END) as up_to_date,
-COUNT(CASE WHEN pa.synced_version < sa.version THEN 1 END) as needs_update,
-STRING_AGG(sp.platform_name, ', ') as platforms
-FROM source_assets sa
-LEFT JOIN platform_assets pa ON sa.id = pa.source_asset_id
-LEFT JOIN sync_platforms sp ON pa.platform_id = sp.id
-WHERE sa.status = 'active'
-GROUP BY sa.id, sa.asset_code, sa.title, sa.asset_type, sa.version
-ORDER BY needs_update DESC;
-"""
+# The seed's Step 14 and Step 15 queries, copied verbatim from the seed (tests/data/, which
+# psql runs against a PostgreSQL state too).
+SEED_STEP_14 = (TESTS / "data" / "seed_step14_sync_status.sql").read_text("utf-8")
+SEED_STEP_15 = (TESTS / "data" / "seed_step15_distribution.sql").read_text("utf-8")
 
 
 @pytest.fixture
