@@ -132,10 +132,6 @@ class StateStore(Holding):
     def _give(self) -> None:
         self.lock.release()
 
-    def _taken_from(self) -> Holder | None:
-        taken, self.lock.taken_over = self.lock.taken_over, None
-        return taken
-
     @contextmanager
     def writing(
         self, patience: float | None = None, threads: float | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Self
+from typing import Any, Self
 
 from reconciler.store.connection import Busy
 from reconciler.store.lock import Holder
@@ -22,6 +22,7 @@ class Holding:
     """The run lock held for a run, and the guard of this process's writes."""
 
     lock_timeout: float
+    lock: Any  # a RunLock (the file's flock) or a Lease (PostgreSQL's); both keep taken_over
 
     def __init__(self) -> None:
         self._depth = 0
@@ -44,7 +45,8 @@ class Holding:
 
     def _taken_from(self) -> Holder | None:
         """The dead holder whose lock the last take took over, once; else None."""
-        raise NotImplementedError
+        taken, self.lock.taken_over = self.lock.taken_over, None
+        return taken
 
     def _record_takeover(self, dead: Holder) -> None:
         raise NotImplementedError

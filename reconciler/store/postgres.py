@@ -88,10 +88,6 @@ class PgStore(Holding):
         self._close_writer()
         self.lock.release()
 
-    def _taken_from(self) -> Holder | None:
-        taken, self.lock.taken_over = self.lock.taken_over, None
-        return taken
-
     @contextmanager
     def writing(
         self, patience: float | None = None, threads: float | None = None
