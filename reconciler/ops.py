@@ -41,6 +41,7 @@ from reconciler.plan.planner import PlanOptions, check_guards, make_plan
 from reconciler.plan.planner import reused_plan as reused
 from reconciler.plan.reuse import World
 from reconciler.plan.saved import checked, made_for, read_saved_plan
+from reconciler.queueing import needs_queue
 from reconciler.store import records
 from reconciler.store.db import DEFAULT_STATE, Location, Store, open_state
 from reconciler.store.embedded import DuckDBState
@@ -91,6 +92,7 @@ class Options:
     verify: bool = False  # after applying, check the recorded copies (watch's full cycles)
     refresh: Refresh = Refresh.MASTERS  # what a plan reads: none, the masters, also platforms
     stop: threading.Event | None = field(default=None, compare=False)  # set to stop a run
+    queue: bool = False  # write the jobs for `reconcile worker` processes, run none
 
     def planning(self) -> PlanOptions:
         return PlanOptions(
@@ -109,6 +111,7 @@ class Options:
             stop=self.stop,
             renditions=where.renditions,
             renditions_max_bytes=self.renditions_max_bytes,
+            queue=self.queue,
         )
 
     @property
@@ -280,6 +283,7 @@ def reconcile(
     options = options or Options()
     check_narrowing(manifest_set, options.rule, options.platform)
     applicable(options)
+    _ = needs_queue(where.state) if options.queue else None
 
     def fresh(store: Store) -> Plan:
         return make_plan(manifest_set, store, options.planning(), cache)

@@ -56,6 +56,7 @@ class WatchOptions:
     parallel: int = 4
     log_format: str = "text"  # or json
     renditions_max_bytes: int = DEFAULT_MAX_BYTES
+    queue: bool = False  # each cycle queues its jobs for `reconcile worker` processes
 
 
 class Log:
@@ -242,6 +243,7 @@ class Watcher:
                 renditions_max_bytes=self.options.renditions_max_bytes,
                 verify=full,
                 stop=self.stop_event,
+                queue=self.options.queue,
             )
             done = ops.reconcile(
                 manifests, self.where, options, LogObserver(self.log), _CycleSteps(self), self.cache

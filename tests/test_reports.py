@@ -74,6 +74,7 @@ def test_status_as_a_table_and_as_csv(run, sample: str) -> None:
         "conflicts",
         "scheduled",
         "next_run",
+        "queued",
     ]
     assert lines[1].split()[0] == "SOCIAL-MEDIA"
     assert all(line == line.rstrip() for line in lines)

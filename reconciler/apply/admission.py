@@ -23,6 +23,7 @@ from reconciler.apply import health as platform_health
 from reconciler.apply.health import Health
 from reconciler.apply.job import JOB_TYPES, ApplyOptions, Job, expected_bytes
 from reconciler.apply.objects import record_objects
+from reconciler.apply.queue import work_spec
 from reconciler.drivers.base import Driver
 from reconciler.model import (
     ActionKind,
@@ -57,6 +58,7 @@ from reconciler.store.placements import (
     record_placements,
     recorded_objects,
 )
+from reconciler.store.queue import queued_placements
 from reconciler.store.records import EventRow, insert_events
 from reconciler.transforms.renditions import RenditionCache
 
@@ -88,18 +90,23 @@ class Admission:
     driver: Callable[[str], Driver]
     cache: RenditionCache
 
-    def admit(self, plan: Plan, actions: list[Action]) -> list[Job]:
-        """The run's jobs, recorded with their copies and the run's first events."""
+    def admit(self, plan: Plan, actions: list[Action]) -> tuple[list[Job], list[Action]]:
+        """The run's jobs, recorded with their copies and the run's first events; and the
+        changes left out because a queued job for their copy is not done yet."""
         changes = [a for a in actions if runs_now(a, self.options)]
         now = utcnow()
-        health = platform_health.check(self.driver, {a.platform for a in changes})
+        queue = self.options.queue  # health and budgets are the claiming workers' to check
+        health = {} if queue else platform_health.check(self.driver, {a.platform for a in changes})
         observed = plan.observed
         with self.store.writing() as con:
             record_objects(con, self.manifests, observed.files if observed else {})
             if observed is not None:
                 hash_cache.save(con, observed.new_cache)
             record_health(con, {p: status for p, (status, _) in health.items()}, now)
-            triage = self.triage(changes, health, hourly_calls(con, now), now)
+            busy = queued_placements(con)
+            waiting_for_worker = [a for a in changes if (a.asset, a.platform) in busy]
+            changes = [a for a in changes if (a.asset, a.platform) not in busy]
+            triage = self.triage(changes, health, {} if queue else hourly_calls(con, now), now)
             waiting = triage.runnable + [a for a, _ in triage.deferred]
             uploads = (ActionKind.CREATE, ActionKind.UPDATE, ActionKind.IMPORT, ActionKind.ADOPT)
             record_placements(
@@ -111,9 +118,9 @@ class Admission:
                    if a.action in (ActionKind.CREATE, ActionKind.IMPORT, ActionKind.ADOPT)],
             )  # fmt: skip
             jobs = self.create_jobs(con, triage, now, health)
-            insert_events(con, start_events(jobs, health), self.provenance)
+            insert_events(con, start_events(jobs, health, queue), self.provenance)
             self.record_schedules(con, triage.runnable, now)
-        return jobs
+        return jobs, waiting_for_worker
 
     def triage(
         self,
@@ -130,6 +137,7 @@ class Admission:
                 triage.down.append(action)
                 continue
             limit = self.manifests.platforms[action.platform].rate_limit_per_hour
+            limit = None if self.options.queue else limit
             used, oldest = budgets.get(action.platform, (0, None))
             if limit is not None and used + spent[action.platform] >= limit:
                 triage.deferred.append((action, (oldest or now) + timedelta(hours=1)))
@@ -246,6 +254,9 @@ class Admission:
             rendition_id=action.rendition_id,
             source_checksum=action.checksum,
             expected_size=job.expected_size,
+            queued=True if self.options.queue else None,
+            priority=action.priority,
+            work_spec=work_spec(job) if self.options.queue else None,
         )
 
     def record_schedules(self, con: Connection, ran: list[Action], now: datetime) -> None:
@@ -264,11 +275,17 @@ class Admission:
         record_schedules(con, schedules)
 
 
-def start_events(jobs: list[Job], health: Health) -> list[EventRow]:
-    """The health checks, and the jobs that do not run now (deferred, or failed: down)."""
+def start_events(jobs: list[Job], health: Health, queue: bool = False) -> list[EventRow]:
+    """The health checks, and the jobs that do not run now (deferred, or failed: down, or
+    queued for a worker)."""
     events = platform_health.events(health)
     for job in jobs:
-        if job.status == JobStatus.DEFERRED:
+        if queue and job.status == JobStatus.PENDING:
+            message = f"queued for a worker: {job.job_type} on {job.action.platform}"
+            events.append(
+                EventRow(EventType.QUEUED, EventStatus.SUCCESS, message, None, job.id, job.pa_id)
+            )
+        elif job.status == JobStatus.DEFERRED:
             events.append(
                 EventRow(
                     EventType.DEFERRED,

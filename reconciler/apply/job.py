@@ -75,6 +75,9 @@ class ApplyOptions:
     grace: float = 7.0  # seconds a transfer in flight may take to finish after a stop
     renditions: Path | None = None  # the rendition cache; default: renditions/ by the state
     renditions_max_bytes: int = DEFAULT_MAX_BYTES
+    # --queue: admission writes the jobs for `reconcile worker` processes (PostgreSQL) and
+    # runs none of them; the workers check health and spend the rate budgets as they claim
+    queue: bool = False
 
 
 @dataclass

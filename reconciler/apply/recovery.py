@@ -23,10 +23,18 @@ from reconciler.model import EventStatus, EventType, JobStatus, JobType, Manifes
 from reconciler.provenance import Provenance
 from reconciler.redact import redact
 from reconciler.store.db import Store, utcnow
-from reconciler.store.jobs import JobState, StaleJob, close_jobs, stale_jobs, uploading_platforms
+from reconciler.store.jobs import (
+    JobState,
+    StaleJob,
+    close_jobs,
+    jobs_to_check,
+    stale_jobs,
+    uploading_platforms,
+)
 from reconciler.store.placements import PlacementRecord, record_placements
+from reconciler.store.queue import live_workers, requeue, take_lost
 from reconciler.store.records import EventRow, insert_events
-from reconciler.transforms.renditions import RenditionCache
+from reconciler.transforms.renditions import STALE_WORK_SECONDS, RenditionCache
 
 INTERRUPTED = "interrupted: the run doing it stopped before it finished"
 
@@ -39,6 +47,7 @@ class Closing:
     placements: list[PlacementRecord] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)  # queued jobs that go back to pending
 
 
 def recover_jobs(
@@ -51,12 +60,15 @@ def recover_jobs(
 ) -> list[str]:
     """Close every stale job; returns one note per job and per cleanup. ``finish`` writes
     what the drivers could not."""
-    cache.sweep_work(0)  # under the run lock, every work file is a dead run's
     with store.reading() as con:
         if con is None:
+            cache.sweep_work(0)
             return []
         stale = stale_jobs(con)
         aborting = uploading_platforms(con)
+        workers = live_workers(con)
+    # under the run lock, every work file is a dead run's; not a live worker's
+    cache.sweep_work(STALE_WORK_SECONDS if workers else 0)
     if not stale and not aborting:
         return []
     now = utcnow()
@@ -64,7 +76,8 @@ def recover_jobs(
     # partial uploads first: what stat then finds is only what really landed (and a multipart
     # upload a failed cleanup left recorded is tried again, whatever jobs are stale)
     platforms = sorted(({job.platform for job in stale} | aborting) & set(manifests.platforms))
-    closing.notes += _clean_up(driver, platforms, closing.events)
+    if not workers:  # their part files and multipart uploads are in flight, not left over
+        closing.notes += _clean_up(driver, platforms, closing.events)
     for job in stale:
         _close(job, manifests, driver, cache, now, closing)
     with store.writing() as con:
@@ -103,8 +116,10 @@ def _close(
     cache: RenditionCache,
     now: datetime,
     closing: Closing,
+    lost_worker: str | None = None,
 ) -> None:
-    """Close one stale job as completed (its work landed) or failed."""
+    """Close one stale job as completed (its work landed) or failed; a queued job taken from
+    ``lost_worker`` whose work had not landed goes back to the queue instead."""
     expected = job.expected_checksum
     if expected is None and job.rendition_id:  # made, but not recorded before the kill
         known = cache.expected(job.rendition_id)
@@ -115,8 +130,22 @@ def _close(
         closing.jobs.append(done)
         closing.placements.append(_landed_copy(job, expected, now))
         message = f"job {job.code} had finished on the platform before the run stopped"
+        if lost_worker is not None:
+            message = (
+                f"job {job.code} had finished on the platform before worker {lost_worker} was lost"
+            )
         if job.job_type == JobType.UPDATE:  # what the finished upload replaced goes, as it would
             closing.notes += _remove_replaced(driver, job)
+    elif lost_worker is not None:
+        closing.requeued.append(job.id)
+        if job.job_type in (JobType.INITIAL, JobType.UPDATE):
+            closing.placements.append(
+                PlacementRecord(job.asset, job.platform, job.rule, SyncStatus.PENDING)
+            )
+        message = (
+            f"job {job.code} of worker {lost_worker}, which stopped renewing its lease, went "
+            "back to the queue: its work had not landed"
+        )
     else:
         closing.jobs.append(_closed(job, JobStatus.FAILED, now, error=reason))
         if job.job_type in (JobType.INITIAL, JobType.UPDATE):
@@ -124,12 +153,15 @@ def _close(
                 PlacementRecord(job.asset, job.platform, job.rule, SyncStatus.FAILED)
             )
         message = f"job {job.code} was {reason}; it will be planned again"
+    details: dict[str, object] = {"job": job.code, "landed": landed}
+    if lost_worker is not None:
+        details["lost_worker"] = lost_worker
     closing.events.append(
         EventRow(
-            EventType.RECOVERED,
-            EventStatus.SUCCESS if landed else EventStatus.FAILED,
+            EventType.RECOVERED if lost_worker is None else EventType.RECLAIMED,
+            EventStatus.SUCCESS if landed or lost_worker else EventStatus.FAILED,
             message,
-            {"job": job.code, "landed": landed},
+            details,
             job_id=job.id,
         )
     )
@@ -209,3 +241,33 @@ def _remove_replaced(driver: Callable[[str], Driver], job: StaleJob) -> list[str
     except Exception as exc:
         return [redact(f"could not remove what the finished update replaced on {platform}: {exc}")]
     return []
+
+
+def reclaim_jobs(
+    manifests: ManifestSet,
+    store: Store,
+    driver: Callable[[str], Driver],
+    cache: RenditionCache,
+    provenance: Provenance,
+    worker: str,
+) -> list[str]:
+    """Take back the queued jobs of workers that stopped renewing their lease, as ``worker``:
+    each is checked on its platform as recovery checks a stale job, and is completed when its
+    work had landed, else put back in the queue for any worker. Partial uploads are not
+    swept here: other workers' are in flight on the same platforms (a resumable session is
+    resumed by whichever worker claims the job next). One note per job."""
+    now = utcnow()
+    with store.writing() as con:
+        taken = take_lost(con, worker, now)
+        stale = jobs_to_check(con, list(taken))
+    if not stale:
+        return []
+    closing = Closing()
+    for job in stale:
+        _close(job, manifests, driver, cache, now, closing, lost_worker=taken[job.id])
+    with store.writing() as con:
+        close_jobs(con, closing.jobs)
+        requeue(con, closing.requeued)
+        record_placements(con, closing.placements)
+        insert_events(con, closing.events, provenance)
+    return closing.notes

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from reconciler.apply.admission import Admission, runs_now
@@ -62,6 +63,8 @@ class ApplyResult:
     waiting: list[Action] = field(default_factory=list)  # scheduled, or auto_sync false
     recovered: list[str] = field(default_factory=list)
     open_conflicts: int = 0
+    queued: bool = False  # --queue: the jobs were written for workers, none was run
+    with_workers: list[Action] = field(default_factory=list)  # a queued job has their copy
 
     def counts(self) -> dict[str, int]:
         counts = Counter(j.status for j in self.jobs)
@@ -146,8 +149,9 @@ class Run:
             self.finish_drivers,
         )
 
-    def start(self, plan: Plan, actions: list[Action]) -> list[Job]:
-        """Admit the changes that run now: their jobs, recorded."""
+    def start(self, plan: Plan, actions: list[Action]) -> tuple[list[Job], list[Action]]:
+        """Admit the changes that run now: their jobs, recorded; and the changes whose copy
+        a queued job not done yet is about."""
         admission = Admission(
             self.manifests,
             self.store,
@@ -159,9 +163,8 @@ class Run:
         )
         return admission.admit(plan, actions)
 
-    def run(self, jobs: list[Job]) -> None:
-        """Run the admitted jobs and record how each ended."""
-        worker = Worker(
+    def worker(self) -> Worker:
+        return Worker(
             self.manifests,
             self.options,
             self.recorder,
@@ -169,7 +172,14 @@ class Run:
             self.transformer,
             self.driver,
         )
-        worker.run(jobs, self.finish_drivers)
+
+    def run(self, jobs: list[Job]) -> None:
+        """Run the admitted jobs and record how each ended."""
+        self.worker().run(jobs, self.finish_drivers)
+
+    def run_feed(self, feed: Iterator[Job]) -> None:
+        """Run the jobs a queue worker claims, as they come, and record how each ended."""
+        self.worker().run_feed(feed, self.finish_drivers)
 
 
 def apply_plan(
@@ -184,9 +194,10 @@ def apply_plan(
     options = options or ApplyOptions()
     run = Run(manifests, store, options, observer)
     actions = narrow(plan.actions, options)
-    jobs = run.start(plan, actions)
-    run.run(jobs)
-    run.transformer.finish()
+    jobs, with_workers = run.start(plan, actions)
+    if not options.queue:
+        run.run(jobs)
+        run.transformer.finish()
     with store.reading() as con:
         open_conflicts = open_conflict_count(con)
     return ApplyResult(
@@ -197,6 +208,8 @@ def apply_plan(
         waiting=[a for a in actions if a.is_change and not runs_now(a, options)],
         recovered=recovered or [],
         open_conflicts=open_conflicts,
+        queued=options.queue,
+        with_workers=with_workers,
     )
 
 

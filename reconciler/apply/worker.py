@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from reconciler.apply import adoption, transfer
 from reconciler.apply.conflicts import Refused
@@ -60,15 +60,28 @@ class Worker:
         self.driver = driver
         self.tools = transfer.Tools(manifests, recorder, transformer, self.progress)
         self.stopping_since: float | None = None
+        # a queue worker gives back what a stop keeps it from doing, for another worker;
+        # a local run's unfinished job is failed (or deferred), and planned again
+        self.hands_back = False
 
     def run(self, jobs: list[Job], finish: Callable[[], None]) -> None:
         """Run the pending jobs, ``parallel`` at a time; then the recorder's last flush and
         ``finish`` (what the drivers could not write)."""
         todo = [j for j in jobs if j.status == JobStatus.PENDING]
         self.observer.run_started(jobs)
+        self._running(iter(todo), min(max(1, self.options.parallel), len(todo)), finish)
+
+    def run_feed(self, feed: Iterator[Job], finish: Callable[[], None]) -> None:
+        """Run jobs as ``feed`` gives them (a queue worker's claims), ``parallel`` at a time,
+        until it ends; then as :meth:`run`."""
+        self.hands_back = True
+        self.observer.run_started([])
+        self._running(feed, max(1, self.options.parallel), finish)
+
+    def _running(self, jobs: Iterator[Job], count: int, finish: Callable[[], None]) -> None:
         self.recorder.start()
         try:
-            self._run_all(todo)
+            self._run_all(jobs, count)
         finally:
             try:
                 self.recorder.stop()
@@ -78,14 +91,13 @@ class Worker:
         if self.recorder.failure is not None:
             raise StateError(f"recording the run failed: {self.recorder.failure}")
 
-    def _run_all(self, todo: list[Job]) -> None:
-        """Run ``todo`` on ``parallel`` threads, each taking the next job as it becomes free.
+    def _run_all(self, jobs: Iterator[Job], count: int) -> None:
+        """Run ``jobs`` on ``count`` threads, each taking the next job as it becomes free.
 
         No future per job: 100,000 queued futures cost memory, and waking the waiting main
         thread at each one cost more CPU than a small file's copy. The first error (a failure
         of the recording, not of a job: those end as an Outcome) stops the threads taking more
         jobs, and is raised once the jobs in flight are done; so is an interrupt."""
-        jobs = iter(todo)
         lock = threading.Lock()
         failures: list[BaseException] = []
 
@@ -103,7 +115,6 @@ class Worker:
                         failures.append(exc)
                     return
 
-        count = min(max(1, self.options.parallel), len(todo))
         threads = [threading.Thread(target=loop, name=f"job-{n}") for n in range(count)]
         for thread in threads:
             thread.start()
@@ -128,6 +139,9 @@ class Worker:
 
     def run_job(self, job: Job) -> None:
         rec = self.recorder
+        if self.stopping() and self.hands_back:
+            rec.record(job, self._handed_back(job))
+            return
         if self.stopping():  # not started: it waits for the next run
             job.status, job.error = JobStatus.DEFERRED, "the run was stopping before it started"
             rec.job(job)
@@ -152,6 +166,8 @@ class Worker:
             lost = self.recorder.lost_lease()
             if lost is not None:
                 return self._failed(job, str(lost))
+            if self.hands_back:
+                return self._handed_back(job)
             return self._failed(job, "interrupted by shutdown; the next run sends it again")
         except Deferred as exc:
             return self._deferred(job, exc)
@@ -229,6 +245,16 @@ class Worker:
             placement=job.placement(SyncStatus.PENDING) if job.job_type in UPLOADS else None,
             events=(job.event(EventType.DEFERRED, EventStatus.DEFERRED, str(exc), eligible),),
         )
+
+    def _handed_back(self, job: Job) -> Outcome:
+        """A queue worker stopped before the job was done: it goes back to the queue (the
+        worker's last step clears its claim), its copy pending as before."""
+        message = "the worker stopped before the job was done; it goes back to the queue"
+        return Outcome(
+            JobStatus.PENDING,
+            message,
+            placement=job.placement(SyncStatus.PENDING) if job.job_type in UPLOADS else None,
+        )  # (its handed_back event is written with the claim's clearing)
 
     def _failed(self, job: Job, message: str, refused: Refused | None = None) -> Outcome:
         """A job that failed; a refusal brings the conflicts it found (and the copy's state

@@ -23,6 +23,7 @@ from reconciler.atomic import write_atomically
 from reconciler.cli import adopt as cli_adopt
 from reconciler.cli import ci
 from reconciler.cli import inspect as cli_inspect
+from reconciler.cli import queue as cli_queue
 from reconciler.cli import reports as cli_reports
 from reconciler.cli import schema as cli_schema
 from reconciler.cli import watch as cli_watch
@@ -151,6 +152,7 @@ def run_apply(
     renditions: Path | None = None,
     renditions_max_size: int = DEFAULT_MAX_BYTES,
     no_cache: bool = False,
+    queue: bool = False,
     **_: Any,
 ) -> int:
     """Plan (or take a saved plan) and carry it out, under the run lock."""
@@ -167,6 +169,7 @@ def run_apply(
         platform=platform,
         parallel=parallel,
         renditions_max_bytes=renditions_max_size,
+        queue=queue,
     )
     observer = observer_for(output)
     if saved is None:
@@ -219,6 +222,12 @@ def observer_for(output: str) -> Observer:
 @parallel_option
 @rendition_options
 @cache_option
+@click.option(
+    "--queue",
+    is_flag=True,
+    help="Plan and write the jobs for `reconcile worker` processes on any host to claim; "
+    "run none of them here. Needs a PostgreSQL state.",
+)
 @click.pass_context
 def cli(ctx: click.Context, dry_run: bool, **options: Any) -> int:
     """Declarative media sync: keep master videos and images in sync across platforms.
@@ -250,6 +259,8 @@ def cli(ctx: click.Context, dry_run: bool, **options: Any) -> int:
             )
         return ExitCode.OK
     if dry_run:
+        if options["queue"]:
+            raise click.UsageError("--queue writes jobs; a --dry-run writes nothing")
         return run_plan(**options)
     if options["refresh"] is False:
         ops.applicable(ops.Options(refresh=Refresh.NONE))  # one line, exit 1
@@ -315,7 +326,9 @@ def apply_command(plan_file: Path, **options: Any) -> int:
     return run_apply(saved=saved.plan, **options)
 
 
-for _command in (*cli_inspect.COMMANDS, *cli_watch.COMMANDS, *cli_reports.COMMANDS):
+for _command in (
+    *cli_inspect.COMMANDS, *cli_watch.COMMANDS, *cli_reports.COMMANDS, *cli_queue.COMMANDS
+):  # fmt: skip
     cli.add_command(_command)
 cli.add_command(cli_schema.schema_command)
 cli.add_command(cli_adopt.import_command)

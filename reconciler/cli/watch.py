@@ -52,6 +52,12 @@ from reconciler.store.db import Location
     help="Seconds between full cycles, which also verify the platforms.",
 )
 @click.option(
+    "--queue",
+    is_flag=True,
+    help="Each cycle plans and writes its jobs for `reconcile worker` processes to claim, "
+    "and runs none itself (a PostgreSQL state).",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
@@ -67,6 +73,7 @@ def watch_command(
     debounce: float,
     interval: float,
     log_format: str,
+    queue: bool,
     renditions: Path | None,
     renditions_max_size: int,
     no_cache: bool,
@@ -90,6 +97,7 @@ def watch_command(
             parallel=parallel,
             log_format=log_format,
             renditions_max_bytes=renditions_max_size,
+            queue=queue,
         ),
         Log(lambda line: click.echo(line), log_format),
     )

@@ -76,6 +76,8 @@ def apply_record(result: ApplyResult) -> dict[str, Any]:
             "held": len(result.held),
             "waiting": len(result.waiting),
             "open_conflicts": result.open_conflicts,
+            "queued": sum(1 for j in result.jobs if j.status == "pending") if result.queued else 0,
+            "already_queued": len(result.with_workers),
         },
         "recovered": result.recovered,
         "jobs": [

@@ -157,6 +157,16 @@ def more(hidden: list[Action]) -> str:
 
 def apply_summary(result: ApplyResult) -> str:
     c = result.counts()
+    if result.queued:
+        pending = sum(1 for j in result.jobs if j.status == "pending")
+        line = (
+            f"Queue {result.run_id}: {pending} jobs queued for workers, "
+            f"{len(result.with_workers)} changes already queued, {c['failed']} failed; "
+            f"{len(result.blocked)} blocked, {len(result.held)} held, "
+            f"{len(result.waiting)} waiting; {result.open_conflicts} open conflicts."
+        )
+        undone = result.undone()
+        return line + (f" Exit 3: {', '.join(undone)}." if undone else "")
     line = (
         f"Apply {result.run_id}: {c['completed']} completed, {c['failed']} failed, "
         f"{c['deferred']} deferred; {len(result.blocked)} blocked, {len(result.held)} held, "

@@ -68,7 +68,8 @@ class PlainLines(NullObserver):
                 else ""
             )
             tail = f": {job.error}" if job.error and job.status != JobStatus.COMPLETED else ""
-            self.echo(f"[{self.done}/{self.total}] {job.status:<9} {describe(job)}{size}{tail}")
+            count = f"{self.done}/{self.total}" if self.total else f"{self.done}"  # a worker's
+            self.echo(f"[{count}] {job.status:<9} {describe(job)}{size}{tail}")
 
 
 class JsonLines(NullObserver):

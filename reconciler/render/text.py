@@ -186,8 +186,10 @@ def apply_text(result: ApplyResult, color: bool = False) -> str:
         lines.append(
             f"waiting: {action.action} {action.asset} -> {action.platform}: {action.waiting}"
         )
+    for action in result.with_workers:
+        lines.append(f"queued already: {action.action} {action.asset} -> {action.platform}")
     if not result.jobs:
-        lines.append("Nothing to apply.")
+        lines.append("Nothing to queue." if result.queued else "Nothing to apply.")
     lines.append(apply_summary(result))
     return "\n".join(lines)
 

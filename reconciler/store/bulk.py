@@ -51,7 +51,16 @@ def column_types(con: Connection, table: str, need: Sequence[str] = ()) -> dict[
 ID_HISTORY = {"platform_assets": "platform_assets_pruned"}
 
 
+# PostgreSQL: the advisory lock that new ids are given under, until the transaction ends.
+# Queue workers write side by side (each under its own lease, not the run lock): two of
+# them reading the same max(id) would give one id twice. One key for every table, so that
+# two writers can never wait for each other's in opposite order.
+ID_LOCK = 0x6D656469  # "medi"
+
+
 def _last_id(con: Connection, table: str) -> int:
+    if dialect(con) == "postgresql":
+        con.execute("SELECT pg_advisory_xact_lock(?)", [ID_LOCK])
     sql = f"SELECT coalesce(max(id), 0) FROM {table}"
     history = ID_HISTORY.get(table)
     if history is not None:

@@ -97,6 +97,9 @@ class NewJob:
     expected_size: int | None
     progress_percent: float = 0
     retry_count: int = 0
+    queued: bool | None = None  # written by `reconcile --queue`, for a worker to claim
+    priority: int | None = None  # the claim order, highest first
+    work_spec: str | None = None  # JSON: what the worker needs (reconciler.apply.queue)
 
 
 _new_job_row = row_of(NewJob)
@@ -202,13 +205,24 @@ LEFT JOIN (SELECT source_asset_id, platform_id, max(id) AS id FROM platform_asse
            GROUP BY source_asset_id, platform_id) latest
        ON latest.source_asset_id = j.asset_id AND latest.platform_id = j.platform_id
 LEFT JOIN platform_assets pa ON pa.id = latest.id
-WHERE j.status IN ('pending', 'processing') ORDER BY j.id
+WHERE {{which}} ORDER BY j.id
 """
 
 
 def stale_jobs(con: Connection) -> list[StaleJob]:
-    """The jobs left pending or processing, oldest first."""
-    return [StaleJob(*row) for row in con.execute(STALE_SQL).fetchall()]
+    """The jobs a run left pending or processing, oldest first; not the queue's, whose
+    pending jobs wait for workers and whose lost ones workers take back (``reclaim``)."""
+    which = "j.status IN ('pending', 'processing') AND NOT coalesce(j.queued, FALSE)"
+    return [StaleJob(*row) for row in con.execute(STALE_SQL.format(which=which)).fetchall()]
+
+
+def jobs_to_check(con: Connection, ids: Sequence[int]) -> list[StaleJob]:
+    """The jobs ``ids`` (taken from a lost worker), as recovery checks them."""
+    if not ids:
+        return []
+    which = "j.id IN (SELECT unnest(?::BIGINT[]))"
+    rows = con.execute(STALE_SQL.format(which=which), [list(ids)]).fetchall()
+    return [StaleJob(*row) for row in rows]
 
 
 def uploading_platforms(con: Connection) -> set[str]:

@@ -53,26 +53,24 @@ CREATE TABLE IF NOT EXISTS run_lease (
     released BOOLEAN NOT NULL
 )"""
 _SEED_ROW = (
-    "INSERT INTO run_lease (name, token, released) VALUES ('run', 0, TRUE) "
+    "INSERT INTO run_lease (name, token, released) VALUES (?, 0, TRUE) "
     "ON CONFLICT (name) DO NOTHING"
 )
 _NOW = "(clock_timestamp() AT TIME ZONE 'UTC')"
 _ROW = (
     "SELECT token, host, pid, command, acquired_at, heartbeat_at, ttl_seconds, released, "
-    f"{_NOW} FROM run_lease WHERE name = 'run'"
+    f"{_NOW} FROM run_lease WHERE name = ?"
 )
 _TAKE = (
     "UPDATE run_lease SET token = token + 1, host = ?, pid = ?, command = ?, "
     f"acquired_at = {_NOW}, heartbeat_at = {_NOW}, ttl_seconds = ?, released = FALSE "
-    "WHERE name = 'run' RETURNING token"
+    "WHERE name = ? RETURNING token"
 )
-_RENEW = (
-    f"UPDATE run_lease SET heartbeat_at = {_NOW} WHERE name = 'run' AND token = ? AND NOT released"
-)
-_RELEASE = "UPDATE run_lease SET released = TRUE WHERE name = 'run' AND token = ?"
+_RENEW = f"UPDATE run_lease SET heartbeat_at = {_NOW} WHERE name = ? AND token = ? AND NOT released"
+_RELEASE = "UPDATE run_lease SET released = TRUE WHERE name = ? AND token = ?"
 # KEY SHARE: it keeps a takeover (FOR UPDATE) out until the write ends, yet lets the holder's
 # own heartbeat (an UPDATE of no key column) through, so a long write cannot starve it
-_FENCE = "SELECT 1 FROM run_lease WHERE name = 'run' AND token = ? AND NOT released FOR KEY SHARE"
+_FENCE = "SELECT 1 FROM run_lease WHERE name = ? AND token = ? AND NOT released FOR KEY SHARE"
 
 
 class LeaseLost(StateError):
@@ -96,19 +94,20 @@ def _holder(row: tuple[Any, ...]) -> Holder:
     )
 
 
-def prepare(con: PgConnection) -> None:
+def prepare(con: PgConnection, name: str = "run") -> None:
     """Make the lease's table and row if they are not there (idempotent, races included)."""
     with contextlib.suppress(psycopg.errors.UniqueViolation):  # two first commands at once
         con.execute(LEASE_TABLE)
-    con.execute(_SEED_ROW)
+    con.execute(_SEED_ROW, [name])
 
 
 class Lease:
     """The run lock of one PostgreSQL state, for one process."""
 
-    def __init__(self, location: PgLocation, command: str) -> None:
+    def __init__(self, location: PgLocation, command: str, name: str = "run") -> None:
         self.location = location
         self.command = command
+        self.name = name  # the row: "run" for the run lock, "worker:ID" for a queue worker
         self.ttl = location.lease_ttl
         self.token: int | None = None
         self.taken_over: Holder | None = None  # whom the last acquire took the lease from
@@ -117,13 +116,15 @@ class Lease:
         self._beat: threading.Thread | None = None
         self._stop = threading.Event()
         self._con: PgConnection | None = None
+        self._renewed = 0.0  # time.monotonic() of the last renewal known to have landed
+        self._confirming = threading.Lock()
 
     # -- holding -------------------------------------------------------------------------
     def acquire(self, timeout: float) -> None:
         """Take the lease, waiting up to ``timeout`` s for a live holder to finish."""
         con = connect(self.location, f"{self.command} (run lock)")
         try:
-            prepare(con)
+            prepare(con, self.name)
             con.execute("SET lock_timeout = '1s'")
             deadline = time.monotonic() + timeout
             while True:
@@ -152,6 +153,7 @@ class Lease:
             con.close()
             raise
         self._con = con
+        self._renewed = time.monotonic()
         self.lost, self._lost_message = None, None
         self._stop.clear()
         self._beat = threading.Thread(target=self._heartbeat, name="run-lease", daemon=True)
@@ -161,7 +163,7 @@ class Lease:
         """One attempt: None once the lease is ours, else its live holder."""
         con.execute("BEGIN")
         try:
-            row = con.execute(_ROW + " FOR UPDATE").fetchone()
+            row = con.execute(_ROW + " FOR UPDATE", [self.name]).fetchone()
         except psycopg.errors.LockNotAvailable:
             con.execute("ROLLBACK")
             return self.holder() or Holder(0, "a write in progress", "", "")
@@ -174,7 +176,7 @@ class Lease:
         if not released and not expired:
             con.execute("ROLLBACK")
             return _holder(row)
-        me = [socket.gethostname(), os.getpid(), self.command[:200], self.ttl]
+        me = [socket.gethostname(), os.getpid(), self.command[:200], self.ttl, self.name]
         taken = con.execute(_TAKE, me).fetchone()
         con.execute("COMMIT")
         assert taken is not None
@@ -189,7 +191,7 @@ class Lease:
             if con is None:
                 return
             try:
-                renewed = con.execute(_RENEW, [self.token]).rowcount
+                renewed = con.execute(_RENEW, [self.name, self.token]).rowcount
             except psycopg.Error:
                 # the server is away, or ended our session: a new connection for the next
                 # beat (the fence of the next write tells whether the lease was lost)
@@ -198,6 +200,7 @@ class Lease:
             if renewed == 0:
                 self._lose()
                 return
+            self._renewed = time.monotonic()
 
     def _reconnect(self, old: PgConnection) -> None:
         """A new connection for the heartbeat when its session is gone (else the lease would
@@ -229,7 +232,7 @@ class Lease:
             return
         try:
             if self.token is not None:
-                con.execute(_RELEASE, [self.token])
+                con.execute(_RELEASE, [self.name, self.token])
         except psycopg.Error:
             pass  # the lease runs out by itself
         finally:
@@ -241,15 +244,38 @@ class Lease:
         """Inside a write transaction on ``con``: stop unless the lease is still ours."""
         if self.token is None:
             raise StateError("a write to the PostgreSQL state outside its run lock")
-        if self._lost_message is None and con.execute(_FENCE, [self.token]).fetchone() is None:
+        found = con.execute(_FENCE, [self.name, self.token]).fetchone()
+        if self._lost_message is None and found is None:
             self._lose()
         if self._lost_message is not None:
             raise LeaseLost(self._lost_message)
 
     def lost_error(self) -> LeaseLost | None:
         """Once the lease is known to be lost (a heartbeat or a fence found another token):
-        the error saying so; None while it is ours as far as this process knows."""
+        the error saying so; None while it is ours as far as this process knows. When no
+        renewal has landed for half the TTL (the process was stopped, and its heartbeat
+        thread has not run yet), the lease is renewed first, on the server: a process woken
+        after a takeover learns it here, before it sends another block."""
+        if self._lost_message is None and self._overdue():
+            self._confirm()
         return None if self._lost_message is None else LeaseLost(self._lost_message)
+
+    def _overdue(self) -> bool:
+        return self.token is not None and time.monotonic() - self._renewed > self.ttl / 2
+
+    def _confirm(self) -> None:
+        with self._confirming:
+            con = self._con
+            if not self._overdue() or con is None:
+                return
+            try:
+                renewed = con.execute(_RENEW, [self.name, self.token]).rowcount
+            except psycopg.Error:
+                return  # cannot tell now: the heartbeat reconnects, the next fence decides
+            if renewed == 0:
+                self._lose()
+            else:
+                self._renewed = time.monotonic()
 
     def still_ours(self) -> bool:
         """Asked afresh of the server, after a write failed: whether the lease is still ours.
@@ -262,7 +288,9 @@ class Lease:
         except StateError:
             return True
         try:
-            row = con.execute("SELECT token, released FROM run_lease WHERE name = 'run'").fetchone()
+            row = con.execute(
+                "SELECT token, released FROM run_lease WHERE name = ?", [self.name]
+            ).fetchone()
         except psycopg.Error:
             return True
         finally:
@@ -295,7 +323,7 @@ class Lease:
                 "SELECT count(*) FROM information_schema.tables "
                 "WHERE table_schema = current_schema() AND table_name = 'run_lease'"
             ).fetchone()
-            row = con.execute(_ROW).fetchone() if found and found[0] else None
+            row = con.execute(_ROW, [self.name]).fetchone() if found and found[0] else None
         finally:
             con.close()
         if row is None or row[0] == 0 or (row[7] and not released_too):

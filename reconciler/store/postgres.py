@@ -45,12 +45,18 @@ class PgStore(Holding):
     dialect = "postgresql"
 
     def __init__(
-        self, location: PgLocation, lock_timeout: float = 30.0, command: str = "reconcile"
+        self,
+        location: PgLocation,
+        lock_timeout: float = 30.0,
+        command: str = "reconcile",
+        lease: str = "run",
     ) -> None:
         self.location = location
         self.lock_timeout = lock_timeout
         self.command = command
-        self.lock = Lease(location, command)
+        # "run": the run lock, one writing command at a time; a queue worker holds a lease of
+        # its own ("worker:ID"), so that many write side by side, each fenced by its own
+        self.lock = Lease(location, command, lease)
         Holding.__init__(self)
         self._writer: PgConnection | None = None
 

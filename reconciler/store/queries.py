@@ -84,8 +84,12 @@ SELECT sp.platform_code AS platform_code,
        COUNT(CASE WHEN pa.sync_status = '{SyncStatus.OUTDATED}' AND sc.next_run_at > $now
                    AND pa.resync_requested_at IS NULL THEN 1 END) AS scheduled,
        MIN(CASE WHEN pa.sync_status = '{SyncStatus.OUTDATED}' AND sc.next_run_at > $now
-                 AND pa.resync_requested_at IS NULL THEN sc.next_run_at END) AS next_run
+                 AND pa.resync_requested_at IS NULL THEN sc.next_run_at END) AS next_run,
+       CAST(MAX(COALESCE(q.queued, 0)) AS BIGINT) AS queued
  FROM sync_platforms sp
+ LEFT JOIN (SELECT platform_id, COUNT(*) AS queued FROM sync_jobs
+            WHERE queued AND status IN ('pending', 'processing', 'deferred')
+            GROUP BY platform_id) q ON q.platform_id = sp.id
  LEFT JOIN platform_assets pa ON sp.id = pa.platform_id
  LEFT JOIN sync_configurations sc ON sc.config_code = pa.rule_code
  LEFT JOIN (SELECT platform_asset_id, COUNT(*) AS open_conflicts FROM sync_conflicts
@@ -98,7 +102,8 @@ SELECT sp.platform_code AS platform_code,
 
 
 def status(con: Connection | None) -> Report:
-    """The seed's Step 14 dashboard, one row per enabled platform.
+    """The seed's Step 14 dashboard, one row per enabled platform; ``queued``: the jobs of
+    the queue for workers not done yet (pending, in progress or deferred).
 
     Open conflicts are counted per placement first, so that a placement with two open
     conflicts does not count twice as synced (the seed's join would).

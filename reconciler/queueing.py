@@ -1,0 +1,179 @@
+"""Use cases of the job queue: `reconcile worker` (claim and run queued jobs) and `reconcile
+workers` (the fleet), over a shared PostgreSQL state. `reconcile --queue` itself is
+:func:`reconciler.ops.reconcile` with ``Options.queue``: it plans and admits as always, and
+writes the jobs for workers instead of running them.
+
+A worker holds a lease of its own (``run_lease`` row ``worker:ID``; heartbeat, TTL,
+fencing token), not the run lock, so that any number of workers and one planner work side by
+side. Each write a worker makes is fenced by that lease: a worker whose lease was taken over
+while it was stopped or cut off writes nothing more, and cancels its transfer in flight at
+the next block. It runs each job through the same worker and transfer code as a local apply
+(:mod:`reconciler.apply.worker`), takes back the jobs of lost workers after checking what
+landed (:func:`reconciler.apply.recovery.reclaim_jobs`), and, told to stop (SIGTERM), claims
+nothing more, gives its transfers in flight a few seconds, and hands back what is unfinished.
+
+Called by the CLI (:mod:`reconciler.cli.queue`); results in, results out, no printing.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.apply.job import ApplyOptions, Job, NullObserver, Observer
+from reconciler.apply.queue import Feed, Filters
+from reconciler.apply.recovery import reclaim_jobs
+from reconciler.apply.run import Run
+from reconciler.errors import ExitCode, UsageError
+from reconciler.model import JobStatus, ManifestSet
+from reconciler.store.db import Location, PgStore, utcnow
+from reconciler.store.pg import PgLocation
+from reconciler.store.queue import WORKER_LEASE, Claimed, WorkerRow, fail, hand_back, register
+from reconciler.store.queue import workers as fleet_rows
+from reconciler.store.records import EventRow
+from reconciler.transforms.renditions import DEFAULT_MAX_BYTES
+
+STOP_GRACE = 5.0  # seconds a transfer in flight may take after SIGTERM (all done within 10 s)
+
+
+def needs_queue(state: Location) -> PgLocation:
+    """The PostgreSQL state the queue lives in; a one-line usage error for a DuckDB file."""
+    if not isinstance(state, PgLocation):
+        raise UsageError(
+            "the job queue lives in a shared PostgreSQL state (--state postgresql://...); "
+            "with a DuckDB file, `reconcile` runs its jobs itself"
+        )
+    return state
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """The flags of `reconcile worker`."""
+
+    concurrency: int = 4  # jobs at once in this process
+    platform: str | None = None  # only this platform's jobs
+    rule: str | None = None  # only this rule's jobs
+    exit_when_idle: bool = False  # exit once the queue holds nothing to do
+    stop: threading.Event = field(default_factory=threading.Event, compare=False)
+    renditions: Path | None = None  # the rendition cache: shared by the workers of a host
+    renditions_max_bytes: int = DEFAULT_MAX_BYTES
+    grace: float = STOP_GRACE
+
+
+@dataclass
+class Worked:
+    """What one worker did, as `reconcile worker` reports it when it ends."""
+
+    worker_id: str
+    counts: Counter[str] = field(default_factory=Counter)  # finished jobs by JobStatus
+    reclaimed: list[str] = field(default_factory=list)  # notes on lost workers' jobs
+    handed_back: int = 0
+    unrunnable: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        failed = self.counts[JobStatus.FAILED] or self.unrunnable
+        return ExitCode.PARTIAL if failed else ExitCode.OK
+
+
+class _Counting(NullObserver):
+    """Passes a run's reports on, counting how its jobs end."""
+
+    def __init__(self, inner: Observer, counts: Counter[str]) -> None:
+        self.inner = inner
+        self.counts = counts
+
+    def job_started(self, job: Job) -> None:
+        self.inner.job_started(job)
+
+    def job_progress(self, job: Job, sent: int) -> None:
+        self.inner.job_progress(job, sent)
+
+    def job_finished(self, job: Job) -> None:
+        self.counts[str(job.status)] += 1
+        self.inner.job_finished(job)
+
+    def event(self, event: EventRow, job: Job | None) -> None:
+        self.inner.event(event, job)
+
+    def run_finished(self) -> None:
+        self.inner.run_finished()
+
+
+def new_worker_id() -> str:
+    """host:pid:nonce; the nonce tells apart two workers that got the same pid."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def work(
+    manifests: ManifestSet,
+    state: Location,
+    lock_timeout: float,
+    options: WorkerOptions,
+    observer: Observer | None = None,
+) -> Worked:
+    """Claim and run queued jobs until told to stop (or, with ``exit_when_idle``, until
+    the queue has nothing left to do)."""
+    location = needs_queue(state)
+    worker_id = new_worker_id()
+    store = PgStore(location, lock_timeout, "reconcile worker", lease=WORKER_LEASE + worker_id)
+    worked = Worked(worker_id)
+    applying = ApplyOptions(
+        parallel=options.concurrency,
+        rule=options.rule,
+        platform=options.platform,
+        stop=options.stop,
+        grace=options.grace,
+        renditions=options.renditions,
+        renditions_max_bytes=options.renditions_max_bytes,
+    )
+    with store.session():
+        with store.writing() as con:
+            register(
+                con,
+                worker_id,
+                {
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "started_at": utcnow(),
+                    "concurrency": options.concurrency,
+                    "only_platform": options.platform,
+                    "only_rule": options.rule,
+                },
+            )
+        run = Run(manifests, store, applying, _Counting(observer or NullObserver(), worked.counts))
+
+        def reclaim() -> None:
+            worked.reclaimed += reclaim_jobs(
+                manifests, store, run.driver, run.transformer.cache, run.provenance, worker_id
+            )
+
+        def unrunnable(row: Claimed, why: str) -> None:
+            worked.unrunnable.append(why)
+            with store.writing() as con:
+                fail(con, row.id, why, utcnow())
+
+        feed = Feed(
+            store, worker_id, manifests, Filters(options.platform, options.rule), options.stop,
+            options.exit_when_idle, reclaim, store.lock.ttl / 2, unrunnable,
+        )  # fmt: skip
+        try:
+            run.run_feed(feed)
+        finally:
+            if store.lock.lost_error() is None:
+                with store.writing() as con:
+                    worked.handed_back = len(hand_back(con, worker_id, utcnow()))
+    return worked
+
+
+def fleet(state: Location, lock_timeout: float) -> list[WorkerRow]:
+    """Every worker that ever started on the state: live, lost or stopped."""
+    location = needs_queue(state)
+    store = PgStore(location, lock_timeout, "reconcile workers")
+    with store.reading() as con:
+        return [] if con is None else fleet_rows(con)

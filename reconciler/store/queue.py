@@ -1,0 +1,319 @@
+"""The job queue in a shared PostgreSQL state: the SQL of `reconcile --queue` and `reconcile
+worker`.
+
+`reconcile --queue` inserts its jobs as queued (:mod:`reconciler.store.jobs`, with
+``queued``, ``priority`` and ``work_spec``); workers on any host then:
+
+* :func:`claim` the next one, highest priority first, with ``FOR UPDATE SKIP LOCKED``: two
+  workers never get one job, and neither waits for the other. A platform with an hourly rate
+  limit is claimed under a lock of its ``sync_platforms`` row, so that counting the hour's
+  starts and starting one more is atomic across workers; a job beyond the budget is
+  deferred to when the budget frees up, and claimed again then;
+* record what happens through the same store modules as a local run, each write fenced by
+  the worker's own lease (``run_lease``, name ``worker:ID``);
+* :func:`take_lost` the jobs of workers whose lease ran out (killed, stopped, cut off):
+  their lease is ended (its fence fails from then on), and their jobs become the taker's,
+  who checks the platform and then closes them or puts them back (:func:`requeue`);
+* :func:`hand_back` what they did not finish when they stop.
+
+Every function takes an open connection inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from reconciler.model import EventStatus, EventType
+from reconciler.store.connection import Connection, dialect
+from reconciler.store.events import EventRow, insert_events
+
+OPEN = ("pending", "processing", "deferred")  # a queued job in these is not done yet
+WORKER_LEASE = "worker:"  # run_lease.name of a worker's lease: this and its id
+_NOW = "(clock_timestamp() AT TIME ZONE 'UTC')"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A queued job as a worker claims it (fields: sync_jobs columns)."""
+
+    id: int
+    job_code: str
+    job_type: str
+    remote_key: str | None
+    previous_key: str | None
+    expected_checksum: str | None
+    expected_size: int | None
+    platform_id: int
+    asset_id: int
+    config_id: int
+    work_spec: str | None
+    retry_count: int | None
+
+
+_CLAIMED = (
+    "id, job_code, job_type, remote_key, previous_key, expected_checksum, expected_size, "
+    "platform_id, asset_id, config_id, work_spec, retry_count"
+)
+_NEXT = """
+SELECT j.id, j.platform_id, sp.rate_limit_per_hour FROM sync_jobs j
+JOIN sync_platforms sp ON sp.id = j.platform_id
+LEFT JOIN sync_configurations c ON c.id = j.config_id
+WHERE j.queued AND j.status IN ('pending', 'deferred')
+  AND (j.eligible_at IS NULL OR j.eligible_at <= ?) {only}
+ORDER BY j.priority DESC NULLS LAST, j.id
+LIMIT 1 FOR UPDATE OF j SKIP LOCKED
+"""
+
+
+def queued_placements(con: Connection) -> set[tuple[str, str]]:
+    """The (asset code, platform code) placements with a queued job not done yet: a plan
+    queues nothing more for them, and a local run leaves them to the workers."""
+    rows = con.execute(
+        "SELECT sa.asset_code, sp.platform_code FROM sync_jobs j "
+        "JOIN source_assets sa ON sa.id = j.asset_id "
+        "JOIN sync_platforms sp ON sp.id = j.platform_id "
+        "WHERE j.queued AND j.status IN ('pending', 'processing', 'deferred')"
+    ).fetchall()
+    return {(asset, platform) for asset, platform in rows}
+
+
+def claim(
+    con: Connection,
+    worker: str,
+    now: datetime,
+    platform: str | None = None,
+    rule: str | None = None,
+) -> Claimed | None:
+    """Claim the next queued job that may run now (only ``platform``'s, ``rule``'s), or
+    None when there is none. Jobs found beyond their platform's hourly budget are deferred
+    on the way."""
+    only = ""
+    params: list[Any] = [now]
+    if platform is not None:
+        only, params = only + " AND sp.platform_code = ?", [*params, platform]
+    if rule is not None:
+        only, params = only + " AND c.config_code = ?", [*params, rule]
+    while True:
+        row = con.execute(_NEXT.format(only=only), params).fetchone()
+        if row is None:
+            return None
+        job_id, platform_id, limit = row
+        if limit is not None and not _within_budget(con, job_id, platform_id, int(limit), now):
+            continue
+        taken = con.execute(
+            f"UPDATE sync_jobs SET status = 'processing', claimed_by = ?, claimed_at = ?, "
+            f"started_at = ?, eligible_at = NULL WHERE id = ? RETURNING {_CLAIMED}",
+            [worker, now, now, job_id],
+        ).fetchone()
+        assert taken is not None
+        return Claimed(*taken)
+
+
+def _within_budget(
+    con: Connection, job_id: int, platform_id: int, limit: int, now: datetime
+) -> bool:
+    """Whether one more job of the platform may start in this hour; if not, the job is
+    deferred to when the oldest start of the hour is an hour old. The platform's row is
+    locked until the claim commits: the count and the start are one step for all workers."""
+    con.execute("SELECT id FROM sync_platforms WHERE id = ? FOR UPDATE", [platform_id])
+    used, oldest = con.execute(
+        "SELECT count(*), min(started_at) FROM sync_jobs WHERE platform_id = ? AND started_at >= ?",
+        [platform_id, now - timedelta(hours=1)],
+    ).fetchone() or (0, None)
+    if int(used) < limit:
+        return True
+    eligible = (oldest or now) + timedelta(hours=1)
+    message = f"rate limit reached; eligible at {eligible:%Y-%m-%d %H:%M:%S} UTC"
+    con.execute(
+        "UPDATE sync_jobs SET status = 'deferred', eligible_at = ?, error_message = ? WHERE id = ?",
+        [eligible, message, job_id],
+    )
+    details = {"eligible_at": f"{eligible:%Y-%m-%dT%H:%M:%SZ}"}
+    event = EventRow(EventType.DEFERRED, EventStatus.DEFERRED, message, details, job_id)
+    insert_events(con, [event])
+    return False
+
+
+def drained(con: Connection, now: datetime) -> bool:
+    """Whether no queued job is pending, eligible now, or being worked on."""
+    row = con.execute(
+        "SELECT count(*) FROM sync_jobs WHERE queued AND (status = 'processing' OR "
+        "(status IN ('pending', 'deferred') AND (eligible_at IS NULL OR eligible_at <= ?)))",
+        [now],
+    ).fetchone()
+    return not row or int(row[0]) == 0
+
+
+def register(con: Connection, worker: str, values: dict[str, Any]) -> None:
+    """The worker's row, as it starts."""
+    columns = ("worker_id", *values)
+    marks = ", ".join("?" for _ in columns)
+    con.execute(
+        f"INSERT INTO sync_workers ({', '.join(columns)}, state) VALUES ({marks}, 'live')",
+        [worker, *values.values()],
+    )
+
+
+def fail(con: Connection, job_id: int, message: str, now: datetime) -> None:
+    """A claimed job no worker could run as it stands (its row is damaged, or names what
+    the manifests do not declare): failed, with why; the next plan queues it afresh."""
+    con.execute(
+        "UPDATE sync_jobs SET status = 'failed', error_message = ?, completed_at = ? WHERE id = ?",
+        [message, now, job_id],
+    )
+    event = EventRow(EventType.UPLOAD_START, EventStatus.FAILED, message, None, job_id)
+    insert_events(con, [event])
+
+
+def hand_back(con: Connection, worker: str, now: datetime) -> list[int]:
+    """A stopping worker's unfinished jobs go back to the queue; the worker is stopped."""
+    rows = con.execute(
+        "UPDATE sync_jobs SET status = 'pending', claimed_by = NULL, claimed_at = NULL, "
+        "started_at = NULL, progress_percent = 0, completed_at = NULL "
+        "WHERE queued AND claimed_by = ? AND status IN ('pending', 'processing') RETURNING id",
+        [worker],
+    ).fetchall()
+    ids = [int(r[0]) for r in rows]
+    message = f"handed back by worker {worker}, which stopped before it finished"
+    insert_events(
+        con, [EventRow(EventType.HANDED_BACK, EventStatus.SUCCESS, message, None, i) for i in ids]
+    )
+    con.execute(
+        "UPDATE sync_workers SET state = 'stopped', stopped_at = ? WHERE worker_id = ?",
+        [now, worker],
+    )
+    return ids
+
+
+# -- lost workers -----------------------------------------------------------------------------
+
+
+def live_workers(con: Connection) -> int:
+    """How many workers renew their lease now (a DuckDB file has none)."""
+    if dialect(con) != "postgresql":
+        return 0
+    row = con.execute(
+        f"SELECT count(*) FROM run_lease WHERE name LIKE '{WORKER_LEASE}%' AND NOT released "
+        f"AND heartbeat_at >= {_NOW} - ttl_seconds * INTERVAL '1 second'"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def take_lost(con: Connection, worker: str, now: datetime) -> dict[int, str]:
+    """End the leases of the workers that stopped renewing them, and make their unfinished
+    jobs ``worker``'s (also those of a worker that ended its lease without handing them
+    back, or a taker that died while checking them). Per job id: who had it."""
+    lost = con.execute(
+        f"SELECT name FROM run_lease WHERE name LIKE '{WORKER_LEASE}%' AND NOT released "
+        f"AND heartbeat_at < {_NOW} - ttl_seconds * INTERVAL '1 second' "
+        "FOR UPDATE SKIP LOCKED"
+    ).fetchall()
+    for (name,) in lost:  # its fence fails from now on: it writes nothing more
+        con.execute(
+            "UPDATE run_lease SET released = TRUE, token = token + 1 WHERE name = ?", [name]
+        )
+        con.execute(
+            "UPDATE sync_workers SET state = 'lost', stopped_at = ? WHERE worker_id = ?",
+            [now, name[len(WORKER_LEASE) :]],
+        )
+    orphans = con.execute(
+        "SELECT j.id, j.claimed_by FROM sync_jobs j WHERE j.queued AND j.status = 'processing' "
+        "AND j.claimed_by IS NOT NULL AND j.claimed_by <> ? AND NOT EXISTS ("
+        "SELECT 1 FROM run_lease l WHERE l.name = ? || j.claimed_by AND NOT l.released) "
+        "FOR UPDATE OF j SKIP LOCKED",
+        [worker, WORKER_LEASE],
+    ).fetchall()
+    taken = {int(job_id): str(was) for job_id, was in orphans}
+    if taken:
+        con.execute(
+            "UPDATE sync_jobs SET claimed_by = ? WHERE id IN (SELECT unnest(?::BIGINT[]))",
+            [worker, list(taken)],
+        )
+    return taken
+
+
+def requeue(con: Connection, ids: Sequence[int]) -> None:
+    """Jobs taken from a lost worker whose work had not landed: pending again, for any
+    worker (what they wrote before the first byte, their expected checksum, stays)."""
+    if ids:
+        con.execute(
+            "UPDATE sync_jobs SET status = 'pending', claimed_by = NULL, claimed_at = NULL, "
+            "started_at = NULL, progress_percent = 0, completed_at = NULL "
+            "WHERE id IN (SELECT unnest(?::BIGINT[]))",
+            [list(ids)],
+        )
+
+
+# -- seeing the fleet -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    """One worker as `reconcile workers` lists it."""
+
+    worker_id: str
+    host: str
+    pid: int
+    started_at: datetime | None
+    stopped_at: datetime | None
+    state: str  # live, lost (its lease ran out) or stopped
+    last_heartbeat: datetime | None
+    current_jobs: list[str]
+    jobs_done: int
+    jobs_failed: int
+
+
+_WORKERS = f"""
+SELECT w.worker_id, w.host, w.pid, w.started_at, w.stopped_at, w.state,
+       l.heartbeat_at, l.released,
+       l.heartbeat_at < {_NOW} - l.ttl_seconds * INTERVAL '1 second',
+       (SELECT string_agg(j.job_code, ' ' ORDER BY j.id) FROM sync_jobs j
+         WHERE j.claimed_by = w.worker_id AND j.status = 'processing'),
+       (SELECT count(*) FROM sync_jobs j WHERE j.claimed_by = w.worker_id
+         AND j.status = 'completed'),
+       (SELECT count(*) FROM sync_jobs j WHERE j.claimed_by = w.worker_id
+         AND j.status = 'failed')
+FROM sync_workers w LEFT JOIN run_lease l ON l.name = '{WORKER_LEASE}' || w.worker_id
+ORDER BY w.started_at, w.worker_id
+"""
+
+
+def workers(con: Connection) -> list[WorkerRow]:
+    """Every worker that ever started, oldest first."""
+    found = []
+    for row in con.execute(_WORKERS).fetchall():
+        wid, host, pid, started, stopped, state, beat, released, stale, current = row[:10]
+        if state == "live" and (released or stale or beat is None):
+            state = "lost"  # not taken over yet, but no longer renewing its lease
+        found.append(
+            WorkerRow(
+                str(wid),
+                str(host or ""),
+                int(pid or 0),
+                started,
+                stopped,
+                str(state),
+                beat,
+                str(current).split() if current else [],
+                int(row[10]),
+                int(row[11]),
+            )
+        )
+    return found
+
+
+def queue_depth(con: Connection) -> dict[str, dict[str, int]]:
+    """Per platform code: its queued jobs not done yet, by status."""
+    rows = con.execute(
+        "SELECT sp.platform_code, j.status, count(*) FROM sync_jobs j "
+        "JOIN sync_platforms sp ON sp.id = j.platform_id "
+        "WHERE j.queued AND j.status IN ('pending', 'processing', 'deferred') "
+        "GROUP BY sp.platform_code, j.status"
+    ).fetchall()
+    depth: dict[str, dict[str, int]] = {}
+    for platform, status, count in rows:
+        depth.setdefault(str(platform), {})[str(status)] = int(count)
+    return depth
