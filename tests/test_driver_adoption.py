@@ -52,6 +52,9 @@ class MemoryRecords:
     def load_quota(self, platform: str, day: date) -> tuple[int, bool]:
         return 0, False
 
+    def take_quota(self, platform: str, day: date, units: int, limit: int) -> None:
+        return None  # never asked now: the driver keeps its own count, as beside a busy file
+
     def write(
         self,
         platform: str,

@@ -88,23 +88,26 @@ def worker_command(
     queueing.needs_queue(where.state)
     manifest_set = load_manifests(where, user_cache(no_cache))
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    worked = queueing.work(
-        manifest_set,
-        where.state,
-        where.lock_timeout,
-        queueing.WorkerOptions(
-            concurrency=concurrency,
-            platform=platform,
-            rule=rule,
-            exit_when_idle=exit_when_idle,
-            stop=stop,
-            renditions=where.rendition_folder,
-            renditions_max_bytes=renditions_max_size,
-        ),
-        observer_for(output),
-    )
+    before = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        worked = queueing.work(
+            manifest_set,
+            where.state,
+            where.lock_timeout,
+            queueing.WorkerOptions(
+                concurrency=concurrency,
+                platform=platform,
+                rule=rule,
+                exit_when_idle=exit_when_idle,
+                stop=stop,
+                renditions=where.rendition_folder,
+                renditions_max_bytes=renditions_max_size,
+            ),
+            observer_for(output),
+        )
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
     for note in worked.reclaimed:
         click.echo(f"reclaimed: {note}", err=True)
     for why in worked.unrunnable:

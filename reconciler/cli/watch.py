@@ -25,6 +25,7 @@ from reconciler.cli.options import (
     workspace,
 )
 from reconciler.errors import UsageError
+from reconciler.queueing import needs_queue
 from reconciler.store.db import Location
 
 
@@ -89,6 +90,8 @@ def watch_command(
 
     if not manifests.is_dir():
         raise UsageError(f"manifests folder '{manifests}' not found; pass --manifests DIR")
+    if queue:
+        needs_queue(state)
     watcher = Watcher(
         workspace(manifests, media_root, state, lock_timeout, renditions),
         WatchOptions(

@@ -96,6 +96,13 @@ class SessionRecords(Protocol):
         """(units spent, whether the quota was said to be spent) on ``day``."""
         ...
 
+    def take_quota(
+        self, platform: str, day: date, units: int, limit: int
+    ) -> tuple[bool, int, bool] | None:
+        """Spend ``units`` on ``day`` only within ``limit``, atomically in the state:
+        (taken, units spent now, said to be spent); None if it cannot be asked now."""
+        ...
+
     def write(
         self,
         platform: str,
@@ -178,6 +185,26 @@ class DriverState:
             if day not in self._quota:
                 self._quota[day] = self.records.load_quota(self.platform, day)
             return self._quota[day]
+
+    def take(self, day: date, units: int, limit: int) -> tuple[bool, int]:
+        """Spend ``units`` on quota day ``day`` if that stays within ``limit``: (whether they
+        were taken, units spent before). Asked of the state itself, in one write, so that
+        workers sharing a PostgreSQL state never spend more than the limit together; from
+        this process's own count while the state cannot be asked (a busy DuckDB file, which
+        the run lock makes this process the only spender of) or holds units not yet written."""
+        with self._lock:
+            unwritten = day in self._spent
+        answer = None if unwritten else self.records.take_quota(self.platform, day, units, limit)
+        if answer is not None:
+            taken, used, exhausted = answer
+            with self._lock:
+                self._quota[day] = (used, exhausted)
+            return taken, used - units if taken else used
+        used, exhausted = self.quota(day)
+        if exhausted or used + units > limit:
+            return False, used
+        self.spend(day, units)
+        return True, used
 
     def spend(self, day: date, units: int, exhausted: bool = False) -> None:
         with self._lock:

@@ -61,16 +61,15 @@ class DailyQuota:
         if state is None:
             return
         day, reset = self.day()
-        used, exhausted = state.quota(day)
         cost = int(self.costs.get(operation, 1))
-        if exhausted or used + cost > self.daily_units:
+        taken, used = state.take(day, cost, self.daily_units)
+        if not taken:
             raise Deferred(
                 f"the daily API quota of {self.platform} is spent ({used} of "
                 f"{self.daily_units} units used; {operation} costs {cost}); deferred until it "
                 f"resets at {reset:%Y-%m-%d %H:%M} UTC",
                 reset,
             )
-        state.spend(day, cost)
 
     def spent_out(self, state: DriverState | None) -> NoReturn:
         """YouTube said the quota is spent: recorded so, and Deferred until it resets."""

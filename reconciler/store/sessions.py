@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from reconciler.errors import LockTimeout
 from reconciler.model import SyncStatus
 from reconciler.store.db import Store, utcnow
 
@@ -66,6 +67,16 @@ _SPEND = (
 )
 
 
+_QUOTA_ROW = (
+    "INSERT INTO platform_quota (platform_code, quota_day, units_used, exhausted) "
+    "VALUES (?, ?, 0, FALSE) ON CONFLICT (platform_code, quota_day) DO NOTHING"
+)
+_TAKE = (
+    "UPDATE platform_quota SET units_used = units_used + ? WHERE platform_code = ? "
+    "AND quota_day = ? AND NOT exhausted AND units_used + ? <= ? RETURNING units_used"
+)
+
+
 class StoredSessions:
     """Upload sessions and quota of every platform, in one state file."""
 
@@ -101,6 +112,25 @@ class StoredSessions:
         with self.store.looking() as con:
             row = None if con is None else con.execute(_QUOTA, [platform, day]).fetchone()
         return (0, False) if row is None else (int(row[0]), bool(row[1]))
+
+    def take_quota(
+        self, platform: str, day: date, units: int, limit: int
+    ) -> tuple[bool, int, bool] | None:
+        """Spend ``units`` of ``platform``'s quota day ``day`` only if that keeps it within
+        ``limit``, in one write: (whether they were taken, units spent now, whether the
+        quota was said to be spent). Many processes on one PostgreSQL state (queue workers)
+        take from the same row, which the update locks: together they never exceed it. None
+        when the state cannot be written this instant (a busy DuckDB file)."""
+        try:
+            with self.store.writing(0.0, threads=THREAD_PATIENCE) as con:
+                con.execute(_QUOTA_ROW, [platform, day])
+                row = con.execute(_TAKE, [units, platform, day, units, limit]).fetchone()
+                if row is not None:
+                    return True, int(row[0]), False
+                used, exhausted = con.execute(_QUOTA, [platform, day]).fetchone() or (0, False)
+                return False, int(used), bool(exhausted)
+        except LockTimeout:
+            return None
 
     def write(
         self,
