@@ -21,7 +21,9 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,7 @@ from reconciler.store.records import EventRow
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES
 
 STOP_GRACE = 5.0  # seconds a transfer in flight may take after SIGTERM (all done within 10 s)
+LOOK_SECONDS = 2.0  # how often a worker looks whether its manifests changed
 
 
 def needs_queue(state: Location) -> PgLocation:
@@ -74,6 +77,7 @@ class Worked:
     reclaimed: list[str] = field(default_factory=list)  # notes on lost workers' jobs
     handed_back: int = 0
     unrunnable: list[str] = field(default_factory=list)
+    reloads: int = 0  # times the manifests were read again
 
     @property
     def exit_code(self) -> ExitCode:
@@ -110,28 +114,54 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+class ManifestWatch:
+    """Whether the files of a manifests folder changed since the last look (their names,
+    sizes and modification times), looked at no more than every :data:`LOOK_SECONDS`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.seen = self._signature()
+        self.looked = time.monotonic()
+
+    def _signature(self) -> list[tuple[str, int, int]]:
+        found = []
+        for top, _dirs, files in os.walk(self.folder):
+            for name in files:
+                try:
+                    st = os.stat(os.path.join(top, name))
+                except OSError:
+                    continue
+                found.append((os.path.join(top, name), st.st_size, st.st_mtime_ns))
+        return sorted(found)
+
+    def changed(self) -> bool:
+        if time.monotonic() - self.looked < LOOK_SECONDS:
+            return False
+        self.looked = time.monotonic()
+        now = self._signature()
+        if now == self.seen:
+            return False
+        self.seen = now
+        return True
+
+
 def work(
     manifests: ManifestSet,
     state: Location,
     lock_timeout: float,
     options: WorkerOptions,
     observer: Observer | None = None,
+    reload: Callable[[], ManifestSet | None] | None = None,
 ) -> Worked:
     """Claim and run queued jobs until told to stop (or, with ``exit_when_idle``, until
-    the queue has nothing left to do)."""
+    the queue has nothing left to do). With ``reload`` (which gives the manifests read
+    afresh, or None when they are invalid now: the last good ones stay), a worker whose
+    manifests changed, or that claims a job for an asset they do not declare yet (a new
+    file an AssetSet found), finishes its jobs in flight and goes on with fresh ones."""
     location = needs_queue(state)
     worker_id = new_worker_id()
     store = PgStore(location, lock_timeout, "reconcile worker", lease=WORKER_LEASE + worker_id)
     worked = Worked(worker_id)
-    applying = ApplyOptions(
-        parallel=options.concurrency,
-        rule=options.rule,
-        platform=options.platform,
-        stop=options.stop,
-        grace=options.grace,
-        renditions=options.renditions,
-        renditions_max_bytes=options.renditions_max_bytes,
-    )
     with store.session():
         with store.writing() as con:
             register(
@@ -146,29 +176,64 @@ def work(
                     "only_rule": options.rule,
                 },
             )
-        run = Run(manifests, store, applying, _Counting(observer or NullObserver(), worked.counts))
-
-        def reclaim() -> None:
-            worked.reclaimed += reclaim_jobs(
-                manifests, store, run.driver, run.transformer.cache, run.provenance, worker_id
-            )
-
-        def unrunnable(row: Claimed, why: str) -> None:
-            worked.unrunnable.append(why)
-            with store.writing() as con:
-                fail(con, row.id, why, utcnow())
-
-        feed = Feed(
-            store, worker_id, manifests, Filters(options.platform, options.rule), options.stop,
-            options.exit_when_idle, reclaim, store.lock.ttl / 2, unrunnable,
-        )  # fmt: skip
+        watching = ManifestWatch(Path(manifests.manifests_dir)) if reload else None
+        retried: set[int] = set()
         try:
-            run.run_feed(feed)
+            while True:
+                feed = _feed(manifests, store, worker_id, options, worked, observer, retried,
+                             watching.changed if watching else lambda: False)  # fmt: skip
+                if not feed.reloading or options.stop.is_set() or reload is None:
+                    break
+                fresh = reload()
+                if fresh is not None:
+                    manifests = fresh
+                    worked.reloads += 1
         finally:
             if store.lock.lost_error() is None:
                 with store.writing() as con:
                     worked.handed_back = len(hand_back(con, worker_id, utcnow()))
     return worked
+
+
+def _feed(
+    manifests: ManifestSet,
+    store: PgStore,
+    worker_id: str,
+    options: WorkerOptions,
+    worked: Worked,
+    observer: Observer | None,
+    retried: set[int],
+    changed: Callable[[], bool],
+) -> Feed:
+    """Run the queue with these manifests until the feed ends; the feed, which says why."""
+    applying = ApplyOptions(
+        parallel=options.concurrency,
+        rule=options.rule,
+        platform=options.platform,
+        stop=options.stop,
+        grace=options.grace,
+        renditions=options.renditions,
+        renditions_max_bytes=options.renditions_max_bytes,
+    )
+    run = Run(manifests, store, applying, _Counting(observer or NullObserver(), worked.counts))
+
+    def reclaim() -> None:
+        worked.reclaimed += reclaim_jobs(
+            manifests, store, run.driver, run.transformer.cache, run.provenance, worker_id
+        )
+
+    def unrunnable(row: Claimed, why: str) -> None:
+        worked.unrunnable.append(why)
+        with store.writing() as con:
+            fail(con, row.id, why, utcnow())
+
+    filters = Filters(options.platform, options.rule)
+    feed = Feed(
+        store, worker_id, manifests, filters, options.stop, options.exit_when_idle, reclaim,
+        store.lock.ttl / 2, unrunnable, changed, retried,
+    )  # fmt: skip
+    run.run_feed(feed)
+    return feed
 
 
 def fleet(state: Location, lock_timeout: float) -> list[WorkerRow]:

@@ -181,3 +181,47 @@ def test_a_plain_run_leaves_queued_jobs_to_the_workers(
     again = run_cli(run, world, "--queue")
     assert again.exit_code == 0 and "4 changes already queued" in again.stdout
     assert query(pg_url, "SELECT count(*) FROM sync_jobs") == [(5,)]  # queued once only
+
+
+def test_claims_follow_rule_priority_then_plan_order(tmp_path: Path, pg_url: str, run: Any) -> None:
+    world = World(tmp_path, pg_url).platform("CDN").platform("S3")
+    world.rule("LOW", "CDN", priority=1).rule("HIGH", "S3", priority=10)
+    for n in range(5):
+        world.asset(f"VID-{n}", f"video {n}".encode())
+    world.manifests()
+    assert run_cli(run, world, "--queue").exit_code == 0
+    store = worker_store(pg_url, "p")
+    order = []
+    with store.session():
+        while True:
+            with store.writing() as con:
+                row = claim(con, "p", utcnow())
+            if row is None:
+                break
+            order.append(json.loads(row.work_spec or "")["action"]["rule"])
+    assert order == ["HIGH"] * 5 + ["LOW"] * 5
+
+
+def test_a_job_for_an_asset_the_worker_never_heard_of_fails_after_one_fresh_read(
+    tmp_path: Path, pg_url: str, run: Any
+) -> None:
+    world = queued_world(tmp_path, pg_url, 2)
+    assert run_cli(run, world, "--queue").exit_code == 0
+    first = query(pg_url, "SELECT min(id) FROM sync_jobs")[0][0]
+    import psycopg
+
+    with psycopg.connect(pg_url.split("?")[0], autocommit=True) as con:
+        (spec,) = con.execute(
+            "SELECT work_spec FROM mediasync.sync_jobs WHERE id = %s", [first]
+        ).fetchone()
+        changed = json.loads(spec)
+        changed["action"]["asset"] = "VID-ELSEWHERE"
+        con.execute(
+            "UPDATE mediasync.sync_jobs SET work_spec = %s WHERE id = %s",
+            [json.dumps(changed), first],
+        )
+    done = run_cli(run, world, "worker", "--exit-when-idle")
+    assert done.exit_code == 3, done.output
+    assert done.stderr.count("VID-ELSEWHERE, which this worker's manifests do not declare") == 1
+    statuses = dict(query(pg_url, "SELECT id, status FROM sync_jobs"))
+    assert statuses.pop(first) == "failed" and set(statuses.values()) == {"completed"}

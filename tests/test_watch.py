@@ -26,7 +26,7 @@ from helpers import lock_record
 class Watch:
     """A running `reconcile watch --log-format json` and the lines it has logged."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, *extra: str) -> None:
         self.world = world
         self.process = subprocess.Popen(
             [
@@ -43,6 +43,7 @@ class Watch:
                 "json",
                 "--lock-timeout",
                 "10",
+                *extra,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

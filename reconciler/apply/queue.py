@@ -24,7 +24,7 @@ from reconciler.model import ManifestSet
 from reconciler.plan.actions import Action
 from reconciler.store.db import Store, utcnow
 from reconciler.store.placements import recorded_objects
-from reconciler.store.queue import Claimed, claim, drained
+from reconciler.store.queue import Claimed, claim, drained, unclaim
 
 SPEC_VERSION = 1
 POLL_SECONDS = 0.5  # how often an idle worker looks for new jobs
@@ -49,7 +49,12 @@ def work_spec(job: Job) -> str:
 
 class Unrunnable(ValueError):
     """A queued job this worker cannot run: its row is not what `reconcile --queue` writes,
-    or it names an asset or platform the worker's manifests do not declare."""
+    or it names an asset or platform the worker's manifests do not declare (``undeclared``:
+    perhaps not yet, since the worker read them)."""
+
+    def __init__(self, message: str, undeclared: bool = False) -> None:
+        super().__init__(message)
+        self.undeclared = undeclared
 
 
 def job_of(row: Claimed, manifests: ManifestSet) -> Job:
@@ -67,7 +72,8 @@ def job_of(row: Claimed, manifests: ManifestSet) -> Job:
     if action.platform not in manifests.platforms:
         raise Unrunnable(
             f"job {row.job_code} is for platform {action.platform}, which this worker's "
-            "manifests do not declare"
+            "manifests do not declare",
+            undeclared=True,
         )
     declared = manifests.assets.get(action.asset)
     if declared is not None:  # never the path the row says: the worker's own
@@ -77,7 +83,8 @@ def job_of(row: Claimed, manifests: ManifestSet) -> Job:
     if action.path is None and row.job_type not in ("delete", "metadata", "move"):
         raise Unrunnable(
             f"job {row.job_code} sends asset {action.asset}, which this worker's manifests "
-            "do not declare"
+            "do not declare",
+            undeclared=True,
         )
     return Job(
         id=int(row.id),
@@ -120,6 +127,11 @@ class Feed:
     that is pending, being worked on, or eligible. Every ``reclaim_every`` seconds it first
     lets ``reclaim`` take back the jobs of lost workers. A row that cannot be run is
     reported to ``unrunnable`` (which fails it) and skipped.
+
+    It also ends, with ``reloading`` set, when the worker's manifests changed (``changed``)
+    or a claimed job names an asset or platform they do not declare: the job is put back
+    (its id joins ``retried``, so that it fails if the fresh manifests lack it too), and
+    the worker reads its manifests again once its jobs in flight are done.
     """
 
     def __init__(
@@ -133,6 +145,8 @@ class Feed:
         reclaim: Callable[[], None],
         reclaim_every: float,
         unrunnable: Callable[[Claimed, str], None],
+        changed: Callable[[], bool] = lambda: False,
+        retried: set[int] | None = None,
     ) -> None:
         self.store = store
         self.worker_id = worker_id
@@ -143,20 +157,28 @@ class Feed:
         self.reclaim = reclaim
         self.reclaim_every = reclaim_every
         self.unrunnable = unrunnable
+        self.changed = changed
+        self.retried = retried if retried is not None else set()
         self._reclaimed_at = float("-inf")
         self.claimed = 0
+        self.reloading = False
 
     def __iter__(self) -> Iterator[Job]:
         return self
 
     def __next__(self) -> Job:
-        while not self.stop.is_set():
+        while not self.stop.is_set() and not self.reloading:
+            if self.changed():
+                self.reloading = True
+                break
             if time.monotonic() - self._reclaimed_at >= self.reclaim_every:
                 self._reclaimed_at = time.monotonic()
                 self.reclaim()
             job = self._claim()
             if job is not None:
                 return job
+            if self.reloading:
+                break
             if self.exit_when_idle and self._idle():
                 break
             self.stop.wait(POLL_SECONDS)
@@ -174,6 +196,12 @@ class Feed:
             try:
                 job = job_of(row, self.manifests)
             except Unrunnable as exc:
+                if exc.undeclared and row.id not in self.retried:
+                    self.retried.add(row.id)
+                    with self.store.writing() as con:
+                        unclaim(con, row.id)
+                    self.reloading = True
+                    return None
                 self.unrunnable(row, str(exc))
                 continue
             job.taken = taken

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from reconciler import queueing
+from reconciler import ops, queueing
 from reconciler.cli.options import (
     REPORT_FORMATS,
     cache_option,
@@ -29,6 +29,7 @@ from reconciler.cli.options import (
     user_cache,
     workspace,
 )
+from reconciler.model import ManifestSet
 from reconciler.store.db import Location
 from reconciler.store.queries import Report
 
@@ -86,7 +87,17 @@ def worker_command(
     where = workspace(options["manifests"], options["media_root"], options["state"],
                       options["lock_timeout"], renditions)  # fmt: skip
     queueing.needs_queue(where.state)
-    manifest_set = load_manifests(where, user_cache(no_cache))
+    cache = user_cache(no_cache)
+    manifest_set = load_manifests(where, cache)
+
+    def reload() -> ManifestSet | None:
+        result = ops.load(where, cache)
+        if result.manifest_set is None:
+            first = result.errors[0].format() if result.errors else "invalid"
+            click.echo(f"note: the manifests are invalid now, the last good ones stay: {first}",
+                       err=True)  # fmt: skip
+        return result.manifest_set
+
     stop = threading.Event()
     before = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -104,6 +115,7 @@ def worker_command(
                 renditions_max_bytes=renditions_max_size,
             ),
             observer_for(output),
+            reload,
         )
     finally:
         for signum, handler in before.items():

@@ -168,6 +168,15 @@ def fail(con: Connection, job_id: int, message: str, now: datetime) -> None:
     insert_events(con, [event])
 
 
+def unclaim(con: Connection, job_id: int) -> None:
+    """A job claimed but not started goes back to the queue as it was."""
+    con.execute(
+        "UPDATE sync_jobs SET status = 'pending', claimed_by = NULL, claimed_at = NULL, "
+        "started_at = NULL WHERE id = ?",
+        [job_id],
+    )
+
+
 def hand_back(con: Connection, worker: str, now: datetime) -> list[int]:
     """A stopping worker's unfinished jobs go back to the queue; the worker is stopped."""
     rows = con.execute(

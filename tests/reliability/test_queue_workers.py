@@ -235,3 +235,39 @@ def test_sigterm_hands_the_job_back_within_10_seconds(
     assert second.finish(60)[0] == 0
     assert jobs_by_status(pg_url) == {"completed": 1}
     check_videos(world, fake, pg_url)
+
+
+def test_watch_queues_each_change_and_a_running_worker_does_it(
+    tmp_path: Path, pg_url: str, procs: list[Proc]
+) -> None:
+    from test_watch import Watch, add_asset, copies
+
+    world = World(tmp_path, pg_url).platform("CDN").platform("S3")
+    world.rule("R-CDN", "CDN").rule("R-S3", "S3").asset("VID-A", b"first a")
+    world.manifests()
+    watch = Watch(world, "--queue")
+    try:
+        first = watch.cycle()
+        assert first["level"] == "info", first
+        assert jobs_by_status(pg_url) == {"pending": 2}  # queued, not run by the watch
+        assert copies(world, "VID-A") == {}
+        busy = worker(procs, world, pg_url, "--concurrency", "2")
+        deadline = time.monotonic() + 30
+        while jobs_by_status(pg_url) != {"completed": 2}:
+            assert time.monotonic() < deadline, jobs_by_status(pg_url)
+            time.sleep(0.1)
+        add_asset(world, "VID-B", b"second b")
+        watch.cycle()
+        while jobs_by_status(pg_url) != {"completed": 4}:
+            assert time.monotonic() < deadline + 30, jobs_by_status(pg_url)
+            time.sleep(0.1)
+        assert set(copies(world, "VID-B")) == {"cdn", "s3"}
+        claimed = query(pg_url, "SELECT DISTINCT pid FROM sync_jobs j JOIN sync_workers w "
+                        "ON w.worker_id = j.claimed_by")  # fmt: skip
+        assert claimed == [(busy.pid,)]
+        busy.signal(signal.SIGTERM)
+        code, err = busy.finish(15)
+        assert code == 0, err
+        assert "4 completed" in err + "".join(busy.lines)
+    finally:
+        assert watch.stop()[0] == 0
