@@ -102,7 +102,6 @@ class EventType(StrEnum):
     UPLOAD_PROGRESS = "upload_progress"
     CLEANUP = "cleanup"
     QUEUED = "queued"  # `reconcile --queue` wrote the job for a worker
-    CLAIMED = "claimed"  # a worker claimed a queued job
     RECLAIMED = "reclaimed"  # a lost worker's job went back to the queue (or was closed)
     HANDED_BACK = "handed_back"  # a stopping worker gave a job it had not finished back
 

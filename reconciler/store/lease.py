@@ -118,6 +118,7 @@ class Lease:
         self._con: PgConnection | None = None
         self._renewed = 0.0  # time.monotonic() of the last renewal known to have landed
         self._confirming = threading.Lock()
+        self._asked = 0.0  # time.monotonic() of the last renewal asked out of turn
 
     # -- holding -------------------------------------------------------------------------
     def acquire(self, timeout: float) -> None:
@@ -264,10 +265,13 @@ class Lease:
         return self.token is not None and time.monotonic() - self._renewed > self.ttl / 2
 
     def _confirm(self) -> None:
+        """Renew now (at most once a second: a server that is away is not asked at every
+        block sent)."""
         with self._confirming:
             con = self._con
-            if not self._overdue() or con is None:
+            if not self._overdue() or con is None or time.monotonic() - self._asked < 1.0:
                 return
+            self._asked = time.monotonic()
             try:
                 renewed = con.execute(_RENEW, [self.name, self.token]).rowcount
             except psycopg.Error:
