@@ -6,10 +6,15 @@ made). The JSON is written last, so a rendition without one was never finished a
 used. A rendition whose media steps changed nothing and that is not encrypted is the master
 itself: only its JSON is kept, and the master is uploaded.
 
-Two jobs wanting the same rendition (two platforms with the same rules) wait for each other
-and the second finds it made. A cached rendition is hashed again before it is used, so a
-damaged cache file is made again rather than uploaded. When the folder holds more than its
-bound, the least recently used renditions are removed, never those of the current run.
+A rendition is claimed before it is made (:mod:`.claims`): two jobs wanting the same one (two
+platforms with the same rules), in one process or in workers on any hosts sharing the folder,
+never both make it; the second waits and finds it made. The claim is a thread lock and an
+exclusive ``flock`` on ``claims/ID.lock``, which the kernel drops when its holder dies; on NFS
+(v4, or v3 with NLM) Linux maps it to byte-range locks that every host sees. A cached
+rendition is hashed again before it is used, so a damaged cache file (or one another host
+damaged) is made again rather than uploaded. When the folder holds more than its bound, the
+least recently used renditions are removed, never those of the current run nor one claimed
+now.
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,7 @@ from reconciler.atomic import write_atomically
 from reconciler.observe.payload import Payload
 from reconciler.observe.sources import sha256_file
 from reconciler.transforms import TransformError
+from reconciler.transforms.claims import Claims
 from reconciler.transforms.crypto import encrypt_file, encrypt_stream, load_key
 from reconciler.transforms.recipe import Recipe
 
@@ -54,12 +60,12 @@ class RenditionCache:
     def __init__(self, folder: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.folder = Path(os.path.abspath(folder))  # media tools get absolute paths
         self.max_bytes = max_bytes
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self.claims = Claims(self.folder)
 
-    def _lock(self, rid: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(rid, threading.Lock())
+    def _claim(self, rid: str, wait: bool = True) -> AbstractContextManager[bool]:
+        """The claim on ``rid`` (see :meth:`Claims.hold`), in the private cache folder."""
+        self.private_folder()
+        return self.claims.hold(rid, wait)
 
     # -- lookups --------------------------------------------------------------------------
     def cached_ids(self) -> set[str]:
@@ -150,7 +156,7 @@ class RenditionCache:
 
     def remove(self, rid: str) -> None:
         """Forget a rendition found damaged while it was sent."""
-        with self._lock(rid):
+        with self._claim(rid):
             self._remove(rid)
 
     # -- making ---------------------------------------------------------------------------
@@ -172,13 +178,12 @@ class RenditionCache:
         if those bytes are not the planned ones, :class:`SourceChanged` is raised and nothing
         is stored, so a rendition's id always names the bytes it was made from."""
         rid = recipe.rendition_id(master.expected)
-        with self._lock(rid):
+        with self._claim(rid):
             found = self._cached(rid, master.expected, recipe, master_name)
             if found is not None:
                 return found
             started = time.monotonic()
             work = self.folder / "tmp" / f"{rid[:16]}-{uuid.uuid4().hex[:8]}"
-            self.private_folder()
             work.mkdir(parents=True, exist_ok=True)
             try:
                 output, details, key_created = self._render(
@@ -302,7 +307,13 @@ class RenditionCache:
                 break
             if rid in keep:
                 continue
-            self._remove(rid)
+            try:
+                with self._claim(rid, wait=False) as free:
+                    if not free:  # being made or checked now, here or by another worker
+                        continue
+                    self._remove(rid)
+            except TransformError:
+                continue  # its claim file is refused: left as it is
             removed.append(rid)
             total -= size
         self.sweep_work()
