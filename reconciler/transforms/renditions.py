@@ -14,18 +14,19 @@ exclusive ``flock`` on ``claims/ID.lock``, which the kernel drops when its holde
 rendition is hashed again before it is used, so a damaged cache file (or one another host
 damaged) is made again rather than uploaded. When the folder holds more than its bound, the
 least recently used renditions are removed, never those of the current run nor one claimed
-now.
+now. Work files are removed only under their rendition's claim, never a live maker's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from reconciler.transforms.recipe import Recipe
 
 DEFAULT_MAX_BYTES = 10 * 1024**3
 STALE_WORK_SECONDS = 3600
+_ID = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -183,7 +185,7 @@ class RenditionCache:
             if found is not None:
                 return found
             started = time.monotonic()
-            work = self.folder / "tmp" / f"{rid[:16]}-{uuid.uuid4().hex[:8]}"
+            work = self.folder / "tmp" / f"{rid}-{uuid.uuid4().hex[:8]}"  # swept by its rid
             work.mkdir(parents=True, exist_ok=True)
             try:
                 output, details, key_created = self._render(
@@ -329,24 +331,35 @@ class RenditionCache:
 
     def sweep_work(self, older_than: float = STALE_WORK_SECONDS) -> None:
         """Remove work folders, private copies for sending and half-written records older
-        than ``older_than`` seconds: left by a run that was killed (under the run lock, any
-        age will do, as no other run can be using them)."""
+        than ``older_than`` seconds, left by a run that was killed, and the claim files of
+        renditions not in the folder that nobody holds.
+
+        A work folder (``tmp/ID-*``) or record (``.ID.json.*``) is removed only while its
+        rendition's claim is held here: never one a live maker is using, in this process or
+        another worker on any host, whatever ``older_than`` (a video made for hours is not
+        swept). A private copy for sending (``tmp/.send-*``) has no claim: only its age says
+        it is a dead run's. One another process still sends from is removed under it (its
+        open descriptor reads on, on a local disk; not from another NFS host), so
+        ``older_than=0`` (recovery, under the run lock) assumes no other process sends from
+        this folder, and the default assumes no send from another host lasts an hour."""
         now = time.time()
-        for leftover in self.folder.glob(".*.json.*"):  # a record written when killed
+        records = [(r, r.name[1:65]) for r in self.folder.glob(".*.json.*")]
+        work = [(w, w.name[:64]) for w in (self.folder / "tmp").glob("*")]
+        for leftover, rid in records + work:
             try:
-                if now - leftover.lstat().st_mtime >= older_than:
-                    leftover.unlink(missing_ok=True)
-            except OSError:
+                if now - leftover.lstat().st_mtime < older_than:
+                    continue
+                claimed = self._claim(rid, wait=False) if _ID.fullmatch(rid) else nullcontext(True)
+                with claimed as free:
+                    if not free:
+                        continue  # a live maker's
+                    if leftover.is_dir() and not leftover.is_symlink():
+                        shutil.rmtree(leftover, ignore_errors=True)
+                    else:  # a record, or a private copy for sending, left by a killed run
+                        leftover.unlink(missing_ok=True)
+            except (OSError, TransformError):
                 pass
-        for work in (self.folder / "tmp").glob("*"):
-            try:
-                if now - work.lstat().st_mtime >= older_than:
-                    if work.is_dir() and not work.is_symlink():
-                        shutil.rmtree(work, ignore_errors=True)
-                    else:  # a private copy for sending, left by a killed run
-                        work.unlink(missing_ok=True)
-            except OSError:
-                pass
+        self.claims.sweep(keep=self.cached_ids())
 
 
 def _snapshot(master: Payload, dest: Path) -> None:
