@@ -98,8 +98,10 @@ class Claims:
                 os.close(fd)
                 raise
             os.close(fd)
-            if not held:
+            if not held or deadline is None:
                 return None
+            if time.monotonic() >= deadline:
+                raise self._held(rid)
             # swept while this waited for it: claim the file now at the path
 
     def _flock(self, fd: int, rid: str, deadline: float | None) -> bool:
@@ -161,7 +163,7 @@ class Claims:
     def _refused(self, rid: str, exc: OSError) -> TransformError:
         why = (
             "it or the claims folder is a symbolic link, which is never followed"
-            if exc.errno == errno.ELOOP
+            if exc.errno == errno.ELOOP or self.folder.is_symlink()  # ENOTDIR for the folder
             else exc.strerror or str(exc)
         )
         return TransformError(
