@@ -6,21 +6,27 @@ made). The JSON is written last, so a rendition without one was never finished a
 used. A rendition whose media steps changed nothing and that is not encrypted is the master
 itself: only its JSON is kept, and the master is uploaded.
 
-Two jobs wanting the same rendition (two platforms with the same rules) wait for each other
-and the second finds it made. A cached rendition is hashed again before it is used, so a
-damaged cache file is made again rather than uploaded. When the folder holds more than its
-bound, the least recently used renditions are removed, never those of the current run.
+A rendition is claimed before it is made (:mod:`.claims`): two jobs wanting the same one (two
+platforms with the same rules), in one process or in workers on any hosts sharing the folder,
+never both make it; the second waits and finds it made. The claim is a thread lock and an
+exclusive ``flock`` on ``claims/ID.lock``, which the kernel drops when its holder dies; on NFS
+(v4, or v3 with NLM) Linux maps it to byte-range locks that every host sees. A cached
+rendition is hashed again before it is used, so a damaged cache file (or one another host
+damaged) is made again rather than uploaded. When the folder holds more than its bound, the
+least recently used renditions are removed, never those of the current run nor one claimed
+now. Work files are removed only under their rendition's claim, never a live maker's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,11 +35,13 @@ from reconciler.atomic import write_atomically
 from reconciler.observe.payload import Payload
 from reconciler.observe.sources import sha256_file
 from reconciler.transforms import TransformError
+from reconciler.transforms.claims import Claims
 from reconciler.transforms.crypto import encrypt_file, encrypt_stream, load_key
 from reconciler.transforms.recipe import Recipe
 
 DEFAULT_MAX_BYTES = 10 * 1024**3
 STALE_WORK_SECONDS = 3600
+_ID = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -54,12 +62,12 @@ class RenditionCache:
     def __init__(self, folder: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.folder = Path(os.path.abspath(folder))  # media tools get absolute paths
         self.max_bytes = max_bytes
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self.claims = Claims(self.folder)
 
-    def _lock(self, rid: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(rid, threading.Lock())
+    def _claim(self, rid: str, wait: bool = True) -> AbstractContextManager[bool]:
+        """The claim on ``rid`` (see :meth:`Claims.hold`), in the private cache folder."""
+        self.private_folder()
+        return self.claims.hold(rid, wait)
 
     # -- lookups --------------------------------------------------------------------------
     def cached_ids(self) -> set[str]:
@@ -150,7 +158,7 @@ class RenditionCache:
 
     def remove(self, rid: str) -> None:
         """Forget a rendition found damaged while it was sent."""
-        with self._lock(rid):
+        with self._claim(rid):
             self._remove(rid)
 
     # -- making ---------------------------------------------------------------------------
@@ -172,13 +180,12 @@ class RenditionCache:
         if those bytes are not the planned ones, :class:`SourceChanged` is raised and nothing
         is stored, so a rendition's id always names the bytes it was made from."""
         rid = recipe.rendition_id(master.expected)
-        with self._lock(rid):
+        with self._claim(rid):
             found = self._cached(rid, master.expected, recipe, master_name)
             if found is not None:
                 return found
             started = time.monotonic()
-            work = self.folder / "tmp" / f"{rid[:16]}-{uuid.uuid4().hex[:8]}"
-            self.private_folder()
+            work = self.folder / "tmp" / f"{rid}-{uuid.uuid4().hex[:8]}"  # swept by its rid
             work.mkdir(parents=True, exist_ok=True)
             try:
                 output, details, key_created = self._render(
@@ -302,7 +309,13 @@ class RenditionCache:
                 break
             if rid in keep:
                 continue
-            self._remove(rid)
+            try:
+                with self._claim(rid, wait=False) as free:
+                    if not free:  # being made or checked now, here or by another worker
+                        continue
+                    self._remove(rid)
+            except TransformError:
+                continue  # its claim file is refused: left as it is
             removed.append(rid)
             total -= size
         self.sweep_work()
@@ -318,24 +331,35 @@ class RenditionCache:
 
     def sweep_work(self, older_than: float = STALE_WORK_SECONDS) -> None:
         """Remove work folders, private copies for sending and half-written records older
-        than ``older_than`` seconds: left by a run that was killed (under the run lock, any
-        age will do, as no other run can be using them)."""
+        than ``older_than`` seconds, left by a run that was killed, and the claim files of
+        renditions not in the folder that nobody holds.
+
+        A work folder (``tmp/ID-*``) or record (``.ID.json.*``) is removed only while its
+        rendition's claim is held here: never one a live maker is using, in this process or
+        another worker on any host, whatever ``older_than`` (a video made for hours is not
+        swept). A private copy for sending (``tmp/.send-*``) has no claim: only its age says
+        it is a dead run's. One another process still sends from is removed under it (its
+        open descriptor reads on, on a local disk; not from another NFS host), so
+        ``older_than=0`` (recovery, under the run lock) assumes no other process sends from
+        this folder, and the default assumes no send from another host lasts an hour."""
         now = time.time()
-        for leftover in self.folder.glob(".*.json.*"):  # a record written when killed
+        records = [(r, r.name[1:65]) for r in self.folder.glob(".*.json.*")]
+        work = [(w, w.name[:64]) for w in (self.folder / "tmp").glob("*")]
+        for leftover, rid in records + work:
             try:
-                if now - leftover.lstat().st_mtime >= older_than:
-                    leftover.unlink(missing_ok=True)
-            except OSError:
+                if now - leftover.lstat().st_mtime < older_than:
+                    continue
+                claimed = self._claim(rid, wait=False) if _ID.fullmatch(rid) else nullcontext(True)
+                with claimed as free:
+                    if not free:
+                        continue  # a live maker's
+                    if leftover.is_dir() and not leftover.is_symlink():
+                        shutil.rmtree(leftover, ignore_errors=True)
+                    else:  # a record, or a private copy for sending, left by a killed run
+                        leftover.unlink(missing_ok=True)
+            except (OSError, TransformError):
                 pass
-        for work in (self.folder / "tmp").glob("*"):
-            try:
-                if now - work.lstat().st_mtime >= older_than:
-                    if work.is_dir() and not work.is_symlink():
-                        shutil.rmtree(work, ignore_errors=True)
-                    else:  # a private copy for sending, left by a killed run
-                        work.unlink(missing_ok=True)
-            except OSError:
-                pass
+        self.claims.sweep(keep=self.cached_ids())
 
 
 def _snapshot(master: Payload, dest: Path) -> None:
