@@ -271,3 +271,40 @@ def test_watch_queues_each_change_and_a_running_worker_does_it(
         assert "4 completed" in err + "".join(busy.lines)
     finally:
         assert watch.stop()[0] == 0
+
+
+def test_two_workers_wanting_one_rendition_make_it_once(
+    tmp_path: Path, pg_url: str, procs: list[Proc]
+) -> None:
+    import io
+    import os
+
+    from PIL import Image
+
+    picture = io.BytesIO()
+    Image.frombytes("RGB", (1800, 1800), os.urandom(1800 * 1800 * 3)).save(picture, "PNG")
+    rules = {"resize_images": True, "max_dimension": 64}
+    world = World(tmp_path).platform("CDN-A").platform("CDN-B")
+    world.rule("TO-A", "CDN-A", transform_rules=rules).rule("TO-B", "CDN-B", transform_rules=rules)
+    world.asset("IMG-BIG", picture.getvalue(), file="big.png", asset_type="image")
+    world.manifests()
+    queue(world, pg_url)
+    shared = tmp_path / "renditions"
+    two = [
+        worker(procs, world, pg_url, "--exit-when-idle", "--concurrency", "1",
+               "--renditions", str(shared))
+        for _ in "ab"
+    ]  # fmt: skip
+    for proc in two:
+        code, err = proc.finish(120)
+        assert code == 0, err
+    assert jobs_by_status(pg_url) == {"completed": 2}
+    made = query(
+        pg_url, "SELECT details::json FROM sync_events_log WHERE event_type = "
+        "'transform_complete' AND event_status = 'success'",
+    )  # fmt: skip
+    assert len(made) == 2
+    assert len({d["rendition"] for (d,) in made}) == 1  # one rendition for both platforms
+    assert sorted(d["cached"] for (d,) in made) == [False, True]  # made once, then found
+    outs = [(tmp_path / "out" / p / "big.png").read_bytes() for p in ("cdn-a", "cdn-b")]
+    assert outs[0] == outs[1] and len(outs[0]) < len(picture.getvalue())
