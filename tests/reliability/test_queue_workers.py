@@ -308,3 +308,50 @@ def test_two_workers_wanting_one_rendition_make_it_once(
     assert sorted(d["cached"] for (d,) in made) == [False, True]  # made once, then found
     outs = [(tmp_path / "out" / p / "big.png").read_bytes() for p in ("cdn-a", "cdn-b")]
     assert outs[0] == outs[1] and len(outs[0]) < len(picture.getvalue())
+
+
+def test_workers_killed_at_random_moments_lose_nothing_and_duplicate_nothing(
+    tmp_path: Path, pg_url: str, s3_endpoint: str, bucket: str, procs: list[Proc]
+) -> None:
+    import random
+
+    world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
+    world.platform(
+        "BACKUP", platform_type="cloud_storage", driver="s3", target=None, bucket=bucket,
+        prefix="k/", region="us-east-1", endpoint_url=s3_endpoint,
+    ).rule("TO-BACKUP", "BACKUP")  # fmt: skip
+    masters = {f"VID-{n:02d}": bytes([n]) * (64 * 1024 + n) for n in range(40)}
+    for code, data in masters.items():
+        world.asset(code, data)
+    world.manifests()
+    state = with_ttl(pg_url, 2)
+    queue(world, state)
+    chance = random.Random(17)
+    for _ in range(5):
+        victim = worker(procs, world, state, "--concurrency", "2")
+        time.sleep(chance.uniform(0.8, 2.5))  # python start-up is most of the first second
+        victim.signal(signal.SIGKILL)
+        victim.finish(10)
+    last = worker(procs, world, state, "--exit-when-idle", "--concurrency", "4")
+    code, err = last.finish(180)
+    assert code == 0, err
+    assert jobs_by_status(pg_url) == {"completed": 80}
+    once = query(pg_url, "SELECT asset_id, platform_id, count(*) FROM sync_jobs GROUP BY 1, 2")
+    assert len(once) == 80 and {n for *_, n in once} == {1}
+    folder = tmp_path / "out" / "cdn"
+    objects = {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.endswith(".part")}
+    assert objects == {f"{c.lower()}.mp4": d for c, d in masters.items()}
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    listed = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert sorted(o["Key"] for o in listed) == sorted(f"k/{c.lower()}.mp4" for c in masters)
+    for item in listed:
+        code = item["Key"][2:-4].upper()
+        assert s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read() == masters[code]
+    recorded = query(pg_url, "SELECT sync_status, count(*) FROM platform_assets GROUP BY 1")
+    assert recorded == [("synced", 80)]
+    time.sleep(2.5)  # every victim's lease has run out by now, taken over or not
+    fleet = start("workers", "--state", pg_url, "-o", "json")
+    assert fleet.finish()[0] == 0
+    states = {w["pid"]: w["state"] for w in json.loads("".join(fleet.lines))["workers"]}
+    assert states.pop(last.pid) == "stopped"
+    assert states and set(states.values()) == {"lost"}, states
