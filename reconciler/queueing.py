@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler.apply import health as platform_health
 from reconciler.apply.job import ApplyOptions, Job, NullObserver, Observer
 from reconciler.apply.queue import Feed, Filters
 from reconciler.apply.recovery import reclaim_jobs
@@ -35,9 +36,10 @@ from reconciler.errors import ExitCode, UsageError
 from reconciler.model import JobStatus, ManifestSet
 from reconciler.store.db import Location, PgStore, utcnow
 from reconciler.store.pg import PgLocation
+from reconciler.store.placements import record_health
 from reconciler.store.queue import WORKER_LEASE, Claimed, WorkerRow, fail, hand_back, register
 from reconciler.store.queue import workers as fleet_rows
-from reconciler.store.records import EventRow
+from reconciler.store.records import EventRow, insert_events
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES
 
 STOP_GRACE = 5.0  # seconds a transfer in flight may take after SIGTERM (all done within 10 s)
@@ -216,6 +218,13 @@ def _feed(
         renditions_max_bytes=options.renditions_max_bytes,
     )
     run = Run(manifests, store, applying, _Counting(observer or NullObserver(), worked.counts))
+    # the platforms this worker serves, checked as an apply checks them (`reconcile status`
+    # shows the worker's view; a platform that is down fails its jobs' attempts as it would)
+    serves = [p for p in manifests.platforms if options.platform in (None, p)]
+    health = platform_health.check(run.driver, serves)
+    with store.writing() as con:
+        record_health(con, {p: status for p, (status, _) in health.items()}, utcnow())
+        insert_events(con, platform_health.events(health), run.provenance)
 
     def reclaim() -> None:
         worked.reclaimed += reclaim_jobs(
