@@ -3,11 +3,11 @@ the state's own: migrate it, grant read-only access to it.
 
 This is the layer every front end calls: the CLI (:mod:`reconciler.cli`) parses its options,
 calls one function here, renders the result and picks the exit code; ``reconcile watch``
-(:mod:`reconciler.watch`) calls :func:`reconcile` in its loop; workers and the web server are
-to call the same functions. Each takes plain data (a :class:`Workspace` saying which files,
-an :class:`Options` saying how) and returns a result object. Nothing here imports click or
-prints: what a caller shows while a run is under way reaches it through the apply's
-:class:`~reconciler.apply.run.Observer` and a :class:`Listener` passed in.
+(:mod:`reconciler.watch`) calls :func:`reconcile` in its loop; queue workers are in
+:mod:`reconciler.queueing`. Each takes plain data (a :class:`Workspace`: which files; an
+:class:`Options`: how) and returns a result object. Nothing here imports click or prints: what
+a caller shows while a run is under way reaches it through the apply's Observer and a
+:class:`Listener` passed in.
 
 Loading the manifests is a step of its own (:func:`load`), so that each caller decides what to
 do with their problems: the CLI prints them and stops, the watcher logs them and keeps the last
@@ -26,6 +26,7 @@ from reconciler.apply.refresh import refresh
 from reconciler.apply.renditions import default_folder as default_renditions
 from reconciler.apply.renditions import tool_files
 from reconciler.apply.run import ApplyOptions, ApplyResult, Observer, apply_plan, narrow, recover
+from reconciler.apply.run import queued_now as queued_copies
 from reconciler.apply.verify import VerifyResult
 from reconciler.apply.verify import verify as verify_copies
 from reconciler.cache import Cache
@@ -351,10 +352,11 @@ def locked_run(
     with store.session():
         recovered = recover(manifest_set, store)
         listener.recovered(recovered)
+        busy = queued_copies(store)  # before the plan reads the copies: see apply_plan
         planned = planner(store)
         listener.planned(planned)
         applied = apply_plan(
-            manifest_set, store, planned, options.applying(where), observer, recovered
+            manifest_set, store, planned, options.applying(where), observer, recovered, busy
         )
         verified = None
         if options.verify and not options.stopped:
@@ -385,9 +387,8 @@ def resolve(
 
 
 def migrate_state(where: Workspace, target: Location, force: bool = False) -> Migrated:
-    """Copy the state of ``where`` into ``target`` (a DuckDB file or a PostgreSQL schema) with
-    its ids and history, in one transaction under both run locks; refused when the target
-    holds rows, unless ``force`` (which replaces them)."""
+    """Copy the state of ``where`` into ``target`` (a DuckDB file or a PostgreSQL schema), ids
+    and history, in one transaction under both run locks; a target with rows needs ``force``."""
     into = open_state(target, lock_timeout=where.lock_timeout, command=where.command)
     return copy_state(where.store, into, force)
 

@@ -32,9 +32,10 @@ from reconciler.apply.job import ApplyOptions, Job, NullObserver, Observer
 from reconciler.apply.queue import Feed, Filters
 from reconciler.apply.recovery import reclaim_jobs
 from reconciler.apply.run import Run
-from reconciler.errors import ExitCode, UsageError
+from reconciler.errors import ExitCode, StateError, UsageError
 from reconciler.model import JobStatus, ManifestSet
 from reconciler.store.db import Location, PgStore, utcnow
+from reconciler.store.migrations import latest_version
 from reconciler.store.pg import PgLocation
 from reconciler.store.placements import record_health
 from reconciler.store.queue import WORKER_LEASE, Claimed, WorkerRow, fail, hand_back, register
@@ -164,6 +165,12 @@ def work(
     worker_id = new_worker_id()
     store = PgStore(location, lock_timeout, "reconcile worker", lease=WORKER_LEASE + worker_id)
     worked = Worked(worker_id)
+    version = store.schema_version() or 0
+    if version < latest_version():  # migrating is the run lock's, not any worker's, to do
+        raise StateError(
+            f"{store.label} has schema version {version}; a worker needs version "
+            f"{latest_version()}, which `reconcile --queue` (under the run lock) migrates it to"
+        )
     with store.session():
         with store.writing() as con:
             register(
@@ -242,6 +249,7 @@ def _feed(
         store.lock.ttl / 2, unrunnable, changed, retried,
     )  # fmt: skip
     run.run_feed(feed)
+    run.transformer.finish()  # the cache within its bound (renditions others hold stay)
     return feed
 
 

@@ -124,7 +124,9 @@ def test_a_queued_row_is_not_trusted_with_a_path(tmp_path: Path, pg_url: str, ru
     spec["action"]["asset"], spec["action"]["platform"] = "VID-000", "ELSEWHERE"
     with pytest.raises(Unrunnable, match="platform ELSEWHERE"):
         job_of(Claimed(**{**row.__dict__, "work_spec": json.dumps(spec)}), world.manifests())
-    for damaged in ("not json", "[]", json.dumps({"version": 99})):
+    spec["action"]["platform"] = "CDN"
+    broken = [{**spec, "pa_id": "x"}, {**spec, "action": {**spec["action"], "asset": ["A"]}}]
+    for damaged in ("not json", "[]", json.dumps({"version": 99}), *map(json.dumps, broken)):
         with pytest.raises(Unrunnable, match="not a queued job this worker reads"):
             job_of(Claimed(**{**row.__dict__, "work_spec": damaged}), world.manifests())
     assert json.loads(work_spec(job))["action"]["asset"] == "VID-000"
@@ -225,3 +227,31 @@ def test_a_job_for_an_asset_the_worker_never_heard_of_fails_after_one_fresh_read
     assert done.stderr.count("VID-ELSEWHERE, which this worker's manifests do not declare") == 1
     statuses = dict(query(pg_url, "SELECT id, status FROM sync_jobs"))
     assert statuses.pop(first) == "failed" and set(statuses.values()) == {"completed"}
+
+
+def test_a_stopping_worker_hands_back_only_what_it_gave_back(
+    tmp_path: Path, pg_url: str, run: Any
+) -> None:
+    """A job still recorded as processing may have landed: it waits for a platform check by
+    whoever takes over the worker's released lease, rather than going back unchecked."""
+    from reconciler.store.queue import hand_back, unclaim
+
+    world = queued_world(tmp_path, pg_url, 2)
+    assert run_cli(run, world, "--queue").exit_code == 0
+    store = worker_store(pg_url, "h")
+    with store.session():
+        with store.writing() as con:
+            register_row = con.execute(
+                "INSERT INTO sync_workers (worker_id, state) VALUES ('h', 'live')"
+            )
+            del register_row
+            first = claim(con, "h", utcnow())
+            second = claim(con, "h", utcnow())
+        assert first is not None and second is not None
+        with store.writing() as con:
+            unclaim(con, second.id)  # as a job given back is recorded: pending
+            con.execute("UPDATE sync_jobs SET claimed_by = 'h' WHERE id = ?", [second.id])
+            assert hand_back(con, "h", utcnow()) == [second.id]
+    statuses = dict(query(pg_url, "SELECT id, status FROM sync_jobs"))
+    assert statuses == {first.id: "processing", second.id: "pending"}
+    assert query(pg_url, "SELECT state FROM sync_workers") == [("stopped",)]

@@ -90,9 +90,13 @@ class Admission:
     driver: Callable[[str], Driver]
     cache: RenditionCache
 
-    def admit(self, plan: Plan, actions: list[Action]) -> tuple[list[Job], list[Action]]:
+    def admit(
+        self, plan: Plan, actions: list[Action], busy_before: frozenset[tuple[str, str]]
+    ) -> tuple[list[Job], list[Action]]:
         """The run's jobs, recorded with their copies and the run's first events; and the
-        changes left out because a queued job for their copy is not done yet."""
+        changes left out because a queued job for their copy is not done yet, or was not
+        when the plan began (``busy_before``: a worker may have finished it since, after
+        the plan had read the copy as it was)."""
         changes = [a for a in actions if runs_now(a, self.options)]
         now = utcnow()
         queue = self.options.queue  # health and budgets are the claiming workers' to check
@@ -103,7 +107,7 @@ class Admission:
             if observed is not None:
                 hash_cache.save(con, observed.new_cache)
             record_health(con, {p: status for p, (status, _) in health.items()}, now)
-            busy = queued_placements(con)
+            busy = queued_placements(con) | busy_before
             waiting_for_worker = [a for a in changes if (a.asset, a.platform) in busy]
             changes = [a for a in changes if (a.asset, a.platform) not in busy]
             triage = self.triage(changes, health, {} if queue else hourly_calls(con, now), now)

@@ -24,7 +24,14 @@ from reconciler.model import ManifestSet
 from reconciler.plan.actions import Action
 from reconciler.store.db import Store, utcnow
 from reconciler.store.placements import recorded_objects
-from reconciler.store.queue import Claimed, claim, drained, unclaim
+from reconciler.store.queue import (
+    Claimed,
+    Deferral,
+    claim,
+    deferral_events,
+    drained,
+    unclaim,
+)
 
 SPEC_VERSION = 1
 POLL_SECONDS = 0.5  # how often an idle worker looks for new jobs
@@ -58,7 +65,18 @@ class Unrunnable(ValueError):
 
 
 def job_of(row: Claimed, manifests: ManifestSet) -> Job:
-    """The job a claimed row describes, its master resolved through ``manifests``."""
+    """The job a claimed row describes, its master resolved through ``manifests``; anything
+    else about the row that is not as `reconcile --queue` writes it is :class:`Unrunnable`."""
+    try:
+        return _job_of(row, manifests)
+    except Unrunnable:
+        raise
+    except Exception as exc:  # a value of a wrong type anywhere in the row
+        problem = f"job {row.job_code} is not a queued job this worker reads ({exc!r})"
+        raise Unrunnable(problem) from None
+
+
+def _job_of(row: Claimed, manifests: ManifestSet) -> Job:
     try:
         spec = json.loads(row.work_spec or "")
         if not isinstance(spec, dict) or spec.get("version") != SPEC_VERSION:
@@ -69,6 +87,8 @@ def job_of(row: Claimed, manifests: ManifestSet) -> Job:
         raise Unrunnable(problem) from None
     if action is None:
         raise Unrunnable(f"job {row.job_code} is of a kind this worker does not know")
+    if not all(isinstance(v, str) for v in (action.asset, action.platform, row.job_type)):
+        raise Unrunnable(f"job {row.job_code} is not a queued job this worker reads")
     if action.platform not in manifests.platforms:
         raise Unrunnable(
             f"job {row.job_code} is for platform {action.platform}, which this worker's "
@@ -186,11 +206,15 @@ class Feed:
 
     def _claim(self) -> Job | None:
         while True:
+            deferred: list[Deferral] = []
             with self.store.writing() as con:
-                row = claim(con, self.worker_id, utcnow(), self.filters.platform, self.filters.rule)
-                taken: frozenset[str] = frozenset()
-                if row is not None and row.job_type == "import":
-                    taken = self._taken(con, row)
+                row = claim(
+                    con, self.worker_id, utcnow(), self.filters.platform, self.filters.rule,
+                    deferred,
+                )  # fmt: skip
+            if deferred:  # the claim locked only rows; the events take the ids' lock
+                with self.store.writing() as con:
+                    deferral_events(con, deferred)
             if row is None:
                 return None
             try:
@@ -204,18 +228,20 @@ class Feed:
                     return None
                 self.unrunnable(row, str(exc))
                 continue
-            job.taken = taken
+            if job.job_type == "import":
+                job.taken = self._taken(job.action.platform)
             self.claimed += 1
             return job
 
-    def _taken(self, con: Any, row: Claimed) -> frozenset[str]:
+    def _taken(self, platform: str) -> frozenset[str]:
         """An import's: the platform's keys and ids that other copies hold already."""
-        spec = json.loads(row.work_spec or "{}")
-        platform = str((spec.get("action") or {}).get("platform") or "")
-        return frozenset(set().union(*recorded_objects(con, platform)))
+        with self.store.reading() as con:
+            if con is None:
+                return frozenset()
+            return frozenset(set().union(*recorded_objects(con, platform)))
 
     def _idle(self) -> bool:
         """Nothing left for any worker now: no queued job pending, eligible or being worked
         on (a job in flight elsewhere may still come back, if its worker is lost)."""
         with self.store.reading() as con:
-            return con is None or drained(con, utcnow())
+            return con is None or drained(con, utcnow(), self.filters.platform, self.filters.rule)

@@ -96,13 +96,14 @@ def _landed(
     if job.platform not in manifests.platforms or not job.remote_key:
         return False, INTERRUPTED
     reason = INTERRUPTED
+    asked = True
     try:
         remote = driver(job.platform).stat(job.remote_key)
     except Exception as exc:  # recovery must go on
-        remote = None
+        remote, asked = None, False
         reason = redact(f"{reason}; checking the platform failed: {exc}")
-    if job.job_type == JobType.DELETE:
-        return remote is None, reason
+    if job.job_type == JobType.DELETE:  # gone, as far as a platform that answered says
+        return asked and remote is None, reason
     if job.job_type in (JobType.INITIAL, JobType.UPDATE):
         landed = expected is not None and remote is not None and remote.checksum == expected
         return landed, reason
@@ -265,9 +266,18 @@ def reclaim_jobs(
     closing = Closing()
     for job in stale:
         _close(job, manifests, driver, cache, now, closing, lost_worker=taken[job.id])
+    by_id = {job.id: job for job in stale}
     with store.writing() as con:
         close_jobs(con, closing.jobs)
-        requeue(con, closing.requeued)
+        for job_id in requeue(con, closing.requeued):  # a job that keeps losing its workers
+            job = by_id[job_id]
+            message = f"job {job.code} failed: it lost every worker that ran it"
+            closing.events.append(EventRow(EventType.RECLAIMED, EventStatus.FAILED, message,
+                                           {"job": job.code}, job_id=job_id))  # fmt: skip
+            closing.placements = [
+                p for p in closing.placements if (p.asset, p.platform) != (job.asset, job.platform)
+            ] + [PlacementRecord(job.asset, job.platform, job.rule, SyncStatus.FAILED)]
+            closing.notes.append(message)
         record_placements(con, closing.placements)
         insert_events(con, closing.events, provenance)
     return closing.notes

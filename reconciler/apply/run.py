@@ -39,6 +39,7 @@ from reconciler.plan.actions import Action, Plan
 from reconciler.provenance import of as provenance_of
 from reconciler.store.db import Store, utcnow
 from reconciler.store.placements import open_conflict_count
+from reconciler.store.queue import queued_placements
 from reconciler.store.sessions import StoredSessions
 
 __all__ = [
@@ -149,7 +150,9 @@ class Run:
             self.finish_drivers,
         )
 
-    def start(self, plan: Plan, actions: list[Action]) -> tuple[list[Job], list[Action]]:
+    def start(
+        self, plan: Plan, actions: list[Action], busy: frozenset[tuple[str, str]] = frozenset()
+    ) -> tuple[list[Job], list[Action]]:
         """Admit the changes that run now: their jobs, recorded; and the changes whose copy
         a queued job not done yet is about."""
         admission = Admission(
@@ -161,7 +164,7 @@ class Run:
             self.driver,
             self.transformer.cache,
         )
-        return admission.admit(plan, actions)
+        return admission.admit(plan, actions, busy)
 
     def worker(self) -> Worker:
         return Worker(
@@ -189,12 +192,14 @@ def apply_plan(
     options: ApplyOptions | None = None,
     observer: Observer | None = None,
     recovered: list[str] | None = None,
+    busy: frozenset[tuple[str, str]] = frozenset(),
 ) -> ApplyResult:
-    """Carry out the plan's changes (narrowed by --rule / --platform). Hold the run lock."""
+    """Carry out the plan's changes (narrowed by --rule / --platform). Hold the run lock.
+    ``busy``: the copies that had a queued job not done when the plan began."""
     options = options or ApplyOptions()
     run = Run(manifests, store, options, observer)
     actions = narrow(plan.actions, options)
-    jobs, with_workers = run.start(plan, actions)
+    jobs, with_workers = run.start(plan, actions, busy)
     if not options.queue:
         run.run(jobs)
         run.transformer.finish()
@@ -211,6 +216,12 @@ def apply_plan(
         queued=options.queue,
         with_workers=with_workers,
     )
+
+
+def queued_now(store: Store) -> frozenset[tuple[str, str]]:
+    """The copies with a queued job not done yet, read before a plan begins."""
+    with store.reading() as con:
+        return frozenset() if con is None else frozenset(queued_placements(con))
 
 
 def recover(manifests: ManifestSet, store: Store) -> list[str]:

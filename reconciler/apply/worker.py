@@ -103,7 +103,11 @@ class Worker:
 
         def take() -> Job | None:
             with lock:
-                halted = failures or self.recorder.lost_lease() is not None
+                halted = (
+                    failures
+                    or self.recorder.failure is not None  # nothing more could be recorded
+                    or self.recorder.lost_lease() is not None
+                )
                 return None if halted else next(jobs, None)
 
         def loop() -> None:

@@ -354,12 +354,16 @@ WHERE pa.sync_status = 'synced' AND pa.remote_key IS NOT NULL
   AND ($platform IS NULL OR sp.platform_code = $platform)
   AND NOT EXISTS (SELECT 1 FROM sync_conflicts c
                   WHERE c.platform_asset_id = pa.id AND c.resolution = 'pending')
+  AND NOT EXISTS (SELECT 1 FROM sync_jobs j  -- a queue worker may be changing it right now
+                  WHERE j.queued AND j.status IN ('pending', 'processing', 'deferred')
+                    AND j.asset_id = pa.source_asset_id AND j.platform_id = pa.platform_id)
 ORDER BY sp.platform_code, sa.asset_code
 """
 
 
 def synced_copies(con: Connection | None, platform: str | None = None) -> list[SyncedCopy]:
-    """The synced copies (of one platform, or all) in platform and asset order."""
+    """The synced copies (of one platform, or all) in platform and asset order; not those with
+    a queued job not done yet (verify would find a worker's change half made)."""
     if con is None:
         return []
     return [SyncedCopy(*row) for row in con.execute(SYNCED_SQL, {"platform": platform}).fetchall()]

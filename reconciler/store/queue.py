@@ -27,7 +27,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from reconciler.model import EventStatus, EventType
-from reconciler.store.connection import Connection, dialect
+from reconciler.redact import redact
+from reconciler.store.connection import Connection, dialect, utcnow
 from reconciler.store.events import EventRow, insert_events
 
 OPEN = ("pending", "processing", "deferred")  # a queued job in these is not done yet
@@ -80,29 +81,50 @@ def queued_placements(con: Connection) -> set[tuple[str, str]]:
     return {(asset, platform) for asset, platform in rows}
 
 
+@dataclass(frozen=True)
+class Deferral:
+    """A platform's queued jobs deferred at a claim, its hourly budget spent."""
+
+    platform_id: int
+    jobs: int
+    eligible_at: datetime
+
+
+def _only(platform: str | None, rule: str | None) -> tuple[str, list[Any]]:
+    """The SQL condition (on ``sp`` and ``c``) and parameters of a worker's filters."""
+    only, params = "", list[Any]()
+    if platform is not None:
+        only, params = only + " AND sp.platform_code = ?", [*params, platform]
+    if rule is not None:
+        only, params = only + " AND c.config_code = ?", [*params, rule]
+    return only, params
+
+
 def claim(
     con: Connection,
     worker: str,
     now: datetime,
     platform: str | None = None,
     rule: str | None = None,
+    deferred: list[Deferral] | None = None,
 ) -> Claimed | None:
     """Claim the next queued job that may run now (only ``platform``'s, ``rule``'s), or
-    None when there is none. Jobs found beyond their platform's hourly budget are deferred
-    on the way."""
-    only = ""
-    params: list[Any] = [now]
-    if platform is not None:
-        only, params = only + " AND sp.platform_code = ?", [*params, platform]
-    if rule is not None:
-        only, params = only + " AND c.config_code = ?", [*params, rule]
+    None when there is none. A platform found beyond its hourly budget has all its
+    eligible queued jobs deferred on the way, in one statement (told in ``deferred``, for
+    the events the caller writes after the commit: a claim takes no lock but its rows')."""
+    only, more = _only(platform, rule)
+    params: list[Any] = [now, *more]
     while True:
         row = con.execute(_NEXT.format(only=only), params).fetchone()
         if row is None:
             return None
         job_id, platform_id, limit = row
-        if limit is not None and not _within_budget(con, job_id, platform_id, int(limit), now):
-            continue
+        if limit is not None:
+            over = _over_budget(con, int(platform_id), int(limit), now)
+            if over is not None:
+                if deferred is not None:
+                    deferred.append(over)
+                continue
         taken = con.execute(
             f"UPDATE sync_jobs SET status = 'processing', claimed_by = ?, claimed_at = ?, "
             f"started_at = ?, eligible_at = NULL WHERE id = ? RETURNING {_CLAIMED}",
@@ -112,37 +134,57 @@ def claim(
         return Claimed(*taken)
 
 
-def _within_budget(
-    con: Connection, job_id: int, platform_id: int, limit: int, now: datetime
-) -> bool:
-    """Whether one more job of the platform may start in this hour; if not, the job is
-    deferred to when the oldest start of the hour is an hour old. The platform's row is
-    locked until the claim commits: the count and the start are one step for all workers."""
+def _over_budget(con: Connection, platform_id: int, limit: int, now: datetime) -> Deferral | None:
+    """None when one more job of the platform may start in this hour; else its eligible
+    queued jobs are deferred to when the oldest start of the hour is an hour old. The
+    platform's row is locked until the claim commits: the count and the start are one step
+    for all workers."""
     con.execute("SELECT id FROM sync_platforms WHERE id = ? FOR UPDATE", [platform_id])
     used, oldest = con.execute(
         "SELECT count(*), min(started_at) FROM sync_jobs WHERE platform_id = ? AND started_at >= ?",
         [platform_id, now - timedelta(hours=1)],
     ).fetchone() or (0, None)
     if int(used) < limit:
-        return True
+        return None
     eligible = (oldest or now) + timedelta(hours=1)
     message = f"rate limit reached; eligible at {eligible:%Y-%m-%d %H:%M:%S} UTC"
-    con.execute(
-        "UPDATE sync_jobs SET status = 'deferred', eligible_at = ?, error_message = ? WHERE id = ?",
-        [eligible, message, job_id],
-    )
-    details = {"eligible_at": f"{eligible:%Y-%m-%dT%H:%M:%SZ}"}
-    event = EventRow(EventType.DEFERRED, EventStatus.DEFERRED, message, details, job_id)
-    insert_events(con, [event])
-    return False
+    rows = con.execute(
+        "UPDATE sync_jobs SET status = 'deferred', eligible_at = ?, error_message = ? "
+        "WHERE platform_id = ? AND queued AND status IN ('pending', 'deferred') "
+        "AND (eligible_at IS NULL OR eligible_at <= ?) RETURNING id",
+        [eligible, message, platform_id, now],
+    ).fetchall()
+    return Deferral(platform_id, len(rows), eligible)
 
 
-def drained(con: Connection, now: datetime) -> bool:
-    """Whether no queued job is pending, eligible now, or being worked on."""
+def deferral_events(con: Connection, deferrals: Sequence[Deferral]) -> None:
+    """One event per platform whose queued jobs a claim deferred."""
+    events = []
+    for d in deferrals:
+        name = con.execute(
+            "SELECT platform_code FROM sync_platforms WHERE id = ?", [d.platform_id]
+        ).fetchone()
+        message = (
+            f"rate limit of {name[0] if name else d.platform_id} reached: {d.jobs} queued jobs "
+            f"deferred until {d.eligible_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        details = {"eligible_at": f"{d.eligible_at:%Y-%m-%dT%H:%M:%SZ}", "jobs": d.jobs}
+        events.append(EventRow(EventType.DEFERRED, EventStatus.DEFERRED, message, details))
+    insert_events(con, events)
+
+
+def drained(
+    con: Connection, now: datetime, platform: str | None = None, rule: str | None = None
+) -> bool:
+    """Whether no queued job (only ``platform``'s, ``rule``'s) is pending, eligible now, or
+    being worked on."""
+    only, more = _only(platform, rule)
     row = con.execute(
-        "SELECT count(*) FROM sync_jobs WHERE queued AND (status = 'processing' OR "
-        "(status IN ('pending', 'deferred') AND (eligible_at IS NULL OR eligible_at <= ?)))",
-        [now],
+        "SELECT count(*) FROM sync_jobs j JOIN sync_platforms sp ON sp.id = j.platform_id "
+        "LEFT JOIN sync_configurations c ON c.id = j.config_id WHERE j.queued AND "
+        "(j.status = 'processing' OR (j.status IN ('pending', 'deferred') AND "
+        f"(j.eligible_at IS NULL OR j.eligible_at <= ?))){only}",
+        [now, *more],
     ).fetchone()
     return not row or int(row[0]) == 0
 
@@ -160,8 +202,10 @@ def register(con: Connection, worker: str, values: dict[str, Any]) -> None:
 def fail(con: Connection, job_id: int, message: str, now: datetime) -> None:
     """A claimed job no worker could run as it stands (its row is damaged, or names what
     the manifests do not declare): failed, with why; the next plan queues it afresh."""
+    message = redact(message)
     con.execute(
-        "UPDATE sync_jobs SET status = 'failed', error_message = ?, completed_at = ? WHERE id = ?",
+        "UPDATE sync_jobs SET status = 'failed', error_message = ?, completed_at = ?, "
+        "started_at = NULL WHERE id = ?",  # it never started: no part of the hour's budget
         [message, now, job_id],
     )
     event = EventRow(EventType.UPLOAD_START, EventStatus.FAILED, message, None, job_id)
@@ -178,11 +222,15 @@ def unclaim(con: Connection, job_id: int) -> None:
 
 
 def hand_back(con: Connection, worker: str, now: datetime) -> list[int]:
-    """A stopping worker's unfinished jobs go back to the queue; the worker is stopped."""
+    """A stopping worker's jobs that it gave back (recorded pending) are the queue's again;
+    the worker is stopped. A job still recorded as processing is not: how far it got is
+    not known here (its last report was not written), so it waits for a platform check by
+    the worker that takes it over once this one's lease is released. A job keeps its
+    ``started_at``: it counts once in its platform's hour, as it did when it ran."""
     rows = con.execute(
         "UPDATE sync_jobs SET status = 'pending', claimed_by = NULL, claimed_at = NULL, "
-        "started_at = NULL, progress_percent = 0, completed_at = NULL "
-        "WHERE queued AND claimed_by = ? AND status IN ('pending', 'processing') RETURNING id",
+        "progress_percent = 0, completed_at = NULL "
+        "WHERE queued AND claimed_by = ? AND status = 'pending' RETURNING id",
         [worker],
     ).fetchall()
     ids = [int(r[0]) for r in rows]
@@ -201,12 +249,15 @@ def hand_back(con: Connection, worker: str, now: datetime) -> list[int]:
 
 
 def live_workers(con: Connection) -> int:
-    """How many workers renew their lease now (a DuckDB file has none)."""
+    """How many workers hold a lease not released, or have a job in progress (a DuckDB file
+    has none): while there are any, their part files and uploads are not left over. A
+    lease whose heartbeat is merely overdue counts too; its holder may be about to renew."""
     if dialect(con) != "postgresql":
         return 0
     row = con.execute(
-        f"SELECT count(*) FROM run_lease WHERE name LIKE '{WORKER_LEASE}%' AND NOT released "
-        f"AND heartbeat_at >= {_NOW} - ttl_seconds * INTERVAL '1 second'"
+        f"SELECT (SELECT count(*) FROM run_lease WHERE name LIKE '{WORKER_LEASE}%' "
+        "AND NOT released) + (SELECT count(*) FROM sync_jobs WHERE queued "
+        "AND status = 'processing')"
     ).fetchone()
     return int(row[0]) if row else 0
 
@@ -244,16 +295,31 @@ def take_lost(con: Connection, worker: str, now: datetime) -> dict[int, str]:
     return taken
 
 
-def requeue(con: Connection, ids: Sequence[int]) -> None:
+MAX_RECLAIMS = 3  # a job whose worker was lost this many times fails instead
+
+
+def requeue(con: Connection, ids: Sequence[int]) -> list[int]:
     """Jobs taken from a lost worker whose work had not landed: pending again, for any
-    worker (what they wrote before the first byte, their expected checksum, stays)."""
-    if ids:
-        con.execute(
-            "UPDATE sync_jobs SET status = 'pending', claimed_by = NULL, claimed_at = NULL, "
-            "started_at = NULL, progress_percent = 0, completed_at = NULL "
-            "WHERE id IN (SELECT unnest(?::BIGINT[]))",
-            [list(ids)],
-        )
+    worker (what they wrote before the first byte, their expected checksum, stays; so does
+    ``started_at``, which counts once in the hour's budget). A job that has now lost
+    :data:`MAX_RECLAIMS` workers (one that kills whoever runs it) fails instead; the ids
+    of those."""
+    if not ids:
+        return []
+    failed = con.execute(
+        "UPDATE sync_jobs SET status = 'failed', completed_at = ?, error_message = ? "
+        "WHERE id IN (SELECT unnest(?::BIGINT[])) AND (SELECT count(*) FROM sync_events_log e "
+        "WHERE e.job_id = sync_jobs.id AND e.event_type = 'reclaimed') + 1 >= ? RETURNING id",
+        [utcnow(), f"its worker was lost {MAX_RECLAIMS} times while running it; the next "
+         "plan queues it again", list(ids), MAX_RECLAIMS],
+    ).fetchall()  # fmt: skip
+    con.execute(
+        "UPDATE sync_jobs SET status = 'pending', claimed_by = NULL, claimed_at = NULL, "
+        "progress_percent = 0, completed_at = NULL "
+        "WHERE id IN (SELECT unnest(?::BIGINT[])) AND status <> 'failed'",
+        [list(ids)],
+    )
+    return [int(r[0]) for r in failed]
 
 
 # -- seeing the fleet -------------------------------------------------------------------------

@@ -122,7 +122,10 @@ class StoredSessions:
         take from the same row, which the update locks: together they never exceed it. None
         when the state cannot be written this instant (a busy DuckDB file)."""
         try:
-            with self.store.writing(0.0, threads=THREAD_PATIENCE) as con:
+            # a shared state is asked whatever the wait (its writes never stay busy long);
+            # only a DuckDB file a reader holds falls back to this process's own count
+            shared = self.store.dialect == "postgresql"
+            with self.store.writing(None if shared else 0.0, threads=THREAD_PATIENCE) as con:
                 con.execute(_QUOTA_ROW, [platform, day])
                 row = con.execute(_TAKE, [units, platform, day, units, limit]).fetchone()
                 if row is not None:

@@ -204,6 +204,9 @@ def test_an_hourly_budget_of_50_holds_across_three_workers(
     assert (first_eligible - first_start).total_seconds() == pytest.approx(3600, abs=1)
     on_disk = list((tmp_path / "out" / "cdn").iterdir())
     assert len(on_disk) == 50
+    told = query(pg_url, "SELECT message FROM sync_events_log WHERE event_type = 'deferred'")
+    assert 1 <= len(told) <= 3, told  # the backlog is deferred in one step, not job by job
+    assert sum(int(m.split(": ")[1].split()[0]) for (m,) in told) == 30, told
     status = start("status", "--state", pg_url, "-o", "json")
     assert status.finish()[0] == 0
     (cdn,) = json.loads("".join(status.lines))["platforms"]

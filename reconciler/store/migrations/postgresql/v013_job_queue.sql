@@ -31,6 +31,6 @@ CREATE TABLE sync_workers (
 );
 
 -- PostgreSQL only (what the workers claim from, in claim order; DuckDB files have no queue)
-CREATE INDEX sync_jobs_queue ON sync_jobs (priority DESC, id)
+CREATE INDEX sync_jobs_queue ON sync_jobs (priority DESC NULLS LAST, id)
     WHERE queued AND status IN ('pending', 'deferred');
 CREATE INDEX sync_jobs_claimed ON sync_jobs (claimed_by) WHERE status = 'processing';
