@@ -45,6 +45,7 @@ from reconciler.transforms.renditions import DEFAULT_MAX_BYTES
 
 STOP_GRACE = 5.0  # seconds a transfer in flight may take after SIGTERM (all done within 10 s)
 LOOK_SECONDS = 2.0  # how often a worker looks whether its manifests changed
+FLUSH_PATIENCE = 5.0  # seconds an idle worker waits to write its reports before it looks
 
 
 def needs_queue(state: Location) -> PgLocation:
@@ -247,6 +248,7 @@ def _feed(
     feed = Feed(
         store, worker_id, manifests, filters, options.stop, options.exit_when_idle, reclaim,
         store.lock.ttl / 2, unrunnable, changed, retried,
+        lambda: run.recorder.flush_now(FLUSH_PATIENCE),
     )  # fmt: skip
     run.run_feed(feed)
     run.transformer.finish()  # the cache within its bound (renditions others hold stay)

@@ -58,7 +58,7 @@ from reconciler.store.placements import (
     record_placements,
     recorded_objects,
 )
-from reconciler.store.queue import queued_placements
+from reconciler.store.queue import analyze, queued_placements
 from reconciler.store.records import EventRow, insert_events
 from reconciler.transforms.renditions import RenditionCache
 
@@ -123,6 +123,8 @@ class Admission:
             )  # fmt: skip
             jobs = self.create_jobs(con, triage, now, health)
             insert_events(con, start_events(jobs, health, queue), self.provenance)
+            if queue and jobs:
+                analyze(con)
             self.record_schedules(con, triage.runnable, now)
         return jobs, waiting_for_worker
 

@@ -167,6 +167,7 @@ class Feed:
         unrunnable: Callable[[Claimed, str], None],
         changed: Callable[[], bool] = lambda: False,
         retried: set[int] | None = None,
+        settle: Callable[[], object] = lambda: None,
     ) -> None:
         self.store = store
         self.worker_id = worker_id
@@ -178,6 +179,7 @@ class Feed:
         self.reclaim_every = reclaim_every
         self.unrunnable = unrunnable
         self.changed = changed
+        self.settle = settle  # writes what this worker has done, before it asks if all is
         self.retried = retried if retried is not None else set()
         self._reclaimed_at = float("-inf")
         self.claimed = 0
@@ -199,6 +201,8 @@ class Feed:
                 return job
             if self.reloading:
                 break
+            if self.exit_when_idle:
+                self.settle()  # its own finished jobs must not read as in progress
             if self.exit_when_idle and self._idle():
                 break
             self.stop.wait(POLL_SECONDS)

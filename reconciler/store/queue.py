@@ -58,15 +58,24 @@ _CLAIMED = (
     "id, job_code, job_type, remote_key, previous_key, expected_checksum, expected_size, "
     "platform_id, asset_id, config_id, work_spec, retry_count"
 )
+# sync_jobs alone, in the order of its partial index (sync_jobs_queue): the first row not
+# locked is the claim, whatever the queue's length (a join here made every claim sort it all)
 _NEXT = """
-SELECT j.id, j.platform_id, sp.rate_limit_per_hour FROM sync_jobs j
-JOIN sync_platforms sp ON sp.id = j.platform_id
-LEFT JOIN sync_configurations c ON c.id = j.config_id
+SELECT j.id, j.platform_id,
+       (SELECT sp.rate_limit_per_hour FROM sync_platforms sp WHERE sp.id = j.platform_id)
+FROM sync_jobs j
 WHERE j.queued AND j.status IN ('pending', 'deferred')
   AND (j.eligible_at IS NULL OR j.eligible_at <= ?) {only}
 ORDER BY j.priority DESC NULLS LAST, j.id
 LIMIT 1 FOR UPDATE OF j SKIP LOCKED
 """
+
+
+def analyze(con: Connection) -> None:
+    """Fresh statistics of the jobs after many were queued at once (PostgreSQL): the claims'
+    plan then follows the queue's index rather than a guess made before they existed."""
+    if dialect(con) == "postgresql":
+        con.execute("ANALYZE sync_jobs")
 
 
 def queued_placements(con: Connection) -> set[tuple[str, str]]:
@@ -91,12 +100,14 @@ class Deferral:
 
 
 def _only(platform: str | None, rule: str | None) -> tuple[str, list[Any]]:
-    """The SQL condition (on ``sp`` and ``c``) and parameters of a worker's filters."""
+    """The SQL condition (on the jobs ``j``) and parameters of a worker's filters."""
     only, params = "", list[Any]()
     if platform is not None:
-        only, params = only + " AND sp.platform_code = ?", [*params, platform]
+        only += " AND j.platform_id IN (SELECT id FROM sync_platforms WHERE platform_code = ?)"
+        params.append(platform)
     if rule is not None:
-        only, params = only + " AND c.config_code = ?", [*params, rule]
+        only += " AND j.config_id IN (SELECT id FROM sync_configurations WHERE config_code = ?)"
+        params.append(rule)
     return only, params
 
 
@@ -180,8 +191,7 @@ def drained(
     being worked on."""
     only, more = _only(platform, rule)
     row = con.execute(
-        "SELECT count(*) FROM sync_jobs j JOIN sync_platforms sp ON sp.id = j.platform_id "
-        "LEFT JOIN sync_configurations c ON c.id = j.config_id WHERE j.queued AND "
+        "SELECT count(*) FROM sync_jobs j WHERE j.queued AND "
         "(j.status = 'processing' OR (j.status IN ('pending', 'deferred') AND "
         f"(j.eligible_at IS NULL OR j.eligible_at <= ?))){only}",
         [now, *more],
