@@ -61,6 +61,7 @@ IMAGE_SIDE = 2000
 MAX_DIMENSION = 800
 TARGET_SPEEDUP = 1.8  # two workers vs one, latency-bound
 TARGET_CLAIM_MS = 5.0  # per claim, at 10,000 queued jobs
+SETTINGS = "binaries; fsync, synchronous_commit, full_page_writes off"
 
 
 @dataclass
@@ -333,6 +334,15 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+def commit() -> str:
+    """HEAD, and whether the product's code differs from it (the run measured that code)."""
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "reconciler"], capture_output=True,
+                           text=True)  # fmt: skip
+    return (head.stdout.strip() or "?") + (" with uncommitted changes" if dirty.stdout else "")
+
+
 def machine(bench: Bench) -> list[tuple[str, str]]:
     import PIL
     import psycopg
@@ -353,9 +363,11 @@ def machine(bench: Bench) -> list[tuple[str, str]]:
         ("load average at start", " ".join(f"{x:.2f}" for x in os.getloadavg())),
         ("system", f"{platform.system()} {platform.release()}"),
         ("python", platform.python_version()),
-        ("reconcile", __version__),
-        ("PostgreSQL", f"{version[0] if version else '?'} ({bench.cluster.binaries.origin} "
-                       "binaries; fsync, synchronous_commit, full_page_writes off)"),  # fmt: skip
+        ("reconcile", f"{__version__}, commit {commit()}"),
+        (
+            "PostgreSQL",
+            f"{version[0] if version else '?'} ({bench.cluster.binaries.origin} {SETTINGS})",
+        ),
         ("psycopg", psycopg.__version__),
         ("Pillow", PIL.__version__),
     ]
@@ -474,8 +486,13 @@ def report(
         "|---|---|---|---|",
     ]
     two = latency.speedup(2)
-    lines.append(f"| latency-bound, 2 workers vs 1 (wall) | >= {TARGET_SPEEDUP} x | {two:.2f} x "
-                 f"| {'met' if two >= TARGET_SPEEDUP else 'missed'} |")  # fmt: skip
+    lines.append(f"| latency-bound, 2 workers vs 1 (wall, start-up included) | "
+                 f">= {TARGET_SPEEDUP} x | {two:.2f} x | "
+                 f"{'met' if two >= TARGET_SPEEDUP else 'missed'} |")  # fmt: skip
+    steady = latency.speedup(2, "drain")
+    lines.append(f"| latency-bound, 2 workers vs 1 (drain: first claim to last completion) | "
+                 f">= {TARGET_SPEEDUP} x | {steady:.2f} x | "
+                 f"{'met' if steady >= TARGET_SPEEDUP else 'missed'} |")  # fmt: skip
     mean = statistics.fmean(every)
     lines.append(f"| claim overhead at {claimed:,} jobs (mean of the whole transaction) | "
                  f"< {TARGET_CLAIM_MS:g} ms | {mean:.2f} ms (median "
@@ -483,16 +500,13 @@ def report(
                  f"{'met' if mean < TARGET_CLAIM_MS else 'missed'} |")  # fmt: skip
     lines.append(f"| CPU-bound, 2 and 4 workers vs 1 | reported ({os.cpu_count()} cores: <= 2 x) "
                  f"| {cpu.speedup(2):.2f} x, {cpu.speedup(4):.2f} x | reported |")  # fmt: skip
-    analysis = HERE / "WORKERS-ANALYSIS.md"
-    if analysis.exists():
-        lines += ["", analysis.read_text().strip()]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per measure (median)")
-    parser.add_argument("--jobs", type=int, default=400, help="jobs of the latency-bound set")
+    parser.add_argument("--jobs", type=int, default=1000, help="jobs of the latency-bound set")
     parser.add_argument("--images", type=int, default=60, help="images of the CPU-bound set")
     parser.add_argument("--claims", type=int, default=10_000, help="jobs of the claim measure")
     parser.add_argument("--workdir", type=Path, help="keep data sets here between runs")
