@@ -38,6 +38,18 @@ def queued_world(tmp_path: Path, url: str, assets: int) -> World:
     return world
 
 
+def first_job(url: str) -> int:
+    return int(query(url, "SELECT min(id) FROM sync_jobs")[0][0])
+
+
+def set_spec(url: str, job_id: int, spec: str) -> None:
+    """Write a queued job's work_spec as someone with write access to the state could."""
+    import psycopg
+
+    with psycopg.connect(url.split("?")[0], autocommit=True) as con:
+        con.execute("UPDATE mediasync.sync_jobs SET work_spec = %s WHERE id = %s", [spec, job_id])
+
+
 def run_cli(run: Any, world: World, *args: str) -> Any:
     return run(*args, *world.cli_args())
 
@@ -137,13 +149,8 @@ def test_a_damaged_queued_row_fails_its_job_and_the_worker_goes_on(
 ) -> None:
     world = queued_world(tmp_path, pg_url, 3)
     assert run_cli(run, world, "--queue").exit_code == 0
-    first = query(pg_url, "SELECT min(id) FROM sync_jobs")[0][0]
-    import psycopg
-
-    with psycopg.connect(pg_url.split("?")[0], autocommit=True) as con:
-        con.execute(
-            "UPDATE mediasync.sync_jobs SET work_spec = '{\"version\": 1}' WHERE id = %s", [first]
-        )
+    first = first_job(pg_url)
+    set_spec(pg_url, first, '{"version": 1}')
     done = run_cli(run, world, "worker", "--exit-when-idle")
     assert done.exit_code == 3, done.output
     assert "Traceback" not in done.output
@@ -209,19 +216,11 @@ def test_a_job_for_an_asset_the_worker_never_heard_of_fails_after_one_fresh_read
 ) -> None:
     world = queued_world(tmp_path, pg_url, 2)
     assert run_cli(run, world, "--queue").exit_code == 0
-    first = query(pg_url, "SELECT min(id) FROM sync_jobs")[0][0]
-    import psycopg
-
-    with psycopg.connect(pg_url.split("?")[0], autocommit=True) as con:
-        (spec,) = con.execute(
-            "SELECT work_spec FROM mediasync.sync_jobs WHERE id = %s", [first]
-        ).fetchone()
-        changed = json.loads(spec)
-        changed["action"]["asset"] = "VID-ELSEWHERE"
-        con.execute(
-            "UPDATE mediasync.sync_jobs SET work_spec = %s WHERE id = %s",
-            [json.dumps(changed), first],
-        )
+    first = first_job(pg_url)
+    (spec,) = query(pg_url, "SELECT work_spec FROM sync_jobs WHERE id = ?", [first])[0]
+    changed = json.loads(spec)
+    changed["action"]["asset"] = "VID-ELSEWHERE"
+    set_spec(pg_url, first, json.dumps(changed))
     done = run_cli(run, world, "worker", "--exit-when-idle")
     assert done.exit_code == 3, done.output
     assert done.stderr.count("VID-ELSEWHERE, which this worker's manifests do not declare") == 1

@@ -16,9 +16,7 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any
 
-import pytest
 from apiservers import FakePlatforms
 from leasekit import MiB, Proc, lease, query, snapshot, start, vimeo_world, with_ttl, world_args
 from planning import World
@@ -26,14 +24,6 @@ from planning import World
 TTL = 3.0
 ASSETS = 3
 SIZE = 4 * MiB  # 16 chunks each: about 1.6 s per asset
-
-
-@pytest.fixture
-def procs() -> Any:
-    made: list[Proc] = []
-    yield made
-    for proc in made:
-        proc.kill_if_running()
 
 
 def begin(procs: list[Proc], world: World, state: str, *more: str) -> Proc:

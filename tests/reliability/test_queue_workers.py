@@ -19,7 +19,6 @@ import json
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
@@ -30,12 +29,12 @@ from planning import World
 TTL = 3.0
 
 
-@pytest.fixture
-def procs() -> Any:
-    made: list[Proc] = []
-    yield made
-    for proc in made:
-        proc.kill_if_running()
+def with_bucket(world: World, endpoint: str, bucket: str, prefix: str) -> None:
+    """A BACKUP platform on the loopback S3 bucket under ``prefix``, with its rule."""
+    world.platform(
+        "BACKUP", platform_type="cloud_storage", driver="s3", target=None, bucket=bucket,
+        prefix=prefix, region="us-east-1", endpoint_url=endpoint,
+    ).rule("TO-BACKUP", "BACKUP")  # fmt: skip
 
 
 def queue(world: World, state: str) -> None:
@@ -63,10 +62,7 @@ def test_three_workers_drain_300_jobs_to_a_folder_and_to_s3_exactly_once(
     tmp_path: Path, pg_url: str, s3_endpoint: str, bucket: str, procs: list[Proc]
 ) -> None:
     world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
-    world.platform(
-        "BACKUP", platform_type="cloud_storage", driver="s3", target=None, bucket=bucket,
-        prefix="m/", region="us-east-1", endpoint_url=s3_endpoint,
-    ).rule("TO-BACKUP", "BACKUP")  # fmt: skip
+    with_bucket(world, s3_endpoint, bucket, "m/")
     masters = {f"VID-{n:03d}": f"master {n} ".encode() * (50 + n) for n in range(150)}
     for code, data in masters.items():
         world.asset(code, data)
@@ -319,10 +315,7 @@ def test_workers_killed_at_random_moments_lose_nothing_and_duplicate_nothing(
     import random
 
     world = World(tmp_path).platform("CDN").rule("TO-CDN", "CDN")
-    world.platform(
-        "BACKUP", platform_type="cloud_storage", driver="s3", target=None, bucket=bucket,
-        prefix="k/", region="us-east-1", endpoint_url=s3_endpoint,
-    ).rule("TO-BACKUP", "BACKUP")  # fmt: skip
+    with_bucket(world, s3_endpoint, bucket, "k/")
     masters = {f"VID-{n:02d}": bytes([n]) * (64 * 1024 + n) for n in range(40)}
     for code, data in masters.items():
         world.asset(code, data)
