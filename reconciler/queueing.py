@@ -174,18 +174,8 @@ def work(
         )
     with store.session():
         with store.writing() as con:
-            register(
-                con,
-                worker_id,
-                {
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "started_at": utcnow(),
-                    "concurrency": options.concurrency,
-                    "only_platform": options.platform,
-                    "only_rule": options.rule,
-                },
-            )
+            register(con, worker_id, socket.gethostname(), os.getpid(), utcnow(),
+                     options.concurrency, options.platform, options.rule)  # fmt: skip
         watching = ManifestWatch(Path(manifests.manifests_dir)) if reload else None
         retried: set[int] = set()
         try:

@@ -78,6 +78,30 @@ def analyze(con: Connection) -> None:
         con.execute("ANALYZE sync_jobs")
 
 
+_TAKE = (
+    "UPDATE sync_jobs SET status = 'processing', claimed_by = ?, claimed_at = ?, "
+    f"started_at = ?, eligible_at = NULL WHERE id = ? RETURNING {_CLAIMED}"
+)
+_DRAINED = (
+    "SELECT count(*) FROM sync_jobs j WHERE j.queued AND (j.status = 'processing' OR "
+    "(j.status IN ('pending', 'deferred') AND (j.eligible_at IS NULL OR j.eligible_at <= ?)))"
+    "{only}"
+)
+_WORKER_LEASES = WORKER_LEASE + "%"  # LIKE: every worker's lease row
+_LIVE = (
+    "SELECT (SELECT count(*) FROM run_lease WHERE name LIKE ? AND NOT released) "
+    "+ (SELECT count(*) FROM sync_jobs WHERE queued AND status = 'processing')"
+)
+_LOST = (
+    f"SELECT name FROM run_lease WHERE name LIKE ? AND NOT released AND heartbeat_at < {_NOW} "
+    "- ttl_seconds * INTERVAL '1 second' FOR UPDATE SKIP LOCKED"
+)
+_REGISTER = (
+    "INSERT INTO sync_workers (worker_id, host, pid, started_at, concurrency, only_platform, "
+    "only_rule, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'live')"
+)
+
+
 def queued_placements(con: Connection) -> set[tuple[str, str]]:
     """The (asset code, platform code) placements with a queued job not done yet: a plan
     queues nothing more for them, and a local run leaves them to the workers."""
@@ -136,11 +160,7 @@ def claim(
                 if deferred is not None:
                     deferred.append(over)
                 continue
-        taken = con.execute(
-            f"UPDATE sync_jobs SET status = 'processing', claimed_by = ?, claimed_at = ?, "
-            f"started_at = ?, eligible_at = NULL WHERE id = ? RETURNING {_CLAIMED}",
-            [worker, now, now, job_id],
-        ).fetchone()
+        taken = con.execute(_TAKE, [worker, now, now, job_id]).fetchone()
         assert taken is not None
         return Claimed(*taken)
 
@@ -190,23 +210,14 @@ def drained(
     """Whether no queued job (only ``platform``'s, ``rule``'s) is pending, eligible now, or
     being worked on."""
     only, more = _only(platform, rule)
-    row = con.execute(
-        "SELECT count(*) FROM sync_jobs j WHERE j.queued AND "
-        "(j.status = 'processing' OR (j.status IN ('pending', 'deferred') AND "
-        f"(j.eligible_at IS NULL OR j.eligible_at <= ?))){only}",
-        [now, *more],
-    ).fetchone()
+    row = con.execute(_DRAINED.format(only=only), [now, *more]).fetchone()
     return not row or int(row[0]) == 0
 
 
-def register(con: Connection, worker: str, values: dict[str, Any]) -> None:
+def register(con: Connection, worker: str, host: str, pid: int, started_at: datetime,
+             concurrency: int, platform: str | None, rule: str | None) -> None:  # fmt: skip
     """The worker's row, as it starts."""
-    columns = ("worker_id", *values)
-    marks = ", ".join("?" for _ in columns)
-    con.execute(
-        f"INSERT INTO sync_workers ({', '.join(columns)}, state) VALUES ({marks}, 'live')",
-        [worker, *values.values()],
-    )
+    con.execute(_REGISTER, [worker, host, pid, started_at, concurrency, platform, rule])
 
 
 def fail(con: Connection, job_id: int, message: str, now: datetime) -> None:
@@ -264,11 +275,7 @@ def live_workers(con: Connection) -> int:
     lease whose heartbeat is merely overdue counts too; its holder may be about to renew."""
     if dialect(con) != "postgresql":
         return 0
-    row = con.execute(
-        f"SELECT (SELECT count(*) FROM run_lease WHERE name LIKE '{WORKER_LEASE}%' "
-        "AND NOT released) + (SELECT count(*) FROM sync_jobs WHERE queued "
-        "AND status = 'processing')"
-    ).fetchone()
+    row = con.execute(_LIVE, [_WORKER_LEASES]).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -276,11 +283,7 @@ def take_lost(con: Connection, worker: str, now: datetime) -> dict[int, str]:
     """End the leases of the workers that stopped renewing them, and make their unfinished
     jobs ``worker``'s (also those of a worker that ended its lease without handing them
     back, or a taker that died while checking them). Per job id: who had it."""
-    lost = con.execute(
-        f"SELECT name FROM run_lease WHERE name LIKE '{WORKER_LEASE}%' AND NOT released "
-        f"AND heartbeat_at < {_NOW} - ttl_seconds * INTERVAL '1 second' "
-        "FOR UPDATE SKIP LOCKED"
-    ).fetchall()
+    lost = con.execute(_LOST, [_WORKER_LEASES]).fetchall()
     for (name,) in lost:  # its fence fails from now on: it writes nothing more
         con.execute(
             "UPDATE run_lease SET released = TRUE, token = token + 1 WHERE name = ?", [name]
