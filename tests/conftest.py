@@ -153,6 +153,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
+def procs() -> Iterator[list[Any]]:
+    """The `reconcile` subprocesses a test starts (leasekit.Proc; append them): any still
+    running at its end is resumed (SIGCONT) and killed."""
+    made: list[Any] = []
+    yield made
+    for proc in made:
+        proc.kill_if_running()
+
+
+@pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The loopback fake REST API, YouTube and Vimeo servers (tests/apiservers.py), with
     their credentials where the tests' Platforms look for them."""
