@@ -35,11 +35,12 @@ from reconciler.apply.run import Run
 from reconciler.errors import ExitCode, StateError, UsageError
 from reconciler.model import JobStatus, ManifestSet
 from reconciler.store.db import Location, PgStore, utcnow
+from reconciler.store.fleet import WorkerRow
+from reconciler.store.fleet import workers as fleet_rows
 from reconciler.store.migrations import latest_version
 from reconciler.store.pg import PgLocation
 from reconciler.store.placements import record_health
-from reconciler.store.queue import WORKER_LEASE, Claimed, WorkerRow, fail, hand_back, register
-from reconciler.store.queue import workers as fleet_rows
+from reconciler.store.queue import WORKER_LEASE, Claimed, fail, hand_back, register
 from reconciler.store.records import EventRow, insert_events
 from reconciler.transforms.renditions import DEFAULT_MAX_BYTES
 
@@ -81,7 +82,6 @@ class Worked:
     reclaimed: list[str] = field(default_factory=list)  # notes on lost workers' jobs
     handed_back: int = 0
     unrunnable: list[str] = field(default_factory=list)
-    reloads: int = 0  # times the manifests were read again
 
     @property
     def exit_code(self) -> ExitCode:
@@ -187,7 +187,6 @@ def work(
                 fresh = reload()
                 if fresh is not None:
                     manifests = fresh
-                    worked.reloads += 1
         finally:
             if store.lock.lost_error() is None:
                 with store.writing() as con:

@@ -182,7 +182,6 @@ class Feed:
         self.settle = settle  # writes what this worker has done, before it asks if all is
         self.retried = retried if retried is not None else set()
         self._reclaimed_at = float("-inf")
-        self.claimed = 0
         self.reloading = False
 
     def __iter__(self) -> Iterator[Job]:
@@ -234,7 +233,6 @@ class Feed:
                 continue
             if job.job_type == "import":
                 job.taken = self._taken(job.action.platform)
-            self.claimed += 1
             return job
 
     def _taken(self, platform: str) -> frozenset[str]:

@@ -33,7 +33,7 @@ from reconciler.store.events import EventRow, insert_events
 
 OPEN = ("pending", "processing", "deferred")  # a queued job in these is not done yet
 WORKER_LEASE = "worker:"  # run_lease.name of a worker's lease: this and its id
-_NOW = "(clock_timestamp() AT TIME ZONE 'UTC')"
+NOW_SQL = "(clock_timestamp() AT TIME ZONE 'UTC')"
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ _LIVE = (
     "+ (SELECT count(*) FROM sync_jobs WHERE queued AND status = 'processing')"
 )
 _LOST = (
-    f"SELECT name FROM run_lease WHERE name LIKE ? AND NOT released AND heartbeat_at < {_NOW} "
+    f"SELECT name FROM run_lease WHERE name LIKE ? AND NOT released AND heartbeat_at < {NOW_SQL} "
     "- ttl_seconds * INTERVAL '1 second' FOR UPDATE SKIP LOCKED"
 )
 _REGISTER = (
@@ -333,75 +333,3 @@ def requeue(con: Connection, ids: Sequence[int]) -> list[int]:
         [list(ids)],
     )
     return [int(r[0]) for r in failed]
-
-
-# -- seeing the fleet -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorkerRow:
-    """One worker as `reconcile workers` lists it."""
-
-    worker_id: str
-    host: str
-    pid: int
-    started_at: datetime | None
-    stopped_at: datetime | None
-    state: str  # live, lost (its lease ran out) or stopped
-    last_heartbeat: datetime | None
-    current_jobs: list[str]
-    jobs_done: int
-    jobs_failed: int
-
-
-_WORKERS = f"""
-SELECT w.worker_id, w.host, w.pid, w.started_at, w.stopped_at, w.state,
-       l.heartbeat_at, l.released,
-       l.heartbeat_at < {_NOW} - l.ttl_seconds * INTERVAL '1 second',
-       (SELECT string_agg(j.job_code, ' ' ORDER BY j.id) FROM sync_jobs j
-         WHERE j.claimed_by = w.worker_id AND j.status = 'processing'),
-       (SELECT count(*) FROM sync_jobs j WHERE j.claimed_by = w.worker_id
-         AND j.status = 'completed'),
-       (SELECT count(*) FROM sync_jobs j WHERE j.claimed_by = w.worker_id
-         AND j.status = 'failed')
-FROM sync_workers w LEFT JOIN run_lease l ON l.name = '{WORKER_LEASE}' || w.worker_id
-ORDER BY w.started_at, w.worker_id
-"""
-
-
-def workers(con: Connection) -> list[WorkerRow]:
-    """Every worker that ever started, oldest first."""
-    found = []
-    for row in con.execute(_WORKERS).fetchall():
-        wid, host, pid, started, stopped, state, beat, released, stale, current = row[:10]
-        if state == "live" and (released or stale or beat is None):
-            state = "lost"  # not taken over yet, but no longer renewing its lease
-        found.append(
-            WorkerRow(
-                str(wid),
-                str(host or ""),
-                int(pid or 0),
-                started,
-                stopped,
-                str(state),
-                beat,
-                str(current).split() if current else [],
-                int(row[10]),
-                int(row[11]),
-            )
-        )
-    return found
-
-
-def queue_depth(con: Connection) -> dict[str, dict[str, int]]:
-    """Per platform code: its queued jobs not done yet, by status."""
-    rows = con.execute(
-        "SELECT sp.platform_code, j.status, count(*) FROM sync_jobs j "
-        "JOIN sync_platforms sp ON sp.id = j.platform_id "
-        "WHERE j.queued AND j.status IN ('pending', 'processing', 'deferred') "
-        "GROUP BY sp.platform_code, j.status"
-    ).fetchall()
-    depth: dict[str, dict[str, int]] = {}
-    for platform, status, count in rows:
-        depth.setdefault(str(platform), {})[str(status)] = int(count)
-    return depth
