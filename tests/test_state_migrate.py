@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from click.testing import CliRunner, Result
 from conftest import free_port
 
 from reconciler.cli.main import cli as reconcile_group
+from reconciler.observe.sources import RACY_SECONDS
 from reconciler.store import migrate as migrate_module
 from reconciler.store.db import StateStore, open_state
 from reconciler.store.migrations import all_migrations, latest_version
@@ -67,6 +69,9 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Example]:
     root = tmp_path_factory.mktemp("example")
     shutil.copytree(SHIPPED_MANIFESTS, root / "manifests")
     (root / "state").mkdir()
+    # the hash cache keeps no entry for a master changed (its ctime: the copy) in the last
+    # RACY_SECONDS; waiting them out makes the first reconcile record file_hashes rows
+    time.sleep(RACY_SECONDS + 0.1)
     found = Example(root, root / "manifests", root / "state" / "reconciler.duckdb")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
