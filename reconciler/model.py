@@ -104,6 +104,7 @@ class EventType(StrEnum):
     QUEUED = "queued"  # `reconcile --queue` wrote the job for a worker
     RECLAIMED = "reclaimed"  # a lost worker's job went back to the queue (or was closed)
     HANDED_BACK = "handed_back"  # a stopping worker gave a job it had not finished back
+    RESYNC_REQUESTED = "resync_requested"  # a person asked for one copy to be sent again
 
 
 class ConflictType(StrEnum):

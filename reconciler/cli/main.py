@@ -26,6 +26,7 @@ from reconciler.cli import inspect as cli_inspect
 from reconciler.cli import queue as cli_queue
 from reconciler.cli import reports as cli_reports
 from reconciler.cli import schema as cli_schema
+from reconciler.cli import serve as cli_serve
 from reconciler.cli import watch as cli_watch
 from reconciler.cli.options import (
     F,
@@ -332,6 +333,7 @@ for _command in (
     cli.add_command(_command)
 cli.add_command(cli_schema.schema_command)
 cli.add_command(cli_adopt.import_command)
+cli.add_command(cli_serve.serve_command)
 
 
 def main() -> None:
