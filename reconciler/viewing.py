@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,9 @@ class NotFound(UsageError):
     """An asset the manifests do not declare and the state does not record."""
 
 
+CHECK_SECONDS = 2.0  # the manifests folder is looked at again at most this often
+
+
 @dataclass
 class Manifests:
     """The manifests of a workspace, read again when a file under the folder changes."""
@@ -46,6 +50,7 @@ class Manifests:
     _set: ManifestSet | None = None
     problem: str | None = None  # why the newest manifests are not in force
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _checked: float = -CHECK_SECONDS
 
     def _stamp_now(self) -> tuple[tuple[str, int, int], ...]:
         found = []
@@ -63,7 +68,10 @@ class Manifests:
     def current(self) -> ManifestSet | None:
         """The manifest set in force: the newest that validates (None before any did)."""
         with self._lock:
+            if time.monotonic() - self._checked < CHECK_SECONDS:
+                return self._set
             stamp = self._stamp_now()
+            self._checked = time.monotonic()
             if stamp != self._stamp:
                 result = ops.load(self.where)
                 self._stamp = stamp
@@ -126,9 +134,8 @@ def jobs(where: ops.Workspace, status_filter: str | None = None, limit: int = 20
     """The newest ``limit`` jobs (in one status), newest first."""
     if status_filter is not None and status_filter not in queries.JOB_STATUSES:
         raise UsageError(f"no job status '{status_filter}'; one of {queries.JOB_STATUSES}")
-    found = DuckDBState(where.store).jobs(status_filter)
-    found.rows = found.rows[::-1][:limit]
-    return found
+    with where.store.reading(allow_migrate=False) as con:
+        return dashboard.newest_jobs(con, status_filter, limit)
 
 
 def events(

@@ -160,6 +160,9 @@ def test_every_endpoint_of_the_openapi_description_answers(shared: Example) -> N
     assert plan["summary"]["create"] == 0 and "No changes to make." in plan["markdown"]
     jobs = web.get("/api/jobs", params={"status": "completed"}).json()["jobs"]
     assert len(jobs) == 15 and all(j["status"] == "completed" for j in jobs)
+    assert [j["job_code"] for j in jobs] == sorted((j["job_code"] for j in jobs), reverse=True)
+    newest = web.get("/api/jobs", params={"limit": 2}).json()["jobs"]
+    assert [j["job_code"] for j in newest] == [j["job_code"] for j in jobs[:2]]
     assert web.get("/api/jobs", params={"status": "nonsense"}).status_code == 400
     activity = web.get("/api/activity").json()["activity"]
     assert sum(row["completed"] for row in activity) == 15
@@ -215,6 +218,25 @@ def test_signing_in_is_needed_for_everything_with_a_users_file(example: Example)
     no_csrf = web.post("/login", data={"name": USER, "secret": SECRET})
     assert no_csrf.status_code == 401
     assert web.get("/api/status").status_code == 401
+    for elsewhere in ("//attacker.example/", "/\\attacker.example/", "https://attacker.example/"):
+        signed = web.post(
+            "/login",
+            params={"next": elsewhere},
+            data={"name": USER, "secret": SECRET, "csrf_token": token[1]},
+            follow_redirects=False,
+        )
+        assert signed.status_code == 303 and signed.headers["location"] == "/", elsewhere
+        web.cookies.clear()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', web.get("/login").text)
+        assert token
+    signed = web.post(
+        "/login",
+        params={"next": "/assets?q=hero"},
+        data={"name": USER, "secret": SECRET, "csrf_token": token[1]},
+        follow_redirects=False,
+    )
+    assert signed.headers["location"] == "/assets?q=hero"
+    assert web.get("/api/status").status_code == 200
 
 
 def test_a_conflict_is_resolved_by_the_signed_in_user_and_resynced(example: Example) -> None:

@@ -18,7 +18,7 @@ from reconciler.model import EventStatus, EventType, SyncStatus
 from reconciler.store.connection import Connection, utcnow
 from reconciler.store.db import Store
 from reconciler.store.events import EventRow, insert_events
-from reconciler.store.queries import DISTRIBUTION_SQL, OPEN, Report
+from reconciler.store.queries import DISTRIBUTION_SQL, JOBS_SQL, OPEN, Report
 
 ASSET_SQL = """
 SELECT asset_code AS asset_code, title AS title, description AS description,
@@ -68,6 +68,10 @@ _PAGES = {
 }
 _FOUND_COUNT = "SELECT COUNT(*) FROM (" + _FOUND + ") n"
 
+NEWEST_JOBS_SQL = JOBS_SQL.rsplit(" ORDER BY ", 1)[0] + (
+    " ORDER BY j.created_at DESC, j.id DESC LIMIT $limit"
+)
+
 ACTIVITY_SQL = """
 SELECT date_trunc('hour', j.completed_at) AS hour, sp.platform_code AS platform,
        CAST(COUNT(CASE WHEN j.status = 'completed' THEN 1 END) AS BIGINT) AS completed,
@@ -89,7 +93,7 @@ _REQUEST_RESYNC = (
 )
 
 
-def _report(con: Connection, name: str, sql: str, params: list[Any]) -> Report:
+def _report(con: Connection, name: str, sql: str, params: list[Any] | dict[str, Any]) -> Report:
     cursor = con.execute(sql, params)
     columns = [d[0] for d in cursor.description]
     return Report(name, columns, [tuple(r) for r in cursor.fetchall()])
@@ -138,6 +142,13 @@ def distribution_page(
     total = con.execute(_FOUND_COUNT, found).fetchone()
     report = _report(con, "assets", _PAGES[(sort, desc)], [*found, limit, offset])
     return Page(report, int(total[0]) if total else 0, offset, limit)
+
+
+def newest_jobs(con: Connection | None, status: str | None, limit: int) -> Report:
+    """The newest ``limit`` jobs (in ``status``), newest first: the jobs report's columns."""
+    if con is None:
+        return Report("jobs", [], [], "no jobs")
+    return _report(con, "jobs", NEWEST_JOBS_SQL, {"status": status, "limit": limit})
 
 
 def activity(con: Connection | None, hours: int = 24, now: datetime | None = None) -> Report:

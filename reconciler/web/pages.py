@@ -5,6 +5,7 @@ and events) then poll the API from ``static/app.js``. Forms post the session's C
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,8 @@ async def login(request: Request) -> Response:
     if ctx.users is None:
         return RedirectResponse("/", 303)
     wanted = request.query_params.get("next") or "/"
-    target = wanted if wanted.startswith("/") and not wanted.startswith("//") else "/"
+    # only a path of this server: not //host nor /\\host, which browsers take as another host
+    target = wanted if re.fullmatch(r"/(?![/\\])[^\\\s]*", wanted) else "/"
     if request.method == "GET":
         return render(request, "login.html", target=target, failed=False)
     form = await request.form()

@@ -14,6 +14,7 @@ import io
 import os
 import threading
 from collections import OrderedDict
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -21,7 +22,8 @@ from reconciler.observe.masters import UnsafeMaster, opened_master
 
 SIZE = 320
 KEPT = 256  # thumbnails kept in memory (a few tens of KB each)
-MAX_BYTES = 256 * 1024 * 1024  # a master larger than this gets no thumbnail
+MAX_BYTES = 512 * 1024 * 1024  # a master larger than this gets no thumbnail
+MAX_PIXELS = 64_000_000  # nor one that would decode to more pixels than this (a bomb)
 
 
 class Thumbnails:
@@ -44,7 +46,7 @@ class Thumbnails:
                 if st.st_size > MAX_BYTES:
                     return None
                 with os.fdopen(os.dup(master.fd), "rb") as handle:
-                    made = _thumbnail(handle.read(st.st_size))
+                    made = _thumbnail(handle)
         except (UnsafeMaster, OSError):
             return None
         if made is None:
@@ -56,9 +58,11 @@ class Thumbnails:
         return made
 
 
-def _thumbnail(data: bytes) -> bytes | None:
+def _thumbnail(handle: BinaryIO) -> bytes | None:
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(handle) as image:
+            if image.width * image.height > MAX_PIXELS:
+                return None
             image.draft("RGB", (SIZE, SIZE))  # JPEG: decode at a fraction of the size
             image.thumbnail((SIZE, SIZE))
             small = image.convert("RGBA" if "A" in image.getbands() else "RGB")
