@@ -60,7 +60,8 @@ def build(state: Path, assets: int) -> None:
             "INSERT INTO source_assets (id, asset_code, title, asset_type, category, file_path, "
             "checksum, version, status) SELECT i, printf('ASSET-%06d', i), "
             "printf('Title %06d', (i * 7919) % $n), 'image', 'marketing', "
-            "printf('media/%06d.jpg', i), sha256(i::VARCHAR), 1, 'active' FROM range(1, $n + 1) t(i)",
+            "printf('media/%06d.jpg', i), sha256(i::VARCHAR), 1, 'active' "
+            "FROM range(1, $n + 1) t(i)",
             {"n": assets},
         )
         platforms = [
@@ -125,9 +126,8 @@ def main() -> int:
                 samples.append(time.perf_counter() - begin)
                 assert answer.status_code == 200, (path, answer.text[:300])
             results.append((name, path, statistics.median(samples), samples, len(answer.content)))
-            print(
-                f"{name:40} {statistics.median(samples) * 1000:8.1f} ms  {len(answer.content):>9,} B"
-            )
+            median_ms = statistics.median(samples) * 1000
+            print(f"{name:40} {median_ms:8.1f} ms  {len(answer.content):>9,} B")
         total = web.get("/api/distribution").json()["total"]
         assert total == args.assets, total
 
