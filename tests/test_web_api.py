@@ -218,6 +218,10 @@ def test_signing_in_is_needed_for_everything_with_a_users_file(example: Example)
     no_csrf = web.post("/login", data={"name": USER, "secret": SECRET})
     assert no_csrf.status_code == 401
     assert web.get("/api/status").status_code == 401
+    used = web.post("/login", data={"name": USER, "secret": SECRET, "csrf_token": token[1]})
+    assert used.status_code == 401  # a failed attempt used that token up
+    token = re.search(r'name="csrf_token" value="([^"]+)"', web.get("/login").text)
+    assert token
     for elsewhere in ("//attacker.example/", "/\\attacker.example/", "https://attacker.example/"):
         signed = web.post(
             "/login",
@@ -361,3 +365,106 @@ def test_no_secret_reaches_a_page_or_an_answer(example: Example) -> None:
         body = web.get(path, headers=bearer).content
         assert SECRET.encode() not in body and key not in body, path
     assert os.stat(example.root / "users").st_mode & 0o077 == 0
+
+
+# -- what an attacker tries -------------------------------------------------------------------
+
+
+def test_signing_out_ends_the_session_even_for_a_kept_cookie(example: Example) -> None:
+    web, csrf = signed_in(example)
+    kept = dict(web.cookies)
+    assert web.post("/logout", data={"csrf_token": csrf}, follow_redirects=False).status_code == 303
+    assert web.get("/api/session").status_code == 401
+    web.cookies.clear()
+    for name, value in kept.items():  # the cookie as it was before signing out
+        web.cookies.set(name, value)
+    assert web.get("/api/session").status_code == 401
+    sync = "/api/assets/IMG-HERO-PROD/platforms/CDN-PRIMARY/sync"
+    assert web.post(sync, headers={"x-csrf-token": csrf}).status_code == 401
+
+
+def test_hostile_bodies_and_ids_are_one_line_refusals(example: Example) -> None:
+    conflict = conflict_on_cdn(example)
+    web = client(example, users_file(example.root))
+    bearer = {"authorization": f"Bearer {SECRET}"}
+    path = f"/api/conflicts/{conflict}/resolve"
+    for body in (b'{"use": ["ignore"]}', b'{"use": {}}', b"[" * 100_000 + b"]" * 100_000,
+                 b'"just text"', b"\xff\xfe", b'{"use": "source", "note": 5}'):  # fmt: skip
+        answer = web.post(path, content=body, headers=bearer)
+        assert answer.status_code == 400, (body[:20], answer.text)
+        assert set(answer.json()) == {"error"}
+    huge = web.post(path, content=b" " * (1 << 20), headers=bearer)
+    assert huge.status_code == 400 and "KiB" in huge.json()["error"]
+    for odd in ("%D9%A1", "1_0", "-1", "1.0"):  # an Arabic-Indic one, underscores, signs
+        assert (
+            web.post(
+                f"/api/conflicts/{odd}/resolve", json={"use": "ignore"}, headers=bearer
+            ).status_code
+            == 404
+        )
+    assert example.report("conflicts")["conflicts"][0]["resolution"] == "pending"
+    missing = web.get("/api/no-such-thing", headers=bearer)
+    assert missing.status_code == 404 and set(missing.json()) == {"error"}
+
+
+def test_guessing_secrets_is_throttled(example: Example) -> None:
+    web = client(example, users_file(example.root))
+    codes = [
+        web.get("/api/status", headers={"authorization": f"Bearer guess-{i:04d}"}).status_code
+        for i in range(25)
+    ]
+    assert codes[:20] == [401] * 20 and set(codes[20:]) == {429}
+    right = web.get("/api/status", headers={"authorization": f"Bearer {SECRET}"})
+    assert right.status_code == 429  # even the right secret waits: the guesser cannot tell
+
+
+def test_a_busy_state_is_a_503_that_names_no_other_process(example: Example) -> None:
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+         "time.sleep(60)", str(example.state)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        where = ops.Workspace(example.manifests, None, example.state, 0.5, None, "reconcile serve")
+        web = TestClient(create_app(Served(where, None, False)), base_url="http://127.0.0.1")
+        answer = web.get("/api/status")
+        assert answer.status_code == 503
+        assert "busy" in answer.json()["error"] and "duckdb" not in answer.json()["error"]
+        assert str(holder.pid) not in answer.text
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_hostile_image_master_has_no_thumbnail(example: Example) -> None:
+    master = example.manifests / "media" / "images" / "hero_product.jpg"
+    head = master.read_bytes()[:600]
+    master.write_bytes(head)  # a JPEG cut short after its headers
+    assert client(example).get("/thumbs/IMG-HERO-PROD").status_code == 404
+    master.write_bytes(b"GIF89a" + b"\xff" * 200)  # a GIF header over garbage
+    assert client(example).get("/thumbs/IMG-HERO-PROD").status_code == 404
+    master.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)  # a PNG cut short
+    assert client(example).get("/thumbs/IMG-HERO-PROD").status_code == 404
+
+
+def test_unusable_users_files_and_host_options_are_one_line(example: Example) -> None:
+    def refused(*options: str) -> str:
+        return one_error_line(reconcile("serve", *example.args(), *options))
+
+    users = users_file(example.root)
+    assert "--auth-file" in refused("--allowed-host", "media.example.com")
+    assert "pattern" in refused("--allowed-host", "*", "--auth-file", str(users))
+    assert "empty" in refused("--host", " ")
+    twice = example.root / "twice"
+    twice.write_text(f"{USER}:{SECRET}\n{USER}:another-secret-1\n")
+    twice.chmod(0o600)
+    assert f"{twice}:2:" in refused("--auth-file", str(twice))
+    link = example.root / "link"
+    link.symlink_to(users)
+    assert "symlink" in refused("--auth-file", str(link))
+    assert "not a regular file" in refused("--auth-file", str(example.root))

@@ -8,6 +8,7 @@ and runs until SIGINT or SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import signal
 import socket
@@ -43,7 +44,7 @@ from reconciler.store.db import Location, state_name
 )  # fmt: skip
 @click.option(
     "--auth-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     envvar="RECONCILE_SERVE_AUTH_FILE",
     show_envvar=True,
     help="Users file: one NAME:SECRET line per person (chmod 600). With it, every page needs "
@@ -61,7 +62,7 @@ from reconciler.store.db import Location, state_name
     metavar="NAME",
     multiple=True,
     help="A Host name the server answers for besides loopback names and the address it "
-    "listens on (the public name behind a reverse proxy). Repeatable.",
+    "listens on (the public name behind a reverse proxy); needs --auth-file. Repeatable.",
 )
 def serve_command(
     manifests: Path,
@@ -90,6 +91,15 @@ def serve_command(
     from reconciler.web.context import Served
     from reconciler.web.security import is_loopback, read_users
 
+    if not host.strip():
+        raise UsageError("--host is empty; give an address such as 127.0.0.1")
+    if any("*" in name or not name.strip() for name in allowed_hosts):
+        raise UsageError("--allowed-host takes a host name, not a pattern")
+    if allowed_hosts and auth_file is None:
+        raise UsageError(
+            "--allowed-host serves the dashboard under another name (a reverse proxy): give "
+            "--auth-file FILE too, or anyone who reaches that name sees it"
+        )
     if not manifests.is_dir():
         raise UsageError(f"manifests folder '{manifests}' not found; pass --manifests DIR")
     users = read_users(auth_file) if auth_file is not None else None
@@ -106,7 +116,7 @@ def serve_command(
         click.echo(f"warning: {served.manifests.problem}", err=True)
     names = {host, *allowed_hosts}
     if not is_loopback(host):
-        names |= {socket.gethostname(), socket.getfqdn()}
+        names |= _own_names()
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
@@ -126,6 +136,14 @@ def serve_command(
     uvicorn.Server(config).run(sockets=[sock])
     click.echo("stopped", err=True)
     return ExitCode.OK
+
+
+def _own_names() -> set[str]:
+    """This machine's names and addresses, for a server bound to a public address."""
+    names = {socket.gethostname(), socket.getfqdn()}
+    with contextlib.suppress(OSError):  # a host name that does not resolve
+        names |= set(socket.gethostbyname_ex(socket.gethostname())[2])
+    return names
 
 
 def _bind(host: str, port: int) -> socket.socket:

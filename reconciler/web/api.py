@@ -105,13 +105,20 @@ def plan(request: Request) -> Response:
     return JSONResponse(present.plan(viewing.pending_plan(manifest_set, ctx.where)))
 
 
+MAX_BODY = 64 * 1024  # an action's JSON body is a few dozen bytes
+
+
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise UsageError(f"the request body is over {MAX_BODY // 1024} KiB")
     if not raw:
         return {}
     try:
         found = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise UsageError("the request body is not JSON") from None
     if not isinstance(found, dict):
         raise UsageError("the request body must be a JSON object")
@@ -122,14 +129,11 @@ async def resolve(request: Request) -> Response:
     by = actor(request, request.headers.get(CSRF_HEADER))
     body = await _body(request)
     use, note = body.get("use"), body.get("note")
-    if use not in RESOLUTIONS:
+    if not isinstance(use, str) or use not in RESOLUTIONS:
         raise UsageError(f"use must be one of {', '.join(RESOLUTIONS)}")
     if note is not None and not isinstance(note, str):
         raise UsageError("note must be text")
-    try:
-        conflict_id = int(request.path_params["id"])
-    except ValueError:
-        raise UsageError("a conflict id is a number") from None
+    conflict_id: int = request.path_params["id"]
     done = await _threaded(viewing.resolve, served(request).where, conflict_id, use, by, note)
     return JSONResponse(
         {
@@ -177,7 +181,7 @@ ENDPOINTS: list[tuple[str, str, Callable[..., Any], str, tuple[str, ...]]] = [
      ("q", "sort", "desc", "offset", "limit")),
     ("/api/assets/{code}", "GET", asset, "One asset: record, copies, explanation, events", ()),
     ("/api/conflicts", "GET", conflicts, "Open conflicts (all=1: resolved ones too)", ("all",)),
-    ("/api/conflicts/{id}/resolve", "POST", resolve,
+    ("/api/conflicts/{id:int}/resolve", "POST", resolve,
      "Resolve a conflict: body {use: source|target|ignore, note}", ()),
     ("/api/assets/{code}/platforms/{platform}/sync", "POST", sync_now,
      "Send one copy again at the next reconcile", ()),
@@ -193,7 +197,8 @@ ENDPOINTS: list[tuple[str, str, Callable[..., Any], str, tuple[str, ...]]] = [
 
 def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {}
-    for path, method, _, summary, query in ENDPOINTS:
+    for route, method, _, summary, query in ENDPOINTS:
+        path = route.replace(":int", "")
         params = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in ("code", "id", "platform")

@@ -16,11 +16,12 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
@@ -50,13 +51,26 @@ def _status_of(exc: Exception) -> int:
     return 500
 
 
+BUSY = "the state is busy: another command is writing it; try again in a moment"
+
+
 def _message_of(exc: Exception, status: int) -> str:
     if status == 500:
         return "internal error; the server's log says more"
+    if status == 503:  # its message names the other process's command line: not for readers
+        return BUSY
     return redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 async def failed(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):  # Starlette's own: no such page, a method not allowed
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": str(exc.detail)}, exc.status_code)
+        return pages.render(
+            request, "error.html", exc.status_code, status=exc.status_code, message=exc.detail
+        )
+    if isinstance(exc, ClientDisconnect):
+        return Response(status_code=400)
     status = _status_of(exc)
     message = _message_of(exc, status)
     if status == 500:
@@ -78,7 +92,11 @@ class Gate(BaseHTTPMiddleware):
         served: Served = request.app.state.served
         path = request.url.path
         gated = served.users is not None and not path.startswith(OPEN_PATHS)
-        if gated and user_of(request) is None:
+        try:
+            anonymous = gated and user_of(request) is None
+        except Refused as exc:  # too many failed sign-ins
+            return _secured(await failed(request, exc))
+        if anonymous:
             if path.startswith("/api/"):
                 response: Response = JSONResponse({"error": "sign in first"}, 401)
                 response.headers["www-authenticate"] = "Bearer"
@@ -118,7 +136,7 @@ def create_app(served: Served, allowed_hosts: Sequence[str] = (), secret: bytes 
         Middleware(Gate),
     ]
     static = StaticFiles(directory=Path(__file__).with_name("static"))
-    handlers: dict[Any, Any] = {ReconcilerError: failed, Refused: failed}
+    handlers: dict[Any, Any] = {ReconcilerError: failed, Refused: failed, HTTPException: failed}
     app = Starlette(
         routes=[*api.ROUTES, *pages.ROUTES, Mount("/static", static, name="static")],
         middleware=middleware,

@@ -4,6 +4,10 @@ that a request may read and may act."""
 
 from __future__ import annotations
 
+import secrets
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -21,6 +25,11 @@ class Served:
     read_only: bool
     manifests: Manifests = field(init=False)
     thumbnails: Thumbnails = field(default_factory=Thumbnails)
+    # signed-in sessions by id: the cookie holds only the id, so that signing out (or a
+    # restart) ends a session even for someone who kept a copy of the cookie
+    sessions: dict[str, str] = field(default_factory=dict)
+    _failures: deque[float] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.manifests = Manifests(self.where)
@@ -29,6 +38,32 @@ class Served:
     def can_act(self) -> bool:
         """Whether mutating actions exist at all on this server."""
         return self.users is not None and not self.read_only
+
+    def start_session(self, name: str) -> str:
+        sid = secrets.token_urlsafe(24)
+        self.sessions[sid] = name
+        return sid
+
+    def end_session(self, sid: object) -> None:
+        if isinstance(sid, str):
+            self.sessions.pop(sid, None)
+
+    def throttled(self) -> bool:
+        """Too many failed sign-ins (form or bearer) in the last minute: refuse the next ones
+        for a while, so that guessing a secret takes years, not hours."""
+        with self._lock:
+            now = time.monotonic()
+            while self._failures and now - self._failures[0] > FAILURE_WINDOW:
+                self._failures.popleft()
+            return len(self._failures) >= MAX_FAILURES
+
+    def failed(self) -> None:
+        with self._lock:
+            self._failures.append(time.monotonic())
+
+
+MAX_FAILURES = 20  # failed sign-ins per FAILURE_WINDOW seconds, all users together
+FAILURE_WINDOW = 60.0
 
 
 class Refused(Exception):
@@ -51,9 +86,15 @@ def user_of(request: Request) -> str | None:
         return None
     token = bearer_of(request)
     if token is not None:
-        return ctx.users.bearer(token)
-    name = request.session.get("user")
-    return name if isinstance(name, str) and name in ctx.users.secrets else None
+        if ctx.throttled():
+            raise Refused(429, "too many failed sign-ins; wait a minute")
+        found = ctx.users.bearer(token)
+        if found is None:
+            ctx.failed()
+        return found
+    sid = request.session.get("sid")
+    name = ctx.sessions.get(sid) if isinstance(sid, str) else None
+    return name if name is not None and name in ctx.users.secrets else None
 
 
 def actor(request: Request, csrf: str | None) -> str:

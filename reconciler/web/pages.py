@@ -25,8 +25,8 @@ from reconciler.store.queries import JOB_STATUSES
 from reconciler.store.records import RESOLUTIONS
 from reconciler.web import api, present
 from reconciler.web.chart import activity_svg
-from reconciler.web.context import actor, served, user_of
-from reconciler.web.security import CSRF_FIELD, csrf_of, new_csrf
+from reconciler.web.context import Refused, actor, served, user_of
+from reconciler.web.security import CSRF_FIELD, csrf_of, csrf_ok, new_csrf
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).with_name("templates")),
@@ -132,12 +132,9 @@ async def resolve(request: Request) -> Response:
     form = await request.form()
     by = actor(request, _text(form.get(CSRF_FIELD)))
     use, note = _text(form.get("use")), _text(form.get("note"))
-    if use not in RESOLUTIONS:
+    if use is None or use not in RESOLUTIONS:
         raise UsageError(f"use must be one of {', '.join(RESOLUTIONS)}")
-    try:
-        conflict_id = int(request.path_params["id"])
-    except ValueError:
-        raise UsageError("a conflict id is a number") from None
+    conflict_id: int = request.path_params["id"]
     await api._threaded(viewing.resolve, served(request).where, conflict_id, use, by, note)
     return RedirectResponse("/conflicts?all=1", 303)
 
@@ -193,23 +190,25 @@ async def login(request: Request) -> Response:
     target = wanted if re.fullmatch(r"/(?![/\\])[^\\\s]*", wanted) else "/"
     if request.method == "GET":
         return render(request, "login.html", target=target, failed=False)
+    if ctx.throttled():
+        raise Refused(429, "too many failed sign-ins; wait a minute and try again")
     form = await request.form()
     name, secret = _text(form.get("name")) or "", _text(form.get("secret")) or ""
-    from reconciler.web.security import csrf_ok
-
     if not csrf_ok(request, _text(form.get(CSRF_FIELD))) or not ctx.users.check(name, secret):
+        ctx.failed()
+        request.session["csrf"] = new_csrf()  # a token serves one attempt
         return render(request, "login.html", 401, target=target, failed=True)
+    ctx.end_session(request.session.get("sid"))
     request.session.clear()
-    request.session["user"] = name
+    request.session["sid"] = ctx.start_session(name)
     request.session["csrf"] = new_csrf()
     return RedirectResponse(target, 303)
 
 
 async def logout(request: Request) -> Response:
     form = await request.form()
-    from reconciler.web.security import csrf_ok
-
     if csrf_ok(request, _text(form.get(CSRF_FIELD))):
+        served(request).end_session(request.session.get("sid"))
         request.session.clear()
     return RedirectResponse("/login", 303)
 
@@ -225,7 +224,7 @@ ROUTES = [
     Route("/assets/{code}/platforms/{platform}/sync", sync_now, methods=["POST"]),
     Route("/thumbs/{code}", thumbnail),
     Route("/conflicts", conflicts),
-    Route("/conflicts/{id}/resolve", resolve, methods=["POST"]),
+    Route("/conflicts/{id:int}/resolve", resolve, methods=["POST"]),
     Route("/jobs", jobs),
     Route("/events", events),
     Route("/plan", plan),

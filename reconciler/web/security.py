@@ -19,6 +19,7 @@ hosts the server answers for, and the headers every answer carries.
 
 from __future__ import annotations
 
+import errno
 import hmac
 import os
 import secrets
@@ -75,9 +76,11 @@ def read_users(path: Path) -> Users:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UsageError(f"--auth-file {path} is a symlink; name the file itself") from None
         raise UsageError(f"--auth-file {path}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as handle:
-        st = os.fstat(handle.fileno())
+    try:
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise UsageError(f"--auth-file {path} is not a regular file")
         if st.st_mode & 0o077:
@@ -85,6 +88,10 @@ def read_users(path: Path) -> Users:
                 f"--auth-file {path} can be read by others (mode {stat.S_IMODE(st.st_mode):o}); "
                 f"chmod 600 {path}"
             )
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
         raw = handle.read(1 << 20)
     try:
         text = raw.decode("utf-8")
@@ -101,6 +108,8 @@ def read_users(path: Path) -> Users:
             raise UsageError(
                 f"{path}:{number}: expected NAME:SECRET with a secret of 8 characters or more"
             )
+        if name in found:
+            raise UsageError(f"{path}:{number}: {name} is named twice")
         found[name] = secret
     if not found:
         raise UsageError(f"--auth-file {path} names no user (one NAME:SECRET line each)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from typing import BinaryIO
 
@@ -23,7 +24,8 @@ from reconciler.observe.masters import UnsafeMaster, opened_master
 SIZE = 320
 KEPT = 256  # thumbnails kept in memory (a few tens of KB each)
 MAX_BYTES = 512 * 1024 * 1024  # a master larger than this gets no thumbnail
-MAX_PIXELS = 64_000_000  # nor one that would decode to more pixels than this (a bomb)
+MAX_PIXELS = 40_000_000  # nor one that would decode to more pixels than this (a bomb)
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP")  # the image masters platforms take
 
 
 class Thumbnails:
@@ -60,13 +62,15 @@ class Thumbnails:
 
 def _thumbnail(handle: BinaryIO) -> bytes | None:
     try:
-        with Image.open(handle) as image:
-            if image.width * image.height > MAX_PIXELS:
-                return None
-            image.draft("RGB", (SIZE, SIZE))  # JPEG: decode at a fraction of the size
-            image.thumbnail((SIZE, SIZE))
-            small = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # capped below
+            with Image.open(handle, formats=FORMATS) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    return None
+                image.draft("RGB", (SIZE, SIZE))  # JPEG: decode at a fraction of the size
+                image.thumbnail((SIZE, SIZE))
+                small = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    except Exception:
         return None
     out = io.BytesIO()
     small.save(out, "PNG", optimize=True)
