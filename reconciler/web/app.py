@@ -104,8 +104,11 @@ class Gate(BaseHTTPMiddleware):
                 response = RedirectResponse(f"/login?next={quote(path)}", 303)
             return _secured(response)
         try:
-            return _secured(await call_next(request))
-        except Exception as exc:
+            if path.startswith("/static/"):
+                return _secured(await call_next(request))
+            async with served.readers:  # few reads of the state at once: writers get turns
+                return _secured(await call_next(request))
+        except Exception as exc:  # one line for the user, never a traceback
             return _secured(await failed(request, exc))
 
 

@@ -4,6 +4,7 @@ that a request may read and may act."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import threading
 import time
@@ -28,6 +29,9 @@ class Served:
     # signed-in sessions by id: the cookie holds only the id, so that signing out (or a
     # restart) ends a session even for someone who kept a copy of the cookie
     sessions: dict[str, str] = field(default_factory=dict)
+    # requests that read the state at once: each opens a DuckDB file read-only, and a writer
+    # (`reconcile watch`) waits while any reader has it open, so many readers starve it
+    readers: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(READERS))
     _failures: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -62,6 +66,7 @@ class Served:
             self._failures.append(time.monotonic())
 
 
+READERS = 2
 MAX_FAILURES = 20  # failed sign-ins per FAILURE_WINDOW seconds, all users together
 FAILURE_WINDOW = 60.0
 
