@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -134,7 +135,9 @@ async def resolve(request: Request) -> Response:
     if note is not None and not isinstance(note, str):
         raise UsageError("note must be text")
     conflict_id: int = request.path_params["id"]
-    done = await _threaded(viewing.resolve, served(request).where, conflict_id, use, by, note)
+    done = await run_in_threadpool(
+        viewing.resolve, served(request).where, conflict_id, use, by, note
+    )
     return JSONResponse(
         {
             "id": done.conflict_id,
@@ -150,14 +153,8 @@ async def resolve(request: Request) -> Response:
 async def sync_now(request: Request) -> Response:
     by = actor(request, request.headers.get(CSRF_HEADER))
     code, platform = request.path_params["code"], request.path_params["platform"]
-    await _threaded(viewing.request_sync, served(request).where, code, platform, by)
+    await run_in_threadpool(viewing.request_sync, served(request).where, code, platform, by)
     return JSONResponse({"asset": code, "platform": platform, "requested_by": by})
-
-
-async def _threaded(call: Callable[..., Any], *args: Any) -> Any:
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(call, *args)
 
 
 def session(request: Request) -> Response:

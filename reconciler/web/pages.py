@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -135,7 +136,7 @@ async def resolve(request: Request) -> Response:
     if use is None or use not in RESOLUTIONS:
         raise UsageError(f"use must be one of {', '.join(RESOLUTIONS)}")
     conflict_id: int = request.path_params["id"]
-    await api._threaded(viewing.resolve, served(request).where, conflict_id, use, by, note)
+    await run_in_threadpool(viewing.resolve, served(request).where, conflict_id, use, by, note)
     return RedirectResponse("/conflicts?all=1", 303)
 
 
@@ -143,7 +144,7 @@ async def sync_now(request: Request) -> Response:
     form = await request.form()
     by = actor(request, _text(form.get(CSRF_FIELD)))
     code, platform = request.path_params["code"], request.path_params["platform"]
-    await api._threaded(viewing.request_sync, served(request).where, code, platform, by)
+    await run_in_threadpool(viewing.request_sync, served(request).where, code, platform, by)
     return RedirectResponse(f"/assets/{quote(code)}", 303)
 
 
